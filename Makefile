@@ -1,0 +1,29 @@
+# activity_monitor: build with PGXS.
+#
+#   make            build the extension
+#   make install    install it into the server PG_CONFIG points to
+#   make test       build, install, start a throwaway cluster, run every suite
+#   make bench      capture-cost benchmark (not part of the tests)
+
+EXTENSION   = activity_monitor
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+MODULE_big  = activity_monitor
+OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA        = $(wildcard sql/$(EXTENSION)--*.sql)
+PGFILEDESC  = "activity_monitor - activity capture and alerting"
+
+REGRESS      = $(sort $(notdir $(basename $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))))
+REGRESS_OPTS = --inputdir=.
+
+PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CONFIG  ?= pg_config
+with_llvm   = no
+PGXS       := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test bench
+test:
+	test/run.sh
+
+bench:
+	test/bench/run.sh

@@ -1,0 +1,471 @@
+/*
+ * activity_monitor 0.1.0: capture core.
+ *
+ * Objects: roles, the tracked-table configuration, the partitioned activity
+ * log, the C capture trigger, track()/untrack()/set_actor()/maintain() and
+ * the back-office views.
+ */
+\echo Use "CREATE EXTENSION activity_monitor" to load this file. \quit
+
+-- Roles are cluster-wide: create them once, reuse them in every database.
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'activity_monitor_reader') THEN
+		CREATE ROLE activity_monitor_reader NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'activity_monitor_admin') THEN
+		CREATE ROLE activity_monitor_admin NOLOGIN;
+	END IF;
+	GRANT activity_monitor_reader TO activity_monitor_admin;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA activity_monitor FROM PUBLIC;
+GRANT USAGE ON SCHEMA activity_monitor TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Configuration
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE activity_monitor.tracked (
+	tbl					regclass PRIMARY KEY,
+	kind				text NOT NULL
+		CHECK (kind IN ('login', 'profile', 'payment', 'game', 'provider', 'admin', 'system')),
+	subject_column		name,
+	status_column		name,
+	critical_columns	name[] NOT NULL DEFAULT '{}',
+	ignore_columns		name[] NOT NULL DEFAULT '{}',
+	redact_columns		name[] NOT NULL DEFAULT '{}',
+	tracked_since		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.tracked', '');
+
+-- One-row table of partitioning settings.
+CREATE TABLE activity_monitor.config (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	partition_interval	interval NOT NULL DEFAULT '1 day',
+	premake				int NOT NULL DEFAULT 7,
+	retention			interval,
+	retention_mode		text NOT NULL DEFAULT 'drop' CHECK (retention_mode IN ('drop', 'detach'))
+);
+INSERT INTO activity_monitor.config DEFAULT VALUES;
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.config', '');
+
+-- ---------------------------------------------------------------------------
+-- The activity log
+-- ---------------------------------------------------------------------------
+
+CREATE SEQUENCE activity_monitor.activity_id_seq;
+
+CREATE TABLE activity_monitor.activity (
+	id					bigint NOT NULL DEFAULT pg_catalog.nextval('activity_monitor.activity_id_seq'),
+	occurred_at			timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+	kind				text NOT NULL,
+	action				text NOT NULL,
+	table_name			text NOT NULL,
+	row_key				text,
+	subject_id			text,
+	actor_type			text NOT NULL,
+	actor_id			text,
+	actor_reason		text,
+	actor_context		jsonb,
+	status_from			text,
+	status_to			text,
+	critical			boolean NOT NULL DEFAULT false,
+	old_values			jsonb,
+	new_values			jsonb,
+	db_user				name NOT NULL DEFAULT CURRENT_USER,
+	application_name	text,
+	client_addr			inet,
+	backend_pid			int NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+	txid				bigint NOT NULL DEFAULT pg_catalog.txid_current()
+) PARTITION BY RANGE (occurred_at);
+ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activity.id;
+
+CREATE INDEX activity_occurred_at_idx ON activity_monitor.activity (occurred_at);
+CREATE INDEX activity_subject_idx ON activity_monitor.activity (subject_id, occurred_at);
+CREATE INDEX activity_actor_idx ON activity_monitor.activity (actor_id, occurred_at);
+
+-- Catches rows no dated partition covers, so a write never fails for a
+-- missing partition; maintain() moves them out when it creates the range.
+CREATE TABLE activity_monitor.activity_default
+	PARTITION OF activity_monitor.activity DEFAULT;
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_default', '');
+
+REVOKE ALL ON activity_monitor.activity, activity_monitor.activity_default,
+	activity_monitor.activity_id_seq FROM PUBLIC;
+GRANT SELECT ON activity_monitor.activity, activity_monitor.activity_default
+	TO activity_monitor_reader;
+GRANT SELECT ON activity_monitor.tracked, activity_monitor.config TO activity_monitor_reader;
+
+-- ---------------------------------------------------------------------------
+-- C functions
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION activity_monitor.capture()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_capture'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION activity_monitor.capture() FROM PUBLIC;
+
+CREATE FUNCTION activity_monitor.set_actor(actor_type text, actor_id text,
+										   reason text DEFAULT NULL,
+										   context jsonb DEFAULT NULL,
+										   is_local boolean DEFAULT true)
+RETURNS void
+AS 'MODULE_PATHNAME', 'activity_monitor_set_actor'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION activity_monitor.set_actor(text, text, text, jsonb, boolean) IS
+	'say who acts in this transaction (or session, with is_local => false)';
+
+-- ---------------------------------------------------------------------------
+-- Partitions
+-- ---------------------------------------------------------------------------
+
+/*
+ * Create the partition for the range starting at lower (if missing) the way
+ * that does not block writers: a free-standing table with a CHECK constraint
+ * matching the bounds, then ATTACH (SHARE UPDATE EXCLUSIVE on the parent).
+ * Rows the default partition holds for that range move in first.
+ */
+CREATE FUNCTION activity_monitor._create_partition(lower timestamptz, upper timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	part	text;
+	moved	bigint;
+BEGIN
+	IF EXISTS (SELECT 1
+			   FROM pg_catalog.pg_inherits i
+			   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+			   WHERE i.inhparent = 'activity_monitor.activity'::regclass
+				 AND NOT c.relispartition IS FALSE
+				 AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) =
+					 pg_catalog.format('FOR VALUES FROM (%L) TO (%L)', lower, upper)) THEN
+		RETURN false;
+	END IF;
+
+	part := 'activity_p' || pg_catalog.to_char(lower AT TIME ZONE 'UTC',
+		CASE WHEN upper - lower >= interval '1 day' THEN 'YYYYMMDD' ELSE 'YYYYMMDD_HH24MI' END);
+
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE activity_monitor.%I (LIKE activity_monitor.activity INCLUDING DEFAULTS, '
+		'CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L))',
+		part, part || '_bounds', lower, upper);
+	EXECUTE pg_catalog.format('REVOKE ALL ON activity_monitor.%I FROM PUBLIC', part);
+	EXECUTE pg_catalog.format('GRANT SELECT ON activity_monitor.%I TO activity_monitor_reader', part);
+
+	-- Rows that landed in the default partition for this range move first.
+	EXECUTE pg_catalog.format(
+		'WITH m AS (DELETE FROM activity_monitor.activity_default '
+		'WHERE occurred_at >= %L AND occurred_at < %L RETURNING *) '
+		'INSERT INTO activity_monitor.%I SELECT * FROM m', lower, upper, part);
+	GET DIAGNOSTICS moved = ROW_COUNT;
+	IF moved > 0 THEN
+		RAISE NOTICE 'moved % rows from activity_default into %', moved, part;
+	END IF;
+
+	EXECUTE pg_catalog.format(
+		'ALTER TABLE activity_monitor.activity ATTACH PARTITION activity_monitor.%I '
+		'FOR VALUES FROM (%L) TO (%L)', part, lower, upper);
+	EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.%I DROP CONSTRAINT %I',
+							  part, part || '_bounds');
+	-- Partitions hold data, not extension code: made during CREATE EXTENSION
+	-- they would be members, and pg_dump would skip them and their rows.
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_depend
+			   WHERE classid = 'pg_catalog.pg_class'::regclass
+				 AND objid = pg_catalog.format('activity_monitor.%I', part)::regclass
+				 AND deptype = 'e') THEN
+		EXECUTE pg_catalog.format('ALTER EXTENSION activity_monitor DROP TABLE activity_monitor.%I', part);
+	END IF;
+	RETURN true;
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._create_partition(timestamptz, timestamptz) FROM PUBLIC;
+
+/*
+ * Create every partition missing from the one holding "now" to premake
+ * intervals ahead.  Each partition is its own subtransaction with a short
+ * lock_timeout: one that cannot get its lock is skipped with a warning and
+ * retried on the next call.  Returns the number of partitions created.
+ */
+CREATE FUNCTION activity_monitor.maintain("now" timestamptz DEFAULT pg_catalog.now())
+RETURNS int
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '2s'
+AS $fn$
+DECLARE
+	cfg		activity_monitor.config;
+	step	double precision;
+	first	timestamptz;
+	lower	timestamptz;
+	created	int := 0;
+BEGIN
+	IF "now" IS NULL THEN
+		RAISE EXCEPTION 'argument "now" must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO cfg FROM activity_monitor.config;
+	step := extract(epoch FROM cfg.partition_interval);
+	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
+	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
+	FOR i IN 0 .. cfg.premake LOOP
+		lower := first + i * cfg.partition_interval;
+		BEGIN
+			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
+				created := created + 1;
+			END IF;
+		EXCEPTION WHEN lock_not_available THEN
+			RAISE WARNING 'activity_monitor: could not create the partition from % within lock_timeout', lower
+				USING HINT = 'It is retried on the next maintain() call.';
+		END;
+	END LOOP;
+	RETURN created;
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor.maintain(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.maintain(timestamptz) TO activity_monitor_admin;
+
+-- ---------------------------------------------------------------------------
+-- Tracking
+-- ---------------------------------------------------------------------------
+
+/*
+ * Start (or re-configure) capture on a table.  Validates everything first,
+ * then records the settings and (re)creates the two triggers; trigger DDL
+ * invalidates every backend's cached metadata for the table.
+ */
+CREATE FUNCTION activity_monitor.track(tbl regclass, kind text,
+									   subject_column name DEFAULT NULL,
+									   status_column name DEFAULT NULL,
+									   critical_columns name[] DEFAULT '{}',
+									   ignore_columns name[] DEFAULT '{}',
+									   redact_columns name[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	relkind		"char";
+	relns		name;
+	col			name;
+	kinds		CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF kind IS NULL THEN
+		RAISE EXCEPTION 'kind must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Use one of: ' || pg_catalog.array_to_string(kinds, ', ') || '.';
+	END IF;
+	critical_columns := coalesce(critical_columns, '{}');
+	ignore_columns := coalesce(ignore_columns, '{}');
+	redact_columns := coalesce(redact_columns, '{}');
+
+	SELECT c.relkind, n.nspname INTO relkind, relns
+	FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.oid = tbl;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF relns = 'activity_monitor' THEN
+		RAISE EXCEPTION 'cannot track "%"', tbl
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'Tables of the activity_monitor schema hold the capture itself.';
+	END IF;
+	IF relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION 'cannot track "%"', tbl
+			USING ERRCODE = 'wrong_object_type',
+			DETAIL = pg_catalog.format('"%s" is %s.', tbl,
+				CASE relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'
+					WHEN 'f' THEN 'a foreign table' WHEN 'S' THEN 'a sequence'
+					WHEN 'i' THEN 'an index' WHEN 'I' THEN 'an index'
+					ELSE 'not a table' END),
+			HINT = 'Only ordinary and partitioned tables can be tracked.';
+	END IF;
+	IF kind <> ALL (kinds) THEN
+		RAISE EXCEPTION 'unknown activity kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use one of: ' || pg_catalog.array_to_string(kinds, ', ') || '.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index
+				   WHERE indrelid = tbl AND indisprimary) THEN
+		RAISE EXCEPTION 'table "%" has no primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'Every captured event names its row by primary key.',
+			HINT = pg_catalog.format('Add one with ALTER TABLE %s ADD PRIMARY KEY (...), then track it.', tbl);
+	END IF;
+
+	FOR col IN
+		SELECT c FROM pg_catalog.unnest(ARRAY[subject_column, status_column]
+			|| critical_columns || ignore_columns || redact_columns) AS c
+		WHERE c IS NOT NULL
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+					   WHERE attrelid = tbl AND attname = col
+						 AND attnum > 0 AND NOT attisdropped) THEN
+			RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, tbl
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF ignore_columns && (ARRAY[subject_column, status_column] || critical_columns || redact_columns) THEN
+		RAISE EXCEPTION 'a column cannot be both ignored and used'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'Ignored columns are never recorded, so they cannot be the subject, the status, critical or redacted.';
+	END IF;
+
+	INSERT INTO activity_monitor.tracked AS t
+		(tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns)
+	VALUES (tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns)
+	ON CONFLICT ON CONSTRAINT tracked_pkey DO UPDATE
+		SET kind = excluded.kind, subject_column = excluded.subject_column,
+			status_column = excluded.status_column, critical_columns = excluded.critical_columns,
+			ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns;
+
+	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
+	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', tbl);
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+		'FOR EACH ROW EXECUTE FUNCTION activity_monitor.capture()', tbl);
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON %s '
+		'FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor.capture()', tbl);
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.untrack(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM activity_monitor.tracked t WHERE t.tbl = untrack.tbl;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table "%" is not tracked', tbl
+			USING ERRCODE = 'undefined_object',
+			HINT = 'See activity_monitor.tracked_tables for the tracked tables.';
+	END IF;
+	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
+	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', tbl);
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]),
+	activity_monitor.untrack(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]),
+	activity_monitor.untrack(regclass) TO activity_monitor_admin;
+
+-- A dropped table stops being tracked.
+CREATE FUNCTION activity_monitor._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	DELETE FROM activity_monitor.tracked
+	WHERE tbl::oid IN (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
+					   WHERE classid = 'pg_catalog.pg_class'::regclass AND objsubid = 0);
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._on_sql_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER activity_monitor_sql_drop ON sql_drop
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+	EXECUTE FUNCTION activity_monitor._on_sql_drop();
+
+-- ---------------------------------------------------------------------------
+-- Views
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW activity_monitor.tracked_tables AS
+	SELECT t.tbl::text AS table_name, t.kind, t.subject_column, t.status_column,
+		   t.critical_columns, t.ignore_columns, t.redact_columns, t.tracked_since
+	FROM activity_monitor.tracked t
+	ORDER BY 1;
+
+CREATE VIEW activity_monitor.timeline AS
+	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.actor_type, a.actor_id, a.actor_reason, a.status_from, a.status_to, a.critical,
+		   a.old_values, a.new_values, a.client_addr, a.application_name, a.db_user
+	FROM activity_monitor.activity a
+	ORDER BY a.occurred_at DESC, a.id DESC;
+
+CREATE VIEW activity_monitor.admin_actions AS
+	SELECT a.id, a.occurred_at, a.actor_id AS employee_id, a.actor_reason AS reason,
+		   a.actor_context, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.status_from, a.status_to, a.critical, a.old_values, a.new_values,
+		   a.client_addr, a.db_user
+	FROM activity_monitor.activity a
+	WHERE a.actor_type = 'employee'
+	ORDER BY a.occurred_at DESC, a.id DESC;
+
+CREATE VIEW activity_monitor.critical_changes AS
+	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.actor_type, a.actor_id, a.actor_reason, a.status_from, a.status_to,
+		   a.old_values, a.new_values, a.client_addr
+	FROM activity_monitor.activity a
+	WHERE a.critical
+	ORDER BY a.occurred_at DESC, a.id DESC;
+
+/*
+ * One row per session row of a login-kind table: first and last event of
+ * the row; ended when the row was deleted or its status left an active one.
+ */
+CREATE VIEW activity_monitor.user_sessions AS
+	SELECT s.table_name, s.row_key AS session_key, s.subject_id,
+		   s.started_at,
+		   CASE WHEN s.ended THEN s.last_at END AS ended_at,
+		   NOT s.ended AS active,
+		   s.client_addr, s.application_name, s.last_status AS status
+	FROM (
+		SELECT a.table_name, a.row_key,
+			   (pg_catalog.array_agg(a.subject_id ORDER BY a.id))[1] AS subject_id,
+			   pg_catalog.min(a.occurred_at) AS started_at,
+			   pg_catalog.max(a.occurred_at) AS last_at,
+			   (pg_catalog.array_agg(coalesce(a.status_to, a.status_from) ORDER BY a.id DESC)
+					FILTER (WHERE coalesce(a.status_to, a.status_from) IS NOT NULL))[1] AS last_status,
+			   pg_catalog.bool_or(a.action = 'delete'
+					OR a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked', 'failed')
+					OR a.new_values ->> 'ended_at' IS NOT NULL
+					OR a.new_values ->> 'logged_out_at' IS NOT NULL) AS ended,
+			   (pg_catalog.array_agg(a.client_addr ORDER BY a.id) FILTER (WHERE a.client_addr IS NOT NULL))[1] AS client_addr,
+			   (pg_catalog.array_agg(a.application_name ORDER BY a.id))[1] AS application_name
+		FROM activity_monitor.activity a
+		WHERE a.kind = 'login' AND a.action <> 'truncate'
+		GROUP BY a.table_name, a.row_key
+	) s;
+
+CREATE VIEW activity_monitor.operational_activity AS
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at) AS minute, a.kind, a.actor_type,
+		   pg_catalog.count(*) AS events,
+		   pg_catalog.count(*) FILTER (WHERE a.critical) AS critical_events
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= pg_catalog.now() - interval '24 hours'
+	GROUP BY 1, 2, 3
+	ORDER BY 1 DESC, 2, 3;
+
+GRANT SELECT ON activity_monitor.tracked_tables, activity_monitor.timeline,
+	activity_monitor.admin_actions, activity_monitor.critical_changes,
+	activity_monitor.user_sessions, activity_monitor.operational_activity
+	TO activity_monitor_reader;
+
+-- Partitions for today and the days ahead.  Skipped while a dump is being
+-- restored (pg_dump scripts run with row_security off): the dump brings its
+-- own partitions, and maintain() adds what is missing afterwards.
+DO $premake$
+BEGIN
+	IF pg_catalog.current_setting('row_security')::boolean THEN
+		PERFORM activity_monitor.maintain();
+	END IF;
+END
+$premake$;
