@@ -17,13 +17,24 @@ REGRESS_OPTS = --inputdir=.
 
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 PG_CONFIG  ?= pg_config
-with_llvm   = no
-PGXS       := $(shell $(PG_CONFIG) --pgxs)
-include $(PGXS)
+PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: test bench
+# "make test" must work on a machine without the server headers yet: it
+# installs them itself.
+ifneq ($(wildcard $(PGXS)),)
+with_llvm   = no
+include $(PGXS)
+else
+all install:
+	@echo "PGXS not found: install postgresql-server-dev-15 (make test does)" >&2; exit 1
+endif
+
+.PHONY: test bench demo print-regress
 test:
 	test/run.sh
 
 bench:
 	test/bench/run.sh
+
+print-regress:
+	@echo $(REGRESS)

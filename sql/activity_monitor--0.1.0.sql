@@ -388,9 +388,12 @@ CREATE EVENT TRIGGER activity_monitor_sql_drop ON sql_drop
 -- ---------------------------------------------------------------------------
 
 CREATE VIEW activity_monitor.tracked_tables AS
-	SELECT t.tbl::text AS table_name, t.kind, t.subject_column, t.status_column,
+	SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name,
+		   t.kind, t.subject_column, t.status_column,
 		   t.critical_columns, t.ignore_columns, t.redact_columns, t.tracked_since
 	FROM activity_monitor.tracked t
+	JOIN pg_catalog.pg_class c ON c.oid = t.tbl
+	JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 	ORDER BY 1;
 
 CREATE VIEW activity_monitor.timeline AS
