@@ -22,7 +22,7 @@ PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 # "make test" must work on a machine without the server headers yet: it
 # installs them itself.
 ifneq ($(wildcard $(PGXS)),)
-with_llvm   = no
+override with_llvm = no
 include $(PGXS)
 else
 all install:

@@ -122,11 +122,29 @@ COMMENT ON FUNCTION activity_monitor.set_actor(text, text, text, jsonb, boolean)
 -- Partitions
 -- ---------------------------------------------------------------------------
 
+/* The dated partitions of the activity table and their bounds. */
+CREATE FUNCTION activity_monitor._partitions(OUT part regclass, OUT lower timestamptz,
+											 OUT upper timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT c.oid::regclass,
+		   (regexp_match(b, 'FROM \(''([^'']*)''\)'))[1]::timestamptz,
+		   (regexp_match(b, 'TO \(''([^'']*)''\)'))[1]::timestamptz
+	FROM pg_catalog.pg_inherits i
+	JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+	CROSS JOIN LATERAL pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS b
+	WHERE i.inhparent = 'activity_monitor.activity'::regclass AND b <> 'DEFAULT'
+	ORDER BY 2
+$fn$;
+
 /*
- * Create the partition for the range starting at lower (if missing) the way
- * that does not block writers: a free-standing table with a CHECK constraint
- * matching the bounds, then ATTACH (SHARE UPDATE EXCLUSIVE on the parent).
- * Rows the default partition holds for that range move in first.
+ * Create the partition for [lower, upper) unless a partition overlaps it,
+ * the way that does not block writers: a free-standing table with a CHECK
+ * constraint matching the bounds, then ATTACH (SHARE UPDATE EXCLUSIVE on the
+ * parent, no validation scan).  Rows the default partition holds for that
+ * range move in first.
  */
 CREATE FUNCTION activity_monitor._create_partition(lower timestamptz, upper timestamptz)
 RETURNS boolean
@@ -137,13 +155,9 @@ DECLARE
 	part	text;
 	moved	bigint;
 BEGIN
-	IF EXISTS (SELECT 1
-			   FROM pg_catalog.pg_inherits i
-			   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-			   WHERE i.inhparent = 'activity_monitor.activity'::regclass
-				 AND NOT c.relispartition IS FALSE
-				 AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) =
-					 pg_catalog.format('FOR VALUES FROM (%L) TO (%L)', lower, upper)) THEN
+	IF EXISTS (SELECT 1 FROM activity_monitor._partitions() p
+			   WHERE coalesce(p.lower, '-infinity') < _create_partition.upper
+				 AND coalesce(p.upper, 'infinity') > _create_partition.lower) THEN
 		RETURN false;
 	END IF;
 
@@ -157,13 +171,16 @@ BEGIN
 	EXECUTE pg_catalog.format('REVOKE ALL ON activity_monitor.%I FROM PUBLIC', part);
 	EXECUTE pg_catalog.format('GRANT SELECT ON activity_monitor.%I TO activity_monitor_reader', part);
 
-	-- Rows that landed in the default partition for this range move first.
-	EXECUTE pg_catalog.format(
-		'WITH m AS (DELETE FROM activity_monitor.activity_default '
-		'WHERE occurred_at >= %L AND occurred_at < %L RETURNING *) '
-		'INSERT INTO activity_monitor.%I SELECT * FROM m', lower, upper, part);
-	GET DIAGNOSTICS moved = ROW_COUNT;
-	IF moved > 0 THEN
+	-- Rows that landed in the default partition for this range move first,
+	-- with the default locked so that none arrives between move and ATTACH.
+	IF EXISTS (SELECT 1 FROM activity_monitor.activity_default d
+			   WHERE d.occurred_at >= lower AND d.occurred_at < upper) THEN
+		LOCK TABLE activity_monitor.activity_default IN ACCESS EXCLUSIVE MODE;
+		EXECUTE pg_catalog.format(
+			'WITH m AS (DELETE FROM activity_monitor.activity_default '
+			'WHERE occurred_at >= %L AND occurred_at < %L RETURNING *) '
+			'INSERT INTO activity_monitor.%I SELECT * FROM m', lower, upper, part);
+		GET DIAGNOSTICS moved = ROW_COUNT;
 		RAISE NOTICE 'moved % rows from activity_default into %', moved, part;
 	END IF;
 
@@ -183,18 +200,17 @@ BEGIN
 	RETURN true;
 END
 $fn$;
-REVOKE ALL ON FUNCTION activity_monitor._create_partition(timestamptz, timestamptz) FROM PUBLIC;
 
 /*
- * Create every partition missing from the one holding "now" to premake
- * intervals ahead.  Each partition is its own subtransaction with a short
- * lock_timeout: one that cannot get its lock is skipped with a warning and
- * retried on the next call.  Returns the number of partitions created.
+ * The partition maintenance the worker runs and maintain() exposes: create
+ * every partition missing from the one holding "now" to premake intervals
+ * ahead, and retire (drop or detach) those wholly older than the retention.
+ * Each DDL is its own subtransaction under a short lock_timeout: one that
+ * cannot get its lock is skipped with a warning and retried next time.
  */
-CREATE FUNCTION activity_monitor.maintain("now" timestamptz DEFAULT pg_catalog.now())
-RETURNS int
+CREATE FUNCTION activity_monitor._maintain("now" timestamptz DEFAULT pg_catalog.now(),
+										   OUT created int, OUT retired int)
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET lock_timeout = '2s'
 AS $fn$
@@ -203,13 +219,15 @@ DECLARE
 	step	double precision;
 	first	timestamptz;
 	lower	timestamptz;
-	created	int := 0;
+	p		record;
 BEGIN
 	IF "now" IS NULL THEN
 		RAISE EXCEPTION 'argument "now" must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	SELECT * INTO cfg FROM activity_monitor.config;
+	created := 0;
+	retired := 0;
+	SELECT * INTO STRICT cfg FROM activity_monitor.config;
 	step := extract(epoch FROM cfg.partition_interval);
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
 	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
@@ -221,14 +239,169 @@ BEGIN
 			END IF;
 		EXCEPTION WHEN lock_not_available THEN
 			RAISE WARNING 'activity_monitor: could not create the partition from % within lock_timeout', lower
-				USING HINT = 'It is retried on the next maintain() call.';
+				USING HINT = 'It is retried on the next maintenance run.';
 		END;
 	END LOOP;
-	RETURN created;
+
+	IF cfg.retention IS NOT NULL THEN
+		FOR p IN SELECT q.part FROM activity_monitor._partitions() q
+				 WHERE q.upper <= _maintain."now" - cfg.retention ORDER BY q.lower
+		LOOP
+			BEGIN
+				IF cfg.retention_mode = 'detach' THEN
+					EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.activity DETACH PARTITION %s', p.part);
+				ELSE
+					EXECUTE pg_catalog.format('DROP TABLE %s', p.part);
+				END IF;
+				retired := retired + 1;
+			EXCEPTION WHEN lock_not_available THEN
+				RAISE WARNING 'activity_monitor: could not % partition % within lock_timeout',
+					cfg.retention_mode, p.part
+					USING HINT = 'It is retried on the next maintenance run.';
+			END;
+		END LOOP;
+	END IF;
 END
 $fn$;
-REVOKE ALL ON FUNCTION activity_monitor.maintain(timestamptz) FROM PUBLIC;
+
+/*
+ * maintain(): run partition maintenance now, as the worker does.  Returns
+ * the number of partitions created and retired.
+ */
+CREATE FUNCTION activity_monitor.maintain("now" timestamptz DEFAULT pg_catalog.now())
+RETURNS int
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT m.created + m.retired FROM activity_monitor._maintain("now") m
+$fn$;
+
+REVOKE ALL ON FUNCTION activity_monitor._partitions(),
+	activity_monitor._create_partition(timestamptz, timestamptz),
+	activity_monitor._maintain(timestamptz),
+	activity_monitor.maintain(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.maintain(timestamptz) TO activity_monitor_admin;
+
+/* Whole hours or days, positive: what partition and retention intervals take. */
+CREATE FUNCTION activity_monitor._check_interval(name text, value interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF value <= interval '0' THEN
+		RAISE EXCEPTION '% must be positive', name
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', value);
+	END IF;
+	IF extract(month FROM value) <> 0 OR extract(year FROM value) <> 0
+	   OR extract(epoch FROM value)::numeric % 3600 <> 0 THEN
+		RAISE EXCEPTION '% must be a whole number of hours or days', name
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', value),
+			HINT = 'Use for example ''1 hour'', ''6 hours'', ''1 day'' or ''7 days''; months vary in length.';
+	END IF;
+END
+$fn$;
+
+/*
+ * configure(): change partitioning and retention; NULL keeps a value.
+ * retention_mode 'none' switches retention off.  Everything is validated
+ * before anything changes.
+ */
+CREATE FUNCTION activity_monitor.configure(partition_interval interval DEFAULT NULL,
+										   premake int DEFAULT NULL,
+										   retention interval DEFAULT NULL,
+										   retention_mode text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF partition_interval IS NOT NULL THEN
+		PERFORM activity_monitor._check_interval('partition_interval', partition_interval);
+	END IF;
+	IF retention IS NOT NULL THEN
+		PERFORM activity_monitor._check_interval('retention', retention);
+	END IF;
+	IF premake IS NOT NULL AND premake NOT BETWEEN 1 AND 365 THEN
+		RAISE EXCEPTION 'premake must be between 1 and 365'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', premake);
+	END IF;
+	IF retention_mode IS NOT NULL AND retention_mode NOT IN ('drop', 'detach', 'none') THEN
+		RAISE EXCEPTION 'unknown retention mode "%"', retention_mode
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use drop, detach, or none to keep every partition.';
+	END IF;
+	IF retention_mode = 'none' AND retention IS NOT NULL THEN
+		RAISE EXCEPTION 'retention_mode none cannot take a retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	UPDATE activity_monitor.config c SET
+		partition_interval = coalesce(configure.partition_interval, c.partition_interval),
+		premake = coalesce(configure.premake, c.premake),
+		retention = CASE WHEN configure.retention_mode = 'none' THEN NULL
+						 ELSE coalesce(configure.retention, c.retention) END,
+		retention_mode = CASE WHEN configure.retention_mode IN ('drop', 'detach')
+							  THEN configure.retention_mode ELSE c.retention_mode END;
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._check_interval(text, interval),
+	activity_monitor.configure(interval, int, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.configure(interval, int, interval, text)
+	TO activity_monitor_admin;
+
+CREATE VIEW activity_monitor.settings AS
+	SELECT c.partition_interval, c.premake, c.retention,
+		   CASE WHEN c.retention IS NULL THEN 'none' ELSE c.retention_mode END AS retention_mode,
+		   pg_catalog.current_setting('activity_monitor.naptime', true) AS naptime
+	FROM activity_monitor.config c;
+
+-- ---------------------------------------------------------------------------
+-- Background worker
+-- ---------------------------------------------------------------------------
+
+-- What the worker of this database did last; written by the worker only.
+CREATE TABLE activity_monitor.worker_state (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	pid					int,
+	started_at			timestamptz,
+	starts				int NOT NULL DEFAULT 0,
+	last_run_at			timestamptz,
+	last_result			text,
+	partitions_created	bigint NOT NULL DEFAULT 0,
+	partitions_retired	bigint NOT NULL DEFAULT 0,
+	last_error			text,
+	last_error_at		timestamptz
+);
+INSERT INTO activity_monitor.worker_state DEFAULT VALUES;
+
+CREATE VIEW activity_monitor.worker_status AS
+	SELECT pg_catalog.current_database() AS database,
+		   w.pid,
+		   EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+				   WHERE a.pid = w.pid AND a.backend_type = 'activity_monitor worker') AS running,
+		   w.started_at, w.starts, w.last_run_at, w.last_result,
+		   w.partitions_created, w.partitions_retired, w.last_error, w.last_error_at
+	FROM activity_monitor.worker_state w;
+
+/*
+ * Start this database's worker once the current transaction commits (a
+ * worker already serving the database makes the new one exit at once).
+ */
+CREATE FUNCTION activity_monitor.start_worker()
+RETURNS void
+AS 'MODULE_PATHNAME', 'activity_monitor_start_worker'
+LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION activity_monitor.start_worker() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.start_worker() TO activity_monitor_admin;
+
+GRANT SELECT ON activity_monitor.settings, activity_monitor.worker_status,
+	activity_monitor.worker_state TO activity_monitor_reader;
 
 -- ---------------------------------------------------------------------------
 -- Tracking
@@ -472,3 +645,5 @@ BEGIN
 	END IF;
 END
 $premake$;
+
+SELECT activity_monitor.start_worker();

@@ -90,6 +90,10 @@ extern void am_push_value(JsonbParseState **state, Datum value, bool isnull,
 						  const JsonColumnType *jt);
 extern char *am_value_text(Datum value, const JsonColumnType *jt);
 
+/* worker.c */
+extern void am_define_worker_gucs(void);
+extern void am_register_launcher(void);
+
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);
 extern void am_sink_reset(void);
