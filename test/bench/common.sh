@@ -1,0 +1,96 @@
+# Shared by test/bench/run.sh and test/bench/micro.sh (sourced, not run):
+# the cluster the benchmarks use, variant availability, medians, machine
+# facts.
+#
+#   bench_cluster_up     BENCH_USE_EXISTING=1: use the server PGHOST/PGPORT
+#                        name (the test suite's); otherwise start a throwaway
+#                        cluster with test/lib/cluster.sh, stopped on exit
+#   bench_ext_available EXT   0 if EXT is in pg_available_extensions
+#   bench_ensure_ext EXT       the same, installing the Debian package first
+#                              when allowed (root, own cluster or BENCH_APT_OK=1,
+#                              BENCH_NO_APT unset)
+#   bench_median               median of the numbers on stdin ("" if none)
+
+BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+BENCH_ROOT=${BENCH_ROOT:-$(cd "$BENCH_DIR/../.." && pwd)}
+export PATH=$(pg_config --bindir):$PATH
+export PGDATABASE=${PGDATABASE:-postgres}
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+BENCH_PSQL=(psql -X -q -v ON_ERROR_STOP=1)
+BENCH_OWN_CLUSTER=0
+BENCH_TMP=""
+
+# Scratch files of this script; removed, and an own cluster stopped, on exit.
+BENCH_WORK=$(mktemp -d /tmp/activity_monitor_bench_work.XXXXXX)
+bench_cleanup() {
+	[ "$BENCH_OWN_CLUSTER" = 1 ] && am_cluster_stop
+	[ -n "${KEEP_TMP:-}" ] || rm -rf "$BENCH_WORK" ${BENCH_TMP:+"$BENCH_TMP"}
+}
+trap bench_cleanup EXIT
+
+bench_cluster_up() {
+	if [ "${BENCH_USE_EXISTING:-0}" = 1 ]; then
+		if [ -z "${PGHOST:-}" ] || [ -z "${PGPORT:-}" ]; then
+			echo "BENCH_USE_EXISTING=1 needs PGHOST and PGPORT of a running server" >&2
+			return 1
+		fi
+		BENCH_OWN_CLUSTER=0
+	else
+		. "$BENCH_ROOT/test/lib/cluster.sh"
+		BENCH_TMP=$(mktemp -d /tmp/activity_monitor_bench.XXXXXX)
+		chmod 755 "$BENCH_TMP"
+		BENCH_OWN_CLUSTER=1
+		# Checkpoints only when asked (before each run), not in the middle of one.
+		am_cluster_start "$BENCH_TMP/cluster" "max_wal_size = 8GB" "checkpoint_timeout = 1h" >&2
+		echo "benchmark cluster: $PGDATA (port $PGPORT)" >&2
+	fi
+	"${BENCH_PSQL[@]}" -At -c "SELECT 1" >/dev/null
+}
+
+bench_ext_available() {
+	[ "$(psql -X -At -c "SELECT count(*) FROM pg_available_extensions WHERE name = '$1'")" = 1 ]
+}
+
+# Debian package that ships extension $1 for this server's major version.
+bench_ext_package() {
+	local major
+	major=$(psql -X -At -c "SELECT current_setting('server_version_num')::int / 10000")
+	case $1 in
+	pgq) echo "postgresql-$major-pgq3" ;;
+	table_log) echo "postgresql-$major-tablelog" ;;
+	*) echo "" ;;
+	esac
+}
+
+bench_ensure_ext() {
+	local ext=$1 pkg
+	bench_ext_available "$ext" && return 0
+	pkg=$(bench_ext_package "$ext")
+	if [ -n "$pkg" ] && [ "$(id -u)" = 0 ] && { [ "$BENCH_OWN_CLUSTER" = 1 ] || [ -n "${BENCH_APT_OK:-}" ]; } &&
+		[ -z "${BENCH_NO_APT:-}" ] && command -v apt-get >/dev/null; then
+		echo "installing $pkg for extension $ext" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
+			{ apt-get update -qq >/dev/null 2>&1 &&
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1; } || true
+	fi
+	bench_ext_available "$ext"
+}
+
+bench_median() {
+	sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print ""; exit }
+		if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]
+		else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# One line describing the machine and server, for the results file.
+bench_machine() {
+	local cpu mem
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+	mem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
+	printf '%s cores (%s), %s memory; %s; fsync=%s, synchronous_commit=%s, shared_buffers=%s' \
+		"$(nproc)" "${cpu:-unknown CPU}" "${mem:-?}" \
+		"$(psql -X -At -c "SELECT split_part(version(), ',', 1)")" \
+		"$(psql -X -At -c "SHOW fsync")" "$(psql -X -At -c "SHOW synchronous_commit")" \
+		"$(psql -X -At -c "SHOW shared_buffers")"
+}
