@@ -48,7 +48,15 @@ CREATE TABLE activity_monitor.config (
 	retention			interval,
 	retention_mode		text NOT NULL DEFAULT 'drop' CHECK (retention_mode IN ('drop', 'detach'))
 );
-INSERT INTO activity_monitor.config DEFAULT VALUES;
+-- The dump of a database carries its own row (and pg_dump scripts run with
+-- row_security off): insert the defaults only outside a restore.
+DO $defaults$
+BEGIN
+	IF pg_catalog.current_setting('row_security')::boolean THEN
+		INSERT INTO activity_monitor.config DEFAULT VALUES;
+	END IF;
+END
+$defaults$;
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.config', '');
 
 -- ---------------------------------------------------------------------------
@@ -78,18 +86,45 @@ CREATE TABLE activity_monitor.activity (
 	application_name	text,
 	client_addr			inet,
 	backend_pid			int NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
-	txid				bigint NOT NULL DEFAULT pg_catalog.txid_current()
+	txid				bigint NOT NULL DEFAULT pg_catalog.txid_current(),
+	matched				jsonb,
+	rule_errors			bigint[]
 ) PARTITION BY RANGE (occurred_at);
+COMMENT ON COLUMN activity_monitor.activity.matched IS
+	'alert rules whose predicate matched: {"rule id": {"k": group key, "v": measure}}';
+COMMENT ON COLUMN activity_monitor.activity.rule_errors IS
+	'alert rules whose predicate could not be evaluated on this event';
 ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activity.id;
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_id_seq', '');
 
-CREATE INDEX activity_occurred_at_idx ON activity_monitor.activity (occurred_at);
-CREATE INDEX activity_subject_idx ON activity_monitor.activity (subject_id, occurred_at);
-CREATE INDEX activity_actor_idx ON activity_monitor.activity (actor_id, occurred_at);
+/*
+ * Indexes live on each partition, made by _index_partition(), not on the
+ * parent: a parent index would make pg_restore's ATTACH PARTITION create
+ * partition indexes that collide with the dump's own CREATE INDEX.
+ */
+CREATE FUNCTION activity_monitor._index_partition(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at)', part);
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at)', part);
+	-- only events some rule matched: the worker's batches and its windows
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
+		'WHERE matched IS NOT NULL OR rule_errors IS NOT NULL', part);
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s USING gin (matched jsonb_path_ops) '
+		'WHERE matched IS NOT NULL', part);
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass) FROM PUBLIC;
 
 -- Catches rows no dated partition covers, so a write never fails for a
 -- missing partition; maintain() moves them out when it creates the range.
 CREATE TABLE activity_monitor.activity_default
 	PARTITION OF activity_monitor.activity DEFAULT;
+SELECT activity_monitor._index_partition('activity_monitor.activity_default');
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_default', '');
 
 REVOKE ALL ON activity_monitor.activity, activity_monitor.activity_default,
@@ -168,6 +203,7 @@ BEGIN
 		'CREATE TABLE activity_monitor.%I (LIKE activity_monitor.activity INCLUDING DEFAULTS, '
 		'CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L))',
 		part, part || '_bounds', lower, upper);
+	PERFORM activity_monitor._index_partition(pg_catalog.format('activity_monitor.%I', part)::regclass);
 	EXECUTE pg_catalog.format('REVOKE ALL ON activity_monitor.%I FROM PUBLIC', part);
 	EXECUTE pg_catalog.format('GRANT SELECT ON activity_monitor.%I TO activity_monitor_reader', part);
 
@@ -227,7 +263,12 @@ BEGIN
 	END IF;
 	created := 0;
 	retired := 0;
-	SELECT * INTO STRICT cfg FROM activity_monitor.config;
+	-- one maintenance at a time (the worker's and an admin's maintain())
+	PERFORM pg_catalog.pg_advisory_xact_lock(1634038889, 1836016238);
+	SELECT * INTO cfg FROM activity_monitor.config;
+	IF NOT FOUND THEN
+		INSERT INTO activity_monitor.config DEFAULT VALUES RETURNING * INTO cfg;
+	END IF;
 	step := extract(epoch FROM cfg.partition_interval);
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
 	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
@@ -341,6 +382,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
+	INSERT INTO activity_monitor.config DEFAULT VALUES ON CONFLICT DO NOTHING;
 	UPDATE activity_monitor.config c SET
 		partition_interval = coalesce(configure.partition_interval, c.partition_interval),
 		premake = coalesce(configure.premake, c.premake),
@@ -427,6 +469,7 @@ DECLARE
 	relkind		"char";
 	relns		name;
 	col			name;
+	part		regclass;
 	kinds		CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
 BEGIN
 	IF tbl IS NULL THEN
@@ -451,6 +494,12 @@ BEGIN
 		RAISE EXCEPTION 'cannot track "%"', tbl
 			USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'Tables of the activity_monitor schema hold the capture itself.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = tbl AND relispartition) THEN
+		RAISE EXCEPTION 'cannot track "%"', tbl
+			USING ERRCODE = 'wrong_object_type',
+			DETAIL = pg_catalog.format('"%s" is a partition of "%s".', tbl, pg_catalog.pg_partition_root(tbl)),
+			HINT = 'Track the partitioned table: its partitions are captured with it.';
 	END IF;
 	IF relkind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION 'cannot track "%"', tbl
@@ -501,16 +550,36 @@ BEGIN
 			status_column = excluded.status_column, critical_columns = excluded.critical_columns,
 			ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns;
 
-	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
-	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', tbl);
+	PERFORM activity_monitor._drop_triggers(tbl);
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
 		'FOR EACH ROW EXECUTE FUNCTION activity_monitor.capture()', tbl);
-	EXECUTE pg_catalog.format(
-		'CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON %s '
-		'FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor.capture()', tbl);
+	-- statement triggers are not cloned to partitions: TRUNCATE of one
+	-- partition needs its own (partitions attached later: track again)
+	FOR part IN SELECT tbl UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t LOOP
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON %s '
+			'FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor.capture()', part);
+	END LOOP;
 END
 $fn$;
+
+/* Drop the capture triggers of a table and of its partitions. */
+CREATE FUNCTION activity_monitor._drop_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	part	regclass;
+BEGIN
+	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
+	FOR part IN SELECT tbl UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', part);
+	END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._drop_triggers(regclass) FROM PUBLIC;
 
 CREATE FUNCTION activity_monitor.untrack(tbl regclass)
 RETURNS void
@@ -528,8 +597,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 			HINT = 'See activity_monitor.tracked_tables for the tracked tables.';
 	END IF;
-	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
-	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', tbl);
+	PERFORM activity_monitor._drop_triggers(tbl);
 END
 $fn$;
 
@@ -634,6 +702,485 @@ GRANT SELECT ON activity_monitor.tracked_tables, activity_monitor.timeline,
 	activity_monitor.admin_actions, activity_monitor.critical_changes,
 	activity_monitor.user_sessions, activity_monitor.operational_activity
 	TO activity_monitor_reader;
+
+-- ---------------------------------------------------------------------------
+-- Alert rules and alerts
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE activity_monitor.alert_rule (
+	id				bigserial PRIMARY KEY,
+	name			text NOT NULL UNIQUE,
+	predicate		jsonpath NOT NULL,
+	severity		text NOT NULL DEFAULT 'warning'
+		CHECK (severity IN ('info', 'warning', 'critical')),
+	kinds			text[],
+	tables			regclass[],
+	within			interval CHECK (within > interval '0'),
+	threshold		numeric,
+	measure			text NOT NULL DEFAULT 'count' CHECK (measure IN ('count', 'sum', 'distinct')),
+	measure_path	jsonpath,
+	group_by		jsonpath NOT NULL DEFAULT '$.subject_id',
+	cooldown		interval CHECK (cooldown > interval '0'),
+	channel			text NOT NULL DEFAULT 'activity_monitor_alerts',
+	description		text,
+	enabled			boolean NOT NULL DEFAULT true,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CHECK ((within IS NULL) = (threshold IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alert_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alert_rule_id_seq', '');
+
+-- Counters kept by the worker as it processes events.
+CREATE TABLE activity_monitor.rule_stats (
+	rule_id				bigint PRIMARY KEY REFERENCES activity_monitor.alert_rule ON DELETE CASCADE,
+	events_matched		bigint NOT NULL DEFAULT 0,
+	alerts_fired		bigint NOT NULL DEFAULT 0,
+	evaluation_errors	bigint NOT NULL DEFAULT 0,
+	last_fired_at		timestamptz
+);
+
+CREATE TABLE activity_monitor.alerts (
+	id				bigserial PRIMARY KEY,
+	rule_id			bigint,
+	rule_name		text NOT NULL,
+	severity		text NOT NULL,
+	channel			text NOT NULL,
+	fired_at		timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	group_key		text,
+	value			numeric,
+	event_id		bigint NOT NULL,
+	event_ids		bigint[] NOT NULL,
+	-- the firing event, kept here so an alert outlives its partition
+	occurred_at		timestamptz NOT NULL,
+	kind			text NOT NULL,
+	action			text NOT NULL,
+	table_name		text NOT NULL,
+	subject_id		text,
+	actor_type		text,
+	actor_id		text,
+	status			text NOT NULL DEFAULT 'open'
+		CHECK (status IN ('open', 'acknowledged', 'resolved')),
+	acknowledged_by	text,
+	acknowledged_at	timestamptz,
+	resolved_by		text,
+	resolved_at		timestamptz,
+	note			text
+);
+CREATE INDEX alerts_open_idx ON activity_monitor.alerts (fired_at) WHERE status <> 'resolved';
+CREATE INDEX alerts_rule_key_idx ON activity_monitor.alerts (rule_id, group_key, fired_at);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts_id_seq', '');
+
+-- Where the worker's last batch ended: events visible in this snapshot are done.
+CREATE TABLE activity_monitor.alert_state (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	last_snapshot		txid_snapshot NOT NULL,
+	last_run_at			timestamptz,
+	events_processed	bigint NOT NULL DEFAULT 0
+);
+INSERT INTO activity_monitor.alert_state (last_snapshot) VALUES (pg_catalog.txid_current_snapshot());
+
+/*
+ * Any change of the rules table invalidates every backend's rule cache at
+ * commit (rule changes reach running sessions without a reconnect).
+ */
+CREATE FUNCTION activity_monitor._rules_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_rules_changed'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION activity_monitor._rules_changed() FROM PUBLIC;
+CREATE TRIGGER alert_rule_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON activity_monitor.alert_rule
+	FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor._rules_changed();
+
+/*
+ * create_rule(): validate everything, then insert.  Errors name the
+ * parameter at fault; nothing changes on error.
+ */
+CREATE FUNCTION activity_monitor.create_rule(name text, predicate jsonpath,
+											 severity text DEFAULT 'warning',
+											 kinds text[] DEFAULT NULL,
+											 tables regclass[] DEFAULT NULL,
+											 within interval DEFAULT NULL,
+											 threshold numeric DEFAULT NULL,
+											 measure text DEFAULT 'count',
+											 measure_path jsonpath DEFAULT NULL,
+											 group_by jsonpath DEFAULT '$.subject_id',
+											 cooldown interval DEFAULT NULL,
+											 channel text DEFAULT 'activity_monitor_alerts',
+											 description text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	all_kinds	CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+	new_id		bigint;
+BEGIN
+	IF name IS NULL OR predicate IS NULL OR severity IS NULL OR measure IS NULL
+	   OR group_by IS NULL OR channel IS NULL THEN
+		RAISE EXCEPTION 'name, predicate, severity, measure, group_by and channel must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name = '' OR pg_catalog.octet_length(name) > 63 THEN
+		RAISE EXCEPTION 'rule name must be 1 to 63 bytes long'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF severity NOT IN ('info', 'warning', 'critical') THEN
+		RAISE EXCEPTION 'unknown severity "%"', severity
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use info, warning or critical.';
+	END IF;
+	IF measure NOT IN ('count', 'sum', 'distinct') THEN
+		RAISE EXCEPTION 'unknown measure "%"', measure
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use count, sum or distinct.';
+	END IF;
+	IF measure IN ('sum', 'distinct') AND measure_path IS NULL THEN
+		RAISE EXCEPTION 'measure % needs a measure_path', measure
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'For example measure_path => ''$.new.amount''.';
+	END IF;
+	IF (within IS NULL) <> (threshold IS NULL) THEN
+		RAISE EXCEPTION 'within and threshold go together'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A rule with a window fires when the measure inside it reaches the threshold; a rule without one fires for each matching event.';
+	END IF;
+	IF within <= interval '0' THEN
+		RAISE EXCEPTION 'within must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF threshold <= 0 THEN
+		RAISE EXCEPTION 'threshold must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cooldown <= interval '0' THEN
+		RAISE EXCEPTION 'cooldown must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF channel = '' OR pg_catalog.octet_length(channel) > 63 THEN
+		RAISE EXCEPTION 'channel name must be 1 to 63 bytes long'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'NOTIFY takes channel names of at most 63 bytes.';
+	END IF;
+	IF kinds IS NOT NULL AND NOT kinds <@ all_kinds THEN
+		RAISE EXCEPTION 'unknown activity kind in %', kinds
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use some of: ' || pg_catalog.array_to_string(all_kinds, ', ') || '.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM activity_monitor.alert_rule r WHERE r.name = create_rule.name) THEN
+		RAISE EXCEPTION 'rule "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
+	END IF;
+
+	INSERT INTO activity_monitor.alert_rule AS r
+		(name, predicate, severity, kinds, tables, within, threshold, measure,
+		 measure_path, group_by, cooldown, channel, description)
+	VALUES (name, predicate, severity, kinds, tables, within, threshold, measure,
+			measure_path, group_by, cooldown, channel, description)
+	RETURNING r.id INTO new_id;
+	INSERT INTO activity_monitor.rule_stats (rule_id) VALUES (new_id);
+	RETURN new_id;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.drop_rule(name text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	DELETE FROM activity_monitor.alert_rule r WHERE r.name = drop_rule.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.set_rule_enabled(name text, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE activity_monitor.alert_rule r SET enabled = set_rule_enabled.enabled
+	WHERE r.name = set_rule_enabled.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$fn$;
+
+/* Who acts on an alert: the application's actor if set, else the session user. */
+CREATE FUNCTION activity_monitor._who()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT coalesce(nullif(pg_catalog.current_setting('activity_monitor.actor_id', true), ''),
+					pg_catalog.session_user()::text)
+$fn$;
+
+CREATE FUNCTION activity_monitor.acknowledge(alert_id bigint, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	st	text;
+BEGIN
+	SELECT a.status INTO st FROM activity_monitor.alerts a WHERE a.id = alert_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert % does not exist', alert_id USING ERRCODE = 'undefined_object';
+	END IF;
+	IF st = 'resolved' THEN
+		RAISE EXCEPTION 'alert % is already resolved', alert_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE activity_monitor.alerts a
+	SET status = 'acknowledged', acknowledged_by = activity_monitor._who(),
+		acknowledged_at = pg_catalog.now(), note = coalesce(acknowledge.note, a.note)
+	WHERE a.id = alert_id;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.resolve(alert_id bigint, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	st	text;
+BEGIN
+	SELECT a.status INTO st FROM activity_monitor.alerts a WHERE a.id = alert_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert % does not exist', alert_id USING ERRCODE = 'undefined_object';
+	END IF;
+	IF st = 'resolved' THEN
+		RAISE EXCEPTION 'alert % is already resolved', alert_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE activity_monitor.alerts a
+	SET status = 'resolved', resolved_by = activity_monitor._who(),
+		resolved_at = pg_catalog.now(), note = coalesce(resolve.note, a.note)
+	WHERE a.id = alert_id;
+END
+$fn$;
+
+/*
+ * The NOTIFY payload of an alert, also what the consumer prints when it
+ * catches up from the table: one function, so both are the same bytes.
+ * Free-text values are cut (marked with "…") so the payload stays under
+ * NOTIFY's 8000-byte limit and valid JSON.
+ */
+CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	lim		int := 500;
+	p		text;
+BEGIN
+	LOOP
+		p := pg_catalog.json_build_object(
+			'alert_id', a.id, 'rule', a.rule_name, 'severity', a.severity,
+			'group_key', activity_monitor._cut(a.group_key, lim), 'value', a.value,
+			'event_id', a.event_id, 'kind', a.kind, 'action', a.action,
+			'table', activity_monitor._cut(a.table_name, lim),
+			'subject_id', activity_monitor._cut(a.subject_id, lim),
+			'actor_type', a.actor_type, 'actor_id', activity_monitor._cut(a.actor_id, lim),
+			'occurred_at', a.occurred_at, 'fired_at', a.fired_at)::text;
+		EXIT WHEN pg_catalog.octet_length(p) < 8000 OR lim < 10;
+		lim := lim / 4;
+	END LOOP;
+	RETURN p;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor._cut(s text, lim int)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
+$fn$;
+
+/* A jsonb number as numeric, anything else NULL. */
+CREATE FUNCTION activity_monitor._num(j jsonb)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT CASE pg_catalog.jsonb_typeof(j)
+		WHEN 'number' THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric
+		WHEN 'string' THEN CASE WHEN (j OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+(\.[0-9]+)?$'
+								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
+	END
+$fn$;
+
+/*
+ * The worker's alert duty: take the events that committed since the last
+ * batch (visible in the current snapshot, not in the last one, as PgQ does),
+ * in id order, and for each rule they matched apply window, threshold and
+ * cooldown; insert alerts and NOTIFY in the same transaction that moves the
+ * snapshot forward, so every committed event is handled once, none from a
+ * rolled-back transaction, and a crash replays the batch.
+ */
+CREATE FUNCTION activity_monitor._process_alerts(OUT events int, OUT fired int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	last	txid_snapshot;
+	cur		txid_snapshot;
+	e		record;
+	m		record;
+	r		activity_monitor.alert_rule;
+	al		activity_monitor.alerts;
+	w		record;
+	val		numeric;
+	before	numeric;
+	ids		bigint[];
+	doit	boolean;
+BEGIN
+	events := 0;
+	fired := 0;
+	SELECT s.last_snapshot INTO STRICT last FROM activity_monitor.alert_state s FOR UPDATE;
+	cur := pg_catalog.txid_current_snapshot();
+
+	FOR e IN
+		SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.subject_id,
+			   a.actor_type, a.actor_id, a.matched, a.rule_errors
+		FROM activity_monitor.activity a
+		WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL)
+		  AND a.txid >= pg_catalog.txid_snapshot_xmin(last)
+		  AND a.txid < pg_catalog.txid_snapshot_xmax(cur)
+		  AND pg_catalog.txid_visible_in_snapshot(a.txid, cur)
+		  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, last)
+		ORDER BY a.id
+	LOOP
+		events := events + 1;
+		IF e.rule_errors IS NOT NULL THEN
+			UPDATE activity_monitor.rule_stats s SET evaluation_errors = s.evaluation_errors + 1
+			WHERE s.rule_id = ANY (e.rule_errors);
+		END IF;
+		CONTINUE WHEN e.matched IS NULL;
+
+		FOR m IN SELECT j.key::bigint AS rule_id, j.value AS v
+				 FROM pg_catalog.jsonb_each(e.matched) j ORDER BY 1
+		LOOP
+			SELECT * INTO r FROM activity_monitor.alert_rule x WHERE x.id = m.rule_id;
+			CONTINUE WHEN NOT FOUND OR NOT r.enabled;
+			UPDATE activity_monitor.rule_stats s SET events_matched = s.events_matched + 1
+			WHERE s.rule_id = r.id;
+
+			IF r.within IS NULL THEN
+				val := CASE WHEN r.measure_path IS NULL THEN 1
+							ELSE coalesce(activity_monitor._num(m.v -> 'v'), 1) END;
+				ids := ARRAY[e.id];
+				doit := true;
+			ELSE
+				-- the matching events of this key inside the window ending at e,
+				-- with and without e: fire when e makes the measure reach the threshold
+				SELECT pg_catalog.count(*) AS n,
+					   pg_catalog.count(*) FILTER (WHERE a.id <> e.id) AS n0,
+					   pg_catalog.sum(activity_monitor._num(a.matched -> m.rule_id::text -> 'v')) AS s,
+					   pg_catalog.sum(activity_monitor._num(a.matched -> m.rule_id::text -> 'v'))
+						   FILTER (WHERE a.id <> e.id) AS s0,
+					   pg_catalog.count(DISTINCT a.matched -> m.rule_id::text -> 'v') AS d,
+					   pg_catalog.count(DISTINCT a.matched -> m.rule_id::text -> 'v')
+						   FILTER (WHERE a.id <> e.id) AS d0,
+					   pg_catalog.array_agg(a.id ORDER BY a.id) AS ids
+				INTO w
+				FROM activity_monitor.activity a
+				WHERE a.matched @> pg_catalog.jsonb_build_object(m.rule_id::text,
+							pg_catalog.jsonb_build_object('k', m.v -> 'k'))
+				  AND a.occurred_at > e.occurred_at - r.within
+				  AND a.occurred_at <= e.occurred_at
+				  AND (a.occurred_at < e.occurred_at OR a.id <= e.id)
+				  AND pg_catalog.txid_visible_in_snapshot(a.txid, cur);
+				IF r.measure = 'count' THEN
+					val := w.n; before := w.n0;
+				ELSIF r.measure = 'sum' THEN
+					val := coalesce(w.s, 0); before := coalesce(w.s0, 0);
+				ELSE
+					val := w.d; before := w.d0;
+				END IF;
+				ids := w.ids;
+				doit := val >= r.threshold AND before < r.threshold;
+			END IF;
+
+			IF doit AND r.cooldown IS NOT NULL THEN
+				doit := NOT EXISTS (
+					SELECT 1 FROM activity_monitor.alerts x
+					WHERE x.rule_id = r.id AND x.group_key IS NOT DISTINCT FROM (m.v ->> 'k')
+					  AND x.occurred_at > e.occurred_at - r.cooldown);
+			END IF;
+			CONTINUE WHEN NOT doit;
+
+			INSERT INTO activity_monitor.alerts AS x
+				(rule_id, rule_name, severity, channel, group_key, value, event_id, event_ids,
+				 occurred_at, kind, action, table_name, subject_id, actor_type, actor_id)
+			VALUES (r.id, r.name, r.severity, r.channel, m.v ->> 'k', val, e.id, ids,
+					e.occurred_at, e.kind, e.action, e.table_name, e.subject_id,
+					e.actor_type, e.actor_id)
+			RETURNING * INTO al;
+			PERFORM pg_catalog.pg_notify(r.channel, activity_monitor.alert_payload(al));
+			UPDATE activity_monitor.rule_stats s
+			SET alerts_fired = s.alerts_fired + 1, last_fired_at = al.fired_at
+			WHERE s.rule_id = r.id;
+			fired := fired + 1;
+		END LOOP;
+	END LOOP;
+
+	UPDATE activity_monitor.alert_state
+	SET last_snapshot = cur, last_run_at = pg_catalog.now(),
+		events_processed = events_processed + events;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
+		numeric, text, jsonpath, jsonpath, interval, text, text),
+	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
+	activity_monitor.acknowledge(bigint, text), activity_monitor.resolve(bigint, text),
+	activity_monitor._process_alerts(), activity_monitor._who(),
+	activity_monitor._num(jsonb), activity_monitor._cut(text, int),
+	activity_monitor.alert_payload(activity_monitor.alerts) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
+		numeric, text, jsonpath, jsonpath, interval, text, text),
+	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean)
+	TO activity_monitor_admin;
+GRANT EXECUTE ON FUNCTION activity_monitor.acknowledge(bigint, text), activity_monitor.resolve(bigint, text),
+	activity_monitor.alert_payload(activity_monitor.alerts)
+	TO activity_monitor_reader;
+GRANT SELECT ON activity_monitor.alerts TO activity_monitor_reader;
+
+CREATE VIEW activity_monitor.rules AS
+	SELECT r.id, r.name, r.enabled, r.severity, r.predicate, r.kinds, r.tables,
+		   r.within, r.threshold, r.measure, r.measure_path, r.group_by, r.cooldown,
+		   r.channel, r.description, r.created_at,
+		   coalesce(s.events_matched, 0) AS events_matched,
+		   coalesce(s.alerts_fired, 0) AS alerts_fired,
+		   coalesce(s.evaluation_errors, 0) AS evaluation_errors,
+		   s.last_fired_at
+	FROM activity_monitor.alert_rule r
+	LEFT JOIN activity_monitor.rule_stats s ON s.rule_id = r.id
+	ORDER BY r.id;
+
+CREATE VIEW activity_monitor.open_alerts AS
+	SELECT a.id, a.fired_at, a.severity, a.rule_name, a.group_key, a.value, a.status,
+		   a.kind, a.action, a.table_name, a.subject_id, a.actor_type, a.actor_id,
+		   a.event_id, a.event_ids, a.acknowledged_by, a.acknowledged_at, a.note
+	FROM activity_monitor.alerts a
+	WHERE a.status <> 'resolved'
+	ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, a.fired_at DESC;
+
+GRANT SELECT ON activity_monitor.rules, activity_monitor.open_alerts TO activity_monitor_reader;
 
 -- Partitions for today and the days ahead.  Skipped while a dump is being
 -- restored (pg_dump scripts run with row_security off): the dump brings its

@@ -5,7 +5,9 @@
  *
  * Each .c file owns one concern: capture.c (the trigger and its per-table
  * cache), rowjson.c (row values to jsonb), sink.c (writing activity rows),
- * actor.c (who acts: settings and session facts).  This header declares only
+ * actor.c (who acts: settings and session facts), rules.c (alert rule
+ * predicates), wake.c (waking the worker at commit), worker.c (the
+ * background workers).  This header declares only
  * what one file calls in another.
  *
  * IDENTIFICATION
@@ -47,6 +49,8 @@ typedef enum ActivityColumn
 	AC_CLIENT_ADDR,
 	AC_BACKEND_PID,
 	AC_TXID,
+	AC_MATCHED,
+	AC_RULE_ERRORS,
 	AC_NUM_COLUMNS
 } ActivityColumn;
 
@@ -93,11 +97,28 @@ extern char *am_value_text(Datum value, const JsonColumnType *jt);
 /* worker.c */
 extern void am_define_worker_gucs(void);
 extern void am_register_launcher(void);
+extern void am_worker_stop_for_database(Oid dboid);
 
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);
 extern void am_sink_reset(void);
+extern void am_sink_close(void);
+extern int64 am_sink_next_id(void);
 extern bool am_sink_is_activity_rel(Oid relid);
 extern Oid	am_tracked_relid(Oid *indexoid);
+extern Oid	am_alert_rule_relid(void);
+
+/* rules.c */
+typedef struct AmRule AmRule;
+extern uint64 am_rules_generation(void);
+extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
+								MemoryContext cxt);
+extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);
+
+/* wake.c */
+extern void am_wake_init(void);
+extern void am_wake_register_worker(void);
+extern void am_wake_at_commit(void);
+extern int	am_wake_worker_pid(Oid dboid);
 
 #endif							/* ACTIVITY_MONITOR_H */

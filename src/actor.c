@@ -71,17 +71,44 @@ check_actor_type(char **newval, void **extra, GucSource source)
 	return false;
 }
 
-/* The context must be JSON; checked without raising (pg_parse_json). */
+/*
+ * A JSON number jsonb can hold: jsonb_in raises for exponents numeric
+ * cannot represent, and that must happen at SET time, not in every write.
+ */
+static void
+context_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	char	   *e;
+
+	if (tokentype != JSON_TOKEN_NUMBER)
+		return;
+	e = strpbrk(token, "eE");
+	if (strlen(token) > 1000 || (e != NULL && labs(strtol(e + 1, NULL, 10)) > 10000))
+		*(bool *) state = false;
+}
+
+/* The context must be JSON jsonb accepts; checked without raising. */
 static bool
 check_actor_context(char **newval, void **extra, GucSource source)
 {
 	JsonLexContext *lex;
 	JsonParseErrorType err;
+	JsonSemAction sem = {0};
+	bool		numbers_ok = true;
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	lex = makeJsonLexContextCstringLen(*newval, strlen(*newval), GetDatabaseEncoding(), true);
-	err = pg_parse_json(lex, &nullSemAction);
+	sem.semstate = &numbers_ok;
+	sem.scalar = context_scalar;
+	err = pg_parse_json(lex, &sem);
+	if (err == JSON_SUCCESS && !numbers_ok)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_TEXT_REPRESENTATION);
+		GUC_check_errmsg("activity_monitor.actor_context must be JSON");
+		GUC_check_errdetail("A number is out of the range jsonb can hold.");
+		return false;
+	}
 	if (err == JSON_SUCCESS)
 		return true;
 	GUC_check_errcode(ERRCODE_INVALID_TEXT_REPRESENTATION);

@@ -31,8 +31,11 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -40,6 +43,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -77,6 +81,10 @@ typedef struct CaptureTable
 	bool		valid;
 	MemoryContext cxt;
 	Datum		kind;			/* text */
+	char	   *kindstr;
+	uint64		rules_gen;		/* rules generation of the list below */
+	int			nrules;			/* alert rules that apply to this table */
+	AmRule	  **rules;
 	Datum		table_name;		/* text, schema-qualified root name */
 	int			natts;
 	CaptureColumn *cols;		/* by attnum - 1 */
@@ -205,6 +213,9 @@ build_table(CaptureTable *ct, Relation rel)
 	have = load_settings(ct->rootid, cfg, cfgnull, ct->cxt);
 	ct->kind = have ? datumCopy(cfg[Anum_tracked_kind - 1], false, -1) :
 		CStringGetTextDatum("system");
+	ct->kindstr = TextDatumGetCString(ct->kind);
+	ct->rules_gen = 0;			/* the rule list is built on first use */
+	ct->nrules = 0;
 	if (have && !cfgnull[Anum_tracked_subject - 1])
 		subject = NameStr(*DatumGetName(cfg[Anum_tracked_subject - 1]));
 	if (have && !cfgnull[Anum_tracked_status - 1])
@@ -405,9 +416,17 @@ set_datum(Datum *values, bool *nulls, int c, Datum d, bool isnull)
 	nulls[c] = isnull;
 }
 
+/* The rows of one captured event, for the rule document. */
+typedef struct RowEvent
+{
+	TupleTableSlot *oldslot;
+	TupleTableSlot *newslot;
+	bool	   *changed;		/* UPDATE only: by attnum - 1 */
+} RowEvent;
+
 /* Capture one row event; false when an UPDATE changed nothing recorded. */
 static bool
-capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls)
+capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls, RowEvent *re)
 {
 	TriggerEvent ev = td->tg_event;
 	TupleTableSlot *oldslot = NULL;
@@ -460,6 +479,7 @@ capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls)
 		}
 		if (!any)
 			return false;
+		re->changed = changed;
 		set_datum(values, nulls, AC_ACTION, action_text[ACT_UPDATE], false);
 		set_datum(values, nulls, AC_OLD_VALUES, row_jsonb(ct, oldslot, changed), false);
 		set_datum(values, nulls, AC_NEW_VALUES, row_jsonb(ct, newslot, changed), false);
@@ -472,11 +492,173 @@ capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls)
 		keyslot = newslot;
 	}
 
+	re->oldslot = oldslot;
+	re->newslot = newslot;
 	values[AC_ROW_KEY] = row_key(ct, keyslot, &nulls[AC_ROW_KEY]);
 	if (ct->subject_att)
 		values[AC_SUBJECT_ID] = column_text(ct, keyslot, ct->subject_att, &isnull),
 			nulls[AC_SUBJECT_ID] = isnull;
 	set_datum(values, nulls, AC_CRITICAL, BoolGetDatum(critical), false);
+	return true;
+}
+
+static void
+doc_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+static void
+doc_string(JsonbParseState **state, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	doc_key(state, key);
+	if (s == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) s;
+		v.val.string.len = strlen(s);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+doc_text(JsonbParseState **state, const char *key, Datum *values, bool *nulls, int c)
+{
+	doc_string(state, key, nulls[c] ? NULL : TextDatumGetCString(values[c]));
+}
+
+static void
+doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
+{
+	JsonbValue	v;
+
+	doc_key(state, key);
+	if (jsonb == (Datum) 0)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(jsonb);
+
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * The event document alert predicates see (see README): the event's fields,
+ * the names of the changed columns, and the whole old and new rows (ignored
+ * columns left out, redacted ones masked), although the activity row keeps
+ * only what changed.  Built only when some rule applies to the table.
+ */
+static Datum
+event_document(CaptureTable *ct, Datum *values, bool *nulls, RowEvent *re)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	char		buf[MAXDATELEN + 1];
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	doc_key(&state, "id");
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(DatumGetInt64(values[AC_ID]));
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	JsonEncodeDateTime(buf, values[AC_OCCURRED_AT], TIMESTAMPTZOID, NULL);
+	doc_string(&state, "occurred_at", buf);
+	doc_text(&state, "kind", values, nulls, AC_KIND);
+	doc_text(&state, "action", values, nulls, AC_ACTION);
+	doc_text(&state, "table", values, nulls, AC_TABLE_NAME);
+	doc_text(&state, "row_key", values, nulls, AC_ROW_KEY);
+	doc_text(&state, "subject_id", values, nulls, AC_SUBJECT_ID);
+	doc_text(&state, "actor_type", values, nulls, AC_ACTOR_TYPE);
+	doc_text(&state, "actor_id", values, nulls, AC_ACTOR_ID);
+	doc_text(&state, "actor_reason", values, nulls, AC_ACTOR_REASON);
+	doc_text(&state, "status_from", values, nulls, AC_STATUS_FROM);
+	doc_text(&state, "status_to", values, nulls, AC_STATUS_TO);
+	doc_key(&state, "critical");
+	v.type = jbvBool;
+	v.val.boolean = DatumGetBool(values[AC_CRITICAL]);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+
+	doc_key(&state, "changed");
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	if (re->oldslot || re->newslot)
+	{
+		for (int i = 0; i < ct->natts; i++)
+		{
+			if (ct->cols[i].skip || (re->changed && !re->changed[i]))
+				continue;
+			v.type = jbvString;
+			v.val.string.val = ct->cols[i].name;
+			v.val.string.len = ct->cols[i].namelen;
+			pushJsonbValue(&state, WJB_ELEM, &v);
+		}
+	}
+	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	doc_jsonb(&state, "old", re->oldslot ? row_jsonb(ct, re->oldslot, NULL) : (Datum) 0);
+	doc_jsonb(&state, "new", re->newslot ? row_jsonb(ct, re->newslot, NULL) : (Datum) 0);
+	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
+	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
+	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
+			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+/*
+ * A TRUNCATE: one event per tracked table and statement.  TRUNCATE of a
+ * partitioned table fires the trigger of the root first, then of each
+ * partition: those are skipped.  TRUNCATE of partitions alone records the
+ * root's name and the partition in old_values.
+ */
+static bool
+capture_truncate(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls)
+{
+	static LocalTransactionId last_lxid = InvalidLocalTransactionId;
+	static CommandId last_cid = InvalidCommandId;
+	static Oid	last_root = InvalidOid;
+	LocalTransactionId lxid = MyProc->lxid;
+	CommandId	cid = GetCurrentCommandId(false);
+
+	if (ct->relid != ct->rootid)
+	{
+		JsonbParseState *state = NULL;
+		JsonbValue	v;
+		char	   *name;
+
+		if (last_lxid == lxid && last_cid == cid && last_root == ct->rootid)
+			return false;
+		name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(td->tg_relation)),
+										  RelationGetRelationName(td->tg_relation));
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		v.type = jbvString;
+		v.val.string.val = "partition";
+		v.val.string.len = strlen("partition");
+		pushJsonbValue(&state, WJB_KEY, &v);
+		v.val.string.val = name;
+		v.val.string.len = strlen(name);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+		set_datum(values, nulls, AC_OLD_VALUES,
+				  JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL))),
+				  false);
+	}
+	else
+	{
+		last_lxid = lxid;
+		last_cid = cid;
+		last_root = ct->rootid;
+	}
+	set_datum(values, nulls, AC_ACTION, action_text[ACT_TRUNCATE], false);
+	set_datum(values, nulls, AC_CRITICAL, BoolGetDatum(true), false);
 	return true;
 }
 
@@ -492,6 +674,7 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 	CaptureTable *ct;
 	Datum		values[AC_NUM_COLUMNS];
 	bool		nulls[AC_NUM_COLUMNS];
+	RowEvent	re = {0};
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -516,10 +699,10 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 	memset(nulls, true, sizeof(nulls));
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
 	{
-		set_datum(values, nulls, AC_ACTION, action_text[ACT_TRUNCATE], false);
-		set_datum(values, nulls, AC_CRITICAL, BoolGetDatum(true), false);
+		if (!capture_truncate(td, ct, values, nulls))
+			return PointerGetDatum(NULL);
 	}
-	else if (!capture_row(td, ct, values, nulls))
+	else if (!capture_row(td, ct, values, nulls, &re))
 		return PointerGetDatum(NULL);
 
 	set_datum(values, nulls, AC_OCCURRED_AT,
@@ -527,6 +710,17 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 	set_datum(values, nulls, AC_KIND, ct->kind, false);
 	set_datum(values, nulls, AC_TABLE_NAME, ct->table_name, false);
 	am_fill_actor(values, nulls);
+	set_datum(values, nulls, AC_ID, Int64GetDatum(am_sink_next_id()), false);
+
+	if (ct->rules_gen != am_rules_generation())
+	{
+		ct->nrules = am_rules_applicable(ct->rootid, ct->kindstr, &ct->rules, ct->cxt);
+		ct->rules_gen = am_rules_generation();
+	}
+	if (ct->nrules > 0 &&
+		am_rules_evaluate(ct->rules, ct->nrules, event_document(ct, values, nulls, &re),
+						  values, nulls))
+		am_wake_at_commit();
 	am_sink_insert(values, nulls);
 	return PointerGetDatum(NULL);
 }

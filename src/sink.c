@@ -46,7 +46,8 @@ static const char *const activity_column_names[AC_NUM_COLUMNS] = {
 	"id", "occurred_at", "kind", "action", "table_name", "row_key",
 	"subject_id", "actor_type", "actor_id", "actor_reason", "actor_context",
 	"status_from", "status_to", "critical", "old_values", "new_values",
-	"db_user", "application_name", "client_addr", "backend_pid", "txid"
+	"db_user", "application_name", "client_addr", "backend_pid", "txid",
+	"matched", "rule_errors"
 };
 
 /* Where the extension's objects are; valid until a relcache invalidation. */
@@ -57,6 +58,7 @@ typedef struct SinkCatalog
 	Oid			sequence;		/* activity_id_seq */
 	Oid			tracked;		/* the configuration table */
 	Oid			tracked_pkey;	/* and its primary key index */
+	Oid			alert_rule;		/* the rules table */
 	int			natts;			/* parent's number of attributes */
 	AttrNumber	attnum[AC_NUM_COLUMNS]; /* parent attnum of each column */
 } SinkCatalog;
@@ -98,6 +100,10 @@ sink_relcache_callback(Datum arg, Oid relid)
 static void
 sink_close_all(void)
 {
+	ResourceOwner save = CurrentResourceOwner;
+
+	/* they were opened under the top transaction's owner: release there */
+	CurrentResourceOwner = TopTransactionResourceOwner;
 	for (int i = 0; i < xact.nparts; i++)
 	{
 		ExecCloseIndices(xact.parts[i].rri);
@@ -106,6 +112,7 @@ sink_close_all(void)
 	}
 	table_close(xact.parent, NoLock);
 	FreeExecutorState(xact.estate);
+	CurrentResourceOwner = save;
 }
 
 static void
@@ -131,6 +138,20 @@ sink_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * Close what the transaction opened (locks are kept).  Called before any
+ * utility statement: ALTER TABLE, DROP or TRUNCATE of the activity tables
+ * refuse to run while this session holds them open.
+ */
+void
+am_sink_close(void)
+{
+	if (!xact.open)
+		return;
+	sink_close_all();
+	memset(&xact, 0, sizeof(xact));
+}
+
 /* Called once per backend from _PG_init. */
 void
 am_sink_reset(void)
@@ -154,7 +175,8 @@ sink_load_catalog(void)
 		!OidIsValid(catalog.activity = get_relname_relid("activity", nsp)) ||
 		!OidIsValid(catalog.sequence = get_relname_relid("activity_id_seq", nsp)) ||
 		!OidIsValid(catalog.tracked = get_relname_relid("tracked", nsp)) ||
-		!OidIsValid(catalog.tracked_pkey = get_relname_relid("tracked_pkey", nsp)))
+		!OidIsValid(catalog.tracked_pkey = get_relname_relid("tracked_pkey", nsp)) ||
+		!OidIsValid(catalog.alert_rule = get_relname_relid("alert_rule", nsp)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"activity_monitor\" is not installed in this database"),
@@ -196,6 +218,22 @@ am_tracked_relid(Oid *indexoid)
 	ensure_catalog();
 	*indexoid = catalog.tracked_pkey;
 	return catalog.tracked;
+}
+
+/* The rules table's oid, for rules.c. */
+Oid
+am_alert_rule_relid(void)
+{
+	ensure_catalog();
+	return catalog.alert_rule;
+}
+
+/* The next activity id (capture needs it before the row is written). */
+int64
+am_sink_next_id(void)
+{
+	ensure_catalog();
+	return nextval_internal(catalog.sequence, false);
 }
 
 /* Is relid the activity table or one of its partitions? */
@@ -307,8 +345,8 @@ sink_part(Oid relid)
 }
 
 /*
- * Insert one activity row.  values/nulls are in ActivityColumn order; the
- * id is assigned here.
+ * Insert one activity row.  values/nulls are in ActivityColumn order, the
+ * id included (am_sink_next_id).
  */
 void
 am_sink_insert(Datum *values, bool *nulls)
@@ -330,9 +368,6 @@ am_sink_insert(Datum *values, bool *nulls)
 		partoid = sink_route(values[AC_OCCURRED_AT], &is_default);
 		p = sink_part(partoid);
 	}
-
-	values[AC_ID] = Int64GetDatum(nextval_internal(catalog.sequence, false));
-	nulls[AC_ID] = false;
 
 	slot = p->slot;
 	ExecClearTuple(slot);

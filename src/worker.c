@@ -18,7 +18,11 @@
  *
  * Each round runs the duties, each in its own transaction; an ERROR in one
  * is logged, recorded in activity_monitor.worker_state and retried next
- * round, and never stops the worker or the other duties.
+ * round, and never stops the worker or the other duties.  The alert duty
+ * runs whenever a committing transaction with matched events sets the
+ * worker's latch (wake.c), and at least every naptime; partition
+ * maintenance runs once per naptime.  SIGTERM (and DROP DATABASE, through
+ * the utility hook) end the worker with exit code 0, for good.
  *
  * IDENTIFICATION
  *	  src/worker.c
@@ -69,6 +73,38 @@ PGDLLEXPORT void activity_monitor_worker_main(Datum main_arg);
 
 static int	naptime = 10;		/* activity_monitor.naptime, seconds */
 static bool start_at_commit = false;
+static volatile sig_atomic_t got_sigterm = false;
+
+/* SIGTERM ends the worker cleanly at the end of its round (exit 0). */
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Stop the worker of database dboid and wait for it (at most 10 s): DROP
+ * DATABASE cannot proceed while it is connected.  It exits with code 0, so
+ * the postmaster does not start it again.
+ */
+void
+am_worker_stop_for_database(Oid dboid)
+{
+	for (int i = 0; i < 100; i++)
+	{
+		int			pid = am_wake_worker_pid(dboid);
+
+		if (pid == 0)
+			return;
+		if (i == 0)
+			kill(pid, SIGTERM);
+		pg_usleep(100 * 1000L);
+	}
+}
 
 /* Define the worker settings; called from _PG_init. */
 void
@@ -336,6 +372,27 @@ duty_partitions(void)
 }
 
 /*
+ * Alert duty: process the events committed since the last batch (see
+ * _process_alerts in the install script).  Errors are recorded like the
+ * partition duty's; the batch is retried on the next wake-up.
+ */
+static void
+duty_alerts(void)
+{
+	char	   *result;
+	char	   *error;
+
+	if (run_sql("alert processing",
+				"SELECT p.events FROM activity_monitor._process_alerts() p",
+				&result, &error))
+		return;
+	(void) run_sql("record alert error",
+				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
+							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
+				   &result, &error);
+}
+
+/*
  * A database's worker: one per database (advisory lock), gone for good
  * (exit 0) when the extension is not or no longer installed.
  */
@@ -345,9 +402,10 @@ activity_monitor_worker_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext round_cxt;
 	LOCKTAG		tag;
+	TimestampTz last_partitions = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname(WORKER_TYPE);
@@ -369,11 +427,20 @@ activity_monitor_worker_main(Datum main_arg)
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor round",
 									  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(round_cxt);
+	am_wake_register_worker();
 	record_start();
 
 	for (;;)
 	{
+		TimestampTz now;
+
 		CHECK_FOR_INTERRUPTS();
+		if (got_sigterm)
+		{
+			ereport(LOG,
+					(errmsg("activity_monitor worker for database \"%s\" stops on request", dbname)));
+			proc_exit(0);
+		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -387,7 +454,14 @@ activity_monitor_worker_main(Datum main_arg)
 			proc_exit(0);
 		}
 
-		duty_partitions();
+		/* alerts on every wake-up; partitions once per naptime */
+		duty_alerts();
+		now = GetCurrentTimestamp();
+		if (TimestampDifferenceExceeds(last_partitions, now, naptime * 1000))
+		{
+			duty_partitions();
+			last_partitions = now;
+		}
 
 		MemoryContextReset(round_cxt);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

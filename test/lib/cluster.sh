@@ -46,6 +46,7 @@ am_cluster_start() {
 		echo "port = $PGPORT"
 		echo "fsync = off"
 		echo "max_connections = 120"
+		echo "max_worker_processes = 40"
 		echo "log_line_prefix = '%m [%p] %q%a '"
 		for line in "$@"; do echo "$line"; done
 	} >>"$PGDATA/postgresql.conf"

@@ -1,10 +1,5 @@
--- Assertions that fail against the current code because the EXTENSION is
--- wrong.  Not run (the runner takes test/pgtap/*.sql only).  Once a bug is
--- fixed, move its assertions into errors.sql / privileges.sql / views.sql
--- (or rename this file to .sql) and adjust the plan.
---
--- Run by hand on a fresh database with pgtap and activity_monitor:
---   cp test/pgtap/pending_bugs.sql.txt /tmp/p.sql && pg_prove -d DB /tmp/p.sql
+-- Regression tests for bugs found while building the first release: each
+-- section names the bug and asserts the fixed behaviour.
 BEGIN;
 SELECT plan(7);
 SET LOCAL client_min_messages = warning;
@@ -54,7 +49,7 @@ SELECT is_empty(
 	'bug 2: events of a tracked partition carry its kind (or it could not be tracked)');
 
 -- ---------------------------------------------------------------------------
--- Bug 3: TRUNCATE of one partition of a tracked partitioned table records
+-- Bug 3 (fixed: truncate triggers on every partition): TRUNCATE of one partition of a tracked partitioned table records
 -- nothing.  track() puts the AFTER TRUNCATE statement trigger on the root
 -- only; row triggers are cloned to partitions but statement triggers are
 -- not, and TRUNCATE of a partition does not fire the root's.  Rows vanish
