@@ -670,7 +670,7 @@ CREATE VIEW activity_monitor.user_sessions AS
 		   s.started_at,
 		   CASE WHEN s.ended THEN s.last_at END AS ended_at,
 		   NOT s.ended AS active,
-		   s.client_addr, s.application_name, s.last_status AS status
+		   s.ip, s.client_addr, s.application_name, s.last_status AS status
 	FROM (
 		SELECT a.table_name, a.row_key,
 			   (pg_catalog.array_agg(a.subject_id ORDER BY a.id))[1] AS subject_id,
@@ -682,6 +682,9 @@ CREATE VIEW activity_monitor.user_sessions AS
 					OR a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked', 'failed')
 					OR a.new_values ->> 'ended_at' IS NOT NULL
 					OR a.new_values ->> 'logged_out_at' IS NOT NULL) AS ended,
+			   -- where from: the row's own ip column, else what the application said
+			   (pg_catalog.array_agg(coalesce(a.new_values ->> 'ip', a.actor_context ->> 'ip') ORDER BY a.id)
+					FILTER (WHERE coalesce(a.new_values ->> 'ip', a.actor_context ->> 'ip') IS NOT NULL))[1] AS ip,
 			   (pg_catalog.array_agg(a.client_addr ORDER BY a.id) FILTER (WHERE a.client_addr IS NOT NULL))[1] AS client_addr,
 			   (pg_catalog.array_agg(a.application_name ORDER BY a.id))[1] AS application_name
 		FROM activity_monitor.activity a
@@ -775,6 +778,8 @@ SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts_id_seq', '')
 CREATE TABLE activity_monitor.alert_state (
 	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
 	last_snapshot		txid_snapshot NOT NULL,
+	-- events from before (restored from a dump) are not alerted on again
+	since				timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	last_run_at			timestamptz,
 	events_processed	bigint NOT NULL DEFAULT 0
 );
@@ -1037,6 +1042,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	last	txid_snapshot;
+	since	timestamptz;
 	cur		txid_snapshot;
 	e		record;
 	m		record;
@@ -1050,7 +1056,8 @@ DECLARE
 BEGIN
 	events := 0;
 	fired := 0;
-	SELECT s.last_snapshot INTO STRICT last FROM activity_monitor.alert_state s FOR UPDATE;
+	SELECT s.last_snapshot, s.since INTO STRICT last, since
+	FROM activity_monitor.alert_state s FOR UPDATE;
 	cur := pg_catalog.txid_current_snapshot();
 
 	FOR e IN
@@ -1062,12 +1069,14 @@ BEGIN
 		  AND a.txid < pg_catalog.txid_snapshot_xmax(cur)
 		  AND pg_catalog.txid_visible_in_snapshot(a.txid, cur)
 		  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, last)
+		  AND a.occurred_at >= since
 		ORDER BY a.id
 	LOOP
 		events := events + 1;
 		IF e.rule_errors IS NOT NULL THEN
-			UPDATE activity_monitor.rule_stats s SET evaluation_errors = s.evaluation_errors + 1
-			WHERE s.rule_id = ANY (e.rule_errors);
+			INSERT INTO activity_monitor.rule_stats AS s (rule_id, evaluation_errors)
+			SELECT x.id, 1 FROM activity_monitor.alert_rule x WHERE x.id = ANY (e.rule_errors)
+			ON CONFLICT (rule_id) DO UPDATE SET evaluation_errors = s.evaluation_errors + 1;
 		END IF;
 		CONTINUE WHEN e.matched IS NULL;
 
@@ -1076,8 +1085,8 @@ BEGIN
 		LOOP
 			SELECT * INTO r FROM activity_monitor.alert_rule x WHERE x.id = m.rule_id;
 			CONTINUE WHEN NOT FOUND OR NOT r.enabled;
-			UPDATE activity_monitor.rule_stats s SET events_matched = s.events_matched + 1
-			WHERE s.rule_id = r.id;
+			INSERT INTO activity_monitor.rule_stats AS s (rule_id, events_matched) VALUES (r.id, 1)
+			ON CONFLICT (rule_id) DO UPDATE SET events_matched = s.events_matched + 1;
 
 			IF r.within IS NULL THEN
 				val := CASE WHEN r.measure_path IS NULL THEN 1
@@ -1156,7 +1165,7 @@ GRANT EXECUTE ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, tex
 	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean)
 	TO activity_monitor_admin;
 GRANT EXECUTE ON FUNCTION activity_monitor.acknowledge(bigint, text), activity_monitor.resolve(bigint, text),
-	activity_monitor.alert_payload(activity_monitor.alerts)
+	activity_monitor.alert_payload(activity_monitor.alerts), activity_monitor._cut(text, int)
 	TO activity_monitor_reader;
 GRANT SELECT ON activity_monitor.alerts TO activity_monitor_reader;
 
