@@ -24,7 +24,7 @@ BENCH_TMP=""
 BENCH_WORK=$(mktemp -d /tmp/activity_monitor_bench_work.XXXXXX)
 bench_cleanup() {
 	[ "$BENCH_OWN_CLUSTER" = 1 ] && am_cluster_stop
-	[ -n "${KEEP_TMP:-}" ] || rm -rf "$BENCH_WORK" ${BENCH_TMP:+"$BENCH_TMP"}
+	[ -n "${BENCH_KEEP_TMP:-}" ] || rm -rf "$BENCH_WORK" ${BENCH_TMP:+"$BENCH_TMP"}
 }
 trap bench_cleanup EXIT
 
@@ -42,9 +42,30 @@ bench_cluster_up() {
 		BENCH_OWN_CLUSTER=1
 		# Checkpoints only when asked (before each run), not in the middle of one.
 		am_cluster_start "$BENCH_TMP/cluster" "max_wal_size = 8GB" "checkpoint_timeout = 1h" >&2
+		BENCH_LIB_SUM=$(bench_lib_sum)
 		echo "benchmark cluster: $PGDATA (port $PGPORT)" >&2
 	fi
 	"${BENCH_PSQL[@]}" -At -c "SELECT 1" >/dev/null
+}
+
+# Which build of activity_monitor.so is installed (a short checksum).
+bench_lib_sum() {
+	md5sum "$(pg_config --pkglibdir)/activity_monitor.so" 2>/dev/null | cut -c1-12
+}
+
+# The preloaded library is the one the cluster started with: when
+# activity_monitor was reinstalled since (another build in the same tree),
+# CREATE EXTENSION would pair the new SQL script with the old code.  Restart
+# an own cluster to load the new build; returns 0 if it did.
+bench_reload_if_reinstalled() {
+	local now
+	[ "$BENCH_OWN_CLUSTER" = 1 ] || return 1
+	now=$(bench_lib_sum)
+	[ "$now" != "$BENCH_LIB_SUM" ] || return 1
+	echo "activity_monitor.so changed ($BENCH_LIB_SUM -> $now): restarting the benchmark cluster" >&2
+	am_as_owner "$AM_PGBIN/pg_ctl" -D "$PGDATA" -l "$BENCH_TMP/cluster/server.log" -m fast -w -t 60 restart >/dev/null
+	BENCH_LIB_SUM=$now
+	return 0
 }
 
 bench_ext_available() {
@@ -88,9 +109,10 @@ bench_machine() {
 	local cpu mem
 	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
 	mem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
-	printf '%s cores (%s), %s memory; %s; fsync=%s, synchronous_commit=%s, shared_buffers=%s' \
+	printf '%s cores (%s), %s memory; %s; fsync=%s, synchronous_commit=%s, shared_buffers=%s; activity_monitor.so %s (installed %s)' \
 		"$(nproc)" "${cpu:-unknown CPU}" "${mem:-?}" \
 		"$(psql -X -At -c "SELECT split_part(version(), ',', 1)")" \
 		"$(psql -X -At -c "SHOW fsync")" "$(psql -X -At -c "SHOW synchronous_commit")" \
-		"$(psql -X -At -c "SHOW shared_buffers")"
+		"$(psql -X -At -c "SHOW shared_buffers")" "$(bench_lib_sum)" \
+		"$(date -u -r "$(pg_config --pkglibdir)/activity_monitor.so" '+%Y-%m-%d %H:%M UTC' 2>/dev/null)"
 }

@@ -76,17 +76,32 @@ pick_variants() {
 	fi
 }
 
-# One run: variant $1, round $2; appends "round variant tps txns bytes changes" to $work/raw.
+# A fresh database $2 with the schema and variant $1.
+setup_db() {
+	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2" &&
+		"${BENCH_PSQL[@]}" -d "$2" -f "$BENCH_DIR/schema.sql" >"$work/setup.log" 2>&1 &&
+		(cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$2" -f "variant_$1.sql") >>"$work/setup.log" 2>&1
+}
+setup_failed() {
+	echo "variant $1 failed to install:" >&2
+	tail -n 20 "$work/setup.log" >&2
+	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)"
+}
+
+# One run: variant $1, round $2; appends "round variant tps txns bytes changes
+# load-average" to $work/raw (load: the machine's 1-minute load at the end).
 run_one() {
 	local v=$1 r=$2 db out tps txns before after changes
 	db=am_bench_${v}_$$
-	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-	if ! "${BENCH_PSQL[@]}" -d "$db" -f "$BENCH_DIR/schema.sql" >"$work/setup.log" 2>&1 ||
-		! (cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$db" -f "variant_$v.sql") >>"$work/setup.log" 2>&1; then
-		echo "variant $v failed to install:" >&2
-		tail -n 20 "$work/setup.log" >&2
-		"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-		return 1
+	if ! setup_db "$v" "$db"; then
+		# A reinstall of activity_monitor since the cluster started: load it, retry once.
+		if bench_reload_if_reinstalled; then
+			notes+=("activity_monitor was reinstalled during the benchmark (round $r, before $v): the cluster was restarted to load the new build")
+			setup_db "$v" "$db" || { setup_failed "$v" "$db"; return 1; }
+		else
+			setup_failed "$v" "$db"
+			return 1
+		fi
 	fi
 	before=$(psql -X -At -d "$db" -c "SELECT bytes FROM bench_capture_stats()")
 	"${BENCH_PSQL[@]}" -d "$db" -c "CHECKPOINT"
@@ -101,7 +116,7 @@ run_one() {
 	txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
 	read -r after changes < <(psql -X -At -F ' ' -d "$db" -c "SELECT bytes, changes FROM bench_capture_stats()")
 	"${BENCH_PSQL[@]}" -c "DROP DATABASE $db WITH (FORCE)"
-	echo "$r $v $tps $txns $((after - before)) $changes" >>"$work/raw"
+	echo "$r $v $tps $txns $((after - before)) $changes $(cut -d' ' -f1 /proc/loadavg)" >>"$work/raw"
 	printf '  round %d  %-24s %10.1f tps  %8d changes\n' "$r" "$v" "$tps" "$changes" >&2
 }
 
@@ -111,6 +126,9 @@ pgbench_section() {
 	echo "pgbench: ${#present[@]} variants (${present[*]}), $rounds rounds of ${secs}s, $clients clients" >&2
 	: >"$work/raw"
 	for r in $(seq 1 "$rounds"); do
+		if bench_reload_if_reinstalled; then
+			notes+=("activity_monitor was reinstalled during the benchmark (before round $r): the cluster was restarted to load the new build")
+		fi
 		for v in "${present[@]}"; do
 			case $failed in *" $v "*) continue ;; esac
 			if ! run_one "$v" "$r"; then
@@ -151,7 +169,7 @@ pgbench_section() {
 		done
 	} >"$work/pgbench.md"
 	{
-		echo "Tps per round (round variant tps transactions capture-bytes changes):"
+		echo "Runs in order (round variant tps transactions capture-bytes changes 1-min-load-average):"
 		echo
 		echo '```'
 		cat "$work/raw"
@@ -167,6 +185,9 @@ fi
 if [ "$mode" != pgbench ]; then
 	echo "micro-benchmark" >&2
 	[ "$BENCH_OWN_CLUSTER" = 1 ] && export BENCH_APT_OK=1
+	if bench_reload_if_reinstalled; then
+		notes+=("activity_monitor was reinstalled before the micro-benchmark: the cluster was restarted to load the new build")
+	fi
 	BENCH_USE_EXISTING=1 MICRO_OUT="$work/micro.md" bash "$BENCH_DIR/micro.sh" >/dev/null
 fi
 
