@@ -15,6 +15,10 @@ PGFILEDESC  = "activity_monitor - activity capture and alerting"
 REGRESS      = $(sort $(notdir $(basename $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=.
 
+# The alert consumer, a libpq client program: built by "make", installed into
+# the server's bindir by "make install", removed by "make clean".
+SCRIPTS_built = activity_monitor_consume
+
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -28,6 +32,9 @@ else
 all install:
 	@echo "PGXS not found: install postgresql-server-dev-15 (make test does)" >&2; exit 1
 endif
+
+activity_monitor_consume: src/consumer/activity_monitor_consume.c
+	$(CC) -Wall -Wextra -O2 -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
 .PHONY: test bench demo print-regress
 test:

@@ -980,12 +980,14 @@ $fn$;
  * The NOTIFY payload of an alert, also what the consumer prints when it
  * catches up from the table: one function, so both are the same bytes.
  * Free-text values are cut (marked with "…") so the payload stays under
- * NOTIFY's 8000-byte limit and valid JSON.
+ * NOTIFY's 8000-byte limit and valid JSON.  Times are in UTC whatever the
+ * session's TimeZone.
  */
 CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
 AS $fn$
 DECLARE
 	lim		int := 500;
@@ -993,7 +995,7 @@ DECLARE
 BEGIN
 	LOOP
 		p := pg_catalog.json_build_object(
-			'alert_id', a.id, 'rule', a.rule_name, 'severity', a.severity,
+			'alert_id', a.id, 'rule', a.rule_name, 'severity', a.severity, 'channel', a.channel,
 			'group_key', activity_monitor._cut(a.group_key, lim), 'value', a.value,
 			'event_id', a.event_id, 'kind', a.kind, 'action', a.action,
 			'table', activity_monitor._cut(a.table_name, lim),

@@ -31,7 +31,6 @@ if ! make -s 2>build.log; then cat build.log; echo "0 passed, 1 failed"; exit 1;
 if grep -q "warning:" build.log; then cat build.log; echo "build has warnings"; echo "0 passed, 1 failed"; exit 1; fi
 rm -f build.log
 make -s install >/dev/null || { echo "make install failed (run as root?)"; echo "0 passed, 1 failed"; exit 1; }
-make -s -C test/consumer >/dev/null 2>&1 || true
 
 # --- cluster ------------------------------------------------------------------
 . test/lib/cluster.sh
