@@ -43,5 +43,8 @@ test:
 bench:
 	test/bench/run.sh
 
+demo:
+	test/demo/run.sh
+
 print-regress:
 	@echo $(REGRESS)

@@ -111,6 +111,7 @@ BEGIN
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at)', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at)', part);
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at) WHERE critical', part);
 	-- only events some rule matched: the worker's batches and its windows
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
 		'WHERE matched IS NOT NULL OR rule_errors IS NOT NULL', part);
@@ -1192,6 +1193,101 @@ CREATE VIEW activity_monitor.open_alerts AS
 	ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, a.fired_at DESC;
 
 GRANT SELECT ON activity_monitor.rules, activity_monitor.open_alerts TO activity_monitor_reader;
+
+
+-- ---------------------------------------------------------------------------
+-- Dashboard
+-- ---------------------------------------------------------------------------
+
+-- Per-minute counts the worker keeps (last 2 days), so the dashboard never
+-- scans a day of events.
+CREATE TABLE activity_monitor.activity_minute (
+	minute				timestamptz NOT NULL,
+	kind				text NOT NULL,
+	actor_type			text NOT NULL,
+	employee_id			text NOT NULL,	-- actor_id of employees, '' for others
+	events				bigint NOT NULL,
+	critical_events		bigint NOT NULL,
+	sessions_started	bigint NOT NULL,
+	sessions_ended		bigint NOT NULL,
+	PRIMARY KEY (minute, kind, actor_type, employee_id)
+);
+
+/*
+ * The worker's rollup duty: recount the minutes from "since" (default: the
+ * last 10 minutes, which covers events committed late) into activity_minute
+ * and forget minutes older than two days.
+ */
+CREATE FUNCTION activity_monitor._rollup(since timestamptz DEFAULT pg_catalog.now() - interval '10 minutes')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	n	bigint;
+BEGIN
+	since := pg_catalog.date_trunc('minute', since);
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= since;
+	INSERT INTO activity_monitor.activity_minute
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
+		   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END,
+		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical),
+		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND a.action = 'insert'
+				AND a.status_to IS DISTINCT FROM 'failed'),
+		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND (a.action = 'delete'
+				OR (a.action = 'update' AND (a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked')
+					OR a.new_values ->> 'ended_at' IS NOT NULL
+					OR a.new_values ->> 'logged_out_at' IS NOT NULL))))
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= since
+	GROUP BY 1, 2, 3, 4;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
+	RETURN n;
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._rollup(timestamptz) FROM PUBLIC;
+
+/*
+ * The one query an activity dashboard needs, one row: events in the last 5
+ * minutes, hour and day by kind and actor type, active sessions (started
+ * minus ended in the last day), open alerts by severity, the busiest
+ * employees of the day and the latest critical changes.  Counts come from
+ * activity_minute (up to one naptime behind); the critical changes are read
+ * live through the partitions' partial index.
+ */
+CREATE VIEW activity_monitor.dashboard AS
+	SELECT pg_catalog.now() AS generated_at,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) ORDER BY e.last_day DESC, e.kind, e.actor_type), '[]')
+			FROM (SELECT m.kind, m.actor_type,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= pg_catalog.now() - interval '5 minutes'), 0) AS last_5m,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= pg_catalog.now() - interval '1 hour'), 0) AS last_hour,
+						 pg_catalog.sum(m.events) AS last_day
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.minute >= pg_catalog.now() - interval '1 day'
+				  GROUP BY m.kind, m.actor_type) e) AS events,
+		   (SELECT coalesce(pg_catalog.sum(m.sessions_started - m.sessions_ended), 0)
+			FROM activity_monitor.activity_minute m
+			WHERE m.minute >= pg_catalog.now() - interval '1 day') AS active_sessions,
+		   (SELECT pg_catalog.jsonb_build_object(
+					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
+					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
+					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
+			FROM activity_monitor.alerts a WHERE a.status <> 'resolved') AS open_alerts,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) ORDER BY b.actions DESC, b.employee_id), '[]')
+			FROM (SELECT m.employee_id, pg_catalog.sum(m.events) AS actions
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.employee_id <> '' AND m.minute >= pg_catalog.now() - interval '1 day'
+				  GROUP BY m.employee_id
+				  ORDER BY 2 DESC, 1 LIMIT 5) b) AS busiest_employees,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
+			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+						 a.actor_type, a.actor_id, a.status_from, a.status_to
+				  FROM activity_monitor.activity a
+				  WHERE a.critical AND a.occurred_at >= pg_catalog.now() - interval '1 day'
+				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c) AS latest_critical;
+
+GRANT SELECT ON activity_monitor.dashboard, activity_monitor.activity_minute TO activity_monitor_reader;
 
 -- Partitions for today and the days ahead.  Skipped while a dump is being
 -- restored (pg_dump scripts run with row_security off): the dump brings its

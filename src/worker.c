@@ -392,6 +392,21 @@ duty_alerts(void)
 				   &result, &error);
 }
 
+/* Rollup duty: the per-minute counts behind the dashboard view. */
+static void
+duty_rollup(void)
+{
+	char	   *result;
+	char	   *error;
+
+	if (run_sql("rollup", "SELECT activity_monitor._rollup()", &result, &error))
+		return;
+	(void) run_sql("record rollup error",
+				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
+							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
+				   &result, &error);
+}
+
 /*
  * A database's worker: one per database (advisory lock), gone for good
  * (exit 0) when the extension is not or no longer installed.
@@ -454,12 +469,13 @@ activity_monitor_worker_main(Datum main_arg)
 			proc_exit(0);
 		}
 
-		/* alerts on every wake-up; partitions once per naptime */
+		/* alerts on every wake-up; partitions and rollup once per naptime */
 		duty_alerts();
 		now = GetCurrentTimestamp();
 		if (TimestampDifferenceExceeds(last_partitions, now, naptime * 1000))
 		{
 			duty_partitions();
+			duty_rollup();
 			last_partitions = now;
 		}
 
