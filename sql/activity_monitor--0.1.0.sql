@@ -112,11 +112,9 @@ BEGIN
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at)', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at) WHERE critical', part);
-	-- only events some rule matched: the worker's batches and its windows
+	-- only events some rule matched: the worker's batches
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
 		'WHERE matched IS NOT NULL OR rule_errors IS NOT NULL', part);
-	EXECUTE pg_catalog.format('CREATE INDEX ON %s USING gin (matched jsonb_path_ops) '
-		'WHERE matched IS NOT NULL', part);
 END
 $fn$;
 REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass) FROM PUBLIC;
@@ -465,6 +463,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $fn$
 DECLARE
 	relkind		"char";
@@ -587,6 +586,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $fn$
 BEGIN
 	IF tbl IS NULL THEN
@@ -786,6 +786,19 @@ CREATE TABLE activity_monitor.alert_state (
 );
 INSERT INTO activity_monitor.alert_state (last_snapshot) VALUES (pg_catalog.txid_current_snapshot());
 
+-- Per rule and group key, the matching events inside the window (kept by
+-- the worker in the same transaction as its batches, so it is exactly as
+-- consistent as the alerts; keys idle for longer than the window go away).
+CREATE TABLE activity_monitor.rule_window (
+	rule_id		bigint NOT NULL REFERENCES activity_monitor.alert_rule ON DELETE CASCADE,
+	group_key	jsonb NOT NULL,
+	ts			timestamptz[] NOT NULL,
+	ids			bigint[] NOT NULL,
+	vals		jsonb[] NOT NULL,
+	last_at		timestamptz NOT NULL,
+	PRIMARY KEY (rule_id, group_key)
+);
+
 /*
  * Any change of the rules table invalidates every backend's rule cache at
  * commit (rule changes reach running sessions without a reconnect).
@@ -876,12 +889,19 @@ BEGIN
 			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
 	END IF;
 
-	INSERT INTO activity_monitor.alert_rule AS r
-		(name, predicate, severity, kinds, tables, within, threshold, measure,
-		 measure_path, group_by, cooldown, channel, description)
-	VALUES (name, predicate, severity, kinds, tables, within, threshold, measure,
-			measure_path, group_by, cooldown, channel, description)
-	RETURNING r.id INTO new_id;
+	BEGIN
+		INSERT INTO activity_monitor.alert_rule AS r
+			(name, predicate, severity, kinds, tables, within, threshold, measure,
+			 measure_path, group_by, cooldown, channel, description)
+		VALUES (name, predicate, severity, kinds, tables, within, threshold, measure,
+				measure_path, group_by, cooldown, channel, description)
+		RETURNING r.id INTO new_id;
+	EXCEPTION WHEN unique_violation THEN
+		-- a concurrent create_rule() of the same name won
+		RAISE EXCEPTION 'rule "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
+	END;
 	INSERT INTO activity_monitor.rule_stats (rule_id) VALUES (new_id);
 	RETURN new_id;
 END
@@ -997,7 +1017,9 @@ BEGIN
 	LOOP
 		p := pg_catalog.json_build_object(
 			'alert_id', a.id, 'rule', a.rule_name, 'severity', a.severity, 'channel', a.channel,
-			'group_key', activity_monitor._cut(a.group_key, lim), 'value', a.value,
+			'group_key', activity_monitor._cut(a.group_key, lim),
+			'value', CASE WHEN pg_catalog.length(a.value::text) <= 40 THEN pg_catalog.to_jsonb(a.value)
+						  ELSE pg_catalog.to_jsonb(activity_monitor._cut(a.value::text, 40)) END,
 			'event_id', a.event_id, 'kind', a.kind, 'action', a.action,
 			'table', activity_monitor._cut(a.table_name, lim),
 			'subject_id', activity_monitor._cut(a.subject_id, lim),
@@ -1018,15 +1040,18 @@ AS $fn$
 	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
 $fn$;
 
-/* A jsonb number as numeric, anything else NULL. */
+/* A jsonb number (or numeric string) as numeric; anything else, or a
+ * number too long to be a plausible measure, NULL. */
 CREATE FUNCTION activity_monitor._num(j jsonb)
 RETURNS numeric
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 	SELECT CASE pg_catalog.jsonb_typeof(j)
-		WHEN 'number' THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric
-		WHEN 'string' THEN CASE WHEN (j OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+(\.[0-9]+)?$'
+		WHEN 'number' THEN CASE WHEN pg_catalog.length(j::text) <= 1000
+								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
+		WHEN 'string' THEN CASE WHEN pg_catalog.length(j::text) <= 1000
+									 AND (j OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+(\.[0-9]+)?$'
 								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
 	END
 $fn$;
@@ -1052,6 +1077,8 @@ DECLARE
 	r		activity_monitor.alert_rule;
 	al		activity_monitor.alerts;
 	w		record;
+	agg		record;
+	errmsg	text;
 	val		numeric;
 	before	numeric;
 	ids		bigint[];
@@ -1076,78 +1103,101 @@ BEGIN
 		ORDER BY a.id
 	LOOP
 		events := events + 1;
-		IF e.rule_errors IS NOT NULL THEN
-			INSERT INTO activity_monitor.rule_stats AS s (rule_id, evaluation_errors)
-			SELECT x.id, 1 FROM activity_monitor.alert_rule x WHERE x.id = ANY (e.rule_errors)
-			ON CONFLICT (rule_id) DO UPDATE SET evaluation_errors = s.evaluation_errors + 1;
-		END IF;
-		CONTINUE WHEN e.matched IS NULL;
+		-- one event that cannot be processed (whatever the reason) is
+		-- logged and skipped: it must not stop every later alert
+		BEGIN
+			IF e.rule_errors IS NOT NULL THEN
+				INSERT INTO activity_monitor.rule_stats AS s (rule_id, evaluation_errors)
+				SELECT x.id, 1 FROM activity_monitor.alert_rule x WHERE x.id = ANY (e.rule_errors)
+				ON CONFLICT (rule_id) DO UPDATE SET evaluation_errors = s.evaluation_errors + 1;
+			END IF;
+			FOR m IN SELECT j.key::bigint AS rule_id, j.value AS v
+					 FROM pg_catalog.jsonb_each(coalesce(e.matched, '{}')) j ORDER BY 1
+			LOOP
+				SELECT * INTO r FROM activity_monitor.alert_rule x WHERE x.id = m.rule_id;
+				CONTINUE WHEN NOT FOUND OR NOT r.enabled;
+				INSERT INTO activity_monitor.rule_stats AS s (rule_id, events_matched) VALUES (r.id, 1)
+				ON CONFLICT (rule_id) DO UPDATE SET events_matched = s.events_matched + 1;
 
-		FOR m IN SELECT j.key::bigint AS rule_id, j.value AS v
-				 FROM pg_catalog.jsonb_each(e.matched) j ORDER BY 1
-		LOOP
-			SELECT * INTO r FROM activity_monitor.alert_rule x WHERE x.id = m.rule_id;
-			CONTINUE WHEN NOT FOUND OR NOT r.enabled;
-			INSERT INTO activity_monitor.rule_stats AS s (rule_id, events_matched) VALUES (r.id, 1)
-			ON CONFLICT (rule_id) DO UPDATE SET events_matched = s.events_matched + 1;
-
-			IF r.within IS NULL THEN
-				val := CASE WHEN r.measure_path IS NULL THEN 1
-							ELSE coalesce(activity_monitor._num(m.v -> 'v'), 1) END;
-				ids := ARRAY[e.id];
-				doit := true;
-			ELSE
-				-- the matching events of this key inside the window ending at e,
-				-- with and without e: fire when e makes the measure reach the threshold
-				SELECT pg_catalog.count(*) AS n,
-					   pg_catalog.count(*) FILTER (WHERE a.id <> e.id) AS n0,
-					   pg_catalog.sum(activity_monitor._num(a.matched -> m.rule_id::text -> 'v')) AS s,
-					   pg_catalog.sum(activity_monitor._num(a.matched -> m.rule_id::text -> 'v'))
-						   FILTER (WHERE a.id <> e.id) AS s0,
-					   pg_catalog.count(DISTINCT a.matched -> m.rule_id::text -> 'v') AS d,
-					   pg_catalog.count(DISTINCT a.matched -> m.rule_id::text -> 'v')
-						   FILTER (WHERE a.id <> e.id) AS d0,
-					   pg_catalog.array_agg(a.id ORDER BY a.id) AS ids
-				INTO w
-				FROM activity_monitor.activity a
-				WHERE a.matched @> pg_catalog.jsonb_build_object(m.rule_id::text,
-							pg_catalog.jsonb_build_object('k', m.v -> 'k'))
-				  AND a.occurred_at > e.occurred_at - r.within
-				  AND a.occurred_at <= e.occurred_at
-				  AND (a.occurred_at < e.occurred_at OR a.id <= e.id)
-				  AND pg_catalog.txid_visible_in_snapshot(a.txid, cur);
-				IF r.measure = 'count' THEN
-					val := w.n; before := w.n0;
-				ELSIF r.measure = 'sum' THEN
-					val := coalesce(w.s, 0); before := coalesce(w.s0, 0);
+				IF r.within IS NULL THEN
+					val := CASE WHEN r.measure_path IS NULL THEN 1
+								ELSE coalesce(activity_monitor._num(m.v -> 'v'), 1) END;
+					ids := ARRAY[e.id];
+					doit := true;
 				ELSE
-					val := w.d; before := w.d0;
+					-- the window state of this rule and key: the matching events
+					-- already processed plus e, trimmed to the window that ends at
+					-- the newest of them (an event that commits late still counts
+					-- with the later ones it precedes)
+					SELECT x.ts, x.ids, x.vals INTO w
+					FROM activity_monitor.rule_window x
+					WHERE x.rule_id = r.id AND x.group_key = coalesce(m.v -> 'k', 'null')
+					FOR UPDATE;
+					SELECT coalesce(pg_catalog.array_agg(u.t ORDER BY u.t, u.i), '{}') AS ts,
+						   coalesce(pg_catalog.array_agg(u.i ORDER BY u.t, u.i), '{}') AS ids,
+						   coalesce(pg_catalog.array_agg(u.v ORDER BY u.t, u.i), '{}') AS vals
+					INTO w
+					FROM (SELECT q.*, pg_catalog.max(q.t) OVER () AS newest
+						  FROM (SELECT * FROM ROWS FROM (pg_catalog.unnest(w.ts), pg_catalog.unnest(w.ids), pg_catalog.unnest(w.vals)) AS p(t, i, v)
+								UNION ALL
+								SELECT e.occurred_at, e.id, coalesce(m.v -> 'v', 'null')) q) u
+					WHERE u.t > u.newest - r.within;
+					INSERT INTO activity_monitor.rule_window AS x (rule_id, group_key, ts, ids, vals, last_at)
+					VALUES (r.id, coalesce(m.v -> 'k', 'null'), w.ts, w.ids, w.vals,
+							GREATEST(e.occurred_at, w.ts[pg_catalog.array_length(w.ts, 1)]))
+					ON CONFLICT (rule_id, group_key) DO UPDATE
+						SET ts = excluded.ts, ids = excluded.ids, vals = excluded.vals,
+							last_at = excluded.last_at;
+					-- the measure with and without e (a missing value is not a
+					-- distinct value)
+					SELECT pg_catalog.count(*) AS n,
+						   pg_catalog.count(*) FILTER (WHERE u.i <> e.id) AS n0,
+						   coalesce(pg_catalog.sum(activity_monitor._num(u.v)), 0) AS s,
+						   coalesce(pg_catalog.sum(activity_monitor._num(u.v)) FILTER (WHERE u.i <> e.id), 0) AS s0,
+						   pg_catalog.count(DISTINCT u.v) FILTER (WHERE u.v <> 'null') AS d,
+						   pg_catalog.count(DISTINCT u.v) FILTER (WHERE u.v <> 'null' AND u.i <> e.id) AS d0,
+						   pg_catalog.array_agg(u.i ORDER BY u.i) AS ids
+					INTO agg
+					FROM ROWS FROM (pg_catalog.unnest(w.ts), pg_catalog.unnest(w.ids), pg_catalog.unnest(w.vals)) AS u(t, i, v);
+					IF r.measure = 'count' THEN
+						val := agg.n; before := agg.n0;
+					ELSIF r.measure = 'sum' THEN
+						val := agg.s; before := agg.s0;
+					ELSE
+						val := agg.d; before := agg.d0;
+					END IF;
+					ids := agg.ids;
+					doit := val >= r.threshold AND before < r.threshold;
 				END IF;
-				ids := w.ids;
-				doit := val >= r.threshold AND before < r.threshold;
-			END IF;
 
-			IF doit AND r.cooldown IS NOT NULL THEN
-				doit := NOT EXISTS (
-					SELECT 1 FROM activity_monitor.alerts x
-					WHERE x.rule_id = r.id AND x.group_key IS NOT DISTINCT FROM (m.v ->> 'k')
-					  AND x.occurred_at > e.occurred_at - r.cooldown);
-			END IF;
-			CONTINUE WHEN NOT doit;
+				IF doit AND r.cooldown IS NOT NULL THEN
+					doit := NOT EXISTS (
+						SELECT 1 FROM activity_monitor.alerts x
+						WHERE x.rule_id = r.id AND x.group_key IS NOT DISTINCT FROM (m.v ->> 'k')
+						  AND x.occurred_at > e.occurred_at - r.cooldown);
+				END IF;
+				CONTINUE WHEN NOT doit;
 
-			INSERT INTO activity_monitor.alerts AS x
-				(rule_id, rule_name, severity, channel, group_key, value, event_id, event_ids,
-				 occurred_at, kind, action, table_name, subject_id, actor_type, actor_id)
-			VALUES (r.id, r.name, r.severity, r.channel, m.v ->> 'k', val, e.id, ids,
-					e.occurred_at, e.kind, e.action, e.table_name, e.subject_id,
-					e.actor_type, e.actor_id)
-			RETURNING * INTO al;
-			PERFORM pg_catalog.pg_notify(r.channel, activity_monitor.alert_payload(al));
-			UPDATE activity_monitor.rule_stats s
-			SET alerts_fired = s.alerts_fired + 1, last_fired_at = al.fired_at
-			WHERE s.rule_id = r.id;
-			fired := fired + 1;
-		END LOOP;
+				INSERT INTO activity_monitor.alerts AS x
+					(rule_id, rule_name, severity, channel, group_key, value, event_id, event_ids,
+					 occurred_at, kind, action, table_name, subject_id, actor_type, actor_id)
+				VALUES (r.id, r.name, r.severity, r.channel, m.v ->> 'k', val, e.id, ids,
+						e.occurred_at, e.kind, e.action, e.table_name, e.subject_id,
+						e.actor_type, e.actor_id)
+				RETURNING * INTO al;
+				PERFORM pg_catalog.pg_notify(r.channel, activity_monitor.alert_payload(al));
+				UPDATE activity_monitor.rule_stats s
+				SET alerts_fired = s.alerts_fired + 1, last_fired_at = al.fired_at
+				WHERE s.rule_id = r.id;
+				fired := fired + 1;
+			END LOOP;
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS errmsg = MESSAGE_TEXT;
+			RAISE WARNING 'activity_monitor: event % skipped by alert processing: %', e.id, errmsg;
+			UPDATE activity_monitor.worker_state
+			SET last_error = pg_catalog.format('alert processing: event %s: %s', e.id, errmsg),
+				last_error_at = pg_catalog.now();
+		END;
 	END LOOP;
 
 	UPDATE activity_monitor.alert_state
@@ -1243,6 +1293,9 @@ BEGIN
 	GROUP BY 1, 2, 3, 4;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
+	-- window state of keys idle for longer than their rule's window
+	DELETE FROM activity_monitor.rule_window w USING activity_monitor.alert_rule r
+	WHERE r.id = w.rule_id AND w.last_at < pg_catalog.now() - r.within - interval '1 hour';
 	RETURN n;
 END
 $fn$;

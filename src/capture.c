@@ -198,6 +198,12 @@ build_table(CaptureTable *ct, Relation rel)
 	char	   *status = NULL;
 	bool		have;
 
+	/* a trigger on the extension's own tables would recurse */
+	if (am_sink_is_activity_rel(ct->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("activity_monitor cannot capture its own table \"%s\"",
+						RelationGetRelationName(rel))));
 	if (ct->cxt)
 		MemoryContextDelete(ct->cxt);
 	ct->cxt = AllocSetContextCreate(CacheMemoryContext, "activity_monitor table",
@@ -688,12 +694,6 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("activity_monitor.capture() must be fired AFTER, for each row or for TRUNCATE statements"),
 				 errhint("Install it with activity_monitor.track().")));
-	if (am_sink_is_activity_rel(RelationGetRelid(td->tg_relation)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("activity_monitor cannot capture its own table \"%s\"",
-						RelationGetRelationName(td->tg_relation))));
-
 	ct = get_table(td->tg_relation);
 
 	memset(nulls, true, sizeof(nulls));
