@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The demo (make demo, test/demo/run.sh) against the test cluster, twice (a
+# second run starts over): it exits 0, every rule of its pack fired on its
+# planted scenario and none on the ordinary traffic (checked here against the
+# alerts table, not only by the demo's own check), and the consumer printed
+# every alert.  No apt, make or install: DEMO_SKIP_BUILD=1 and the consumer
+# built in $AM_ROOT.
+set -euo pipefail
+fail() { echo "FAIL: $*"; exit 1; }
+db=activity_monitor_demo
+q() { psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+out=$AM_TMP/demo.out
+
+[ -x "$AM_ROOT/activity_monitor_consume" ] || fail "no consumer at $AM_ROOT/activity_monitor_consume"
+
+cleanup() {
+	psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+psql -X -q -d postgres -c "ALTER SYSTEM SET activity_monitor.naptime = 1" -c "SELECT pg_reload_conf()" >/dev/null
+
+for run in 1 2; do
+	echo "# demo run $run"
+	t0=$(date +%s)
+	st=0
+	DEMO_USE_EXISTING=1 DEMO_SKIP_BUILD=1 DEMO_PACE=0 NO_COLOR=1 \
+		bash "$AM_ROOT/test/demo/run.sh" >"$out" 2>&1 || st=$?
+	echo "  exit $st after $(($(date +%s) - t0)) s; $(grep '^elapsed:' "$out" || echo 'no elapsed line')"
+	[ "$st" = 0 ] || { tail -n 60 "$out"; fail "the demo exited with $st"; }
+
+	nrules=$(q "SELECT count(*) FROM activity_monitor.alert_rule")
+	nalerts=$(q "SELECT count(*) FROM activity_monitor.alerts")
+	[ "$nrules" -ge 10 ] || fail "the rule pack has $nrules rules"
+
+	silent=$(q "SELECT string_agg(name, ', ') FROM activity_monitor.alert_rule r
+				WHERE NOT EXISTS (SELECT 1 FROM activity_monitor.alerts a WHERE a.rule_id = r.id)")
+	[ -z "$silent" ] || fail "rules that did not fire: $silent"
+	missed=$(q "SELECT string_agg(rule_name || ' ' || group_key, ', ') FROM demo.planted p
+				WHERE NOT EXISTS (SELECT 1 FROM activity_monitor.alerts a
+								  WHERE a.rule_name = p.rule_name AND a.group_key = p.group_key)")
+	[ -z "$missed" ] || fail "planted scenarios without their alert: $missed"
+	[ "$(q "SELECT count(DISTINCT rule_name) FROM demo.planted")" = "$nrules" ] ||
+		fail "not every rule has a planted scenario"
+	stray=$(q "SELECT string_agg(rule_name || ' ' || group_key, ', ') FROM activity_monitor.alerts a
+			   WHERE NOT EXISTS (SELECT 1 FROM demo.planted p
+								 WHERE p.rule_name = a.rule_name AND p.group_key = a.group_key)")
+	[ -z "$stray" ] || fail "alerts on the ordinary traffic: $stray"
+	echo "  $nrules rules fired, $nalerts alerts, all on planted scenarios"
+
+	lines=$(grep -c '^ALERT #' "$out" || true)
+	[ "$lines" -ge "$nalerts" ] || fail "the consumer printed $lines alert lines for $nalerts alerts"
+	for id in $(q "SELECT id FROM activity_monitor.alerts ORDER BY id"); do
+		rule=$(q "SELECT rule_name FROM activity_monitor.alerts WHERE id = $id")
+		grep -Eq "^ALERT #$id +[a-z]+ +$rule " "$out" || fail "alert $id ($rule) was not printed"
+	done
+	echo "  the consumer printed $lines alert lines"
+
+	grep -q "every rule of the pack fired" "$out" || fail "the demo's own check line is missing"
+	grep -q "no alert on the ordinary traffic" "$out" || fail "the demo's ordinary-traffic line is missing"
+	grep -q "^SELECT \* FROM activity_monitor.dashboard;" "$out" || fail "no dashboard"
+	grep -q "^active_sessions " "$out" || fail "no dashboard row"
+	grep -q "psql -h .* -p $PGPORT" "$out" || fail "no connection hint"
+	# the dashboard's rollup saw every event
+	[ "$(q "SELECT (SELECT sum(events) FROM activity_monitor.activity_minute) = (SELECT count(*) FROM activity_monitor.activity)")" = t ] ||
+		fail "the per-minute rollup does not count every event"
+done
+echo "ok"
