@@ -786,17 +786,33 @@ CREATE TABLE activity_monitor.alert_state (
 );
 INSERT INTO activity_monitor.alert_state (last_snapshot) VALUES (pg_catalog.txid_current_snapshot());
 
--- Per rule and group key, the matching events inside the window (kept by
--- the worker in the same transaction as its batches, so it is exactly as
--- consistent as the alerts; keys idle for longer than the window go away).
+-- Window state, kept by the worker in the same transaction as its batches
+-- (so exactly as consistent as the alerts): per rule and group key the
+-- running measure, the events inside the window, and for distinct rules how
+-- often each value occurs.  Keys idle for longer than the window go away.
 CREATE TABLE activity_monitor.rule_window (
-	rule_id		bigint NOT NULL REFERENCES activity_monitor.alert_rule ON DELETE CASCADE,
+	rule_id		bigint NOT NULL,
 	group_key	jsonb NOT NULL,
-	ts			timestamptz[] NOT NULL,
-	ids			bigint[] NOT NULL,
-	vals		jsonb[] NOT NULL,
-	last_at		timestamptz NOT NULL,
+	newest		timestamptz NOT NULL,
+	n			bigint NOT NULL,
+	total		numeric NOT NULL,
+	d			bigint NOT NULL,
 	PRIMARY KEY (rule_id, group_key)
+);
+CREATE TABLE activity_monitor.rule_window_event (
+	rule_id		bigint NOT NULL,
+	group_key	jsonb NOT NULL,
+	occurred_at	timestamptz NOT NULL,
+	event_id	bigint NOT NULL,
+	value		jsonb NOT NULL,
+	PRIMARY KEY (rule_id, group_key, occurred_at, event_id)
+);
+CREATE TABLE activity_monitor.rule_window_value (
+	rule_id		bigint NOT NULL,
+	group_key	jsonb NOT NULL,
+	value		jsonb NOT NULL,
+	n			bigint NOT NULL,
+	PRIMARY KEY (rule_id, group_key, value)
 );
 
 /*
@@ -1079,6 +1095,11 @@ DECLARE
 	w		record;
 	agg		record;
 	errmsg	text;
+	k		jsonb;
+	v		jsonb;
+	newest	timestamptz;
+	dnew	int;
+	gone_values	int;
 	val		numeric;
 	before	numeric;
 	ids		bigint[];
@@ -1125,48 +1146,65 @@ BEGIN
 					ids := ARRAY[e.id];
 					doit := true;
 				ELSE
-					-- the window state of this rule and key: the matching events
-					-- already processed plus e, trimmed to the window that ends at
-					-- the newest of them (an event that commits late still counts
-					-- with the later ones it precedes)
-					SELECT x.ts, x.ids, x.vals INTO w
-					FROM activity_monitor.rule_window x
-					WHERE x.rule_id = r.id AND x.group_key = coalesce(m.v -> 'k', 'null')
-					FOR UPDATE;
-					SELECT coalesce(pg_catalog.array_agg(u.t ORDER BY u.t, u.i), '{}') AS ts,
-						   coalesce(pg_catalog.array_agg(u.i ORDER BY u.t, u.i), '{}') AS ids,
-						   coalesce(pg_catalog.array_agg(u.v ORDER BY u.t, u.i), '{}') AS vals
-					INTO w
-					FROM (SELECT q.*, pg_catalog.max(q.t) OVER () AS newest
-						  FROM (SELECT * FROM ROWS FROM (pg_catalog.unnest(w.ts), pg_catalog.unnest(w.ids), pg_catalog.unnest(w.vals)) AS p(t, i, v)
-								UNION ALL
-								SELECT e.occurred_at, e.id, coalesce(m.v -> 'v', 'null')) q) u
-					WHERE u.t > u.newest - r.within;
-					INSERT INTO activity_monitor.rule_window AS x (rule_id, group_key, ts, ids, vals, last_at)
-					VALUES (r.id, coalesce(m.v -> 'k', 'null'), w.ts, w.ids, w.vals,
-							GREATEST(e.occurred_at, w.ts[pg_catalog.array_length(w.ts, 1)]))
-					ON CONFLICT (rule_id, group_key) DO UPDATE
-						SET ts = excluded.ts, ids = excluded.ids, vals = excluded.vals,
-							last_at = excluded.last_at;
-					-- the measure with and without e (a missing value is not a
-					-- distinct value)
+					-- the window of this rule and key ends at its newest event;
+					-- an event that commits late still counts with later ones
+					k := coalesce(m.v -> 'k', 'null');
+					v := coalesce(m.v -> 'v', 'null');
+					SELECT x.newest INTO newest FROM activity_monitor.rule_window x
+					WHERE x.rule_id = r.id AND x.group_key = k FOR UPDATE;
+					newest := GREATEST(newest, e.occurred_at);
+					-- an event older than the window is already out of it
+					CONTINUE WHEN e.occurred_at <= newest - r.within;
+					WITH ins AS (
+						INSERT INTO activity_monitor.rule_window_event VALUES (r.id, k, e.occurred_at, e.id, v)
+					), gone AS (
+						DELETE FROM activity_monitor.rule_window_event x
+						WHERE x.rule_id = r.id AND x.group_key = k AND x.occurred_at <= newest - r.within
+						RETURNING x.value
+					)
 					SELECT pg_catalog.count(*) AS n,
-						   pg_catalog.count(*) FILTER (WHERE u.i <> e.id) AS n0,
-						   coalesce(pg_catalog.sum(activity_monitor._num(u.v)), 0) AS s,
-						   coalesce(pg_catalog.sum(activity_monitor._num(u.v)) FILTER (WHERE u.i <> e.id), 0) AS s0,
-						   pg_catalog.count(DISTINCT u.v) FILTER (WHERE u.v <> 'null') AS d,
-						   pg_catalog.count(DISTINCT u.v) FILTER (WHERE u.v <> 'null' AND u.i <> e.id) AS d0,
-						   pg_catalog.array_agg(u.i ORDER BY u.i) AS ids
-					INTO agg
-					FROM ROWS FROM (pg_catalog.unnest(w.ts), pg_catalog.unnest(w.ids), pg_catalog.unnest(w.vals)) AS u(t, i, v);
-					IF r.measure = 'count' THEN
-						val := agg.n; before := agg.n0;
-					ELSIF r.measure = 'sum' THEN
-						val := agg.s; before := agg.s0;
-					ELSE
-						val := agg.d; before := agg.d0;
+						   coalesce(pg_catalog.sum(activity_monitor._num(gone.value)), 0) AS total,
+						   pg_catalog.array_agg(gone.value) FILTER (WHERE gone.value <> 'null') AS vals
+					INTO agg FROM gone;
+					-- distinct: how often each value occurs in the window
+					dnew := 0;
+					IF r.measure = 'distinct' THEN
+						IF v <> 'null' THEN
+							INSERT INTO activity_monitor.rule_window_value AS x VALUES (r.id, k, v, 1)
+							ON CONFLICT (rule_id, group_key, value) DO UPDATE SET n = x.n + 1
+							RETURNING (x.n = 1)::int INTO dnew;
+						END IF;
+						IF agg.vals IS NOT NULL THEN
+							UPDATE activity_monitor.rule_window_value x SET n = x.n - g.c
+							FROM (SELECT q.value, pg_catalog.count(*) AS c
+								  FROM pg_catalog.unnest(agg.vals) AS q(value) GROUP BY 1) g
+							WHERE x.rule_id = r.id AND x.group_key = k AND x.value = g.value;
+							DELETE FROM activity_monitor.rule_window_value x
+							WHERE x.rule_id = r.id AND x.group_key = k AND x.n <= 0;
+							GET DIAGNOSTICS gone_values = ROW_COUNT;
+							dnew := dnew - gone_values;
+						END IF;
 					END IF;
-					ids := agg.ids;
+					INSERT INTO activity_monitor.rule_window AS x (rule_id, group_key, newest, n, total, d)
+					VALUES (r.id, k, newest, 1 - agg.n, coalesce(activity_monitor._num(v), 0) - agg.total, dnew)
+					ON CONFLICT (rule_id, group_key) DO UPDATE
+						SET newest = excluded.newest, n = x.n + excluded.n,
+							total = x.total + excluded.total, d = x.d + excluded.d
+					RETURNING x.n, x.total, x.d INTO w;
+					-- the measure with and without e
+					IF r.measure = 'count' THEN
+						val := w.n; before := w.n - 1;
+					ELSIF r.measure = 'sum' THEN
+						val := w.total; before := w.total - coalesce(activity_monitor._num(v), 0);
+					ELSE
+						val := w.d;
+						before := w.d - CASE WHEN v <> 'null' AND (SELECT x.n FROM activity_monitor.rule_window_value x
+								WHERE x.rule_id = r.id AND x.group_key = k AND x.value = v) = 1 THEN 1 ELSE 0 END;
+					END IF;
+					IF val >= r.threshold AND before < r.threshold THEN
+						SELECT pg_catalog.array_agg(x.event_id ORDER BY x.event_id) INTO ids
+						FROM activity_monitor.rule_window_event x WHERE x.rule_id = r.id AND x.group_key = k;
+					END IF;
 					doit := val >= r.threshold AND before < r.threshold;
 				END IF;
 
@@ -1201,7 +1239,7 @@ BEGIN
 	END LOOP;
 
 	UPDATE activity_monitor.alert_state
-	SET last_snapshot = cur, last_run_at = pg_catalog.now(),
+	SET last_snapshot = cur, last_run_at = pg_catalog.clock_timestamp(),
 		events_processed = events_processed + events;
 END
 $fn$;
@@ -1293,9 +1331,19 @@ BEGIN
 	GROUP BY 1, 2, 3, 4;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
-	-- window state of keys idle for longer than their rule's window
-	DELETE FROM activity_monitor.rule_window w USING activity_monitor.alert_rule r
-	WHERE r.id = w.rule_id AND w.last_at < pg_catalog.now() - r.within - interval '1 hour';
+	-- window state of keys idle for longer than their rule's window, and of
+	-- dropped rules
+	WITH idle AS (
+		DELETE FROM activity_monitor.rule_window w
+		WHERE NOT EXISTS (SELECT 1 FROM activity_monitor.alert_rule r
+						  WHERE r.id = w.rule_id AND w.newest > pg_catalog.now() - r.within - interval '1 hour')
+		RETURNING w.rule_id, w.group_key
+	), e AS (
+		DELETE FROM activity_monitor.rule_window_event x USING idle
+		WHERE x.rule_id = idle.rule_id AND x.group_key = idle.group_key
+	)
+	DELETE FROM activity_monitor.rule_window_value x USING idle
+	WHERE x.rule_id = idle.rule_id AND x.group_key = idle.group_key;
 	RETURN n;
 END
 $fn$;

@@ -705,8 +705,9 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 	else if (!capture_row(td, ct, values, nulls, &re))
 		return PointerGetDatum(NULL);
 
-	set_datum(values, nulls, AC_OCCURRED_AT,
-			  TimestampTzGetDatum(GetCurrentStatementStartTimestamp()), false);
+	/* the clock, not the statement start: a procedure that commits as it
+	 * goes, or a long batch, must not look like one instant */
+	set_datum(values, nulls, AC_OCCURRED_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 	set_datum(values, nulls, AC_KIND, ct->kind, false);
 	set_datum(values, nulls, AC_TABLE_NAME, ct->table_name, false);
 	am_fill_actor(values, nulls);

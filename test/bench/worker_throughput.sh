@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Worker throughput: how many matched events per second the alert worker
+# processes with 10 windowed rules (issue 5).  One transaction inserts
+# WORKER_EVENTS payments that every rule matches (10 rules: count, sum and
+# distinct windows over accounts, IPs and currencies); the figure is events
+# divided by the time from that commit until the worker's alert state shows
+# them processed.  Repeated WORKER_RUNS times; the best and median are printed.
+#
+#   test/bench/worker_throughput.sh
+#
+# Environment: WORKER_EVENTS (20000), WORKER_RUNS (3), BENCH_USE_EXISTING=1.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$BENCH_DIR/common.sh"
+
+events=${WORKER_EVENTS:-20000}
+runs=${WORKER_RUNS:-3}
+bench_cluster_up
+db=am_bench_worker_$$
+q() { "${BENCH_PSQL[@]}" -At -d "$db" -c "$1"; }
+"${BENCH_PSQL[@]}" -c "CREATE DATABASE $db"
+trap '"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1; bench_cleanup' EXIT
+"${BENCH_PSQL[@]}" -d "$db" <<'SQL'
+CREATE EXTENSION activity_monitor;
+CREATE TABLE payments (id bigserial PRIMARY KEY, account_id int, amount numeric,
+	currency text, ip text, status text);
+SELECT activity_monitor.track('payments', 'payment', subject_column => 'account_id',
+	status_column => 'status');
+SELECT activity_monitor.create_rule('r' || i, '$.action == "insert"',
+	within => '1 hour', threshold => 1e9,
+	measure => (ARRAY['count', 'sum', 'distinct'])[1 + i % 3],
+	measure_path => CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN '$.new.amount' ELSE '$.new.ip' END::jsonpath,
+	group_by => (ARRAY['$.subject_id', '$.new.ip', '$.new.currency'])[1 + i % 3]::jsonpath)
+FROM generate_series(1, 10) i;
+SQL
+rates=()
+for r in $(seq 1 "$runs"); do
+	before=$(q "SELECT events_processed FROM activity_monitor.alert_state")
+	# the commit time: the clock read just before COMMIT, in the same session
+	times=$("${BENCH_PSQL[@]}" -At -d "$db" <<SQL
+BEGIN;
+SELECT extract(epoch FROM clock_timestamp());
+INSERT INTO payments (account_id, amount, currency, ip, status)
+SELECT g % 5000, g % 100, (ARRAY['EUR','USD','BRL'])[1 + g % 3], '10.0.' || (g % 200) || '.1', 'pending'
+FROM generate_series(1, $events) g;
+SELECT extract(epoch FROM clock_timestamp());
+COMMIT;
+SQL
+)
+	start=$(echo "$times" | sed -n 1p)
+	committed=$(echo "$times" | sed -n 2p)
+	deadline=$(($(date +%s) + 600))
+	until [ "$(q "SELECT events_processed >= $before + $events FROM activity_monitor.alert_state")" = t ]; do
+		[ "$(date +%s)" -lt "$deadline" ] || { echo "worker did not finish" >&2; exit 1; }
+		sleep 0.05
+	done
+	done_at=$(q "SELECT extract(epoch FROM last_run_at) FROM activity_monitor.alert_state")
+	rate=$(echo "$events / ($done_at - $committed)" | bc -l)
+	printf 'run %d: %d events (x10 rules) in %.2f s after commit (insert took %.2f s): %.0f events/s\n' \
+		"$r" "$events" "$(echo "$done_at - $committed" | bc -l)" "$(echo "$committed - $start" | bc -l)" "$rate"
+	rates+=("$rate")
+done
+printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {printf "worker throughput, 10 windowed rules: best %.0f events/s, median %.0f events/s\n", a[NR], a[int((NR+1)/2)]}'
