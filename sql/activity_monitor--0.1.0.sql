@@ -779,6 +779,10 @@ SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts_id_seq', '')
 CREATE TABLE activity_monitor.alert_state (
 	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
 	last_snapshot		txid_snapshot NOT NULL,
+	-- the batch in progress (events visible in it and not in last_snapshot),
+	-- processed in id order a bounded number at a time
+	batch_snapshot		txid_snapshot,
+	batch_last_id		bigint,
 	-- events from before (restored from a dump) are not alerted on again
 	since				timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	last_run_at			timestamptz,
@@ -1080,7 +1084,8 @@ $fn$;
  * snapshot forward, so every committed event is handled once, none from a
  * rolled-back transaction, and a crash replays the batch.
  */
-CREATE FUNCTION activity_monitor._process_alerts(OUT events int, OUT fired int)
+CREATE FUNCTION activity_monitor._process_alerts(max_events int DEFAULT 500,
+												 OUT events int, OUT fired int, OUT more boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -1100,6 +1105,10 @@ DECLARE
 	newest	timestamptz;
 	dnew	int;
 	gone_values	int;
+	after_id	bigint;
+	matched_ids	bigint[] := '{}';
+	err_ids		bigint[] := '{}';
+	fired_ids	bigint[] := '{}';
 	val		numeric;
 	before	numeric;
 	ids		bigint[];
@@ -1107,9 +1116,12 @@ DECLARE
 BEGIN
 	events := 0;
 	fired := 0;
-	SELECT s.last_snapshot, s.since INTO STRICT last, since
+	SELECT s.last_snapshot, s.since, s.batch_snapshot, coalesce(s.batch_last_id, 0)
+	INTO STRICT last, since, cur, after_id
 	FROM activity_monitor.alert_state s FOR UPDATE;
-	cur := pg_catalog.txid_current_snapshot();
+	IF cur IS NULL THEN
+		cur := pg_catalog.txid_current_snapshot();
+	END IF;
 
 	FOR e IN
 		SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.subject_id,
@@ -1121,24 +1133,26 @@ BEGIN
 		  AND pg_catalog.txid_visible_in_snapshot(a.txid, cur)
 		  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, last)
 		  AND a.occurred_at >= since
+		  AND a.id > after_id
 		ORDER BY a.id
+		LIMIT max_events
 	LOOP
 		events := events + 1;
+		after_id := e.id;
 		-- one event that cannot be processed (whatever the reason) is
 		-- logged and skipped: it must not stop every later alert
 		BEGIN
 			IF e.rule_errors IS NOT NULL THEN
-				INSERT INTO activity_monitor.rule_stats AS s (rule_id, evaluation_errors)
-				SELECT x.id, 1 FROM activity_monitor.alert_rule x WHERE x.id = ANY (e.rule_errors)
-				ON CONFLICT (rule_id) DO UPDATE SET evaluation_errors = s.evaluation_errors + 1;
+				SELECT pg_catalog.array_agg(q.x) INTO err_ids
+				FROM (SELECT * FROM pg_catalog.unnest(err_ids) UNION ALL
+					  SELECT * FROM pg_catalog.unnest(e.rule_errors)) q(x);
 			END IF;
 			FOR m IN SELECT j.key::bigint AS rule_id, j.value AS v
 					 FROM pg_catalog.jsonb_each(coalesce(e.matched, '{}')) j ORDER BY 1
 			LOOP
 				SELECT * INTO r FROM activity_monitor.alert_rule x WHERE x.id = m.rule_id;
 				CONTINUE WHEN NOT FOUND OR NOT r.enabled;
-				INSERT INTO activity_monitor.rule_stats AS s (rule_id, events_matched) VALUES (r.id, 1)
-				ON CONFLICT (rule_id) DO UPDATE SET events_matched = s.events_matched + 1;
+				matched_ids := matched_ids || r.id;
 
 				IF r.within IS NULL THEN
 					val := CASE WHEN r.measure_path IS NULL THEN 1
@@ -1224,9 +1238,7 @@ BEGIN
 						e.actor_type, e.actor_id)
 				RETURNING * INTO al;
 				PERFORM pg_catalog.pg_notify(r.channel, activity_monitor.alert_payload(al));
-				UPDATE activity_monitor.rule_stats s
-				SET alerts_fired = s.alerts_fired + 1, last_fired_at = al.fired_at
-				WHERE s.rule_id = r.id;
+				fired_ids := fired_ids || r.id;
 				fired := fired + 1;
 			END LOOP;
 		EXCEPTION WHEN OTHERS THEN
@@ -1238,9 +1250,34 @@ BEGIN
 		END;
 	END LOOP;
 
-	UPDATE activity_monitor.alert_state
-	SET last_snapshot = cur, last_run_at = pg_catalog.clock_timestamp(),
-		events_processed = events_processed + events;
+	-- the rules' counters, once per call (a row updated per event would grow
+	-- a long version chain within the transaction)
+	INSERT INTO activity_monitor.rule_stats AS s
+		(rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at)
+	SELECT x.id,
+		   (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(matched_ids) q WHERE q = x.id),
+		   (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(err_ids) q WHERE q = x.id),
+		   (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(fired_ids) q WHERE q = x.id),
+		   CASE WHEN x.id = ANY (fired_ids) THEN pg_catalog.now() END
+	FROM activity_monitor.alert_rule x
+	WHERE x.id = ANY (matched_ids || err_ids)
+	ON CONFLICT (rule_id) DO UPDATE
+		SET events_matched = s.events_matched + excluded.events_matched,
+			evaluation_errors = s.evaluation_errors + excluded.evaluation_errors,
+			alerts_fired = s.alerts_fired + excluded.alerts_fired,
+			last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at);
+
+	more := events = max_events;
+	IF more THEN
+		UPDATE activity_monitor.alert_state
+		SET batch_snapshot = cur, batch_last_id = after_id,
+			events_processed = events_processed + events;
+	ELSE
+		UPDATE activity_monitor.alert_state
+		SET last_snapshot = cur, batch_snapshot = NULL, batch_last_id = NULL,
+			last_run_at = pg_catalog.clock_timestamp(),
+			events_processed = events_processed + events;
+	END IF;
 END
 $fn$;
 
@@ -1248,7 +1285,7 @@ REVOKE ALL ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[]
 		numeric, text, jsonpath, jsonpath, interval, text, text),
 	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
 	activity_monitor.acknowledge(bigint, text), activity_monitor.resolve(bigint, text),
-	activity_monitor._process_alerts(), activity_monitor._who(),
+	activity_monitor._process_alerts(int), activity_monitor._who(),
 	activity_monitor._num(jsonb), activity_monitor._cut(text, int),
 	activity_monitor.alert_payload(activity_monitor.alerts) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,

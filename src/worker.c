@@ -382,10 +382,17 @@ duty_alerts(void)
 	char	   *result;
 	char	   *error;
 
-	if (run_sql("alert processing",
-				"SELECT p.events FROM activity_monitor._process_alerts() p",
-				&result, &error))
-		return;
+	/* a large batch is processed a bounded number of events at a time */
+	for (;;)
+	{
+		if (!run_sql("alert processing",
+					 "SELECT p.more FROM activity_monitor._process_alerts() p",
+					 &result, &error))
+			break;
+		if (result == NULL || strcmp(result, "t") != 0 || got_sigterm)
+			return;
+		CHECK_FOR_INTERRUPTS();
+	}
 	(void) run_sql("record alert error",
 				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
 							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
