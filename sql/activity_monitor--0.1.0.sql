@@ -110,7 +110,9 @@ AS $fn$
 BEGIN
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at)', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
-	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at)', part);
+	-- employees' actions (admin_actions); users are found by subject
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '
+		'WHERE actor_type = ''employee''', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at) WHERE critical', part);
 	-- only events some rule matched: the worker's batches
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
