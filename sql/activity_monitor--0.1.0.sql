@@ -113,7 +113,6 @@ BEGIN
 	-- employees' actions (admin_actions); users are found by subject
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '
 		'WHERE actor_type = ''employee''', part);
-	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at) WHERE critical', part);
 	-- only events some rule matched: the worker's batches
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
 		'WHERE matched IS NOT NULL OR rule_errors IS NOT NULL', part);
@@ -1354,6 +1353,8 @@ DECLARE
 	n	bigint;
 BEGIN
 	since := pg_catalog.date_trunc('minute', since);
+	-- one rollup at a time (the worker's and a manual call)
+	PERFORM pg_catalog.pg_advisory_xact_lock(1634038889, 1919905900);
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= since;
 	INSERT INTO activity_monitor.activity_minute
 	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
@@ -1394,7 +1395,7 @@ REVOKE ALL ON FUNCTION activity_monitor._rollup(timestamptz) FROM PUBLIC;
  * minus ended in the last day), open alerts by severity, the busiest
  * employees of the day and the latest critical changes.  Counts come from
  * activity_minute (up to one naptime behind); the critical changes are read
- * live through the partitions' partial index.
+ * live, newest first through the partitions' occurred_at index.
  */
 CREATE VIEW activity_monitor.dashboard AS
 	SELECT pg_catalog.now() AS generated_at,

@@ -81,13 +81,13 @@ BEGIN
 		EXECUTE 'SELECT count(*) FROM (' || q || ') x' INTO n;
 		d := d || extract(epoch FROM clock_timestamp() - t0) * 1000;
 	END LOOP;
-	RAISE NOTICE '| % | % | % | % |', '$name', n,
+	RAISE WARNING '| % | % | % | % |', \$n\$$name\$n\$, n,
 		round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(d) x)::numeric, 2),
 		round((SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY x) FROM unnest(d) x)::numeric, 2);
 END
 \$do\$;
 SQL
-done 2>&1 | sed 's/^NOTICE:  //'
+done 2>&1 | sed 's/^WARNING:  //'
 for entry in "${queries[@]}"; do
 	name=${entry%%|*}
 	sql=${entry#*|}
