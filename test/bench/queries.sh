@@ -95,5 +95,5 @@ for entry in "${queries[@]}"; do
 	sql=${sql//\$2/7}
 	echo
 	echo "EXPLAIN (ANALYZE, BUFFERS): $name"
-	p -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) $sql" | grep -vE "^\s*$" | head -60
+	p -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) $sql" | grep -vE "^\s*$" | awk "NR <= 60"
 done
