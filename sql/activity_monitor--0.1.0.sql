@@ -970,10 +970,13 @@ AS $fn$
 					pg_catalog.session_user()::text)
 $fn$;
 
-CREATE FUNCTION activity_monitor.acknowledge(alert_id bigint, note text DEFAULT NULL)
+/*
+ * Move an alert to "acknowledged" or "resolved", recording who, when and the
+ * note; an unknown alert and a resolved one are errors.
+ */
+CREATE FUNCTION activity_monitor._set_alert_status(alert_id bigint, new_status text, note text)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -987,35 +990,37 @@ BEGIN
 		RAISE EXCEPTION 'alert % is already resolved', alert_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	UPDATE activity_monitor.alerts a
-	SET status = 'acknowledged', acknowledged_by = activity_monitor._who(),
-		acknowledged_at = pg_catalog.now(), note = coalesce(acknowledge.note, a.note)
-	WHERE a.id = alert_id;
+	IF new_status = 'acknowledged' THEN
+		UPDATE activity_monitor.alerts a
+		SET status = new_status, acknowledged_by = activity_monitor._who(),
+			acknowledged_at = pg_catalog.now(), note = coalesce(_set_alert_status.note, a.note)
+		WHERE a.id = alert_id;
+	ELSE
+		UPDATE activity_monitor.alerts a
+		SET status = new_status, resolved_by = activity_monitor._who(),
+			resolved_at = pg_catalog.now(), note = coalesce(_set_alert_status.note, a.note)
+		WHERE a.id = alert_id;
+	END IF;
 END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor._set_alert_status(bigint, text, text) FROM PUBLIC;
+
+CREATE FUNCTION activity_monitor.acknowledge(alert_id bigint, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT activity_monitor._set_alert_status(alert_id, 'acknowledged', note)
 $fn$;
 
 CREATE FUNCTION activity_monitor.resolve(alert_id bigint, note text DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	st	text;
-BEGIN
-	SELECT a.status INTO st FROM activity_monitor.alerts a WHERE a.id = alert_id FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'alert % does not exist', alert_id USING ERRCODE = 'undefined_object';
-	END IF;
-	IF st = 'resolved' THEN
-		RAISE EXCEPTION 'alert % is already resolved', alert_id
-			USING ERRCODE = 'object_not_in_prerequisite_state';
-	END IF;
-	UPDATE activity_monitor.alerts a
-	SET status = 'resolved', resolved_by = activity_monitor._who(),
-		resolved_at = pg_catalog.now(), note = coalesce(resolve.note, a.note)
-	WHERE a.id = alert_id;
-END
+	SELECT activity_monitor._set_alert_status(alert_id, 'resolved', note)
 $fn$;
 
 /*

@@ -4,17 +4,7 @@
 -- is evaluated by all ten in the trigger and the matches by the worker.
 -- records: as activity_monitor, plus the alert rules each payment change matched
 -- requires: activity_monitor
-CREATE EXTENSION activity_monitor;
-
-SELECT activity_monitor.track('accounts', 'profile',
-	subject_column => 'id', status_column => 'status',
-	critical_columns => '{balance,kyc_level}', ignore_columns => '{updated_at}',
-	redact_columns => '{password_hash}');
-SELECT activity_monitor.track('payments', 'payment',
-	subject_column => 'account_id', status_column => 'status');
-SELECT activity_monitor.track('user_sessions', 'login',
-	subject_column => 'account_id', status_column => 'status');
-
+\ir variant_activity_monitor.sql
 
 -- Ten rules on payments: five per-event, five windowed (count, sum, distinct).
 SELECT activity_monitor.create_rule('large_payment', '$.new.amount > 900', tables => '{payments}');
@@ -27,11 +17,3 @@ SELECT activity_monitor.create_rule('deposit_velocity', '$.action == "insert"', 
 SELECT activity_monitor.create_rule('completion_burst', '$.status_to == "completed"', kinds => '{payment}', within => '10 minutes', threshold => 1000);
 SELECT activity_monitor.create_rule('many_amounts', '$.action == "insert"', kinds => '{payment}', within => '1 hour', threshold => 1e6, measure => 'distinct', measure_path => '$.new.amount');
 SELECT activity_monitor.create_rule('failed_payments', '$.status_to == "failed"', kinds => '{payment}', within => '1 hour', threshold => 5);
-
--- Bytes: every partition of activity_monitor.activity, indexes and TOAST included.
-CREATE FUNCTION bench_capture_stats(OUT bytes bigint, OUT changes bigint)
-LANGUAGE sql AS $$
-	SELECT (SELECT sum(pg_total_relation_size(relid))::bigint
-			FROM pg_partition_tree('activity_monitor.activity') WHERE isleaf),
-		   (SELECT count(*) FROM activity_monitor.activity WHERE action <> 'truncate')
-$$;
