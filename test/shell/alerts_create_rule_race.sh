@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PENDING (extension bug, minor; not run by test/run.sh until fixed):
+# Regression test (a bug found while building the first release, fixed):
 # create_rule() of a name another transaction is creating at the same time
 # fails with the unique index's error (23505, 'duplicate key value violates
 # unique constraint "alert_rule_name_key"') instead of the documented

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PENDING (extension bug, not run by test/run.sh until fixed): a distinct
+# Regression test (a bug found while building the first release, fixed): a distinct
 # rule counts "no value" as a value.
 #
 # measure distinct is "the number of distinct measure_path values".  When

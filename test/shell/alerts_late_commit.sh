@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PENDING (extension bug, not run by test/run.sh until fixed): a windowed
+# Regression test (a bug found while building the first release, fixed): a windowed
 # rule loses its alert when an earlier event of the window commits after the
 # worker has processed a later one.
 #
@@ -12,7 +12,8 @@
 # all.  Had both committed before the worker's batch, b would have fired
 # (b's window holds a and b: before 1 < 2 <= 2 after) - the outcome depends
 # on when the worker ran.  Expected: exactly one alert, at b, value 2,
-# event_ids {a, b}.  Got: none.
+# event_ids {a, b}.  (Fixed: a key's window ends at its newest event, so the
+# late a counts with b; the alert fires when a is processed.)
 set -euo pipefail
 . "$AM_ROOT/test/lib/cluster.sh"
 unset PGTZ PGDATABASE PGOPTIONS

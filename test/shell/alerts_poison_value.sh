@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PENDING (extension bug, not run by test/run.sh until fixed): one event
+# Regression test (a bug found while building the first release, fixed): one event
 # whose measure is a very long number stops every alert of the database.
 #
 # alert_payload() cuts the free-text fields to keep the payload under
