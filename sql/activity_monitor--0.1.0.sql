@@ -1090,7 +1090,7 @@ $fn$;
  * snapshot forward, so every committed event is handled once, none from a
  * rolled-back transaction, and a crash replays the batch.
  */
-CREATE FUNCTION activity_monitor._process_alerts(max_events int DEFAULT 500,
+CREATE FUNCTION activity_monitor._process_alerts(max_events int DEFAULT 100,
 												 OUT events int, OUT fired int, OUT more boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
