@@ -58,7 +58,7 @@ _PG_init(void)
 	am_define_actor_gucs();
 	am_define_worker_gucs();
 	MarkGUCPrefixReserved("activity_monitor");
-	am_sink_reset();
+	am_sink_init();
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = am_process_utility;
 	if (process_shared_preload_libraries_in_progress)

@@ -101,7 +101,7 @@ extern void am_worker_stop_for_database(Oid dboid);
 
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);
-extern void am_sink_reset(void);
+extern void am_sink_init(void);
 extern void am_sink_close(void);
 extern int64 am_sink_next_id(void);
 extern bool am_sink_is_activity_rel(Oid relid);

@@ -154,7 +154,7 @@ am_sink_close(void)
 
 /* Called once per backend from _PG_init. */
 void
-am_sink_reset(void)
+am_sink_init(void)
 {
 	if (callbacks_registered)
 		return;
