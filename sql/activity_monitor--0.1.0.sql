@@ -990,17 +990,14 @@ BEGIN
 		RAISE EXCEPTION 'alert % is already resolved', alert_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	IF new_status = 'acknowledged' THEN
-		UPDATE activity_monitor.alerts a
-		SET status = new_status, acknowledged_by = activity_monitor._who(),
-			acknowledged_at = pg_catalog.now(), note = coalesce(_set_alert_status.note, a.note)
-		WHERE a.id = alert_id;
-	ELSE
-		UPDATE activity_monitor.alerts a
-		SET status = new_status, resolved_by = activity_monitor._who(),
-			resolved_at = pg_catalog.now(), note = coalesce(_set_alert_status.note, a.note)
-		WHERE a.id = alert_id;
-	END IF;
+	UPDATE activity_monitor.alerts a
+	SET status = new_status,
+		acknowledged_by = CASE WHEN new_status = 'acknowledged' THEN activity_monitor._who() ELSE a.acknowledged_by END,
+		acknowledged_at = CASE WHEN new_status = 'acknowledged' THEN pg_catalog.now() ELSE a.acknowledged_at END,
+		resolved_by = CASE WHEN new_status = 'resolved' THEN activity_monitor._who() ELSE a.resolved_by END,
+		resolved_at = CASE WHEN new_status = 'resolved' THEN pg_catalog.now() ELSE a.resolved_at END,
+		note = coalesce(_set_alert_status.note, a.note)
+	WHERE a.id = alert_id;
 END
 $fn$;
 REVOKE ALL ON FUNCTION activity_monitor._set_alert_status(bigint, text, text) FROM PUBLIC;

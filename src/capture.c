@@ -222,6 +222,7 @@ build_table(CaptureTable *ct, Relation rel)
 	ct->kindstr = TextDatumGetCString(ct->kind);
 	ct->rules_gen = 0;			/* the rule list is built on first use */
 	ct->nrules = 0;
+	ct->rules = NULL;
 	if (have && !cfgnull[Anum_tracked_subject - 1])
 		subject = NameStr(*DatumGetName(cfg[Anum_tracked_subject - 1]));
 	if (have && !cfgnull[Anum_tracked_status - 1])
@@ -438,7 +439,6 @@ capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls, RowEv
 	TupleTableSlot *oldslot = NULL;
 	TupleTableSlot *newslot = NULL;
 	TupleTableSlot *keyslot;
-	bool		isnull;
 	bool		critical = false;
 
 	if (TRIGGER_FIRED_BY_INSERT(ev))
@@ -502,8 +502,7 @@ capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls, RowEv
 	re->newslot = newslot;
 	values[AC_ROW_KEY] = row_key(ct, keyslot, &nulls[AC_ROW_KEY]);
 	if (ct->subject_att)
-		values[AC_SUBJECT_ID] = column_text(ct, keyslot, ct->subject_att, &isnull),
-			nulls[AC_SUBJECT_ID] = isnull;
+		values[AC_SUBJECT_ID] = column_text(ct, keyslot, ct->subject_att, &nulls[AC_SUBJECT_ID]);
 	set_datum(values, nulls, AC_CRITICAL, BoolGetDatum(critical), false);
 	return true;
 }
@@ -611,8 +610,11 @@ event_document(CaptureTable *ct, Datum *values, bool *nulls, RowEvent *re)
 		}
 	}
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	doc_jsonb(&state, "old", re->oldslot ? row_jsonb(ct, re->oldslot, NULL) : (Datum) 0);
-	doc_jsonb(&state, "new", re->newslot ? row_jsonb(ct, re->newslot, NULL) : (Datum) 0);
+	/* insert and delete recorded the whole row already; an update only the diff */
+	doc_jsonb(&state, "old", re->oldslot == NULL ? (Datum) 0 :
+			  re->changed == NULL ? values[AC_OLD_VALUES] : row_jsonb(ct, re->oldslot, NULL));
+	doc_jsonb(&state, "new", re->newslot == NULL ? (Datum) 0 :
+			  re->changed == NULL ? values[AC_NEW_VALUES] : row_jsonb(ct, re->newslot, NULL));
 	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
 	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
 	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
@@ -715,6 +717,8 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 
 	if (ct->rules_gen != am_rules_generation())
 	{
+		if (ct->rules)
+			pfree(ct->rules);
 		ct->nrules = am_rules_applicable(ct->rootid, ct->kindstr, &ct->rules, ct->cxt);
 		ct->rules_gen = am_rules_generation();
 	}

@@ -371,6 +371,19 @@ duty_partitions(void)
 	(void) run_sql("record maintenance", sql, &result, &error);
 }
 
+/* Record a duty's error in worker_state (it is in the server log already). */
+static void
+record_error(const char *error)
+{
+	char	   *result;
+	char	   *error2;
+
+	(void) run_sql("record error",
+				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
+							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
+				   &result, &error2);
+}
+
 /*
  * Alert duty: process the events committed since the last batch (see
  * _process_alerts in the install script).  Errors are recorded like the
@@ -393,10 +406,7 @@ duty_alerts(void)
 			return;
 		CHECK_FOR_INTERRUPTS();
 	}
-	(void) run_sql("record alert error",
-				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
-							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
-				   &result, &error);
+	record_error(error);
 }
 
 /* Rollup duty: the per-minute counts behind the dashboard view. */
@@ -406,12 +416,8 @@ duty_rollup(void)
 	char	   *result;
 	char	   *error;
 
-	if (run_sql("rollup", "SELECT activity_monitor._rollup()", &result, &error))
-		return;
-	(void) run_sql("record rollup error",
-				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
-							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
-				   &result, &error);
+	if (!run_sql("rollup", "SELECT activity_monitor._rollup()", &result, &error))
+		record_error(error);
 }
 
 /*
