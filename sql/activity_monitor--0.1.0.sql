@@ -791,35 +791,6 @@ CREATE TABLE activity_monitor.alert_state (
 );
 INSERT INTO activity_monitor.alert_state (last_snapshot) VALUES (pg_catalog.txid_current_snapshot());
 
--- Window state, kept by the worker in the same transaction as its batches
--- (so exactly as consistent as the alerts): per rule and group key the
--- running measure, the events inside the window, and for distinct rules how
--- often each value occurs.  Keys idle for longer than the window go away.
-CREATE TABLE activity_monitor.rule_window (
-	rule_id		bigint NOT NULL,
-	group_key	jsonb NOT NULL,
-	newest		timestamptz NOT NULL,
-	n			bigint NOT NULL,
-	total		numeric NOT NULL,
-	d			bigint NOT NULL,
-	PRIMARY KEY (rule_id, group_key)
-);
-CREATE TABLE activity_monitor.rule_window_event (
-	rule_id		bigint NOT NULL,
-	group_key	jsonb NOT NULL,
-	occurred_at	timestamptz NOT NULL,
-	event_id	bigint NOT NULL,
-	value		jsonb NOT NULL,
-	PRIMARY KEY (rule_id, group_key, occurred_at, event_id)
-);
-CREATE TABLE activity_monitor.rule_window_value (
-	rule_id		bigint NOT NULL,
-	group_key	jsonb NOT NULL,
-	value		jsonb NOT NULL,
-	n			bigint NOT NULL,
-	PRIMARY KEY (rule_id, group_key, value)
-);
-
 /*
  * Any change of the rules table invalidates every backend's rule cache at
  * commit (rule changes reach running sessions without a reconnect).
@@ -1080,209 +1051,20 @@ AS $fn$
 $fn$;
 
 /*
- * The worker's alert duty: take the events that committed since the last
- * batch (visible in the current snapshot, not in the last one, as PgQ does),
- * in id order, and for each rule they matched apply window, threshold and
- * cooldown; insert alerts and NOTIFY in the same transaction that moves the
- * snapshot forward, so every committed event is handled once, none from a
- * rolled-back transaction, and a crash replays the batch.
+ * The worker's alert duty (src/alerts.c): take the events that committed
+ * since the last batch (visible in the current snapshot, not in the last
+ * one, as PgQ does), in id order, at most max_events, and for each rule they
+ * matched apply window, threshold and cooldown; insert alerts and NOTIFY in
+ * the same transaction that moves alert_state forward, so every committed
+ * event is handled once, none from a rolled-back transaction, and a crash
+ * replays the batch.  Window state is kept in the worker's memory and
+ * rebuilt from the activity after a restart.
  */
-CREATE FUNCTION activity_monitor._process_alerts(max_events int DEFAULT 100,
+CREATE FUNCTION activity_monitor._process_alerts(max_events int DEFAULT 10000,
 												 OUT events int, OUT fired int, OUT more boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-	last	txid_snapshot;
-	since	timestamptz;
-	cur		txid_snapshot;
-	e		record;
-	m		record;
-	r		activity_monitor.alert_rule;
-	al		activity_monitor.alerts;
-	w		record;
-	agg		record;
-	errmsg	text;
-	k		jsonb;
-	v		jsonb;
-	newest	timestamptz;
-	dnew	int;
-	gone_values	int;
-	after_id	bigint;
-	matched_ids	bigint[] := '{}';
-	err_ids		bigint[] := '{}';
-	fired_ids	bigint[] := '{}';
-	val		numeric;
-	before	numeric;
-	ids		bigint[];
-	doit	boolean;
-BEGIN
-	events := 0;
-	fired := 0;
-	SELECT s.last_snapshot, s.since, s.batch_snapshot, coalesce(s.batch_last_id, 0)
-	INTO STRICT last, since, cur, after_id
-	FROM activity_monitor.alert_state s FOR UPDATE;
-	IF cur IS NULL THEN
-		cur := pg_catalog.txid_current_snapshot();
-	END IF;
-
-	FOR e IN
-		SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.subject_id,
-			   a.actor_type, a.actor_id, a.matched, a.rule_errors
-		FROM activity_monitor.activity a
-		WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL)
-		  AND a.txid >= pg_catalog.txid_snapshot_xmin(last)
-		  AND a.txid < pg_catalog.txid_snapshot_xmax(cur)
-		  AND pg_catalog.txid_visible_in_snapshot(a.txid, cur)
-		  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, last)
-		  AND a.occurred_at >= since
-		  AND a.id > after_id
-		ORDER BY a.id
-		LIMIT max_events
-	LOOP
-		events := events + 1;
-		after_id := e.id;
-		-- one event that cannot be processed (whatever the reason) is
-		-- logged and skipped: it must not stop every later alert
-		BEGIN
-			IF e.rule_errors IS NOT NULL THEN
-				SELECT pg_catalog.array_agg(q.x) INTO err_ids
-				FROM (SELECT * FROM pg_catalog.unnest(err_ids) UNION ALL
-					  SELECT * FROM pg_catalog.unnest(e.rule_errors)) q(x);
-			END IF;
-			FOR m IN SELECT j.key::bigint AS rule_id, j.value AS v
-					 FROM pg_catalog.jsonb_each(coalesce(e.matched, '{}')) j ORDER BY 1
-			LOOP
-				SELECT * INTO r FROM activity_monitor.alert_rule x WHERE x.id = m.rule_id;
-				CONTINUE WHEN NOT FOUND OR NOT r.enabled;
-				matched_ids := matched_ids || r.id;
-
-				IF r.within IS NULL THEN
-					val := CASE WHEN r.measure_path IS NULL THEN 1
-								ELSE coalesce(activity_monitor._num(m.v -> 'v'), 1) END;
-					ids := ARRAY[e.id];
-					doit := true;
-				ELSE
-					-- the window of this rule and key ends at its newest event;
-					-- an event that commits late still counts with later ones
-					k := coalesce(m.v -> 'k', 'null');
-					v := coalesce(m.v -> 'v', 'null');
-					SELECT x.newest INTO newest FROM activity_monitor.rule_window x
-					WHERE x.rule_id = r.id AND x.group_key = k FOR UPDATE;
-					newest := GREATEST(newest, e.occurred_at);
-					-- an event older than the window is already out of it
-					CONTINUE WHEN e.occurred_at <= newest - r.within;
-					WITH ins AS (
-						INSERT INTO activity_monitor.rule_window_event VALUES (r.id, k, e.occurred_at, e.id, v)
-					), gone AS (
-						DELETE FROM activity_monitor.rule_window_event x
-						WHERE x.rule_id = r.id AND x.group_key = k AND x.occurred_at <= newest - r.within
-						RETURNING x.value
-					)
-					SELECT pg_catalog.count(*) AS n,
-						   coalesce(pg_catalog.sum(activity_monitor._num(gone.value)), 0) AS total,
-						   pg_catalog.array_agg(gone.value) FILTER (WHERE gone.value <> 'null') AS vals
-					INTO agg FROM gone;
-					-- distinct: how often each value occurs in the window
-					dnew := 0;
-					IF r.measure = 'distinct' THEN
-						IF v <> 'null' THEN
-							INSERT INTO activity_monitor.rule_window_value AS x VALUES (r.id, k, v, 1)
-							ON CONFLICT (rule_id, group_key, value) DO UPDATE SET n = x.n + 1
-							RETURNING (x.n = 1)::int INTO dnew;
-						END IF;
-						IF agg.vals IS NOT NULL THEN
-							UPDATE activity_monitor.rule_window_value x SET n = x.n - g.c
-							FROM (SELECT q.value, pg_catalog.count(*) AS c
-								  FROM pg_catalog.unnest(agg.vals) AS q(value) GROUP BY 1) g
-							WHERE x.rule_id = r.id AND x.group_key = k AND x.value = g.value;
-							DELETE FROM activity_monitor.rule_window_value x
-							WHERE x.rule_id = r.id AND x.group_key = k AND x.n <= 0;
-							GET DIAGNOSTICS gone_values = ROW_COUNT;
-							dnew := dnew - gone_values;
-						END IF;
-					END IF;
-					INSERT INTO activity_monitor.rule_window AS x (rule_id, group_key, newest, n, total, d)
-					VALUES (r.id, k, newest, 1 - agg.n, coalesce(activity_monitor._num(v), 0) - agg.total, dnew)
-					ON CONFLICT (rule_id, group_key) DO UPDATE
-						SET newest = excluded.newest, n = x.n + excluded.n,
-							total = x.total + excluded.total, d = x.d + excluded.d
-					RETURNING x.n, x.total, x.d INTO w;
-					-- the measure with and without e
-					IF r.measure = 'count' THEN
-						val := w.n; before := w.n - 1;
-					ELSIF r.measure = 'sum' THEN
-						val := w.total; before := w.total - coalesce(activity_monitor._num(v), 0);
-					ELSE
-						val := w.d;
-						before := w.d - CASE WHEN v <> 'null' AND (SELECT x.n FROM activity_monitor.rule_window_value x
-								WHERE x.rule_id = r.id AND x.group_key = k AND x.value = v) = 1 THEN 1 ELSE 0 END;
-					END IF;
-					IF val >= r.threshold AND before < r.threshold THEN
-						SELECT pg_catalog.array_agg(x.event_id ORDER BY x.event_id) INTO ids
-						FROM activity_monitor.rule_window_event x WHERE x.rule_id = r.id AND x.group_key = k;
-					END IF;
-					doit := val >= r.threshold AND before < r.threshold;
-				END IF;
-
-				IF doit AND r.cooldown IS NOT NULL THEN
-					doit := NOT EXISTS (
-						SELECT 1 FROM activity_monitor.alerts x
-						WHERE x.rule_id = r.id AND x.group_key IS NOT DISTINCT FROM (m.v ->> 'k')
-						  AND x.occurred_at > e.occurred_at - r.cooldown);
-				END IF;
-				CONTINUE WHEN NOT doit;
-
-				INSERT INTO activity_monitor.alerts AS x
-					(rule_id, rule_name, severity, channel, group_key, value, event_id, event_ids,
-					 occurred_at, kind, action, table_name, subject_id, actor_type, actor_id)
-				VALUES (r.id, r.name, r.severity, r.channel, m.v ->> 'k', val, e.id, ids,
-						e.occurred_at, e.kind, e.action, e.table_name, e.subject_id,
-						e.actor_type, e.actor_id)
-				RETURNING * INTO al;
-				PERFORM pg_catalog.pg_notify(r.channel, activity_monitor.alert_payload(al));
-				fired_ids := fired_ids || r.id;
-				fired := fired + 1;
-			END LOOP;
-		EXCEPTION WHEN OTHERS THEN
-			GET STACKED DIAGNOSTICS errmsg = MESSAGE_TEXT;
-			RAISE WARNING 'activity_monitor: event % skipped by alert processing: %', e.id, errmsg;
-			UPDATE activity_monitor.worker_state
-			SET last_error = pg_catalog.format('alert processing: event %s: %s', e.id, errmsg),
-				last_error_at = pg_catalog.now();
-		END;
-	END LOOP;
-
-	-- the rules' counters, once per call (a row updated per event would grow
-	-- a long version chain within the transaction)
-	INSERT INTO activity_monitor.rule_stats AS s
-		(rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at)
-	SELECT x.id,
-		   (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(matched_ids) q WHERE q = x.id),
-		   (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(err_ids) q WHERE q = x.id),
-		   (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(fired_ids) q WHERE q = x.id),
-		   CASE WHEN x.id = ANY (fired_ids) THEN pg_catalog.now() END
-	FROM activity_monitor.alert_rule x
-	WHERE x.id = ANY (matched_ids || err_ids)
-	ON CONFLICT (rule_id) DO UPDATE
-		SET events_matched = s.events_matched + excluded.events_matched,
-			evaluation_errors = s.evaluation_errors + excluded.evaluation_errors,
-			alerts_fired = s.alerts_fired + excluded.alerts_fired,
-			last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at);
-
-	more := events = max_events;
-	IF more THEN
-		UPDATE activity_monitor.alert_state
-		SET batch_snapshot = cur, batch_last_id = after_id,
-			events_processed = events_processed + events;
-	ELSE
-		UPDATE activity_monitor.alert_state
-		SET last_snapshot = cur, batch_snapshot = NULL, batch_last_id = NULL,
-			last_run_at = pg_catalog.clock_timestamp(),
-			events_processed = events_processed + events;
-	END IF;
-END
-$fn$;
+AS 'MODULE_PATHNAME', 'activity_monitor_process_alerts'
+LANGUAGE C STRICT
+SET search_path = pg_catalog, pg_temp;
 
 REVOKE ALL ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
 		numeric, text, jsonpath, jsonpath, interval, text, text),
@@ -1373,19 +1155,6 @@ BEGIN
 	GROUP BY 1, 2, 3, 4;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
-	-- window state of keys idle for longer than their rule's window, and of
-	-- dropped rules
-	WITH idle AS (
-		DELETE FROM activity_monitor.rule_window w
-		WHERE NOT EXISTS (SELECT 1 FROM activity_monitor.alert_rule r
-						  WHERE r.id = w.rule_id AND w.newest > pg_catalog.now() - r.within - interval '1 hour')
-		RETURNING w.rule_id, w.group_key
-	), e AS (
-		DELETE FROM activity_monitor.rule_window_event x USING idle
-		WHERE x.rule_id = idle.rule_id AND x.group_key = idle.group_key
-	)
-	DELETE FROM activity_monitor.rule_window_value x USING idle
-	WHERE x.rule_id = idle.rule_id AND x.group_key = idle.group_key;
 	RETURN n;
 END
 $fn$;

@@ -6,7 +6,8 @@
  * Each .c file owns one concern: capture.c (the trigger and its per-table
  * cache), rowjson.c (row values to jsonb), sink.c (writing activity rows),
  * actor.c (who acts: settings and session facts), rules.c (alert rule
- * predicates), wake.c (waking the worker at commit), worker.c (the
+ * predicates), alerts.c (the worker's alert engine: windows, thresholds,
+ * cooldowns, NOTIFY), wake.c (waking the worker at commit), worker.c (the
  * background workers).  This header declares only
  * what one file calls in another.
  *

@@ -1,0 +1,1008 @@
+/*-------------------------------------------------------------------------
+ *
+ * alerts.c
+ *	  The alert engine: applies windows, thresholds and cooldowns to the
+ *	  committed events that matched rules, fires alerts and notifies.
+ *
+ * activity_monitor._process_alerts() is called by the worker (worker.c).  It
+ * takes the events that committed since the last batch (visible in the
+ * current snapshot and not in the last one, PgQ's technique), in id order,
+ * at most max_events per call, and inserts alerts and sends NOTIFY in the
+ * same transaction that moves alert_state forward: every committed event
+ * is handled once, none from a rolled-back transaction, and a crash replays
+ * the batch.
+ *
+ * Window state (per rule and group key: the events inside the window, the
+ * running count and sum, how often each distinct value occurs) lives in
+ * this backend's memory, not in tables: updating a row per event is what
+ * made a SQL engine slow.  It is a function of the processed events, so it
+ * is rebuilt from the activity table (the events' "matched" column holds
+ * each rule's group key and measure) whenever it may not match alert_state:
+ * at the first call in a backend, after a transaction that did not commit,
+ * or after another backend processed a batch.  A window keeps the events
+ * newer than its newest event minus the rule's "within"; that set does not
+ * depend on the order the events arrived in, so replaying them in id order
+ * rebuilds it exactly.  Keys idle for more than an hour past their window
+ * are forgotten (a transaction open longer than that could commit an event
+ * whose window is then incomplete).
+ *
+ * IDENTIFICATION
+ *	  src/alerts.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
+
+#define KEYLEN 96				/* hashed keys: longer texts are cut + hashed */
+#define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
+
+/* A rule, as loaded at the start of each call. */
+typedef struct Rule
+{
+	int64		id;
+	char	   *name;
+	char	   *severity;
+	char	   *channel;
+	bool		enabled;
+	bool		windowed;
+	Interval   *within;
+	Numeric		threshold;
+	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
+	bool		has_measure_path;
+	Interval   *cooldown;
+	int64		matched;		/* counters of this call */
+	int64		errors;
+	int64		fired;
+} Rule;
+
+/* One event inside a window. */
+typedef struct Entry
+{
+	TimestampTz at;
+	int64		id;
+	Numeric		num;			/* sum: the measure (NULL: none) */
+	char	   *val;			/* distinct: the value's key (NULL: none) */
+} Entry;
+
+typedef struct HashKey
+{
+	int64		rule_id;
+	char		key[KEYLEN];
+} HashKey;
+
+typedef struct Window
+{
+	HashKey		hk;				/* hash key: must be first */
+	TimestampTz newest;
+	Entry	   *ent;			/* sorted by (at, id); ent[head .. n) live */
+	int			head;
+	int			n;
+	int			cap;
+	Numeric		total;			/* sum of the live entries' num */
+	HTAB	   *values;			/* distinct: value key -> occurrences */
+	int64		distinct;
+} Window;
+
+typedef struct ValueCount
+{
+	char		key[KEYLEN];
+	int64		count;
+} ValueCount;
+
+/* The engine's state; valid while "processed" matches alert_state. */
+static MemoryContext engine_cxt = NULL;
+static HTAB *windows = NULL;
+static bool engine_valid = false;
+static int64 engine_processed;
+static char *engine_snapshot = NULL;
+static int64 engine_last_id;
+static TimestampTz engine_swept;
+
+static Rule *rules;
+static int	nrules;
+
+/* Key of a jsonb value for hashing: type-tagged text, cut and hashed if long. */
+static void
+value_key(JsonbValue *v, char *out)
+{
+	char	   *s;
+	size_t		len;
+
+	memset(out, 0, KEYLEN);
+	switch (v->type)
+	{
+		case jbvNull:
+			s = "z";
+			break;
+		case jbvString:
+			s = psprintf("s%.*s", v->val.string.len, v->val.string.val);
+			break;
+		case jbvNumeric:
+			s = psprintf("n%s", numeric_normalize(v->val.numeric));
+			break;
+		case jbvBool:
+			s = v->val.boolean ? "bt" : "bf";
+			break;
+		default:
+			s = psprintf("j%s", JsonbToCString(NULL, v->val.binary.data, v->val.binary.len));
+			break;
+	}
+	len = strlen(s);
+	if (len < KEYLEN)
+		memcpy(out, s, len);
+	else
+	{
+		memcpy(out, s, KEYLEN - 18);
+		snprintf(out + KEYLEN - 18, 18, "#%016" INT64_MODIFIER "x",
+				 (uint64) hash_bytes_extended((unsigned char *) s, len, 0));
+	}
+}
+
+/* The value as ->> renders it (NULL for JSON null). */
+static char *
+value_text(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	}
+}
+
+/* A measure as numeric (activity_monitor._num): numbers and numeric strings. */
+static Numeric
+value_num(JsonbValue *v)
+{
+	if (v->type == jbvNumeric)
+	{
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+															NumericGetDatum(v->val.numeric)));
+
+		return strlen(s) <= 1000 ? v->val.numeric : NULL;
+	}
+	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 998)
+	{
+		const char *p = v->val.string.val;
+		const char *end = p + v->val.string.len;
+		bool		digits = false;
+
+		if (*p == '-')
+			p++;
+		while (p < end && isdigit((unsigned char) *p))
+			p++, digits = true;
+		if (digits && p < end && *p == '.')
+		{
+			digits = false;
+			for (p++; p < end && isdigit((unsigned char) *p); p++)
+				digits = true;
+		}
+		if (digits && p == end)
+			return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+													   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	}
+	return NULL;
+}
+
+static Numeric
+num_add(Numeric a, Numeric b, bool subtract)
+{
+	return DatumGetNumeric(DirectFunctionCall2(subtract ? numeric_sub : numeric_add,
+											   NumericGetDatum(a), NumericGetDatum(b)));
+}
+
+static bool
+num_ge(Numeric a, Numeric b)
+{
+	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
+}
+
+static Numeric
+num_int(int64 i)
+{
+	return int64_to_numeric(i);
+}
+
+/* Forget every window (the next call rebuilds them). */
+static void
+engine_reset(void)
+{
+	HASHCTL		ctl;
+
+	if (engine_cxt == NULL)
+		engine_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor alert windows",
+										   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(engine_cxt);
+	ctl.keysize = sizeof(HashKey);
+	ctl.entrysize = sizeof(Window);
+	ctl.hcxt = engine_cxt;
+	windows = hash_create("activity_monitor windows", 1024, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	engine_snapshot = NULL;
+	engine_valid = false;
+	engine_swept = GetCurrentTimestamp();
+}
+
+static void
+window_free(Window *w)
+{
+	for (int i = w->head; i < w->n; i++)
+	{
+		if (w->ent[i].num)
+			pfree(w->ent[i].num);
+		if (w->ent[i].val)
+			pfree(w->ent[i].val);
+	}
+	if (w->ent)
+		pfree(w->ent);
+	if (w->total)
+		pfree(w->total);
+	if (w->values)
+		hash_destroy(w->values);
+}
+
+/* Drop the entries at or before cutoff. */
+static void
+window_evict(Window *w, TimestampTz cutoff)
+{
+	while (w->head < w->n && w->ent[w->head].at <= cutoff)
+	{
+		Entry	   *e = &w->ent[w->head++];
+
+		if (e->num)
+		{
+			Numeric		t = num_add(w->total, e->num, true);
+
+			pfree(w->total);
+			w->total = t;
+			pfree(e->num);
+		}
+		if (e->val)
+		{
+			ValueCount *vc = hash_search(w->values, e->val, HASH_FIND, NULL);
+
+			if (vc && --vc->count == 0)
+			{
+				hash_search(w->values, e->val, HASH_REMOVE, NULL);
+				w->distinct--;
+			}
+			pfree(e->val);
+		}
+	}
+}
+
+/*
+ * Add one event to its window.  Returns false if the event is already out of
+ * the window (older than the newest event minus "within").  Otherwise sets
+ * *val and *before, the measure with and without this event.
+ */
+static bool
+window_add(Rule *r, HashKey *hk, TimestampTz at, int64 id, JsonbValue *v,
+		   Window **wp, Numeric *val, Numeric *before)
+{
+	MemoryContext old;
+	Window	   *w;
+	bool		found;
+	TimestampTz cutoff;
+	Entry		e;
+	int			pos;
+	bool		new_value = false;
+	Numeric		num = NULL;
+	char		vkey[KEYLEN];
+	bool		has_vkey = false;
+
+	/* what the event brings, computed outside the engine's memory */
+	if (r->measure == 's' && v != NULL)
+		num = value_num(v);
+	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
+	{
+		value_key(v, vkey);
+		has_vkey = true;
+	}
+
+	w = hash_search(windows, hk, HASH_ENTER, &found);
+	old = MemoryContextSwitchTo(engine_cxt);
+	if (!found)
+	{
+		w->newest = at;
+		w->ent = NULL;
+		w->head = w->n = w->cap = 0;
+		w->total = num_int(0);
+		w->values = NULL;
+		w->distinct = 0;
+		if (r->measure == 'd')
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = KEYLEN;
+			ctl.entrysize = sizeof(ValueCount);
+			ctl.hcxt = engine_cxt;
+			w->values = hash_create("activity_monitor distinct values", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+	}
+	*wp = w;
+	if (at > w->newest)
+		w->newest = at;
+	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													 TimestampTzGetDatum(w->newest),
+													 IntervalPGetDatum(r->within)));
+	if (at <= cutoff)
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+
+	e.at = at;
+	e.id = id;
+	e.num = NULL;
+	e.val = NULL;
+	if (num)
+	{
+		Numeric		t;
+
+		e.num = DatumGetNumeric(datumCopy(NumericGetDatum(num), false, -1));
+		t = num_add(w->total, e.num, false);
+		pfree(w->total);
+		w->total = t;
+	}
+	if (has_vkey)
+	{
+		ValueCount *vc;
+
+		e.val = palloc(KEYLEN);
+		memcpy(e.val, vkey, KEYLEN);
+		vc = hash_search(w->values, e.val, HASH_ENTER, &found);
+		if (!found)
+		{
+			vc->count = 0;
+			w->distinct++;
+			new_value = true;
+		}
+		vc->count++;
+	}
+
+	/* insert keeping (at, id) order: late events are rare, search from the end */
+	if (w->head > 0 && w->head >= w->n / 2)
+	{
+		memmove(w->ent, w->ent + w->head, sizeof(Entry) * (w->n - w->head));
+		w->n -= w->head;
+		w->head = 0;
+	}
+	if (w->n == w->cap)
+	{
+		w->cap = w->cap ? w->cap * 2 : 8;
+		w->ent = w->ent ? repalloc(w->ent, sizeof(Entry) * w->cap) : palloc(sizeof(Entry) * w->cap);
+	}
+	pos = w->n;
+	while (pos > w->head && (w->ent[pos - 1].at > at ||
+							 (w->ent[pos - 1].at == at && w->ent[pos - 1].id > id)))
+	{
+		w->ent[pos] = w->ent[pos - 1];
+		pos--;
+	}
+	w->ent[pos] = e;
+	w->n++;
+
+	window_evict(w, cutoff);
+	MemoryContextSwitchTo(old);
+
+	switch (r->measure)
+	{
+		case 'c':
+			*val = num_int(w->n - w->head);
+			*before = num_int(w->n - w->head - 1);
+			break;
+		case 's':
+			*val = w->total;
+			*before = e.num ? num_add(w->total, e.num, true) : w->total;
+			break;
+		default:
+			*val = num_int(w->distinct);
+			*before = num_int(w->distinct - (new_value ? 1 : 0));
+			break;
+	}
+	return true;
+}
+
+/* Forget keys idle for more than an hour past their window. */
+static void
+engine_sweep(TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	Window	   *w;
+
+	hash_seq_init(&seq, windows);
+	while ((w = hash_seq_search(&seq)) != NULL)
+	{
+		Rule	   *r = NULL;
+		bool		drop;
+
+		for (int i = 0; i < nrules; i++)
+			if (rules[i].id == w->hk.rule_id)
+				r = &rules[i];
+		if (r == NULL || !r->windowed)
+			drop = true;
+		else
+		{
+			TimestampTz end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+																	  TimestampTzGetDatum(w->newest),
+																	  IntervalPGetDatum(r->within)));
+
+			drop = end + IDLE_MARGIN_USEC < now;
+		}
+		if (drop)
+		{
+			window_free(w);
+			hash_search(windows, &w->hk, HASH_REMOVE, NULL);
+		}
+	}
+	engine_swept = now;
+}
+
+static Rule *
+rule_find(int64 id)
+{
+	/* rules come ordered by id */
+	int			lo = 0,
+				hi = nrules - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (rules[mid].id == id)
+			return &rules[mid];
+		if (rules[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+static void
+load_rules(void)
+{
+	int			rc = SPI_execute("SELECT id, name, severity, channel, enabled, within, threshold, "
+								 "measure, measure_path IS NOT NULL, cooldown "
+								 "FROM activity_monitor.alert_rule ORDER BY id", false, 0);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read activity_monitor.alert_rule: %s", SPI_result_code_string(rc));
+	nrules = SPI_processed;
+	rules = palloc0(sizeof(Rule) * Max(nrules, 1));
+	for (int i = 0; i < nrules; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		Rule	   *r = &rules[i];
+		bool		isnull;
+		Datum		x;
+
+		r->id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+		r->name = SPI_getvalue(t, d, 2);
+		r->severity = SPI_getvalue(t, d, 3);
+		r->channel = SPI_getvalue(t, d, 4);
+		r->enabled = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+		x = SPI_getbinval(t, d, 6, &isnull);
+		r->windowed = !isnull;
+		r->within = isnull ? NULL : DatumGetIntervalP(datumCopy(x, false, sizeof(Interval)));
+		x = SPI_getbinval(t, d, 7, &isnull);
+		r->threshold = isnull ? NULL : DatumGetNumeric(datumCopy(x, false, -1));
+		r->measure = SPI_getvalue(t, d, 8)[0];
+		r->has_measure_path = DatumGetBool(SPI_getbinval(t, d, 9, &isnull));
+		x = SPI_getbinval(t, d, 10, &isnull);
+		r->cooldown = isnull ? NULL : DatumGetIntervalP(datumCopy(x, false, sizeof(Interval)));
+	}
+}
+
+/*
+ * Call fn for each rule an event's "matched" column names, in rule id
+ * order, with the group key k and measure v (JSON null when absent).
+ */
+typedef void (*MatchFn) (Rule *r, JsonbValue *k, JsonbValue *v, void *arg);
+
+static void
+for_each_match(Jsonb *matched, MatchFn fn, void *arg)
+{
+	JsonbIterator *it = JsonbIteratorInit(&matched->root);
+	JsonbValue	key;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+
+	/* keys of a jsonb object are ordered by length, then bytes: id order */
+	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		Rule	   *r;
+		JsonbValue	k,
+					v;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &val, true);
+		r = rule_find(strtoi64(pnstrdup(key.val.string.val, key.val.string.len), NULL, 10));
+		if (r == NULL || !r->enabled)
+			continue;
+		k.type = v.type = jbvNull;
+		if (val.type == jbvBinary)
+		{
+			if (!getKeyJsonValueFromContainer(val.val.binary.data, "k", 1, &k))
+				k.type = jbvNull;
+			if (!getKeyJsonValueFromContainer(val.val.binary.data, "v", 1, &v))
+				v.type = jbvNull;
+		}
+		fn(r, &k, &v, arg);
+	}
+}
+
+/* Rebuild: replay one processed event into the windows, firing nothing. */
+static void
+replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
+{
+	Datum	   *ev = (Datum *) arg;
+	HashKey		hk;
+	Window	   *w;
+	Numeric		val,
+				before;
+
+	if (!r->windowed)
+		return;
+	hk.rule_id = r->id;
+	value_key(k, hk.key);
+	(void) window_add(r, &hk, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
+					  &w, &val, &before);
+}
+
+static void
+engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
+{
+	Datum		args[3];
+	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
+	char		nulls[3] = {' ', batch ? ' ' : 'n', ' '};
+	int			rc;
+
+	bool		any = false;
+
+	engine_reset();
+	for (int i = 0; i < nrules; i++)
+		any |= rules[i].windowed && rules[i].enabled;
+	if (!any)
+		return;					/* no window to rebuild */
+	args[0] = CStringGetTextDatum(last);
+	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
+	args[2] = Int64GetDatum(batch_last_id);
+	rc = SPI_execute_with_args(
+							   "SELECT a.id, a.occurred_at, a.matched "
+							   "FROM activity_monitor.activity a, activity_monitor.alert_state s "
+							   "WHERE a.matched IS NOT NULL "
+							   "  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
+							   "      (SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r)) "
+							   "  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)::txid_snapshot) "
+							   "  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
+							   "       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
+							   "ORDER BY a.id",
+							   3, types, args, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		ev[2];
+		bool		isnull;
+		Jsonb	   *m;
+
+		ev[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		ev[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		m = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		for_each_match(m, replay_match, ev);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* What processing one event needs: its row and the call's totals. */
+typedef struct EventCtx
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	int64		id;
+	TimestampTz at;
+	int			fired;
+} EventCtx;
+
+#define EVENT_QUERY_COLUMNS \
+	"a.id, a.occurred_at, a.kind, a.action, a.table_name, a.subject_id, " \
+	"a.actor_type, a.actor_id, a.matched, a.rule_errors"
+
+/* An event that could not be processed: log it, record it, go on. */
+static void
+record_event_error(int64 id, const char *message)
+{
+	Datum		arg;
+	Oid			type = TEXTOID;
+
+	ereport(WARNING,
+			(errmsg("activity_monitor: event " INT64_FORMAT " skipped by alert processing: %s",
+					id, message)));
+	arg = CStringGetTextDatum(psprintf("alert processing: event " INT64_FORMAT ": %s", id, message));
+	(void) SPI_execute_with_args("UPDATE activity_monitor.worker_state "
+								 "SET last_error = $1, last_error_at = pg_catalog.now()",
+								 1, &type, &arg, NULL, false, 0);
+}
+
+/*
+ * Fire one alert, cooldown permitting: insert it and NOTIFY its payload.
+ * Runs in a subtransaction: an alert that cannot be written is logged and
+ * recorded, and must not stop the batch.
+ */
+static void
+fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *group_key = value_text(k);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		Datum		args[16];
+		Oid			types[16] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID,
+			INT8OID, INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, INTERVALOID};
+		char		nulls[16];
+		int			rc;
+
+		memset(nulls, ' ', sizeof(nulls));
+		args[0] = Int64GetDatum(r->id);
+		args[1] = CStringGetTextDatum(r->name);
+		args[2] = CStringGetTextDatum(r->severity);
+		args[3] = CStringGetTextDatum(r->channel);
+		args[4] = group_key ? CStringGetTextDatum(group_key) : (Datum) 0;
+		nulls[4] = group_key ? ' ' : 'n';
+		args[5] = NumericGetDatum(val);
+		args[6] = Int64GetDatum(ec->id);
+		args[7] = PointerGetDatum(ids);
+		/* occurred_at, kind, action, table_name, subject_id, actor_type, actor_id */
+		for (int c = 0; c < 7; c++)
+		{
+			bool		isnull;
+
+			args[8 + c] = SPI_getbinval(ec->tup, ec->desc, 2 + c, &isnull);
+			nulls[8 + c] = isnull ? 'n' : ' ';
+		}
+		args[15] = r->cooldown ? IntervalPGetDatum(r->cooldown) : (Datum) 0;
+		nulls[15] = r->cooldown ? ' ' : 'n';
+		rc = SPI_execute_with_args(
+								   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
+								   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
+								   "  table_name, subject_id, actor_type, actor_id) "
+								   "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 "
+								   "WHERE $16::interval IS NULL OR NOT EXISTS ("
+								   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
+								   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
+								   "RETURNING id",
+								   16, types, args, nulls, false, 0);
+		if (rc != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			rc = SPI_execute_with_args(
+									   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
+									   "FROM activity_monitor.alerts x WHERE x.id = $1",
+									   1, types, args, NULL, false, 0);
+			if (rc != SPI_OK_SELECT)
+				elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
+			r->fired++;
+			ec->fired++;
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		record_event_error(ec->id, edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The event ids of a window, in id order, as bigint[]. */
+static ArrayType *
+window_ids(Window *w)
+{
+	int			n = w->n - w->head;
+	int64	   *ids = palloc(sizeof(int64) * n);
+	Datum	   *d = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+		ids[i] = w->ent[w->head + i].id;
+	qsort(ids, n, sizeof(int64), cmp_int64);
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	return construct_array(d, n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+}
+
+/* One rule an event matched: per event, or through its window. */
+static void
+process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
+{
+	EventCtx   *ec = (EventCtx *) arg;
+	Numeric		val,
+				before;
+	ArrayType  *ids;
+
+	r->matched++;
+	if (!r->windowed)
+	{
+		Numeric		n = r->has_measure_path ? value_num(v) : NULL;
+		Datum		id = Int64GetDatum(ec->id);
+
+		val = n ? n : num_int(1);
+		ids = construct_array(&id, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+	}
+	else
+	{
+		HashKey		hk;
+		Window	   *w;
+
+		hk.rule_id = r->id;
+		value_key(k, hk.key);
+		if (!window_add(r, &hk, ec->at, ec->id, v, &w, &val, &before))
+			return;
+		if (!num_ge(val, r->threshold) || num_ge(before, r->threshold))
+			return;
+		ids = window_ids(w);
+	}
+	fire(r, ec, k, val, ids);
+}
+
+/* Write the call's per-rule counters, once (not a row update per event). */
+static void
+write_counters(void)
+{
+	Datum	   *d[4];
+	Datum		args[4];
+	Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	int			n = 0;
+
+	for (int c = 0; c < 4; c++)
+		d[c] = palloc(sizeof(Datum) * Max(nrules, 1));
+	for (int i = 0; i < nrules; i++)
+	{
+		Rule	   *r = &rules[i];
+
+		if (r->matched == 0 && r->errors == 0)
+			continue;
+		d[0][n] = Int64GetDatum(r->id);
+		d[1][n] = Int64GetDatum(r->matched);
+		d[2][n] = Int64GetDatum(r->errors);
+		d[3][n] = Int64GetDatum(r->fired);
+		n++;
+	}
+	if (n == 0)
+		return;
+	for (int c = 0; c < 4; c++)
+		args[c] = PointerGetDatum(construct_array(d[c], n, INT8OID, sizeof(int64), true,
+												  TYPALIGN_DOUBLE));
+	if (SPI_execute_with_args(
+							  "INSERT INTO activity_monitor.rule_stats AS s "
+							  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at) "
+							  "SELECT u.id, u.m, u.e, u.f, CASE WHEN u.f > 0 THEN pg_catalog.now() END "
+							  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+							  "  pg_catalog.unnest($3), pg_catalog.unnest($4)) u(id, m, e, f) "
+							  "ON CONFLICT (rule_id) DO UPDATE "
+							  "  SET events_matched = s.events_matched + excluded.events_matched, "
+							  "      evaluation_errors = s.evaluation_errors + excluded.evaluation_errors, "
+							  "      alerts_fired = s.alerts_fired + excluded.alerts_fired, "
+							  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at)",
+							  4, types, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not update activity_monitor.rule_stats");
+}
+
+/*
+ * activity_monitor._process_alerts(max_events int, OUT events int,
+ * OUT fired int, OUT more boolean): one bounded batch (see the header).
+ */
+Datum
+activity_monitor_process_alerts(PG_FUNCTION_ARGS)
+{
+	int32		max_events = PG_GETARG_INT32(0);
+	TupleDesc	rdesc;
+	Datum		result[3];
+	bool		rnulls[3] = {false, false, false};
+	char	   *last;
+	char	   *batch;
+	int64		after_id;
+	int64		processed;
+	Datum		since;
+	int			events = 0;
+	int			fired = 0;
+	bool		more;
+	bool		isnull;
+	HeapTuple	st;
+	TupleDesc	sd;
+	int			rc;
+
+	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (max_events < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be positive")));
+
+	SPI_connect();
+	rc = SPI_execute("SELECT last_snapshot::text, since, batch_snapshot::text, "
+					 "coalesce(batch_last_id, 0), events_processed, "
+					 "pg_catalog.txid_current_snapshot()::text "
+					 "FROM activity_monitor.alert_state FOR UPDATE", false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "activity_monitor.alert_state must hold one row");
+	st = SPI_copytuple(SPI_tuptable->vals[0]);
+	sd = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+	last = SPI_getvalue(st, sd, 1);
+	since = SPI_getbinval(st, sd, 2, &isnull);
+	batch = SPI_getvalue(st, sd, 3);
+	after_id = DatumGetInt64(SPI_getbinval(st, sd, 4, &isnull));
+	processed = DatumGetInt64(SPI_getbinval(st, sd, 5, &isnull));
+
+	load_rules();
+	/* the windows are what the events processed so far made them, or rebuilt */
+	if (!engine_valid || engine_processed != processed || engine_last_id != after_id ||
+		engine_snapshot == NULL || strcmp(engine_snapshot, last) != 0)
+		engine_rebuild(last, batch, after_id);
+	else if (GetCurrentTimestamp() - engine_swept > 60 * USECS_PER_SEC)
+		engine_sweep(GetCurrentTimestamp());
+	engine_valid = false;		/* until this transaction's outcome is known */
+	if (batch == NULL)
+		batch = SPI_getvalue(st, sd, 6);
+
+	/*
+	 * Not read-only: the query must take a snapshot newer than the one
+	 * txid_current_snapshot() described above, or it would miss events that
+	 * the batch snapshot says are committed.
+	 */
+	{
+		Datum		args[5];
+		Oid			types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT4OID};
+
+		args[0] = CStringGetTextDatum(last);
+		args[1] = CStringGetTextDatum(batch);
+		args[2] = since;
+		args[3] = Int64GetDatum(after_id);
+		args[4] = Int32GetDatum(max_events);
+		rc = SPI_execute_with_args(
+								   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
+								   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
+								   "  AND a.txid >= pg_catalog.txid_snapshot_xmin($1::txid_snapshot) "
+								   "  AND a.txid < pg_catalog.txid_snapshot_xmax($2::txid_snapshot) "
+								   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) "
+								   "  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
+								   "  AND a.occurred_at >= $3 AND a.id > $4 "
+								   "ORDER BY a.id LIMIT $5",
+								   5, types, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
+	}
+
+	{
+		SPITupleTable *tt = SPI_tuptable;
+		uint64		n = SPI_processed;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			EventCtx	ec;
+			Datum		d;
+
+			ec.tup = tt->vals[i];
+			ec.desc = tt->tupdesc;
+			ec.id = DatumGetInt64(SPI_getbinval(ec.tup, ec.desc, 1, &isnull));
+			ec.at = DatumGetTimestampTz(SPI_getbinval(ec.tup, ec.desc, 2, &isnull));
+			ec.fired = 0;
+			events++;
+			after_id = ec.id;
+
+			d = SPI_getbinval(ec.tup, ec.desc, 10, &isnull);
+			if (!isnull)
+			{
+				ArrayType  *errs = DatumGetArrayTypeP(d);
+				Datum	   *ed;
+				int			ne;
+
+				deconstruct_array(errs, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE,
+								  &ed, NULL, &ne);
+				for (int j = 0; j < ne; j++)
+				{
+					Rule	   *r = rule_find(DatumGetInt64(ed[j]));
+
+					if (r)
+						r->errors++;
+				}
+			}
+			d = SPI_getbinval(ec.tup, ec.desc, 9, &isnull);
+			if (!isnull)
+				for_each_match(DatumGetJsonbP(d), process_match, &ec);
+			fired += ec.fired;
+		}
+	}
+
+	write_counters();
+	more = events == max_events;
+	{
+		Datum		args[3];
+		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+
+		args[0] = CStringGetTextDatum(batch);
+		args[1] = Int64GetDatum(after_id);
+		args[2] = Int32GetDatum(events);
+		rc = SPI_execute_with_args(more ?
+								   "UPDATE activity_monitor.alert_state "
+								   "SET batch_snapshot = $1::txid_snapshot, batch_last_id = $2, "
+								   "    events_processed = events_processed + $3" :
+								   "UPDATE activity_monitor.alert_state "
+								   "SET last_snapshot = $1::txid_snapshot, batch_snapshot = NULL, "
+								   "    batch_last_id = NULL, last_run_at = pg_catalog.clock_timestamp(), "
+								   "    events_processed = events_processed + $3",
+								   3, types, args, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "could not update activity_monitor.alert_state");
+	}
+
+	/* what alert_state says once this commits; checked by the next call */
+	engine_processed = processed + events;
+	engine_last_id = more ? after_id : 0;
+	engine_snapshot = MemoryContextStrdup(engine_cxt, more ? last : batch);
+	engine_valid = true;
+	SPI_finish();
+
+	result[0] = Int32GetDatum(events);
+	result[1] = Int32GetDatum(fired);
+	result[2] = BoolGetDatum(more);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rdesc), result, rnulls)));
+}
