@@ -119,6 +119,18 @@ static TimestampTz engine_swept;
 static Rule *rules;
 static int	nrules;
 
+/* The engine's statements, prepared once per backend (run_saved). */
+static SPIPlanPtr plan_rules,
+			plan_state,
+			plan_batch,
+			plan_rebuild,
+			plan_alert,
+			plan_notify,
+			plan_error,
+			plan_counters,
+			plan_more,
+			plan_done;
+
 /* Key of a jsonb value for hashing: type-tagged text, cut and hashed if long. */
 static void
 value_key(JsonbValue *v, char *out)
@@ -487,12 +499,33 @@ rule_find(int64 id)
 	return NULL;
 }
 
+/*
+ * Run one of the engine's statements with a plan prepared once and kept for
+ * the backend's life (the worker runs them on every wake-up).
+ */
+static int
+run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+		  Datum *args, const char *nulls)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "could not keep a plan");
+		*plan = p;
+	}
+	return SPI_execute_plan(*plan, args, nulls, false, 0);
+}
+
 static void
 load_rules(void)
 {
-	int			rc = SPI_execute("SELECT id, name, severity, channel, enabled, within, threshold, "
-								 "measure, measure_path IS NOT NULL, cooldown "
-								 "FROM activity_monitor.alert_rule ORDER BY id", false, 0);
+	int			rc = run_saved(&plan_rules, "SELECT id, name, severity, channel, enabled, within, threshold, "
+							   "measure, measure_path IS NOT NULL, cooldown "
+							   "FROM activity_monitor.alert_rule ORDER BY id", 0, NULL, NULL, NULL);
 
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read activity_monitor.alert_rule: %s", SPI_result_code_string(rc));
@@ -598,7 +631,7 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	args[0] = CStringGetTextDatum(last);
 	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
-	rc = SPI_execute_with_args(
+	rc = run_saved(&plan_rebuild,
 							   "SELECT a.id, a.occurred_at, a.matched "
 							   "FROM activity_monitor.activity a, activity_monitor.alert_state s "
 							   "WHERE a.matched IS NOT NULL "
@@ -608,7 +641,7 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 							   "  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
 							   "       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
 							   "ORDER BY a.id",
-							   3, types, args, nulls, false, 0);
+							   3, types, args, nulls);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -650,9 +683,9 @@ record_event_error(int64 id, const char *message)
 			(errmsg("activity_monitor: event " INT64_FORMAT " skipped by alert processing: %s",
 					id, message)));
 	arg = CStringGetTextDatum(psprintf("alert processing: event " INT64_FORMAT ": %s", id, message));
-	(void) SPI_execute_with_args("UPDATE activity_monitor.worker_state "
+	(void) run_saved(&plan_error, "UPDATE activity_monitor.worker_state "
 								 "SET last_error = $1, last_error_at = pg_catalog.now()",
-								 1, &type, &arg, NULL, false, 0);
+								 1, &type, &arg, NULL);
 }
 
 /*
@@ -698,7 +731,7 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 		}
 		args[15] = r->cooldown ? IntervalPGetDatum(r->cooldown) : (Datum) 0;
 		nulls[15] = r->cooldown ? ' ' : 'n';
-		rc = SPI_execute_with_args(
+		rc = run_saved(&plan_alert,
 								   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
 								   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
 								   "  table_name, subject_id, actor_type, actor_id) "
@@ -707,7 +740,7 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 								   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
 								   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
 								   "RETURNING id",
-								   16, types, args, nulls, false, 0);
+								   16, types, args, nulls);
 		if (rc != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
 		if (SPI_processed > 0)
@@ -715,10 +748,10 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 			bool		isnull;
 
 			args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			rc = SPI_execute_with_args(
+			rc = run_saved(&plan_notify,
 									   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
 									   "FROM activity_monitor.alerts x WHERE x.id = $1",
-									   1, types, args, NULL, false, 0);
+									   1, types, args, NULL);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
 			r->fired++;
@@ -831,7 +864,7 @@ write_counters(void)
 	for (int c = 0; c < 4; c++)
 		args[c] = PointerGetDatum(construct_array(d[c], n, INT8OID, sizeof(int64), true,
 												  TYPALIGN_DOUBLE));
-	if (SPI_execute_with_args(
+	if (run_saved(&plan_counters,
 							  "INSERT INTO activity_monitor.rule_stats AS s "
 							  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at) "
 							  "SELECT u.id, u.m, u.e, u.f, CASE WHEN u.f > 0 THEN pg_catalog.now() END "
@@ -842,7 +875,7 @@ write_counters(void)
 							  "      evaluation_errors = s.evaluation_errors + excluded.evaluation_errors, "
 							  "      alerts_fired = s.alerts_fired + excluded.alerts_fired, "
 							  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at)",
-							  4, types, args, NULL, false, 0) != SPI_OK_INSERT)
+							  4, types, args, NULL) != SPI_OK_INSERT)
 		elog(ERROR, "could not update activity_monitor.rule_stats");
 }
 
@@ -864,6 +897,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	Datum		since;
 	int			events = 0;
 	int			fired = 0;
+	uint64		rows;
 	bool		more;
 	bool		isnull;
 	HeapTuple	st;
@@ -878,10 +912,10 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 				 errmsg("max_events must be positive")));
 
 	SPI_connect();
-	rc = SPI_execute("SELECT last_snapshot::text, since, batch_snapshot::text, "
+	rc = run_saved(&plan_state, "SELECT last_snapshot::text, since, batch_snapshot::text, "
 					 "coalesce(batch_last_id, 0), events_processed, "
 					 "pg_catalog.txid_current_snapshot()::text "
-					 "FROM activity_monitor.alert_state FOR UPDATE", false, 0);
+					 "FROM activity_monitor.alert_state FOR UPDATE", 0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	st = SPI_copytuple(SPI_tuptable->vals[0]);
@@ -909,24 +943,24 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	 * the batch snapshot says are committed.
 	 */
 	{
-		Datum		args[5];
-		Oid			types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT4OID};
+		Datum		args[4];
+		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
 
 		args[0] = CStringGetTextDatum(last);
 		args[1] = CStringGetTextDatum(batch);
-		args[2] = since;
-		args[3] = Int64GetDatum(after_id);
-		args[4] = Int32GetDatum(max_events);
-		rc = SPI_execute_with_args(
-								   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
-								   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
-								   "  AND a.txid >= pg_catalog.txid_snapshot_xmin($1::txid_snapshot) "
-								   "  AND a.txid < pg_catalog.txid_snapshot_xmax($2::txid_snapshot) "
-								   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) "
-								   "  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
-								   "  AND a.occurred_at >= $3 AND a.id > $4 "
-								   "ORDER BY a.id LIMIT $5",
-								   5, types, args, NULL, false, 0);
+		args[2] = Int64GetDatum(after_id);
+		args[3] = Int32GetDatum(max_events);
+		/* (no condition on occurred_at: it would invite a scan of its index) */
+		rc = run_saved(&plan_batch,
+					   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
+					   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
+					   "  AND a.txid >= pg_catalog.txid_snapshot_xmin($1::txid_snapshot) "
+					   "  AND a.txid < pg_catalog.txid_snapshot_xmax($2::txid_snapshot) "
+					   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) "
+					   "  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
+					   "  AND a.id > $3 "
+					   "ORDER BY a.id LIMIT $4",
+					   4, types, args, NULL);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	}
@@ -935,6 +969,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 		SPITupleTable *tt = SPI_tuptable;
 		uint64		n = SPI_processed;
 
+		rows = n;
 		for (uint64 i = 0; i < n; i++)
 		{
 			EventCtx	ec;
@@ -945,8 +980,11 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 			ec.id = DatumGetInt64(SPI_getbinval(ec.tup, ec.desc, 1, &isnull));
 			ec.at = DatumGetTimestampTz(SPI_getbinval(ec.tup, ec.desc, 2, &isnull));
 			ec.fired = 0;
-			events++;
 			after_id = ec.id;
+			/* events restored from a dump (older than "since") are not alerted on */
+			if (ec.at < DatumGetTimestampTz(since))
+				continue;
+			events++;
 
 			d = SPI_getbinval(ec.tup, ec.desc, 10, &isnull);
 			if (!isnull)
@@ -973,7 +1011,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	}
 
 	write_counters();
-	more = events == max_events;
+	more = rows == max_events;
 	{
 		Datum		args[3];
 		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
@@ -981,15 +1019,19 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 		args[0] = CStringGetTextDatum(batch);
 		args[1] = Int64GetDatum(after_id);
 		args[2] = Int32GetDatum(events);
-		rc = SPI_execute_with_args(more ?
-								   "UPDATE activity_monitor.alert_state "
-								   "SET batch_snapshot = $1::txid_snapshot, batch_last_id = $2, "
-								   "    events_processed = events_processed + $3" :
-								   "UPDATE activity_monitor.alert_state "
-								   "SET last_snapshot = $1::txid_snapshot, batch_snapshot = NULL, "
-								   "    batch_last_id = NULL, last_run_at = pg_catalog.clock_timestamp(), "
-								   "    events_processed = events_processed + $3",
-								   3, types, args, NULL, false, 0);
+		if (more)
+			rc = run_saved(&plan_more,
+						   "UPDATE activity_monitor.alert_state "
+						   "SET batch_snapshot = $1::txid_snapshot, batch_last_id = $2, "
+						   "    events_processed = events_processed + $3",
+						   3, types, args, NULL);
+		else
+			rc = run_saved(&plan_done,
+						   "UPDATE activity_monitor.alert_state "
+						   "SET last_snapshot = $1::txid_snapshot, batch_snapshot = NULL, "
+						   "    batch_last_id = NULL, last_run_at = pg_catalog.clock_timestamp(), "
+						   "    events_processed = events_processed + $3",
+						   3, types, args, NULL);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "could not update activity_monitor.alert_state");
 	}

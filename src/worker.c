@@ -72,6 +72,7 @@ PGDLLEXPORT void activity_monitor_worker_main(Datum main_arg);
 #define WORKER_LOCK_KEY2 0x766d6f6e
 
 static int	naptime = 10;		/* activity_monitor.naptime, seconds */
+static int	alert_delay = 10;	/* activity_monitor.alert_delay, milliseconds */
 static bool start_at_commit = false;
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -113,6 +114,12 @@ am_define_worker_gucs(void)
 	DefineCustomIntVariable("activity_monitor.naptime",
 							"Seconds between two rounds of the activity_monitor worker.",
 							NULL, &naptime, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.alert_delay",
+							"Shortest time between two alert rounds of the activity_monitor worker.",
+							"Events committed meanwhile are processed together; "
+							"a notification waits at most this long more.",
+							&alert_delay, 10, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }
 
@@ -431,6 +438,7 @@ activity_monitor_worker_main(Datum main_arg)
 	MemoryContext round_cxt;
 	LOCKTAG		tag;
 	TimestampTz last_partitions = 0;
+	TimestampTz last_alerts = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -482,7 +490,19 @@ activity_monitor_worker_main(Datum main_arg)
 			proc_exit(0);
 		}
 
-		/* alerts on every wake-up; partitions and rollup once per naptime */
+		/*
+		 * Alerts on every wake-up, but at most one round per alert_delay: under
+		 * a stream of commits, each setting the latch, a round per commit would
+		 * keep a core busy on tiny batches.  Partitions and rollup once per
+		 * naptime.
+		 */
+		now = GetCurrentTimestamp();
+		if (alert_delay > 0 && !TimestampDifferenceExceeds(last_alerts, now, alert_delay))
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 TimestampDifferenceMilliseconds(now,
+															 TimestampTzPlusMilliseconds(last_alerts, alert_delay)) + 1,
+							 PG_WAIT_EXTENSION);
+		last_alerts = GetCurrentTimestamp();
 		duty_alerts();
 		now = GetCurrentTimestamp();
 		if (TimestampDifferenceExceeds(last_partitions, now, naptime * 1000))
