@@ -82,15 +82,10 @@ typedef struct Entry
 	char	   *val;			/* distinct: the value's key (NULL: none) */
 } Entry;
 
-typedef struct HashKey
-{
-	int64		rule_id;
-	char		key[KEYLEN];
-} HashKey;
-
 typedef struct Window
 {
-	HashKey		hk;				/* hash key: must be first */
+	char		key[KEYLEN];	/* hash key (rule id and group key): first */
+	int64		rule_id;
 	TimestampTz newest;
 	Entry	   *ent;			/* sorted by (at, id); ent[head .. n) live */
 	int			head;
@@ -131,30 +126,37 @@ static SPIPlanPtr plan_rules,
 			plan_more,
 			plan_done;
 
-/* Key of a jsonb value for hashing: type-tagged text, cut and hashed if long. */
+/*
+ * Key of a jsonb value for hashing: type-tagged text, prefixed with the rule
+ * id when rule_id >= 0, cut and hashed if long.  Equal jsonb values (1 and
+ * 1.0 among them) give equal keys.
+ */
 static void
-value_key(JsonbValue *v, char *out)
+value_key(int64 rule_id, JsonbValue *v, char *out)
 {
 	char	   *s;
 	size_t		len;
+	char		prefix[24] = "";
 
+	if (rule_id >= 0)
+		snprintf(prefix, sizeof(prefix), INT64_FORMAT "|", rule_id);
 	memset(out, 0, KEYLEN);
 	switch (v->type)
 	{
 		case jbvNull:
-			s = "z";
+			s = psprintf("%sz", prefix);
 			break;
 		case jbvString:
-			s = psprintf("s%.*s", v->val.string.len, v->val.string.val);
+			s = psprintf("%ss%.*s", prefix, v->val.string.len, v->val.string.val);
 			break;
 		case jbvNumeric:
-			s = psprintf("n%s", numeric_normalize(v->val.numeric));
+			s = psprintf("%sn%s", prefix, numeric_normalize(v->val.numeric));
 			break;
 		case jbvBool:
-			s = v->val.boolean ? "bt" : "bf";
+			s = psprintf("%s%s", prefix, v->val.boolean ? "bt" : "bf");
 			break;
 		default:
-			s = psprintf("j%s", JsonbToCString(NULL, v->val.binary.data, v->val.binary.len));
+			s = psprintf("%sj%s", prefix, JsonbToCString(NULL, v->val.binary.data, v->val.binary.len));
 			break;
 	}
 	len = strlen(s);
@@ -251,11 +253,11 @@ engine_reset(void)
 		engine_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor alert windows",
 										   ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(engine_cxt);
-	ctl.keysize = sizeof(HashKey);
+	ctl.keysize = KEYLEN;
 	ctl.entrysize = sizeof(Window);
 	ctl.hcxt = engine_cxt;
 	windows = hash_create("activity_monitor windows", 1024, &ctl,
-						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	engine_snapshot = NULL;
 	engine_valid = false;
 	engine_swept = GetCurrentTimestamp();
@@ -315,7 +317,7 @@ window_evict(Window *w, TimestampTz cutoff)
  * *val and *before, the measure with and without this event.
  */
 static bool
-window_add(Rule *r, HashKey *hk, TimestampTz at, int64 id, JsonbValue *v,
+window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		   Window **wp, Numeric *val, Numeric *before)
 {
 	MemoryContext old;
@@ -334,14 +336,15 @@ window_add(Rule *r, HashKey *hk, TimestampTz at, int64 id, JsonbValue *v,
 		num = value_num(v);
 	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
 	{
-		value_key(v, vkey);
+		value_key(-1, v, vkey);
 		has_vkey = true;
 	}
 
-	w = hash_search(windows, hk, HASH_ENTER, &found);
+	w = hash_search(windows, key, HASH_ENTER, &found);
 	old = MemoryContextSwitchTo(engine_cxt);
 	if (!found)
 	{
+		w->rule_id = r->id;
 		w->newest = at;
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
@@ -356,7 +359,7 @@ window_add(Rule *r, HashKey *hk, TimestampTz at, int64 id, JsonbValue *v,
 			ctl.entrysize = sizeof(ValueCount);
 			ctl.hcxt = engine_cxt;
 			w->values = hash_create("activity_monitor distinct values", 16, &ctl,
-									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		}
 	}
 	*wp = w;
@@ -457,7 +460,7 @@ engine_sweep(TimestampTz now)
 		bool		drop;
 
 		for (int i = 0; i < nrules; i++)
-			if (rules[i].id == w->hk.rule_id)
+			if (rules[i].id == w->rule_id)
 				r = &rules[i];
 		if (r == NULL || !r->windowed)
 			drop = true;
@@ -472,7 +475,7 @@ engine_sweep(TimestampTz now)
 		if (drop)
 		{
 			window_free(w);
-			hash_search(windows, &w->hk, HASH_REMOVE, NULL);
+			hash_search(windows, w->key, HASH_REMOVE, NULL);
 		}
 	}
 	engine_swept = now;
@@ -600,16 +603,15 @@ static void
 replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 {
 	Datum	   *ev = (Datum *) arg;
-	HashKey		hk;
+	char		key[KEYLEN];
 	Window	   *w;
 	Numeric		val,
 				before;
 
 	if (!r->windowed)
 		return;
-	hk.rule_id = r->id;
-	value_key(k, hk.key);
-	(void) window_add(r, &hk, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
+	value_key(r->id, k, key);
+	(void) window_add(r, key, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
 					  &w, &val, &before);
 }
 
@@ -822,12 +824,11 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	}
 	else
 	{
-		HashKey		hk;
+		char		key[KEYLEN];
 		Window	   *w;
 
-		hk.rule_id = r->id;
-		value_key(k, hk.key);
-		if (!window_add(r, &hk, ec->at, ec->id, v, &w, &val, &before))
+		value_key(r->id, k, key);
+		if (!window_add(r, key, ec->at, ec->id, v, &w, &val, &before))
 			return;
 		if (!num_ge(val, r->threshold) || num_ge(before, r->threshold))
 			return;
