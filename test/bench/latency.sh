@@ -17,6 +17,12 @@
 #   test/bench/latency.sh                      own throwaway cluster
 #   LAT_USE_EXISTING=1 test/bench/latency.sh   the server PGHOST/PGPORT name
 #   LAT_RATE=2000 LAT_SECONDS=30 LAT_CLIENTS=8 LAT_MATCH_EVERY=10 test/bench/latency.sh
+#
+# Under load (issue 5: the latency while the worker works through windowed
+# rules): LAT_WINDOWED=10 adds that many windowed rules (count, sum, distinct
+# over 1 hour, never reaching their threshold) matching every event, so the
+# worker updates 10 windows per event besides firing the per-event rule, e.g.
+#   LAT_WINDOWED=10 LAT_RATE=5000 LAT_MATCH_EVERY=10 test/bench/latency.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH=$(pg_config --bindir):$PATH
@@ -25,6 +31,7 @@ rate=${LAT_RATE:-1000}
 seconds=${LAT_SECONDS:-10}
 clients=${LAT_CLIENTS:-4}
 every=${LAT_MATCH_EVERY:-1}
+windowed=${LAT_WINDOWED:-0}
 db=am_latency
 
 . "$root/test/lib/cluster.sh"
@@ -61,6 +68,14 @@ CREATE TABLE recv (recv_us bigint, payload text);
 SELECT activity_monitor.track('lat_t', 'game');
 SELECT activity_monitor.create_rule('lat', '$.action == "insert" && $.new.kind == "trigger"',
 	tables => '{lat_t}', channel => 'lat');
+SQL
+[ "$windowed" -gt 0 ] && q >/dev/null <<SQL
+SELECT activity_monitor.create_rule('w' || i, '\$.action == "insert"', tables => '{lat_t}',
+	within => '1 hour', threshold => 1e9,
+	measure => (ARRAY['count', 'sum', 'distinct'])[1 + i % 3],
+	measure_path => CASE WHEN i % 3 = 0 THEN NULL ELSE '\$.new.id' END::jsonpath,
+	group_by => (ARRAY['\$.row_key', '\$.new.kind', '\$.actor_id'])[1 + i % 3]::jsonpath)
+FROM generate_series(1, $windowed) i;
 SQL
 cat >"$work/tx.sql" <<SQL
 \set r random(1, $every)
@@ -126,7 +141,7 @@ dups=$(q -c "SELECT count(*) - count(DISTINCT payload::json ->> 'alert_id') FROM
 
 echo "commit-to-notification latency (activity_monitor alerts)"
 echo "rate: $rate/s requested for $seconds s, $clients clients; achieved ${tps:-?} tps; pgbench schedule lag ${lag:-?}"
-echo "matching events: $events (1 in $every); notifications: $notified; duplicates: $dups"
+echo "matching events: $events (1 in $every); notifications: $notified; duplicates: $dups; windowed rules on every event: $windowed"
 echo "machine: $(nproc) CPUs, PostgreSQL $(q -c "SHOW server_version")"
 echo "p50: $p50 ms"
 echo "p90: $p90 ms"
