@@ -92,19 +92,20 @@ typedef struct Window
 	int			n;
 	int			cap;
 	Numeric		total;			/* sum of the live entries' num */
-	HTAB	   *values;			/* distinct: value key -> occurrences */
 	int64		distinct;
 } Window;
 
+/* distinct: how often a value occurs in a window (key: window key, value key) */
 typedef struct ValueCount
 {
-	char		key[KEYLEN];
+	char		key[2 * KEYLEN];
 	int64		count;
 } ValueCount;
 
 /* The engine's state; valid while "processed" matches alert_state. */
 static MemoryContext engine_cxt = NULL;
 static HTAB *windows = NULL;
+static HTAB *value_counts = NULL;
 static bool engine_valid = false;
 static int64 engine_processed;
 static char *engine_snapshot = NULL;
@@ -193,13 +194,9 @@ value_text(JsonbValue *v)
 static Numeric
 value_num(JsonbValue *v)
 {
+	/* (about 1,000 digits at most: the size of _num()'s limit) */
 	if (v->type == jbvNumeric)
-	{
-		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
-															NumericGetDatum(v->val.numeric)));
-
-		return strlen(s) <= 1000 ? v->val.numeric : NULL;
-	}
+		return VARSIZE_ANY(v->val.numeric) <= 512 ? v->val.numeric : NULL;
 	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 998)
 	{
 		const char *p = v->val.string.val;
@@ -258,30 +255,16 @@ engine_reset(void)
 	ctl.hcxt = engine_cxt;
 	windows = hash_create("activity_monitor windows", 1024, &ctl,
 						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	ctl.keysize = 2 * KEYLEN;
+	ctl.entrysize = sizeof(ValueCount);
+	value_counts = hash_create("activity_monitor distinct values", 1024, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	engine_snapshot = NULL;
 	engine_valid = false;
 	engine_swept = GetCurrentTimestamp();
 }
 
-static void
-window_free(Window *w)
-{
-	for (int i = w->head; i < w->n; i++)
-	{
-		if (w->ent[i].num)
-			pfree(w->ent[i].num);
-		if (w->ent[i].val)
-			pfree(w->ent[i].val);
-	}
-	if (w->ent)
-		pfree(w->ent);
-	if (w->total)
-		pfree(w->total);
-	if (w->values)
-		hash_destroy(w->values);
-}
-
-/* Drop the entries at or before cutoff. */
+/* Drop the entries at or before cutoff (all: DT_NOEND). */
 static void
 window_evict(Window *w, TimestampTz cutoff)
 {
@@ -299,16 +282,26 @@ window_evict(Window *w, TimestampTz cutoff)
 		}
 		if (e->val)
 		{
-			ValueCount *vc = hash_search(w->values, e->val, HASH_FIND, NULL);
+			ValueCount *vc = hash_search(value_counts, e->val, HASH_FIND, NULL);
 
 			if (vc && --vc->count == 0)
 			{
-				hash_search(w->values, e->val, HASH_REMOVE, NULL);
+				hash_search(value_counts, e->val, HASH_REMOVE, NULL);
 				w->distinct--;
 			}
 			pfree(e->val);
 		}
 	}
+}
+
+/* Free a window's memory (its entries' values counted no more). */
+static void
+window_free(Window *w)
+{
+	window_evict(w, DT_NOEND);
+	if (w->ent)
+		pfree(w->ent);
+	pfree(w->total);
 }
 
 /*
@@ -329,7 +322,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	bool		new_value = false;
 	Numeric		num = NULL;
 	char		vkey[KEYLEN];
-	bool		has_vkey = false;
+	char	   *vcount_key = NULL;
 
 	/* what the event brings, computed outside the engine's memory */
 	if (r->measure == 's' && v != NULL)
@@ -337,7 +330,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
 	{
 		value_key(-1, v, vkey);
-		has_vkey = true;
+		vcount_key = psprintf("%s\x1f%s", key, vkey);
 	}
 
 	w = hash_search(windows, key, HASH_ENTER, &found);
@@ -349,18 +342,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
 		w->total = num_int(0);
-		w->values = NULL;
 		w->distinct = 0;
-		if (r->measure == 'd')
-		{
-			HASHCTL		ctl;
-
-			ctl.keysize = KEYLEN;
-			ctl.entrysize = sizeof(ValueCount);
-			ctl.hcxt = engine_cxt;
-			w->values = hash_create("activity_monitor distinct values", 16, &ctl,
-									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		}
 	}
 	*wp = w;
 	if (at > w->newest)
@@ -387,13 +369,10 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		pfree(w->total);
 		w->total = t;
 	}
-	if (has_vkey)
+	if (vcount_key)
 	{
-		ValueCount *vc;
+		ValueCount *vc = hash_search(value_counts, vcount_key, HASH_ENTER, &found);
 
-		e.val = palloc(KEYLEN);
-		memcpy(e.val, vkey, KEYLEN);
-		vc = hash_search(w->values, e.val, HASH_ENTER, &found);
 		if (!found)
 		{
 			vc->count = 0;
@@ -401,6 +380,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 			new_value = true;
 		}
 		vc->count++;
+		e.val = pstrdup(vcount_key);
 	}
 
 	/* insert keeping (at, id) order: late events are rare, search from the end */
