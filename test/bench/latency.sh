@@ -23,6 +23,9 @@
 # over 1 hour, never reaching their threshold) matching every event, so the
 # worker updates 10 windows per event besides firing the per-event rule, e.g.
 #   LAT_WINDOWED=10 LAT_RATE=5000 LAT_MATCH_EVERY=10 test/bench/latency.sh
+#
+# LAT_ALERT_DELAY=0 sets activity_monitor.alert_delay (ms; default 10) on the
+# cluster it starts: the lower, the sooner an alert, the more worker rounds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH=$(pg_config --bindir):$PATH
@@ -53,7 +56,9 @@ if [ "${LAT_USE_EXISTING:-0}" = 1 ]; then
 	[ -n "${PGHOST:-}" ] && [ -n "${PGPORT:-}" ] || die "LAT_USE_EXISTING=1 needs PGHOST and PGPORT of a running server"
 else
 	own=1
-	am_cluster_start "$work/cluster" "activity_monitor.naptime = 1" >&2 || die "could not start a cluster"
+	am_cluster_start "$work/cluster" "activity_monitor.naptime = 1" \
+		${LAT_ALERT_DELAY:+"activity_monitor.alert_delay = $LAT_ALERT_DELAY"} >&2 ||
+		die "could not start a cluster"
 fi
 
 gcc -O2 -Wall -o "$work/listen_latency" "$root/test/bench/listen_latency.c" \
