@@ -102,6 +102,21 @@ INSERT INTO accounts (id) VALUES (4);
 SELECT txid = txid_current() AS same_txid FROM activity_monitor.activity ORDER BY id DESC LIMIT 1;
 COMMIT;
 
+-- db_user is the role's name at the time of the change, also after a rename
+CREATE ROLE am_clerk;
+GRANT ALL ON accounts TO am_clerk;
+SET ROLE am_clerk;
+INSERT INTO accounts (id) VALUES (5);
+RESET ROLE;
+ALTER ROLE am_clerk RENAME TO am_clerk2;
+SET ROLE am_clerk2;
+INSERT INTO accounts (id) VALUES (6);
+RESET ROLE;
+SELECT row_key, db_user, actor_id FROM activity_monitor.activity WHERE row_key IN ('5', '6') ORDER BY id;
+DELETE FROM accounts WHERE id IN (5, 6);
+REVOKE ALL ON accounts FROM am_clerk2;
+DROP ROLE am_clerk2;
+
 -- composite keys, numbers, NULLs, unicode, wide (toasted) values
 CREATE TABLE game_rounds (
 	provider text, round_id int, stake numeric(12,2), won float8, note text, big text,

@@ -28,8 +28,10 @@
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_set_actor);
 
@@ -45,11 +47,20 @@ static Datum client_addr_datum;
 static bool client_addr_done = false;
 static bool client_addr_null = true;
 static Oid	db_user_oid = InvalidOid;
-static NameData db_user_name;
+static Datum db_user_text;		/* text, in TopMemoryContext */
 static Oid	session_user_oid = InvalidOid;
 static char session_user_name[NAMEDATALEN];
+static bool role_callback_registered = false;
 static char *context_text = NULL;	/* the string context_jsonb was parsed from */
 static Datum context_jsonb;
+
+/* A role was renamed or dropped: look the cached names up again. */
+static void
+role_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	db_user_oid = InvalidOid;
+	session_user_oid = InvalidOid;
+}
 
 static bool
 valid_actor_type(const char *s)
@@ -187,6 +198,12 @@ am_fill_actor(Datum *values, bool *nulls)
 	else
 		set_text(values, nulls, AC_ACTOR_TYPE, "service");
 
+	if (!role_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, role_changed, (Datum) 0);
+		role_callback_registered = true;
+	}
+
 	if (actor_id != NULL && actor_id[0] != '\0')
 		set_text(values, nulls, AC_ACTOR_ID, actor_id);
 	else
@@ -226,10 +243,16 @@ am_fill_actor(Datum *values, bool *nulls)
 
 	if (userid != db_user_oid)
 	{
-		namestrcpy(&db_user_name, GetUserNameFromId(userid, false));
+		text	   *t = cstring_to_text(GetUserNameFromId(userid, false));
+		text	   *copy = MemoryContextAlloc(TopMemoryContext, VARSIZE(t));
+
+		memcpy(copy, t, VARSIZE(t));
+		if (DatumGetPointer(db_user_text) != NULL)
+			pfree(DatumGetPointer(db_user_text));
+		db_user_text = PointerGetDatum(copy);
 		db_user_oid = userid;
 	}
-	values[AC_DB_USER] = NameGetDatum(&db_user_name);
+	values[AC_DB_USER] = db_user_text;
 	nulls[AC_DB_USER] = false;
 
 	set_text(values, nulls, AC_APPLICATION_NAME, application_name);
