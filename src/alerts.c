@@ -1004,6 +1004,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 			rc = run_saved(&plan_more,
 						   "UPDATE activity_monitor.alert_state "
 						   "SET batch_snapshot = $1::txid_snapshot, batch_last_id = $2, "
+						   "    last_run_at = pg_catalog.clock_timestamp(), "
 						   "    events_processed = events_processed + $3",
 						   3, types, args, NULL);
 		else

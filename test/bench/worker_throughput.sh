@@ -50,7 +50,7 @@ SQL
 	start=$(echo "$times" | sed -n 1p)
 	committed=$(echo "$times" | sed -n 2p)
 	deadline=$(($(date +%s) + 600))
-	until [ "$(q "SELECT events_processed >= $before + $events FROM activity_monitor.alert_state")" = t ]; do
+	until [ "$(q "SELECT events_processed >= $before + $events AND batch_snapshot IS NULL FROM activity_monitor.alert_state")" = t ]; do
 		[ "$(date +%s)" -lt "$deadline" ] || { echo "worker did not finish" >&2; exit 1; }
 		sleep 0.05
 	done
