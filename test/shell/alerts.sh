@@ -12,11 +12,9 @@
 # Needs PGHOST/PGPORT/PGUSER (a running cluster with activity_monitor
 # preloaded), AM_ROOT, AM_TMP.  Exit 0 = pass.  Every wait has a deadline.
 set -euo pipefail
-. "$AM_ROOT/test/lib/cluster.sh"
-unset PGTZ PGDATABASE PGOPTIONS
 export PGCLIENTENCODING=UTF8
-
 db=am_alerts
+. "$AM_ROOT/test/lib/shell.sh"
 work=$AM_TMP/alerts
 rm -rf "$work"
 mkdir -p "$work"
@@ -26,30 +24,14 @@ cleanup() {
 	exec 3>&- 4>&- 2>/dev/null || true
 	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
-	[ -n "${AM_KEEP_DB:-}" ] || psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+	[ -n "${AM_KEEP_DB:-}" ] || am_db_drop
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	echo "worker: $(psql -X -At -d "$db" -c "SELECT pid, running, last_error FROM activity_monitor.worker_status" 2>&1)"
-	exit 1
-}
-q() { psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 qf() { psql -X -At -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+am_db_new
 psql -X -q -d postgres -c "ALTER SYSTEM SET activity_monitor.naptime = 1" -c "SELECT pg_reload_conf()" >/dev/null
 worker_pid="SELECT pid FROM pg_stat_activity WHERE backend_type = 'activity_monitor worker' AND datname = '$db'"
-
-# The worker has handled every transaction committed before this call: its
-# last batch snapshot sees a transaction started after them.
-caught_up() {
-	local mark
-	mark=$(q "SELECT txid_current()")
-	am_wait_for "${1:-30}" "$db" \
-		"SELECT txid_visible_in_snapshot($mark, last_snapshot) FROM activity_monitor.alert_state" ||
-		fail "the worker did not process the events committed before txid $mark"
-}
 
 # expect_alerts RULE SQL: the alerts of RULE are exactly the rows of SQL
 # (group_key text, event_id bigint, value numeric, event_ids bigint[]).

@@ -6,21 +6,19 @@
 # 42710 'rule "dup" already exists': the EXISTS check cannot see the other
 # transaction's row, the INSERT then waits for it and fails.
 set -euo pipefail
-. "$AM_ROOT/test/lib/cluster.sh"
-unset PGTZ PGDATABASE PGOPTIONS
 db=am_alerts_race
+. "$AM_ROOT/test/lib/shell.sh"
 work=$AM_TMP/alerts_race
 rm -rf "$work"; mkdir -p "$work"
 xpid=""
 cleanup() {
 	exec 5>&- 2>/dev/null || true
 	[ -n "$xpid" ] && kill "$xpid" 2>/dev/null || true
-	psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+	am_db_drop
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
-psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+am_db_new
 psql -X -q -d "$db" -c "CREATE EXTENSION activity_monitor" >/dev/null
 mkfifo "$work/x.fifo"
 psql -X -At -d "$db" <"$work/x.fifo" >"$work/x.out" 2>&1 &

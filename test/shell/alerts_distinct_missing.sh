@@ -10,21 +10,11 @@
 # the rule fires with value 2.  (sum ignores such events: _num(null) is
 # NULL.)  Expected: no alert until a second real device; then value 2.
 set -euo pipefail
-. "$AM_ROOT/test/lib/cluster.sh"
-unset PGTZ PGDATABASE PGOPTIONS
 db=am_alerts_distinct
-cleanup() { psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-q() { psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
-caught_up() {
-	local mark
-	mark=$(q "SELECT txid_current()")
-	am_wait_for 30 "$db" "SELECT txid_visible_in_snapshot($mark, last_snapshot) FROM activity_monitor.alert_state" ||
-		fail "the worker did not catch up"
-}
+. "$AM_ROOT/test/lib/shell.sh"
+trap am_db_drop EXIT
 
-psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+am_db_new
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
 CREATE EXTENSION activity_monitor;
 CREATE TABLE logins (id int PRIMARY KEY, account_id int, device text);

@@ -15,28 +15,19 @@
 # event_ids {a, b}.  (Fixed: a key's window ends at its newest event, so the
 # late a counts with b; the alert fires when a is processed.)
 set -euo pipefail
-. "$AM_ROOT/test/lib/cluster.sh"
-unset PGTZ PGDATABASE PGOPTIONS
 db=am_alerts_late
+. "$AM_ROOT/test/lib/shell.sh"
 work=$AM_TMP/alerts_late
 rm -rf "$work"; mkdir -p "$work"
 xpid=""
 cleanup() {
 	exec 5>&- 2>/dev/null || true
 	[ -n "$xpid" ] && kill "$xpid" 2>/dev/null || true
-	psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+	am_db_drop
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-q() { psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
-caught_up() {
-	local mark
-	mark=$(q "SELECT txid_current()")
-	am_wait_for 30 "$db" "SELECT txid_visible_in_snapshot($mark, last_snapshot) FROM activity_monitor.alert_state" ||
-		fail "the worker did not catch up"
-}
 
-psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+am_db_new
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
 CREATE EXTENSION activity_monitor;
 CREATE TABLE logins (id int PRIMARY KEY, account_id int, success boolean);

@@ -13,19 +13,11 @@
 # used as a measure).  Expected: both events alert, the payload stays under
 # 8000 bytes and is valid JSON, the worker records no error.
 set -euo pipefail
-. "$AM_ROOT/test/lib/cluster.sh"
-unset PGTZ PGDATABASE PGOPTIONS
 db=am_alerts_poison
-cleanup() { psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	echo "worker: $(psql -X -At -d "$db" -c "SELECT last_error FROM activity_monitor.worker_status" 2>&1)"
-	exit 1
-}
-q() { psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+. "$AM_ROOT/test/lib/shell.sh"
+trap am_db_drop EXIT
 
-psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+am_db_new
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL'
 CREATE EXTENSION activity_monitor;
 CREATE TABLE payments (id int PRIMARY KEY, amount numeric, code text);
