@@ -614,16 +614,16 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
 	rc = run_saved(&plan_rebuild,
-							   "SELECT a.id, a.occurred_at, a.matched "
-							   "FROM activity_monitor.activity a, activity_monitor.alert_state s "
-							   "WHERE a.matched IS NOT NULL "
-							   "  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
-							   "      (SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r)) "
-							   "  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)::txid_snapshot) "
-							   "  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
-							   "       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
-							   "ORDER BY a.id",
-							   3, types, args, nulls);
+				   "SELECT a.id, a.occurred_at, a.matched "
+				   "FROM activity_monitor.activity a, activity_monitor.alert_state s "
+				   "WHERE a.matched IS NOT NULL "
+				   "  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
+				   "      (SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r)) "
+				   "  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)::txid_snapshot) "
+				   "  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
+				   "       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
+				   "ORDER BY a.id",
+				   3, types, args, nulls);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -666,8 +666,8 @@ record_event_error(int64 id, const char *message)
 					id, message)));
 	arg = CStringGetTextDatum(psprintf("alert processing: event " INT64_FORMAT ": %s", id, message));
 	(void) run_saved(&plan_error, "UPDATE activity_monitor.worker_state "
-								 "SET last_error = $1, last_error_at = pg_catalog.now()",
-								 1, &type, &arg, NULL);
+					 "SET last_error = $1, last_error_at = pg_catalog.now()",
+					 1, &type, &arg, NULL);
 }
 
 /*
@@ -714,15 +714,15 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 		args[15] = r->cooldown ? IntervalPGetDatum(r->cooldown) : (Datum) 0;
 		nulls[15] = r->cooldown ? ' ' : 'n';
 		rc = run_saved(&plan_alert,
-								   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
-								   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
-								   "  table_name, subject_id, actor_type, actor_id) "
-								   "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 "
-								   "WHERE $16::interval IS NULL OR NOT EXISTS ("
-								   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
-								   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
-								   "RETURNING id",
-								   16, types, args, nulls);
+					   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
+					   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
+					   "  table_name, subject_id, actor_type, actor_id) "
+					   "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 "
+					   "WHERE $16::interval IS NULL OR NOT EXISTS ("
+					   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
+					   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
+					   "RETURNING id",
+					   16, types, args, nulls);
 		if (rc != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
 		if (SPI_processed > 0)
@@ -731,9 +731,9 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 
 			args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			rc = run_saved(&plan_notify,
-									   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
-									   "FROM activity_monitor.alerts x WHERE x.id = $1",
-									   1, types, args, NULL);
+						   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
+						   "FROM activity_monitor.alerts x WHERE x.id = $1",
+						   1, types, args, NULL);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
 			r->fired++;
@@ -846,17 +846,17 @@ write_counters(void)
 		args[c] = PointerGetDatum(construct_array(d[c], n, INT8OID, sizeof(int64), true,
 												  TYPALIGN_DOUBLE));
 	if (run_saved(&plan_counters,
-							  "INSERT INTO activity_monitor.rule_stats AS s "
-							  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at) "
-							  "SELECT u.id, u.m, u.e, u.f, CASE WHEN u.f > 0 THEN pg_catalog.now() END "
-							  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-							  "  pg_catalog.unnest($3), pg_catalog.unnest($4)) u(id, m, e, f) "
-							  "ON CONFLICT (rule_id) DO UPDATE "
-							  "  SET events_matched = s.events_matched + excluded.events_matched, "
-							  "      evaluation_errors = s.evaluation_errors + excluded.evaluation_errors, "
-							  "      alerts_fired = s.alerts_fired + excluded.alerts_fired, "
-							  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at)",
-							  4, types, args, NULL) != SPI_OK_INSERT)
+				  "INSERT INTO activity_monitor.rule_stats AS s "
+				  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at) "
+				  "SELECT u.id, u.m, u.e, u.f, CASE WHEN u.f > 0 THEN pg_catalog.now() END "
+				  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+				  "  pg_catalog.unnest($3), pg_catalog.unnest($4)) u(id, m, e, f) "
+				  "ON CONFLICT (rule_id) DO UPDATE "
+				  "  SET events_matched = s.events_matched + excluded.events_matched, "
+				  "      evaluation_errors = s.evaluation_errors + excluded.evaluation_errors, "
+				  "      alerts_fired = s.alerts_fired + excluded.alerts_fired, "
+				  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at)",
+				  4, types, args, NULL) != SPI_OK_INSERT)
 		elog(ERROR, "could not update activity_monitor.rule_stats");
 }
 
@@ -894,9 +894,9 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	rc = run_saved(&plan_state, "SELECT last_snapshot::text, since, batch_snapshot::text, "
-					 "coalesce(batch_last_id, 0), events_processed, "
-					 "pg_catalog.txid_current_snapshot()::text "
-					 "FROM activity_monitor.alert_state FOR UPDATE", 0, NULL, NULL, NULL);
+				   "coalesce(batch_last_id, 0), events_processed, "
+				   "pg_catalog.txid_current_snapshot()::text "
+				   "FROM activity_monitor.alert_state FOR UPDATE", 0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	st = SPI_copytuple(SPI_tuptable->vals[0]);
