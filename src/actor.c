@@ -47,7 +47,7 @@ static Datum client_addr_datum;
 static bool client_addr_done = false;
 static bool client_addr_null = true;
 static Oid	db_user_oid = InvalidOid;
-static Datum db_user_text;		/* text, in TopMemoryContext */
+static NameData db_user_name;
 static Oid	session_user_oid = InvalidOid;
 static char session_user_name[NAMEDATALEN];
 static bool role_callback_registered = false;
@@ -243,16 +243,10 @@ am_fill_actor(Datum *values, bool *nulls)
 
 	if (userid != db_user_oid)
 	{
-		text	   *t = cstring_to_text(GetUserNameFromId(userid, false));
-		text	   *copy = MemoryContextAlloc(TopMemoryContext, VARSIZE(t));
-
-		memcpy(copy, t, VARSIZE(t));
-		if (DatumGetPointer(db_user_text) != NULL)
-			pfree(DatumGetPointer(db_user_text));
-		db_user_text = PointerGetDatum(copy);
+		namestrcpy(&db_user_name, GetUserNameFromId(userid, false));
 		db_user_oid = userid;
 	}
-	values[AC_DB_USER] = db_user_text;
+	values[AC_DB_USER] = NameGetDatum(&db_user_name);
 	nulls[AC_DB_USER] = false;
 
 	set_text(values, nulls, AC_APPLICATION_NAME, application_name);

@@ -615,7 +615,7 @@ event_document(CaptureTable *ct, Datum *values, bool *nulls, RowEvent *re)
 			  re->changed == NULL ? values[AC_OLD_VALUES] : row_jsonb(ct, re->oldslot, NULL));
 	doc_jsonb(&state, "new", re->newslot == NULL ? (Datum) 0 :
 			  re->changed == NULL ? values[AC_NEW_VALUES] : row_jsonb(ct, re->newslot, NULL));
-	doc_string(&state, "db_user", TextDatumGetCString(values[AC_DB_USER]));
+	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
 	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
 	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
 			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
