@@ -55,7 +55,7 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 void
 _PG_init(void)
 {
-	am_define_actor_gucs();
+	am_actor_init();
 	am_define_worker_gucs();
 	MarkGUCPrefixReserved("activity_monitor");
 	am_sink_init();

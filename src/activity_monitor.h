@@ -86,7 +86,7 @@ extern void _PG_init(void);
 extern Oid	am_schema_oid(void);
 
 /* actor.c */
-extern void am_define_actor_gucs(void);
+extern void am_actor_init(void);
 extern void am_fill_actor(Datum *values, bool *nulls);
 
 /* rowjson.c */

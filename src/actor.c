@@ -50,7 +50,6 @@ static Oid	db_user_oid = InvalidOid;
 static NameData db_user_name;
 static Oid	session_user_oid = InvalidOid;
 static char session_user_name[NAMEDATALEN];
-static bool role_callback_registered = false;
 static char *context_text = NULL;	/* the string context_jsonb was parsed from */
 static Datum context_jsonb;
 
@@ -128,10 +127,14 @@ check_actor_context(char **newval, void **extra, GucSource source)
 	return false;
 }
 
-/* Define the actor settings; called from _PG_init. */
+/*
+ * Define the actor settings and watch role renames (the cached names);
+ * called from _PG_init.
+ */
 void
-am_define_actor_gucs(void)
+am_actor_init(void)
 {
+	CacheRegisterSyscacheCallback(AUTHOID, role_changed, (Datum) 0);
 	DefineCustomStringVariable("activity_monitor.actor_type",
 							   "Kind of actor of the changes: user, employee, service or system.",
 							   "Empty means service.",
@@ -197,12 +200,6 @@ am_fill_actor(Datum *values, bool *nulls)
 		set_text(values, nulls, AC_ACTOR_TYPE, actor_type);
 	else
 		set_text(values, nulls, AC_ACTOR_TYPE, "service");
-
-	if (!role_callback_registered)
-	{
-		CacheRegisterSyscacheCallback(AUTHOID, role_changed, (Datum) 0);
-		role_callback_registered = true;
-	}
 
 	if (actor_id != NULL && actor_id[0] != '\0')
 		set_text(values, nulls, AC_ACTOR_ID, actor_id);

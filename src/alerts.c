@@ -322,7 +322,8 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	bool		new_value = false;
 	Numeric		num = NULL;
 	char		vkey[KEYLEN];
-	char	   *vcount_key = NULL;
+	char		vcount_key[2 * KEYLEN]; /* window key, value key */
+	bool		counted = false;
 
 	/* what the event brings, computed outside the engine's memory */
 	if (r->measure == 's' && v != NULL)
@@ -330,7 +331,8 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
 	{
 		value_key(-1, v, vkey);
-		vcount_key = psprintf("%s\x1f%s", key, vkey);
+		snprintf(vcount_key, sizeof(vcount_key), "%s\x1f%s", key, vkey);
+		counted = true;
 	}
 
 	w = hash_search(windows, key, HASH_ENTER, &found);
@@ -369,7 +371,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		pfree(w->total);
 		w->total = t;
 	}
-	if (vcount_key)
+	if (counted)
 	{
 		ValueCount *vc = hash_search(value_counts, vcount_key, HASH_ENTER, &found);
 
