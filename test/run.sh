@@ -23,7 +23,13 @@ if [ -n "$missing" ]; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null ||
 		{ echo "apt-get install failed" >&2; exit 2; }
 fi
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+# PG_CONFIG may name another (relocated) PostgreSQL 15 installation to build,
+# install and test against; the default is Debian's.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PATH=$("$PG_CONFIG" --bindir):$PATH PG_CONFIG
+# AM_ONLY=REGEX runs only the suites whose name (regress/capture,
+# pgtap/rules, shell/worker, ...) matches.
+only() { [ -z "${AM_ONLY:-}" ] || [[ $1 =~ $AM_ONLY ]]; }
 
 # --- build and install --------------------------------------------------------
 make -s clean >/dev/null 2>&1
@@ -54,7 +60,8 @@ record() {	# name status
 
 # --- pg_regress -------------------------------------------------------------------
 echo "pg_regress (sql/, expected/):"
-regress=$(make -s -f Makefile print-regress 2>/dev/null)
+regress=""
+for t in $(make -s -f Makefile print-regress 2>/dev/null); do only "regress/$t" && regress="$regress $t"; done
 if [ -n "$regress" ]; then
 	pgxs=$(dirname "$(pg_config --pgxs)")
 	"$pgxs/../test/regress/pg_regress" --inputdir=. --outputdir="$tmp/regress" \
@@ -76,6 +83,7 @@ fi
 echo "pgTAP (test/pgtap):"
 for f in test/pgtap/*.sql; do
 	[ -e "$f" ] || continue
+	only "pgtap/$(basename "$f" .sql)" || continue
 	db=am_tap_$(basename "$f" .sql)
 	psql -X -q -c "CREATE DATABASE $db" >/dev/null &&
 		psql -X -q -d "$db" -c "CREATE EXTENSION pgtap; CREATE EXTENSION activity_monitor;" >/dev/null
@@ -90,6 +98,7 @@ echo "shell (test/shell):"
 for f in test/shell/*.sh; do
 	[ -e "$f" ] || continue
 	name=$(basename "$f" .sh)
+	only "shell/$name" || continue
 	bash "$f" >"$tmp/$name.out" 2>&1
 	st=$?
 	[ $st = 0 ] || tail -n 40 "$tmp/$name.out"

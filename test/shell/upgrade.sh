@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# ALTER EXTENSION activity_monitor UPDATE on a database full of 0.1.0 data:
+# 0.1.0 installed with tracked tables, captured events, rules and alerts
+# (open, acknowledged, resolved), then updated.  Afterwards the extension's
+# objects are exactly those of a fresh install (test/lib/describe_extension.sql,
+# compared line by line), no event, rule or alert is lost or changed, and
+# capture and the worker go on: a new matching write is captured and alerted.
+set -euo pipefail
+db=am_upgrade
+. "$AM_ROOT/test/lib/shell.sh"
+trap am_db_drop EXIT
+fresh=am_upgrade_fresh
+describe() { psql -X -At -v ON_ERROR_STOP=1 -d "$1" -f "$AM_ROOT/test/lib/describe_extension.sql"; }
+
+version=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$AM_ROOT/activity_monitor.control")
+psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $fresh WITH (FORCE)" \
+	-c "CREATE DATABASE $fresh" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d "$fresh" -c "CREATE EXTENSION activity_monitor" >/dev/null
+[ "$(psql -X -At -d "$fresh" -c "SELECT extversion FROM pg_extension WHERE extname = 'activity_monitor'")" = "$version" ] ||
+	fail "a fresh install is not version $version"
+describe "$fresh" >"$AM_TMP/upgrade.fresh"
+psql -X -q -d postgres -c "DROP DATABASE $fresh WITH (FORCE)" >/dev/null
+
+am_db_new
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL' >/dev/null
+CREATE EXTENSION activity_monitor VERSION '0.1.0';
+CREATE TABLE accounts (id int PRIMARY KEY, email text, password_hash text, balance numeric);
+CREATE TABLE payments (id int PRIMARY KEY, account_id int, amount numeric, status text);
+SELECT activity_monitor.track('accounts', 'profile', subject_column => 'id',
+	critical_columns => '{balance}', redact_columns => '{password_hash}');
+SELECT activity_monitor.track('payments', 'payment', subject_column => 'account_id', status_column => 'status');
+SELECT activity_monitor.create_rule('big', '$.new.amount > 1000', severity => 'critical', kinds => '{payment}');
+SELECT activity_monitor.create_rule('many', '$.action == "insert"', kinds => '{payment}',
+	within => '1 hour', threshold => 3);
+INSERT INTO accounts SELECT g, 'a' || g || '@x', 'secret', 100 FROM generate_series(1, 50) g;
+INSERT INTO payments SELECT g, g % 5 + 1, g * 100, 'pending' FROM generate_series(1, 30) g;
+UPDATE payments SET status = 'completed' WHERE id % 2 = 0;
+SQL
+caught_up
+n_alerts=$(q "SELECT count(*) FROM activity_monitor.alerts")
+[ "$n_alerts" -gt 0 ] || fail "0.1.0 fired no alert"
+q "SELECT activity_monitor.acknowledge(min(id)) FROM activity_monitor.alerts" >/dev/null
+q "SELECT activity_monitor.resolve(max(id)) FROM activity_monitor.alerts" >/dev/null
+snapshot() {
+	q "SELECT md5(string_agg(a::text, '|' ORDER BY id)) FROM activity_monitor.activity a"
+	q "SELECT md5(string_agg(format('%s %s %s %s %s %s %s %s', id, rule_name, group_key, value, event_ids, status,
+		acknowledged_at, resolved_at), '|' ORDER BY id)) FROM activity_monitor.alerts"
+	q "SELECT md5(string_agg(format('%s %s %s %s', id, name, predicate, within), '|' ORDER BY id)) FROM activity_monitor.alert_rule"
+	q "SELECT string_agg(format('%s %s %s', tbl, kind, redact_columns), '|' ORDER BY tbl::text) FROM activity_monitor.tracked"
+}
+before=$(snapshot)
+
+q "ALTER EXTENSION activity_monitor UPDATE" >/dev/null
+[ "$(q "SELECT extversion FROM pg_extension WHERE extname = 'activity_monitor'")" = "$version" ] ||
+	fail "the update did not reach $version"
+after=$(snapshot)
+[ "$before" = "$after" ] || { echo "before: $before"; echo "after: $after"; fail "the update changed events, alerts, rules or settings"; }
+echo "ok: 0.1.0 data unchanged by the update ($n_alerts alerts)"
+
+describe "$db" >"$AM_TMP/upgrade.updated"
+if ! diff "$AM_TMP/upgrade.fresh" "$AM_TMP/upgrade.updated" >"$AM_TMP/upgrade.diff"; then
+	head -40 "$AM_TMP/upgrade.diff"
+	fail "the updated extension differs from a fresh install of $version (above: < fresh, > updated)"
+fi
+echo "ok: updated objects equal a fresh install ($(wc -l <"$AM_TMP/upgrade.fresh") lines compared)"
+
+# capture and alerting go on after the update
+q "INSERT INTO payments VALUES (1000, 7, 5000, 'pending')" >/dev/null
+caught_up
+[ "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'big' AND subject_id = '7'")" = 1 ] ||
+	fail "no alert for a payment written after the update"
+echo "ok: capture and alerts work after the update"
