@@ -14,7 +14,7 @@ SELECT line FROM (
 	FROM members m JOIN pg_proc p ON p.oid = m.objid WHERE m.classid = 'pg_proc'::regclass
 	UNION ALL
 	SELECT pg_describe_object(m.classid, m.objid, 0), 1,
-		   c.relkind || ' acl=' || coalesce(c.relacl::text, '') || coalesce(' view=' || pg_get_viewdef(c.oid), '')
+		   c.relkind::text || ' acl=' || coalesce(c.relacl::text, '') || coalesce(' view=' || pg_get_viewdef(c.oid), '')
 	FROM members m JOIN pg_class c ON c.oid = m.objid WHERE m.classid = 'pg_class'::regclass
 	UNION ALL
 	SELECT pg_describe_object(m.classid, m.objid, 0), 2,
@@ -31,10 +31,10 @@ SELECT line FROM (
 	SELECT pg_describe_object(m.classid, m.objid, 0), 4, pg_get_indexdef(i.indexrelid)
 	FROM members m JOIN pg_index i ON i.indrelid = m.objid WHERE m.classid = 'pg_class'::regclass
 	UNION ALL
-	SELECT pg_describe_object(m.classid, m.objid, 0), 5, pg_get_triggerdef(t.oid) || ' ' || t.tgenabled
+	SELECT pg_describe_object(m.classid, m.objid, 0), 5, pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
 	FROM members m JOIN pg_trigger t ON t.tgrelid = m.objid AND NOT t.tgisinternal WHERE m.classid = 'pg_class'::regclass
 	UNION ALL
-	SELECT pg_describe_object(m.classid, m.objid, 0), 6, e.evtevent || ' ' || e.evtenabled || ' ' ||
+	SELECT pg_describe_object(m.classid, m.objid, 0), 6, e.evtevent || ' ' || e.evtenabled::text || ' ' ||
 		   coalesce(e.evttags::text, '') || ' ' || e.evtfoid::regproc::text
 	FROM members m JOIN pg_event_trigger e ON e.oid = m.objid WHERE m.classid = 'pg_event_trigger'::regclass
 	UNION ALL
