@@ -15,11 +15,20 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -27,29 +36,93 @@ PG_MODULE_MAGIC;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /*
- * Before any utility statement: release the activity partitions capture
- * keeps open (so the session's own DDL on them works), and before DROP
- * DATABASE stop that database's worker (which would block the drop).
+ * The extension's schema, found through pg_extension (never by name: a
+ * schema called activity_monitor that is not the extension's must not be
+ * used), InvalidOid when the extension is not installed.  With version not
+ * NULL, also its installed version (palloc'd).  Needs a transaction.
  */
-static void
-am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-				   ProcessUtilityContext context, ParamListInfo params,
-				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+Oid
+am_extension_schema(char **version)
 {
-	am_sink_close();
-	if (IsA(pstmt->utilityStmt, DropdbStmt))
-	{
-		Oid			dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
 
-		if (OidIsValid(dboid))
-			am_worker_stop_for_database(dboid);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("activity_monitor"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+		if (version)
+		{
+			bool		isnull;
+			Datum		v = heap_getattr(tup, Anum_pg_extension_extversion,
+										 RelationGetDescr(rel), &isnull);
+
+			*version = isnull ? NULL : TextDatumGetCString(v);
+		}
 	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
+static void
+run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			ProcessUtilityContext context, ParamListInfo params,
+			QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
 							 queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+}
+
+/*
+ * Before any utility statement: release the activity partitions capture
+ * keeps open (so the session's own DDL on them works).  Before DROP
+ * DATABASE, stop that database's worker, which would block the drop; this
+ * hook runs before the drop's own permission checks, so only for a role
+ * that may drop it, and if the drop fails all the same (other sessions
+ * connected, ...) a new worker is started.
+ */
+static void
+am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Oid			dboid = InvalidOid;
+
+	am_sink_close();
+	if (IsA(pstmt->utilityStmt, DropdbStmt))
+	{
+		dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
+		if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
+			!pg_database_ownercheck(dboid, GetUserId()) ||
+			!am_worker_stop_for_database(dboid))
+			dboid = InvalidOid;
+	}
+	if (!OidIsValid(dboid))
+	{
+		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		return;
+	}
+	PG_TRY();
+	{
+		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		(void) am_register_db_worker(dboid);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 void

@@ -83,7 +83,7 @@ typedef struct JsonColumnType
 
 /* activity_monitor.c */
 extern void _PG_init(void);
-extern Oid	am_schema_oid(void);
+extern Oid	am_extension_schema(char **version);
 
 /* actor.c */
 extern void am_actor_init(void);
@@ -98,7 +98,8 @@ extern char *am_value_text(Datum value, const JsonColumnType *jt);
 /* worker.c */
 extern void am_define_worker_gucs(void);
 extern void am_register_launcher(void);
-extern void am_worker_stop_for_database(Oid dboid);
+extern bool am_worker_stop_for_database(Oid dboid);
+extern bool am_register_db_worker(Oid dboid);
 
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);
@@ -121,5 +122,7 @@ extern void am_wake_init(void);
 extern void am_wake_register_worker(void);
 extern void am_wake_at_commit(void);
 extern int	am_wake_worker_pid(Oid dboid);
+extern int	am_wake_stop_worker(Oid dboid);
+extern bool am_wake_stop_requested(void);
 
 #endif							/* ACTIVITY_MONITOR_H */

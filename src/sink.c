@@ -167,7 +167,7 @@ am_sink_init(void)
 static void
 sink_load_catalog(void)
 {
-	Oid			nsp = get_namespace_oid(AM_SCHEMA, true);
+	Oid			nsp = am_extension_schema(NULL);
 	Relation	rel;
 	TupleDesc	desc;
 

@@ -21,8 +21,21 @@
  * round, and never stops the worker or the other duties.  The alert duty
  * runs whenever a committing transaction with matched events sets the
  * worker's latch (wake.c), and at least every naptime; partition
- * maintenance runs once per naptime.  SIGTERM (and DROP DATABASE, through
- * the utility hook) end the worker with exit code 0, for good.
+ * maintenance runs once per naptime.
+ *
+ * The worker runs as the bootstrap superuser in a database whose owner may
+ * be hostile: before any SQL it pins search_path (pg_catalog, pg_temp) with
+ * a source ALTER DATABASE ... SET cannot override, and resets the settings
+ * a database owner could use to stop it (read-only transactions, timeouts);
+ * it runs SQL only through the extension's own functions, which pin their
+ * search_path too, and only once the schema named activity_monitor is the
+ * extension's (found by OID through pg_extension).
+ *
+ * It exits for good (code 0) only when its database or its extension goes
+ * away: DROP EXTENSION, or a DROP DATABASE that passed its permission checks
+ * (the utility hook marks the database in shared memory before SIGTERM, and
+ * starts a new worker if the drop then fails).  Any other exit, a plain
+ * SIGTERM included, is an exit code 1: the postmaster starts it again.
  *
  * IDENTIFICATION
  *	  src/worker.c
@@ -37,6 +50,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -60,6 +74,7 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_start_worker);
+PG_FUNCTION_INFO_V1(activity_monitor_min_retention);
 
 PGDLLEXPORT void activity_monitor_launcher_main(Datum main_arg);
 PGDLLEXPORT void activity_monitor_worker_main(Datum main_arg);
@@ -72,6 +87,7 @@ PGDLLEXPORT void activity_monitor_worker_main(Datum main_arg);
 #define WORKER_LOCK_KEY2 0x766d6f6e
 
 static int	naptime = 10;		/* activity_monitor.naptime, seconds */
+static int	min_retention = 30 * MINS_PER_HOUR * HOURS_PER_DAY; /* activity_monitor.min_retention, minutes */
 static int	alert_delay = 10;	/* activity_monitor.alert_delay, milliseconds */
 static bool start_at_commit = false;
 static volatile sig_atomic_t got_sigterm = false;
@@ -88,23 +104,21 @@ worker_sigterm(SIGNAL_ARGS)
 }
 
 /*
- * Stop the worker of database dboid and wait for it (at most 10 s): DROP
- * DATABASE cannot proceed while it is connected.  It exits with code 0, so
- * the postmaster does not start it again.
+ * Stop the worker of database dboid for good, for a DROP DATABASE that has
+ * passed its permission checks, and wait for it (at most 10 s): the drop
+ * cannot proceed while it is connected.  Returns whether there was one.
  */
-void
+bool
 am_worker_stop_for_database(Oid dboid)
 {
-	for (int i = 0; i < 100; i++)
-	{
-		int			pid = am_wake_worker_pid(dboid);
+	int			pid = am_wake_stop_worker(dboid);
 
-		if (pid == 0)
-			return;
-		if (i == 0)
-			kill(pid, SIGTERM);
+	if (pid == 0)
+		return false;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 100 && am_wake_worker_pid(dboid) != 0; i++)
 		pg_usleep(100 * 1000L);
-	}
+	return true;
 }
 
 /* Define the worker settings; called from _PG_init. */
@@ -121,14 +135,30 @@ am_define_worker_gucs(void)
 							"a notification waits at most this long more.",
 							&alert_delay, 10, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.min_retention",
+							"Shortest retention of activity partitions that configure() accepts and maintenance applies.",
+							"Only superusers can change it: retention must not become a way to erase history.",
+							&min_retention, 30 * MINS_PER_HOUR * HOURS_PER_DAY, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN, NULL, NULL, NULL);
+}
+
+/* _min_retention(): activity_monitor.min_retention as an interval (days and time). */
+Datum
+activity_monitor_min_retention(PG_FUNCTION_ARGS)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->day = min_retention / (MINS_PER_HOUR * HOURS_PER_DAY);
+	iv->time = (int64) (min_retention % (MINS_PER_HOUR * HOURS_PER_DAY)) * USECS_PER_MINUTE;
+	PG_RETURN_INTERVAL_P(iv);
 }
 
 /*
  * Register the worker of database dboid.  Returns false, having said why in
  * the log, when the postmaster has no free worker slot.
  */
-static bool
-register_db_worker(Oid dboid)
+bool
+am_register_db_worker(Oid dboid)
 {
 	BackgroundWorker w;
 
@@ -174,7 +204,7 @@ static void
 start_worker_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT && start_at_commit)
-		register_db_worker(MyDatabaseId);
+		am_register_db_worker(MyDatabaseId);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
@@ -244,7 +274,7 @@ activity_monitor_launcher_main(Datum main_arg)
 
 		foreach(lc, pending)
 		{
-			if (!register_db_worker(lfirst_oid(lc)))
+			if (!am_register_db_worker(lfirst_oid(lc)))
 				failed = lappend_oid(failed, lfirst_oid(lc));
 		}
 		pending = failed;
@@ -295,6 +325,7 @@ run_sql(const char *what, const char *sql, char **result, char **error)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 	}
 	PG_CATCH();
 	{
@@ -305,6 +336,7 @@ run_sql(const char *what, const char *sql, char **result, char **error)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
 		*error = psprintf("%s: %s", what, edata->message);
 		FreeErrorData(edata);
 		ok = false;
@@ -316,18 +348,62 @@ run_sql(const char *what, const char *sql, char **result, char **error)
 
 static char dbname[NAMEDATALEN];
 
-/* Is the extension installed in this database?  Also notes its name. */
-static bool
-extension_present(void)
+typedef enum ExtensionState
 {
-	bool		present;
+	EXT_ABSENT,					/* not installed (or dropped) */
+	EXT_FOREIGN_SCHEMA,			/* "activity_monitor" is not its schema */
+	EXT_OLD_VERSION,			/* installed, ALTER EXTENSION UPDATE pending */
+	EXT_READY
+} ExtensionState;
+
+/*
+ * Is the extension installed in this database, and may the worker run its
+ * SQL?  The SQL names the schema activity_monitor: it must be the
+ * extension's own schema (found by OID), and the extension must be at this
+ * library's version (the worker's SQL functions are the current ones).
+ * Also notes the database's name.
+ */
+static ExtensionState
+extension_state(void)
+{
+	ExtensionState st = EXT_READY;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			nsp;
+	char	   *version = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid("activity_monitor", true));
 	strlcpy(dbname, get_database_name(MyDatabaseId), NAMEDATALEN);
+	nsp = am_extension_schema(&version);
+	if (!OidIsValid(nsp))
+		st = EXT_ABSENT;
+	else if (get_namespace_oid(AM_SCHEMA, true) != nsp)
+		st = EXT_FOREIGN_SCHEMA;
+	else if (version == NULL || strcmp(version, AM_VERSION) != 0)
+		st = EXT_OLD_VERSION;
 	CommitTransactionCommand();
-	return present;
+	MemoryContextSwitchTo(cxt);
+	return st;
+}
+
+/*
+ * Settings a database owner can set with ALTER DATABASE ... SET and that
+ * the worker, a superuser, must not inherit: search_path (an operator or
+ * function of the owner's schema would run as superuser), pinned with a
+ * source nothing overrides; and those that would stop the worker's work
+ * (read-only transactions, timeouts), reset at session level so that the
+ * extension's functions can still set their own.
+ */
+static void
+pin_settings(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_SESSION);
 }
 
 /* Record the worker's start in worker_state. */
@@ -336,46 +412,10 @@ record_start(void)
 {
 	char	   *result;
 	char	   *error;
-	char	   *sql = psprintf("UPDATE activity_monitor.worker_state SET pid = %d, "
-							   "started_at = pg_catalog.now(), starts = starts + 1",
-							   MyProcPid);
 
-	(void) run_sql("record start", sql, &result, &error);
-}
-
-/*
- * Partition maintenance duty, skipped while pg_restore is connected to the
- * database (the dump brings its own partitions).  Records its outcome.
- */
-static void
-duty_partitions(void)
-{
-	char	   *result;
-	char	   *error;
-	char	   *sql;
-
-	if (run_sql("partition maintenance",
-				"SELECT pg_catalog.format('created %s, retired %s', m.created, m.retired) "
-				"FROM activity_monitor._maintain() m "
-				"WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity "
-				"WHERE datname = pg_catalog.current_database() "
-				"AND application_name = 'pg_restore')",
-				&result, &error))
-	{
-		if (result == NULL)
-			return;
-		sql = psprintf("UPDATE activity_monitor.worker_state SET last_run_at = pg_catalog.now(), "
-					   "last_result = %s, "
-					   "partitions_created = partitions_created + (pg_catalog.regexp_match(%s, 'created (\\d+)'))[1]::int, "
-					   "partitions_retired = partitions_retired + (pg_catalog.regexp_match(%s, 'retired (\\d+)'))[1]::int",
-					   quote_literal_cstr(result), quote_literal_cstr(result),
-					   quote_literal_cstr(result));
-	}
-	else
-		sql = psprintf("UPDATE activity_monitor.worker_state SET last_run_at = pg_catalog.now(), "
-					   "last_result = 'error', last_error = %s, last_error_at = pg_catalog.now()",
-					   quote_literal_cstr(error));
-	(void) run_sql("record maintenance", sql, &result, &error);
+	(void) run_sql("record start",
+				   psprintf("SELECT activity_monitor._worker_started(%d)", MyProcPid),
+				   &result, &error);
 }
 
 /* Record a duty's error in worker_state (it is in the server log already). */
@@ -386,9 +426,23 @@ record_error(const char *error)
 	char	   *error2;
 
 	(void) run_sql("record error",
-				   psprintf("UPDATE activity_monitor.worker_state SET last_error = %s, "
-							"last_error_at = pg_catalog.now()", quote_literal_cstr(error)),
+				   psprintf("SELECT activity_monitor._worker_error(%s)", quote_literal_cstr(error)),
 				   &result, &error2);
+}
+
+/*
+ * Partition maintenance duty (_worker_partitions() runs it and records its
+ * outcome in worker_state in the same transaction); an error is recorded.
+ */
+static void
+duty_partitions(void)
+{
+	char	   *result;
+	char	   *error;
+
+	if (!run_sql("partition maintenance", "SELECT activity_monitor._worker_partitions()",
+				 &result, &error))
+		record_error(error);
 }
 
 /*
@@ -439,14 +493,16 @@ activity_monitor_worker_main(Datum main_arg)
 	LOCKTAG		tag;
 	TimestampTz last_partitions = 0;
 	TimestampTz last_alerts = 0;
+	ExtensionState last_state = EXT_ABSENT;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pin_settings();
 	pgstat_report_appname(WORKER_TYPE);
 
-	if (!extension_present())
+	if (extension_state() == EXT_ABSENT)
 		proc_exit(0);
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, WORKER_LOCK_KEY1, WORKER_LOCK_KEY2, 2);
@@ -464,30 +520,63 @@ activity_monitor_worker_main(Datum main_arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(round_cxt);
 	am_wake_register_worker();
-	record_start();
 
 	for (;;)
 	{
 		TimestampTz now;
+		ExtensionState st;
 
 		CHECK_FOR_INTERRUPTS();
 		if (got_sigterm)
 		{
+			if (am_wake_stop_requested())
+			{
+				ereport(LOG,
+						(errmsg("activity_monitor worker for database \"%s\" stops: the database is being dropped",
+								dbname)));
+				proc_exit(0);
+			}
 			ereport(LOG,
-					(errmsg("activity_monitor worker for database \"%s\" stops on request", dbname)));
-			proc_exit(0);
+					(errmsg("activity_monitor worker for database \"%s\" stops on request, to be restarted",
+							dbname)));
+			proc_exit(1);
 		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			pin_settings();
 		}
-		if (!extension_present())
+		st = extension_state();
+		if (st == EXT_ABSENT)
 		{
 			ereport(LOG,
 					(errmsg("activity_monitor worker for database \"%s\" stops: the extension was dropped",
 							dbname)));
 			proc_exit(0);
+		}
+		if (st != EXT_READY)
+		{
+			/* capture goes on; the worker waits, saying why once */
+			if (st != last_state)
+				ereport(WARNING,
+						(errmsg("activity_monitor worker for database \"%s\" is waiting", dbname),
+						 st == EXT_OLD_VERSION ?
+						 errdetail("The extension's SQL objects are older than the library (version %s).", AM_VERSION) :
+						 errdetail("The schema named \"%s\" is not the extension's schema.", AM_SCHEMA),
+						 st == EXT_OLD_VERSION ?
+						 errhint("Run ALTER EXTENSION activity_monitor UPDATE in that database.") :
+						 errhint("Find out who created or renamed that schema.")));
+			last_state = st;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 naptime * 1000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		if (last_state != EXT_READY)
+		{
+			record_start();
+			last_state = EXT_READY;
 		}
 
 		/*

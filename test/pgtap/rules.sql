@@ -238,25 +238,25 @@ SELECT results_eq(
 SELECT is((SELECT status FROM activity_monitor.open_alerts WHERE id = -1), 'acknowledged',
 	'open_alerts: an acknowledged alert is still there');
 
--- with an actor: the actor's id
+-- with an actor: the session user, and the declared actor in addition
 SELECT activity_monitor.set_actor('employee', 'emp-7', 'on call');
 SELECT lives_ok($$SELECT activity_monitor.acknowledge(-2, 'looking')$$, 'acknowledge(): with a note');
 SELECT results_eq(
-	$$SELECT status, acknowledged_by, acknowledged_at, note FROM activity_monitor.alerts WHERE id = -2$$,
-	$$VALUES ('acknowledged'::text, 'emp-7'::text, now(), 'looking'::text)$$,
-	'acknowledge(): by set_actor''s actor_id, the note replaces the old one');
+	$$SELECT status, acknowledged_by, acknowledged_actor, acknowledged_at, note FROM activity_monitor.alerts WHERE id = -2$$,
+	$$VALUES ('acknowledged'::text, session_user::text COLLATE "default", 'emp-7'::text, now(), 'looking'::text)$$,
+	'acknowledge(): by the session user, set_actor''s actor_id beside it, the note replaces the old one');
 SELECT lives_ok($$SELECT activity_monitor.resolve(-2)$$, 'resolve(): an acknowledged alert');
 SELECT results_eq(
-	$$SELECT status, acknowledged_by, resolved_by, resolved_at, note FROM activity_monitor.alerts WHERE id = -2$$,
-	$$VALUES ('resolved'::text, 'emp-7'::text, 'emp-7'::text, now(), 'looking'::text)$$,
-	'resolve(): by the actor, at now(); no note keeps the old one');
+	$$SELECT status, acknowledged_by, resolved_by, resolved_actor, resolved_at, note FROM activity_monitor.alerts WHERE id = -2$$,
+	$$VALUES ('resolved'::text, session_user::text COLLATE "default", session_user::text COLLATE "default", 'emp-7'::text, now(), 'looking'::text)$$,
+	'resolve(): by the session user and the actor, at now(); no note keeps the old one');
 SELECT activity_monitor.set_actor('employee', 'emp-9');
 SELECT lives_ok($$SELECT activity_monitor.resolve(-3, 'false positive')$$, 'resolve(): an open alert directly');
 SELECT results_eq(
-	$$SELECT status, acknowledged_by, acknowledged_at, resolved_by, resolved_at, note
+	$$SELECT status, acknowledged_by, acknowledged_at, resolved_by, resolved_actor, resolved_at, note
 	  FROM activity_monitor.alerts WHERE id = -3$$,
-	$$VALUES ('resolved'::text, NULL::text, NULL::timestamptz, 'emp-9'::text, now(), 'false positive'::text)$$,
-	'resolve(): of an open alert, by the current actor, with the note');
+	$$VALUES ('resolved'::text, NULL::text, NULL::timestamptz, session_user::text COLLATE "default", 'emp-9'::text, now(), 'false positive'::text)$$,
+	'resolve(): of an open alert, by the session user and the current actor, with the note');
 SELECT results_eq(
 	$$SELECT id FROM activity_monitor.open_alerts WHERE id < 0$$,
 	$$VALUES (-4::bigint), (-5), (-1)$$,

@@ -10,6 +10,8 @@ q() { psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 db=am_worker
 psql -X -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" -c "DROP DATABASE IF EXISTS am_worker_none" -c "CREATE DATABASE am_worker_none"
 q "ALTER SYSTEM SET activity_monitor.naptime = 1" >/dev/null
+# hourly retention below the 30-day floor: lowered for this test (superuser)
+q "ALTER SYSTEM SET activity_monitor.min_retention = '1h'" >/dev/null
 q "SELECT pg_reload_conf()" >/dev/null
 q "CREATE EXTENSION activity_monitor" >/dev/null
 
@@ -129,6 +131,6 @@ q "CREATE EXTENSION activity_monitor" >/dev/null
 am_wait_for 15 "$db" "SELECT EXISTS ($worker_pid)" || fail "no worker after CREATE EXTENSION again"
 am_wait_for 15 "$db" "SELECT last_run_at IS NOT NULL FROM activity_monitor.worker_status" || fail "no run after re-create"
 
-psql -X -q -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "SELECT pg_reload_conf()" >/dev/null
+psql -X -q -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "ALTER SYSTEM RESET activity_monitor.min_retention" -c "SELECT pg_reload_conf()" >/dev/null
 psql -X -q -d postgres -c "DROP DATABASE $db WITH (FORCE)" -c "DROP DATABASE am_worker_none" >/dev/null
 echo "ok"
