@@ -82,9 +82,15 @@ PGDLLEXPORT void activity_monitor_worker_main(Datum main_arg);
 #define WORKER_TYPE "activity_monitor worker"
 #define LAUNCHER_TYPE "activity_monitor launcher"
 
-/* Advisory lock keys ("acti", "vmon") of the one-worker-per-database lock. */
+/*
+ * The one-worker-per-database lock: an advisory lock tag ("acti", "vmon") in
+ * a space of its own.  SQL's advisory-lock functions only make tags whose
+ * fourth field is 1 or 2, so no role that can connect can take this lock
+ * and make a starting worker believe its database already has one.
+ */
 #define WORKER_LOCK_KEY1 0x61637469
 #define WORKER_LOCK_KEY2 0x766d6f6e
+#define WORKER_LOCK_SPACE 0x414d
 
 static int	naptime = 10;		/* activity_monitor.naptime, seconds */
 static int	min_retention = 30 * MINS_PER_HOUR * HOURS_PER_DAY; /* activity_monitor.min_retention, minutes */
@@ -505,7 +511,7 @@ activity_monitor_worker_main(Datum main_arg)
 	if (extension_state() == EXT_ABSENT)
 		proc_exit(0);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, WORKER_LOCK_KEY1, WORKER_LOCK_KEY2, 2);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, WORKER_LOCK_KEY1, WORKER_LOCK_KEY2, WORKER_LOCK_SPACE);
 	StartTransactionCommand();
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 	{

@@ -4,8 +4,8 @@
 # SQL: every ```sql block of README.md is extracted, in order, and run with
 # psql -v ON_ERROR_STOP=1, one block per psql call, in one fresh database
 # holding the fixture the examples refer to (test/shell/readme_fixture.sql:
-# public.accounts, public.payments, public.user_sessions, roles dba_team and
-# backoffice_app).  If some block creates the extension (README's install
+# public.accounts, public.payments, public.user_sessions, roles dba_team,
+# security_team and backoffice_app).  If some block creates the extension (README's install
 # step does) the extension is NOT pre-installed, so that block runs as
 # written; otherwise it is installed after the fixture.  Blocks run in README
 # order (untrack after track, rules after install).  Any block that errors
@@ -29,7 +29,7 @@ readme=${README_PATH:-$AM_ROOT/README.md}
 fixture=$AM_ROOT/test/shell/readme_fixture.sql
 work=${AM_TMP:-$(mktemp -d)}/readme_examples
 db=am_readme_examples
-roles="dba_team backoffice_app"
+roles="dba_team security_team backoffice_app"
 start_s=$(date +%s)
 
 failures=0

@@ -18,6 +18,13 @@ BEGIN
 	END IF;
 END
 $$;
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'security_team') THEN
+		CREATE ROLE security_team NOLOGIN;
+	END IF;
+END
+$$;
 
 CREATE TABLE public.accounts (
 	id            bigint PRIMARY KEY,

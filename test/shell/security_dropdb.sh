@@ -64,11 +64,23 @@ alerted
 pid2=$(q "$wpid")
 echo "  the drop failed; worker back (pid $pid2) and alerting"
 
-echo "# pg_terminate_backend() of the worker"
+echo "# pg_terminate_backend() of the worker, while a role without privileges holds advisory locks"
+# 0.1.0's keys: the one-worker lock (a worker that cannot take it exits for
+# good) and the maintenance and rollup locks (the worker would wait forever)
+coproc locker_proc { psql -X -q -d "$db" -U am_nobody -c "SELECT pg_advisory_lock(1633907817, 1986883438),
+	pg_advisory_lock(1634038889, 1836016238), pg_advisory_lock(1634038889, 1919905900), pg_sleep(120)" >/dev/null 2>&1; }
+holder=$locker_proc_PID
+am_wait_for 10 postgres "SELECT count(*) = 3 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.locktype = 'advisory' AND a.usename = 'am_nobody' AND l.granted" || fail "the locks are not held"
+since=$(q "SELECT now()")
 q "SELECT pg_terminate_backend($pid2)" >/dev/null
 am_wait_for 30 "$db" "SELECT EXISTS ($wpid) AND ($wpid) <> $pid2" || fail "the worker did not come back after SIGTERM"
 alerted
-echo "  back (pid $(q "$wpid"))"
+am_wait_for 30 "$db" "SELECT last_run_at > '$since' FROM activity_monitor.worker_state" ||
+	fail "partition maintenance did not run while the locks were held"
+psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'am_nobody'" >/dev/null
+wait "$holder" 2>/dev/null || true; holder=""
+echo "  back (pid $(q "$wpid")), alerting and maintaining"
 
 echo "# the owner's DROP DATABASE that succeeds"
 oid=$(q "SELECT oid FROM pg_database WHERE datname = '$db'")

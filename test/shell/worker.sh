@@ -127,6 +127,12 @@ q "SELECT activity_monitor.configure(partition_interval => '1 day', retention_mo
 echo "# DROP EXTENSION stops the worker; CREATE EXTENSION brings it back"
 q "DROP EXTENSION activity_monitor CASCADE" >/dev/null 2>&1
 am_wait_for 15 "$db" "SELECT NOT EXISTS ($worker_pid)" || fail "worker still running after DROP EXTENSION"
+# the schema stays, holding the partitions retention detached: CREATE
+# EXTENSION does not move into a schema that holds anything
+out=$(psql -X -q -d "$db" -c "CREATE EXTENSION activity_monitor" 2>&1 || true)
+echo "$out" | grep -q 'schema "activity_monitor" already exists and is not empty' ||
+	fail "CREATE EXTENSION into the schema holding detached partitions: $out"
+q "DROP SCHEMA activity_monitor CASCADE" >/dev/null 2>&1
 q "CREATE EXTENSION activity_monitor" >/dev/null
 am_wait_for 15 "$db" "SELECT EXISTS ($worker_pid)" || fail "no worker after CREATE EXTENSION again"
 am_wait_for 15 "$db" "SELECT last_run_at IS NOT NULL FROM activity_monitor.worker_status" || fail "no run after re-create"

@@ -29,8 +29,8 @@ $fn$;
 
 /*
  * The worker's partition duty: maintenance, and its outcome in worker_state
- * in the same transaction.  Skipped while pg_restore is connected to the
- * database (the dump brings its own partitions).
+ * in the same transaction.  Skipped while a superuser's pg_restore is
+ * connected to the database (the dump brings its own partitions).
  */
 CREATE FUNCTION activity_monitor._worker_partitions()
 RETURNS void
@@ -40,8 +40,10 @@ AS $fn$
 DECLARE
 	m	record;
 BEGIN
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-			   WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg_restore') THEN
+	-- (a superuser's pg_restore: any role can name its session pg_restore)
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+			   WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg_restore'
+				 AND r.rolsuper) THEN
 		RETURN;
 	END IF;
 	SELECT * INTO m FROM activity_monitor._maintain() x;
@@ -199,8 +201,9 @@ BEGIN
 	END IF;
 	created := 0;
 	retired := 0;
-	-- one maintenance at a time (the worker's and an admin's maintain())
-	PERFORM pg_catalog.pg_advisory_xact_lock(1634038889, 1836016238);
+	-- One maintenance at a time (the worker's and an admin's maintain()).  A
+	-- table lock, not an advisory lock, which any role could take and hold.
+	LOCK TABLE activity_monitor.config IN SHARE UPDATE EXCLUSIVE MODE;
 	SELECT * INTO cfg FROM activity_monitor.config;
 	IF NOT FOUND THEN
 		INSERT INTO activity_monitor.config DEFAULT VALUES RETURNING * INTO cfg;
@@ -345,3 +348,40 @@ CREATE OR REPLACE VIEW activity_monitor.open_alerts AS
 	FROM activity_monitor.alerts a
 	WHERE a.status <> 'resolved'
 	ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, a.fired_at DESC;
+
+/*
+ * The worker's rollup duty: recount the minutes from "since" (default: the
+ * last 10 minutes, which covers events committed late) into activity_minute
+ * and forget minutes older than two days.
+ */
+CREATE OR REPLACE FUNCTION activity_monitor._rollup(since timestamptz DEFAULT pg_catalog.now() - interval '10 minutes')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	n	bigint;
+BEGIN
+	since := pg_catalog.date_trunc('minute', since);
+	-- One rollup at a time (the worker's and a manual call).  A table lock,
+	-- not an advisory lock, which any role could take and hold.
+	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= since;
+	INSERT INTO activity_monitor.activity_minute
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
+		   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END,
+		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical),
+		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND a.action = 'insert'
+				AND a.status_to IS DISTINCT FROM 'failed'),
+		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND (a.action = 'delete'
+				OR (a.action = 'update' AND (a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked')
+					OR a.new_values ->> 'ended_at' IS NOT NULL
+					OR a.new_values ->> 'logged_out_at' IS NOT NULL))))
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= since
+	GROUP BY 1, 2, 3, 4;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
+	RETURN n;
+END
+$fn$;
