@@ -12,13 +12,24 @@
  * command does anything, and in the command's own (sub)transaction: the
  * recorded event and the settings it updates commit or roll back with the
  * DDL.  It reads the parse tree: ALTER TABLE subcommands on capture
- * triggers (mode changes), on partitions (ATTACH, DETACH), on inheritance
- * (INHERIT) and on columns the table's settings name (DROP COLUMN);
- * renames of those columns, of capture triggers, of tracked tables and of
- * their schemas; SET SCHEMA of a tracked table; DROP TRIGGER of a capture
- * trigger; DROP TABLE, DROP SCHEMA and DROP OWNED reaching a tracked table
- * or one of its partitions; ALTER TRIGGER ... DEPENDS ON EXTENSION of a
- * capture trigger; CREATE TABLE ... INHERITS a tracked table.
+ * triggers (any mode change, ALL and USER included), on partitions (ATTACH,
+ * DETACH), on inheritance (INHERIT) and on columns the table's settings name
+ * (DROP COLUMN); renames of those columns (ALTER TABLE/VIEW ... RENAME
+ * COLUMN, ALTER TYPE ... RENAME ATTRIBUTE), of capture triggers, of tracked
+ * tables and of their schemas; SET SCHEMA of a tracked table; DROP TRIGGER
+ * of a capture trigger; DROP TABLE (of the table, a partition or a parent),
+ * DROP SCHEMA and DROP OWNED reaching a tracked table or one of its
+ * partitions; ALTER TRIGGER ... DEPENDS ON EXTENSION of a capture trigger
+ * and ALTER EXTENSION ... ADD TABLE of a tracked table (dropping that
+ * extension would drop it); CREATE TABLE ... INHERITS a tracked table (an
+ * UPDATE of the parent would change the child's rows uncaptured).  Each
+ * guarded operation of an allowed command is one event.
+ *
+ * track() replaces a table's triggers (DROP TRIGGER IF EXISTS, then CREATE)
+ * after writing its settings: those drops, run as the extension's owner
+ * inside a SECURITY DEFINER function in the transaction that wrote the
+ * settings row, are not DDL events.  untrack() deletes the settings row
+ * first, so its drops no longer concern a tracked table.
  *
  * A table is guarded when it is tracked (a row of activity_monitor.tracked)
  * or is a partition, at any level, of a tracked table; a capture trigger is
