@@ -325,7 +325,9 @@ column_text(CaptureTable *ct, TupleTableSlot *slot, AttrNumber att, bool *isnull
 
 /*
  * The row's primary key as text: the value itself for a one-column key, a
- * JSON array of the values' text for a composite key (unambiguous).
+ * JSON array of the values' text for a composite key (unambiguous).  A
+ * redacted key column is masked here too: the key then names the row less
+ * precisely, but never shows the secret.
  */
 static Datum
 row_key(CaptureTable *ct, TupleTableSlot *slot, bool *isnull)
@@ -348,6 +350,8 @@ row_key(CaptureTable *ct, TupleTableSlot *slot, bool *isnull)
 			appendStringInfoChar(&buf, ',');
 		if (slot->tts_isnull[att - 1])
 			appendStringInfoString(&buf, "null");
+		else if (ct->cols[att - 1].redact)
+			escape_json(&buf, REDACTED_VALUE);
 		else
 			escape_json(&buf, am_value_text(slot->tts_values[att - 1], &ct->cols[att - 1].type));
 	}

@@ -1,0 +1,919 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *	  The DDL guard: DDL that would switch capture off, bypass it or make
+ *	  a table's settings miss a column is refused unless the role running
+ *	  it is a superuser or has the privileges of activity_monitor_admin,
+ *	  and is recorded as a critical event when allowed.
+ *
+ * The guard is a C event trigger function on ddl_command_start (the event
+ * trigger activity_monitor_guard, created by the extension), so it runs in
+ * every backend, whether the library is preloaded or not, before the
+ * command does anything, and in the command's own (sub)transaction: the
+ * recorded event and the settings it updates commit or roll back with the
+ * DDL.  It reads the parse tree: ALTER TABLE subcommands on capture
+ * triggers (any mode change, ALL and USER included), on partitions (ATTACH,
+ * DETACH), on inheritance (INHERIT) and on columns the table's settings name
+ * (DROP COLUMN); renames of those columns (ALTER TABLE/VIEW ... RENAME
+ * COLUMN, ALTER TYPE ... RENAME ATTRIBUTE), of capture triggers, of tracked
+ * tables and of their schemas; SET SCHEMA of a tracked table; DROP TRIGGER
+ * of a capture trigger; DROP TABLE (of the table, a partition or a parent),
+ * DROP SCHEMA and DROP OWNED reaching a tracked table or one of its
+ * partitions; ALTER TRIGGER ... DEPENDS ON EXTENSION of a capture trigger
+ * and ALTER EXTENSION ... ADD TABLE of a tracked table (dropping that
+ * extension would drop it); CREATE TABLE ... INHERITS a tracked table (an
+ * UPDATE of the parent would change the child's rows uncaptured).  Each
+ * guarded operation of an allowed command is one event.
+ *
+ * track() replaces a table's triggers (DROP TRIGGER IF EXISTS, then CREATE)
+ * after writing its settings: those drops, run as the extension's owner
+ * inside a SECURITY DEFINER function in the transaction that wrote the
+ * settings row, are not DDL events.  untrack() deletes the settings row
+ * first, so its drops no longer concern a tracked table.
+ *
+ * A table is guarded when it is tracked (a row of activity_monitor.tracked)
+ * or is a partition, at any level, of a tracked table; a capture trigger is
+ * a trigger whose function is activity_monitor.capture().  The privilege
+ * check is on GetUserId(), the role the command runs as (an event trigger
+ * function runs as the role running the DDL, or as the owner of the
+ * SECURITY DEFINER function that runs it).
+ *
+ * Column settings follow the column: an allowed RENAME COLUMN renames it in
+ * the table's settings and an allowed DROP COLUMN removes it from them, by
+ * an UPDATE of activity_monitor.tracked run as the extension's owner (the
+ * role running the DDL need not be able to write that table).
+ *
+ * IDENTIFICATION
+ *	  src/guard.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "activity_monitor.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/cmdtag.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(activity_monitor_guard_ddl);
+
+/* Attribute numbers of activity_monitor.tracked (as in capture.c). */
+#define Anum_tracked_tbl 1
+#define Anum_tracked_subject 3
+#define Anum_tracked_status 4
+#define Anum_tracked_critical 5
+#define Anum_tracked_ignore 6
+#define Anum_tracked_redact 7
+#define Natts_tracked_min 7
+
+#define ADMIN_ROLE "activity_monitor_admin"
+
+/* What one guarded statement needs to know, looked up once per statement. */
+typedef struct GuardState
+{
+	EventTriggerData *trigdata;
+	Oid			extoid;
+	Oid			extowner;
+	Oid			capture_fn;		/* activity_monitor.capture() */
+	bool		checked_role;	/* allowed computed */
+	bool		allowed;
+} GuardState;
+
+/* The settings of one tracked table, as the guard needs them. */
+typedef struct TrackedRow
+{
+	bool		found;
+	bool		written_here;	/* inserted or updated by this transaction */
+	char	   *subject;
+	char	   *status;
+	Datum		arrays[3];		/* critical, ignore, redact (name[]) */
+} TrackedRow;
+
+/* The owner and schema of our extension (the event trigger is its member). */
+static void
+extension_facts(Oid extoid, Oid *owner, Oid *schema)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	*owner = *schema = InvalidOid;
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		*schema = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Read the settings row of relid from activity_monitor.tracked.  Read like a
+ * catalog (no privilege needed), with the latest snapshot so that a row
+ * track() wrote earlier in this transaction is seen.
+ */
+static TrackedRow
+read_tracked(Oid relid)
+{
+	TrackedRow	row = {0};
+	Oid			indexoid;
+	Oid			trackedoid = am_tracked_relid(&indexoid);
+	Relation	rel = table_open(trackedoid, AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key, Anum_tracked_tbl, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, indexoid, true, snap, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup) && RelationGetDescr(rel)->natts >= Natts_tracked_min)
+	{
+		HeapTuple	copy = heap_copytuple(tup);
+		Datum	   *values = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
+		bool	   *nulls = palloc(sizeof(bool) * RelationGetDescr(rel)->natts);
+
+		heap_deform_tuple(copy, RelationGetDescr(rel), values, nulls);
+		row.found = true;
+		row.written_here =
+			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+		if (!nulls[Anum_tracked_subject - 1])
+			row.subject = NameStr(*DatumGetName(values[Anum_tracked_subject - 1]));
+		if (!nulls[Anum_tracked_status - 1])
+			row.status = NameStr(*DatumGetName(values[Anum_tracked_status - 1]));
+		for (int i = 0; i < 3; i++)
+			row.arrays[i] = nulls[Anum_tracked_critical - 1 + i] ? (Datum) 0 :
+				values[Anum_tracked_critical - 1 + i];
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return row;
+}
+
+/* Does the name[] datum arr contain name? */
+static bool
+name_in_array(Datum arr, const char *name)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (arr == (Datum) 0)
+		return false;
+	deconstruct_array(DatumGetArrayTypeP(arr), NAMEOID, NAMEDATALEN, false,
+					  TYPALIGN_CHAR, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && strcmp(NameStr(*DatumGetName(elems[i])), name) == 0)
+			return true;
+	return false;
+}
+
+/* Is column name one the settings row names (subject, status, lists)? */
+static bool
+setting_names_column(const TrackedRow *row, const char *name)
+{
+	if (!row->found)
+		return false;
+	if ((row->subject && strcmp(row->subject, name) == 0) ||
+		(row->status && strcmp(row->status, name) == 0))
+		return true;
+	for (int i = 0; i < 3; i++)
+		if (name_in_array(row->arrays[i], name))
+			return true;
+	return false;
+}
+
+/*
+ * The tracked table relid belongs to: itself if tracked, else its nearest
+ * tracked partition ancestor; InvalidOid if none.
+ */
+static Oid
+tracked_root(Oid relid)
+{
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	if (read_tracked(relid).found)
+		return relid;
+	if (get_rel_relispartition(relid))
+	{
+		ListCell   *lc;
+
+		foreach(lc, get_partition_ancestors(relid))
+		{
+			if (read_tracked(lfirst_oid(lc)).found)
+				return lfirst_oid(lc);
+		}
+	}
+	return InvalidOid;
+}
+
+/* "schema.name" of a relation, quoted as needed. */
+static char *
+qualified_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* Is trigger name on relid a capture trigger (its function is capture())? */
+static bool
+is_capture_trigger(GuardState *gs, Oid relid, const char *name)
+{
+	Oid			trigoid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (!OidIsValid(relid) || name == NULL)
+		return false;
+	trigoid = get_trigger_oid(relid, name, true);
+	if (!OidIsValid(trigoid))
+		return false;
+	rel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(trigoid));
+	scan = systable_beginscan(rel, TriggerOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		result = ((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == gs->capture_fn;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/* May the role running the command change capture? */
+static bool
+role_allowed(GuardState *gs)
+{
+	if (!gs->checked_role)
+	{
+		Oid			user = GetUserId();
+		Oid			admin = get_role_oid(ADMIN_ROLE, true);
+
+		gs->allowed = superuser_arg(user) ||
+			(OidIsValid(admin) && has_privs_of_role(user, admin));
+		gs->checked_role = true;
+	}
+	return gs->allowed;
+}
+
+/* Add "key": "value" to a jsonb object being built. */
+static void
+push_pair(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) key;
+	v.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &v);
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.val.string.val = (char *) value;
+		v.val.string.len = strlen(value);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * Record an allowed guarded command as a critical event of the tracked
+ * table root: kind "system", action "ddl", new_values {"command": tag,
+ * "operation": what, "relation": the relation named, "role": the role
+ * running it, "session_user": ...}.  Written straight into the activity
+ * table in the command's transaction, as capture writes a row event.  The
+ * statement's text is not stored: a query string may hold several
+ * statements, and values of redacted columns with them.
+ */
+static void
+record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
+{
+	Datum		values[AC_NUM_COLUMNS];
+	bool		nulls[AC_NUM_COLUMNS];
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	memset(nulls, true, sizeof(nulls));
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_pair(&state, "command", GetCommandTagName(gs->trigdata->tag));
+	push_pair(&state, "operation", what);
+	push_pair(&state, "relation", OidIsValid(relid) ? qualified_name(relid) : NULL);
+	push_pair(&state, "role", GetUserNameFromId(GetUserId(), false));
+	push_pair(&state, "session_user", GetUserNameFromId(GetSessionUserId(), false));
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+
+	values[AC_NEW_VALUES] = JsonbPGetDatum(JsonbValueToJsonb(res));
+	nulls[AC_NEW_VALUES] = false;
+	values[AC_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+	nulls[AC_OCCURRED_AT] = false;
+	values[AC_KIND] = CStringGetTextDatum("system");
+	nulls[AC_KIND] = false;
+	values[AC_ACTION] = CStringGetTextDatum("ddl");
+	nulls[AC_ACTION] = false;
+	values[AC_TABLE_NAME] = CStringGetTextDatum(qualified_name(root));
+	nulls[AC_TABLE_NAME] = false;
+	values[AC_CRITICAL] = BoolGetDatum(true);
+	nulls[AC_CRITICAL] = false;
+	am_fill_actor(values, nulls);
+	values[AC_ID] = Int64GetDatum(am_sink_next_id());
+	nulls[AC_ID] = false;
+	am_sink_insert(values, nulls);
+}
+
+/*
+ * One guarded operation on relation relid of tracked table root: refuse it
+ * for a role without the privilege, record it otherwise.
+ */
+static void
+guard(GuardState *gs, Oid root, Oid relid, const char *what)
+{
+	if (!role_allowed(gs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", what),
+				 errdetail("Table \"%s\" is tracked by activity_monitor: only a superuser or a member of %s may change its capture triggers, partitions, inheritance, name or the columns its settings name.",
+						   qualified_name(root), ADMIN_ROLE),
+				 errhint("To stop tracking the table, a member of %s runs activity_monitor.untrack('%s') first, or asks one to make the change.",
+						 ADMIN_ROLE, qualified_name(root))));
+	record_ddl(gs, root, relid, what);
+}
+
+/*
+ * Rename (newname) or remove (newname NULL) a column in the settings of the
+ * tracked table root, as the extension's owner: the role running the DDL
+ * may have no privilege on activity_monitor.tracked.
+ */
+static void
+update_settings(GuardState *gs, Oid root, const char *oldname, const char *newname)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Oid			indexoid;
+	Oid			trackedoid = am_tracked_relid(&indexoid);
+	Oid			types[3] = {OIDOID, NAMEOID, NAMEOID};
+	Datum		args[3];
+	char		argnulls[3] = {' ', ' ', ' '};
+	char	   *sql;
+	int			rc;
+
+	args[0] = ObjectIdGetDatum(root);
+	args[1] = DirectFunctionCall1(namein, CStringGetDatum(oldname));
+	if (newname)
+		args[2] = DirectFunctionCall1(namein, CStringGetDatum(newname));
+	else
+	{
+		args[2] = (Datum) 0;
+		argnulls[2] = 'n';
+	}
+	sql = psprintf("UPDATE %s t SET "
+				   "subject_column = CASE WHEN t.subject_column OPERATOR(pg_catalog.=) $2 "
+				   "  THEN $3 ELSE t.subject_column END, "
+				   "status_column = CASE WHEN t.status_column OPERATOR(pg_catalog.=) $2 "
+				   "  THEN $3 ELSE t.status_column END, "
+				   "critical_columns = CASE WHEN $3 IS NULL "
+				   "  THEN pg_catalog.array_remove(t.critical_columns, $2) "
+				   "  ELSE pg_catalog.array_replace(t.critical_columns, $2, $3) END, "
+				   "ignore_columns = CASE WHEN $3 IS NULL "
+				   "  THEN pg_catalog.array_remove(t.ignore_columns, $2) "
+				   "  ELSE pg_catalog.array_replace(t.ignore_columns, $2, $3) END, "
+				   "redact_columns = CASE WHEN $3 IS NULL "
+				   "  THEN pg_catalog.array_remove(t.redact_columns, $2) "
+				   "  ELSE pg_catalog.array_replace(t.redact_columns, $2, $3) END "
+				   "WHERE t.tbl OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+				   qualified_name(trackedoid));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(gs->extowner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, 3, types, args, argnulls, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update the settings of %s: %s",
+			 qualified_name(root), SPI_result_code_string(rc));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/* relid of a RangeVar, InvalidOid if it does not exist (IF EXISTS, ...). */
+static Oid
+lookup_rel(RangeVar *rv)
+{
+	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+}
+
+/* The capture trigger commands of ALTER TABLE, or NULL for another one. */
+static const char *
+trigger_command_name(AlterTableType t)
+{
+	switch (t)
+	{
+		case AT_EnableTrig:
+		case AT_EnableTrigAll:
+		case AT_EnableTrigUser:
+			return "enable";
+		case AT_EnableAlwaysTrig:
+			return "enable always";
+		case AT_EnableReplicaTrig:
+			return "enable replica";
+		case AT_DisableTrig:
+		case AT_DisableTrigAll:
+		case AT_DisableTrigUser:
+			return "disable";
+		default:
+			return NULL;
+	}
+}
+
+/* The guarded subcommands of an ALTER TABLE. */
+static void
+guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
+{
+	Oid			relid = lookup_rel(stmt->relation);
+	Oid			root = tracked_root(relid);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		const char *trig = trigger_command_name(cmd->subtype);
+
+		if (trig && OidIsValid(root))
+		{
+			if (cmd->subtype == AT_EnableTrigAll || cmd->subtype == AT_DisableTrigAll)
+				guard(gs, root, relid, psprintf("%s all triggers of table \"%s\"", trig,
+												qualified_name(relid)));
+			else if (cmd->subtype == AT_EnableTrigUser || cmd->subtype == AT_DisableTrigUser)
+				guard(gs, root, relid, psprintf("%s user triggers of table \"%s\"", trig,
+												qualified_name(relid)));
+			else if (is_capture_trigger(gs, relid, cmd->name))
+				guard(gs, root, relid, psprintf("%s trigger \"%s\" of table \"%s\"", trig,
+												cmd->name,
+												qualified_name(relid)));
+			continue;
+		}
+		switch (cmd->subtype)
+		{
+			case AT_DetachPartition:
+			case AT_DetachPartitionFinalize:
+				if (OidIsValid(root))
+					guard(gs, root, relid,
+						  psprintf("detach partition \"%s\" from table \"%s\"",
+								   ((PartitionCmd *) cmd->def)->name->relname,
+								   qualified_name(relid)));
+				break;
+			case AT_AttachPartition:
+				{
+					Oid			part = lookup_rel(((PartitionCmd *) cmd->def)->name);
+
+					/* rows of the attached table would appear uncaptured */
+					if (OidIsValid(root))
+						guard(gs, root, relid,
+							  psprintf("attach a partition to table \"%s\"", qualified_name(relid)));
+					/* and a tracked table would be captured as its new root */
+					else if (OidIsValid(part) && read_tracked(part).found)
+						guard(gs, part, part,
+							  psprintf("attach table \"%s\" as a partition", qualified_name(part)));
+					break;
+				}
+			case AT_AddInherit:
+				{
+					Oid			parent = lookup_rel((RangeVar *) cmd->def);
+
+					/* a child's column renames follow its parent's */
+					if (OidIsValid(root))
+						guard(gs, root, relid,
+							  psprintf("make table \"%s\" inherit", qualified_name(relid)));
+					/* UPDATE of the parent would change the child's rows uncaptured */
+					else if (OidIsValid(parent) && OidIsValid(tracked_root(parent)))
+						guard(gs, tracked_root(parent), relid,
+							  psprintf("make table \"%s\" inherit from tracked table \"%s\"",
+									   qualified_name(relid), qualified_name(parent)));
+					break;
+				}
+			case AT_DropColumn:
+				/* a partition's columns are its root's: PostgreSQL refuses */
+				if (OidIsValid(root) && root == relid)
+				{
+					TrackedRow	row = read_tracked(root);
+
+					if (setting_names_column(&row, cmd->name))
+					{
+						guard(gs, root, relid,
+							  psprintf("drop column \"%s\" of table \"%s\", named in its activity_monitor settings",
+									   cmd->name, qualified_name(relid)));
+						update_settings(gs, root, cmd->name, NULL);
+					}
+				}
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+/*
+ * RENAME COLUMN: the tracked tables whose column this is (the relation and,
+ * unless ONLY, its inheritance children) keep their settings in step.
+ */
+static void
+guard_rename_column(GuardState *gs, RenameStmt *stmt)
+{
+	Oid			relid = lookup_rel(stmt->relation);
+	List	   *rels;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	rels = stmt->relation->inh ? find_all_inheritors(relid, NoLock, NULL) :
+		list_make1_oid(relid);
+	foreach(lc, rels)
+	{
+		Oid			r = lfirst_oid(lc);
+		TrackedRow	row = read_tracked(r);
+
+		if (!setting_names_column(&row, stmt->subname))
+			continue;
+		guard(gs, r, relid,
+			  psprintf("rename column \"%s\" of table \"%s\", named in its activity_monitor settings",
+					   stmt->subname, qualified_name(r)));
+		update_settings(gs, r, stmt->subname, stmt->newname);
+	}
+}
+
+/*
+ * Guard each tracked table that has itself or a partition in schema nspoid
+ * (InvalidOid: any) owned by one of the roles (NIL: any): what DROP SCHEMA,
+ * ALTER SCHEMA ... RENAME and DROP OWNED would reach.
+ */
+static void
+guard_tracked_where(GuardState *gs, Oid nspoid, List *roles, const char *what)
+{
+	Oid			indexoid;
+	Oid			trackedoid = am_tracked_relid(&indexoid);
+	Relation	rel = table_open(trackedoid, AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *roots = NIL;
+	ListCell   *lc;
+
+	scan = systable_beginscan(rel, InvalidOid, false, snap, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_tracked_tbl, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			roots = lappend_oid(roots, DatumGetObjectId(d));
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+
+	foreach(lc, roots)
+	{
+		Oid			root = lfirst_oid(lc);
+		ListCell   *lc2;
+
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(root)))
+			continue;
+		foreach(lc2, find_all_inheritors(root, NoLock, NULL))
+		{
+			Oid			r = lfirst_oid(lc2);
+			HeapTuple	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(r));
+			Form_pg_class cls;
+			bool		hit;
+
+			if (!HeapTupleIsValid(ctup))
+				continue;
+			cls = (Form_pg_class) GETSTRUCT(ctup);
+			hit = (!OidIsValid(nspoid) || cls->relnamespace == nspoid) &&
+				(roles == NIL || list_member_oid(roles, cls->relowner));
+			ReleaseSysCache(ctup);
+			if (hit)
+			{
+				guard(gs, root, r, psprintf("%s, which holds table \"%s\"", what, qualified_name(r)));
+				break;
+			}
+		}
+	}
+}
+
+/* DROP TABLE / TRIGGER / SCHEMA reaching a tracked table or its capture. */
+static void
+guard_drop(GuardState *gs, DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		switch (stmt->removeType)
+		{
+			case OBJECT_TABLE:
+			case OBJECT_FOREIGN_TABLE:
+				{
+					Oid			relid = lookup_rel(makeRangeVarFromNameList(lfirst(lc)));
+					Oid			root = tracked_root(relid);
+					ListCell   *lc2;
+
+					if (OidIsValid(root))
+					{
+						guard(gs, root, relid,
+							  psprintf(root == relid ? "drop tracked table \"%s\"" :
+									   "drop table \"%s\", a partition of a tracked table",
+									   qualified_name(relid)));
+						break;
+					}
+					if (!OidIsValid(relid))
+						break;
+					/* its partitions and (CASCADE) inheritance children go too */
+					foreach(lc2, find_all_inheritors(relid, NoLock, NULL))
+					{
+						if (lfirst_oid(lc2) != relid && read_tracked(lfirst_oid(lc2)).found)
+						{
+							guard(gs, lfirst_oid(lc2), relid,
+								  psprintf("drop table \"%s\", parent of tracked table \"%s\"",
+										   qualified_name(relid), qualified_name(lfirst_oid(lc2))));
+							break;
+						}
+					}
+					break;
+				}
+			case OBJECT_TRIGGER:
+				{
+					List	   *names = lfirst(lc);
+					const char *trig = strVal(llast(names));
+					Oid			relid = lookup_rel(makeRangeVarFromNameList(list_truncate(list_copy(names),
+																						  list_length(names) - 1)));
+					Oid			root = tracked_root(relid);
+
+					if (!OidIsValid(root) || !is_capture_trigger(gs, relid, trig))
+						break;
+
+					/*
+					 * track() replaces the triggers of a table whose settings
+					 * it just wrote: running as the extension's owner in a
+					 * SECURITY DEFINER function, IF EXISTS, in the transaction
+					 * that wrote the settings row.  Not a change of capture.
+					 */
+					if (stmt->missing_ok && InLocalUserIdChange() &&
+						GetUserId() == gs->extowner && read_tracked(root).written_here)
+						break;
+					guard(gs, root, relid, psprintf("drop trigger \"%s\" of table \"%s\"",
+													trig,
+													qualified_name(relid)));
+					break;
+				}
+			case OBJECT_SCHEMA:
+				{
+					Oid			nsp = get_namespace_oid(strVal(lfirst(lc)), true);
+
+					if (OidIsValid(nsp))
+						guard_tracked_where(gs, nsp, NIL,
+											psprintf("drop schema \"%s\"", strVal(lfirst(lc))));
+					break;
+				}
+			default:
+				return;
+		}
+	}
+}
+
+/* The guarded forms of RENAME. */
+static void
+guard_rename(GuardState *gs, RenameStmt *stmt)
+{
+	switch (stmt->renameType)
+	{
+		case OBJECT_COLUMN:
+		case OBJECT_ATTRIBUTE:	/* ALTER TYPE tbl RENAME ATTRIBUTE works on a table */
+			guard_rename_column(gs, stmt);
+			break;
+		case OBJECT_TRIGGER:
+			{
+				Oid			relid = lookup_rel(stmt->relation);
+				Oid			root = tracked_root(relid);
+
+				if (OidIsValid(root) && is_capture_trigger(gs, relid, stmt->subname))
+					guard(gs, root, relid, psprintf("rename trigger \"%s\" of table \"%s\"",
+													stmt->subname,
+													qualified_name(relid)));
+				break;
+			}
+		case OBJECT_TABLE:
+		case OBJECT_VIEW:
+		case OBJECT_MATVIEW:
+		case OBJECT_INDEX:
+		case OBJECT_SEQUENCE:
+		case OBJECT_FOREIGN_TABLE:
+			{
+				/* a same-named table would take its writes, uncaptured */
+				Oid			relid = lookup_rel(stmt->relation);
+
+				if (OidIsValid(relid) && read_tracked(relid).found)
+					guard(gs, relid, relid, psprintf("rename tracked table \"%s\"",
+													 qualified_name(relid)));
+				break;
+			}
+		case OBJECT_SCHEMA:
+			{
+				Oid			nsp = get_namespace_oid(stmt->subname, true);
+
+				if (OidIsValid(nsp))
+					guard_tracked_where(gs, nsp, NIL,
+										psprintf("rename schema \"%s\"", stmt->subname));
+				break;
+			}
+		default:
+			break;
+	}
+}
+
+/*
+ * activity_monitor._guard_ddl(): the ddl_command_start event trigger (see
+ * the file header).
+ */
+Datum
+activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
+{
+	GuardState	gs = {0};
+	Node	   *parsetree;
+	Oid			schema;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("activity_monitor._guard_ddl() must be called as an event trigger")));
+	gs.trigdata = (EventTriggerData *) fcinfo->context;
+	parsetree = gs.trigdata->parsetree;
+
+	/* only the statements that can reach a tracked table go further */
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterTableStmt:
+		case T_RenameStmt:
+		case T_AlterObjectSchemaStmt:
+		case T_AlterObjectDependsStmt:
+		case T_DropStmt:
+		case T_DropOwnedStmt:
+		case T_CreateStmt:
+		case T_AlterExtensionContentsStmt:
+			break;
+		default:
+			PG_RETURN_VOID();
+	}
+	gs.extoid = get_extension_oid("activity_monitor", true);
+	/* the extension's own scripts; a binary upgrade restores as it was */
+	if (!OidIsValid(gs.extoid) || IsBinaryUpgrade ||
+		(creating_extension && CurrentExtensionObject == gs.extoid))
+		PG_RETURN_VOID();
+	extension_facts(gs.extoid, &gs.extowner, &schema);
+	gs.capture_fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+									CStringGetDatum("capture"),
+									PointerGetDatum(buildoidvector(NULL, 0)),
+									ObjectIdGetDatum(schema));
+
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterTableStmt:
+			guard_alter_table(&gs, (AlterTableStmt *) parsetree);
+			break;
+		case T_RenameStmt:
+			guard_rename(&gs, (RenameStmt *) parsetree);
+			break;
+		case T_AlterObjectSchemaStmt:
+			{
+				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
+				Oid			relid = stmt->relation ? lookup_rel(stmt->relation) : InvalidOid;
+
+				/* a same-named table would take its writes, uncaptured */
+				if (OidIsValid(relid) && read_tracked(relid).found)
+					guard(&gs, relid, relid, psprintf("move tracked table \"%s\" to schema \"%s\"",
+													  qualified_name(relid),
+													  stmt->newschema));
+				break;
+			}
+		case T_AlterObjectDependsStmt:
+			{
+				AlterObjectDependsStmt *stmt = (AlterObjectDependsStmt *) parsetree;
+				Oid			relid;
+				Oid			root;
+				const char *trig;
+
+				if (stmt->objectType != OBJECT_TRIGGER || stmt->object == NULL)
+					break;
+				trig = IsA(stmt->object, List) ? strVal(llast((List *) stmt->object)) :
+					strVal(stmt->object);
+				relid = lookup_rel(stmt->relation);
+				root = tracked_root(relid);
+				/* dropping that extension would drop the trigger with it */
+				if (OidIsValid(root) && is_capture_trigger(&gs, relid, trig))
+					guard(&gs, root, relid,
+						  psprintf("make trigger \"%s\" of table \"%s\" depend on an extension",
+								   trig, qualified_name(relid)));
+				break;
+			}
+		case T_DropStmt:
+			guard_drop(&gs, (DropStmt *) parsetree);
+			break;
+		case T_DropOwnedStmt:
+			{
+				List	   *roles = NIL;
+				ListCell   *lc;
+
+				foreach(lc, ((DropOwnedStmt *) parsetree)->roles)
+				{
+					Oid			r = get_rolespec_oid(lfirst(lc), true);
+
+					if (OidIsValid(r))
+						roles = lappend_oid(roles, r);
+				}
+				if (roles != NIL)
+					guard_tracked_where(&gs, InvalidOid, roles, "drop objects owned by a role");
+				break;
+			}
+		case T_AlterExtensionContentsStmt:
+			{
+				AlterExtensionContentsStmt *stmt = (AlterExtensionContentsStmt *) parsetree;
+				Oid			relid;
+				Oid			root;
+
+				if (stmt->action <= 0 || stmt->objtype != OBJECT_TABLE)
+					break;
+				relid = lookup_rel(makeRangeVarFromNameList((List *) stmt->object));
+				root = tracked_root(relid);
+				/* DROP EXTENSION would then drop the table with it */
+				if (OidIsValid(root))
+					guard(&gs, root, relid,
+						  psprintf("add table \"%s\" to extension \"%s\"",
+								   qualified_name(relid), stmt->extname));
+				break;
+			}
+		case T_CreateStmt:
+			{
+				CreateStmt *stmt = (CreateStmt *) parsetree;
+				ListCell   *lc;
+
+				/* INHERITS (a partition's rows are captured: not guarded) */
+				if (stmt->partbound != NULL)
+					break;
+				foreach(lc, stmt->inhRelations)
+				{
+					Oid			parent = lookup_rel(lfirst(lc));
+					Oid			root = tracked_root(parent);
+
+					/* UPDATE of the parent would change the child's rows uncaptured */
+					if (OidIsValid(root))
+						guard(&gs, root, parent,
+							  psprintf("create table \"%s\" inheriting from tracked table \"%s\"",
+									   (stmt->relation->relname),
+									   qualified_name(parent)));
+				}
+				break;
+			}
+		default:
+			break;
+	}
+	PG_RETURN_VOID();
+}

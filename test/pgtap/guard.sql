@@ -1,0 +1,283 @@
+-- The DDL guard (issue 10, "capture cannot be switched off or bypassed
+-- silently"): every way a tracked table's owner could switch capture off,
+-- bypass it or make a setting miss its column is refused with SQLSTATE
+-- 42501 while writes in between are captured; the same DDL by a member of
+-- activity_monitor_admin and by a superuser is allowed and recorded as a
+-- critical event; column settings follow renames and drops; a redacted
+-- column never shows in row_key, old/new values or matched.
+BEGIN;
+SELECT plan(75);
+SET LOCAL client_min_messages = warning;
+
+-- Test roles are cluster-wide; the transaction rolls them back.
+CREATE ROLE am_g_owner NOLOGIN;
+GRANT USAGE, CREATE ON SCHEMA public TO am_g_owner;
+CREATE SCHEMA g_owned AUTHORIZATION am_g_owner;
+
+-- wallet: composite key with a redacted column; games: partitioned.
+CREATE TABLE wallet (id int, pin text, balance numeric, status text, note text,
+					 PRIMARY KEY (id, pin));
+ALTER TABLE wallet OWNER TO am_g_owner;
+SELECT activity_monitor.track('wallet', 'payment', subject_column => 'id', status_column => 'status',
+	critical_columns => '{balance}', redact_columns => '{pin}');
+CREATE TABLE games (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE games_1 PARTITION OF games FOR VALUES FROM (0) TO (100);
+CREATE TABLE games_2 PARTITION OF games FOR VALUES FROM (100) TO (200);
+ALTER TABLE games OWNER TO am_g_owner;
+ALTER TABLE games_1 OWNER TO am_g_owner;
+ALTER TABLE games_2 OWNER TO am_g_owner;
+SELECT activity_monitor.track('games', 'game');
+CREATE TABLE g_owned.vault (id int PRIMARY KEY, v text);
+ALTER TABLE g_owned.vault OWNER TO am_g_owner;
+SELECT activity_monitor.track('g_owned.vault', 'admin');
+-- tables the owner may use to attack: a parent to inherit from, a
+-- partitioned table to attach wallet to, a filled table to attach to games
+CREATE TABLE g_parent (id int);
+CREATE TABLE g_other (LIKE wallet) PARTITION BY LIST (id);
+CREATE TABLE g_fake (id int PRIMARY KEY, v text);
+INSERT INTO g_fake VALUES (150, 'planted');
+ALTER TABLE g_parent OWNER TO am_g_owner;
+ALTER TABLE g_other OWNER TO am_g_owner;
+ALTER TABLE g_fake OWNER TO am_g_owner;
+GRANT activity_monitor_reader TO am_g_owner;
+
+CREATE FUNCTION pg_temp.updates(tbl text) RETURNS bigint LANGUAGE sql AS
+	$$ SELECT count(*) FROM activity_monitor.activity WHERE table_name = tbl AND action = 'update' $$;
+CREATE FUNCTION pg_temp.ddl_events() RETURNS bigint LANGUAGE sql AS
+	$$ SELECT count(*) FROM activity_monitor.activity WHERE action = 'ddl' $$;
+CREATE TEMP TABLE triggers_before AS
+	SELECT tgrelid::regclass::text AS rel, tgname, tgenabled FROM pg_trigger
+	WHERE tgname LIKE 'activity_monitor%' ORDER BY 1, 2;
+CREATE TEMP TABLE tracked_before AS SELECT * FROM activity_monitor.tracked;
+GRANT SELECT ON triggers_before, tracked_before TO PUBLIC;
+
+INSERT INTO wallet VALUES (1, 'secret-pin-1', 100, 'open', 'n');
+INSERT INTO games VALUES (1, 'a'), (101, 'b');
+
+-- ---------------------------------------------------------------------------
+-- The table's owner: refused, capture goes on
+-- ---------------------------------------------------------------------------
+SET ROLE am_g_owner;
+
+-- the reproduction: disable, change a balance, re-enable
+SELECT throws_ok('ALTER TABLE wallet DISABLE TRIGGER activity_monitor_capture', '42501',
+	'permission denied to disable trigger "activity_monitor_capture" of table "public.wallet"',
+	'owner: DISABLE TRIGGER activity_monitor_capture is refused');
+UPDATE wallet SET balance = 1 WHERE id = 1;
+SELECT throws_ok('ALTER TABLE wallet ENABLE TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: ENABLE TRIGGER activity_monitor_capture is refused (a mode change)');
+SELECT is(pg_temp.updates('public.wallet'), 1::bigint, 'owner: the balance change in between is captured');
+
+SELECT throws_ok('ALTER TABLE wallet ENABLE REPLICA TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: ENABLE REPLICA TRIGGER is refused');
+SELECT throws_ok('ALTER TABLE wallet ENABLE ALWAYS TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: ENABLE ALWAYS TRIGGER is refused');
+SELECT throws_ok('ALTER TABLE wallet DISABLE TRIGGER activity_monitor_truncate', '42501', NULL,
+	'owner: DISABLE TRIGGER activity_monitor_truncate is refused');
+SELECT throws_ok('ALTER TABLE wallet DISABLE TRIGGER ALL', '42501',
+	'permission denied to disable all triggers of table "public.wallet"',
+	'owner: DISABLE TRIGGER ALL is refused');
+SELECT throws_ok('ALTER TABLE wallet DISABLE TRIGGER USER', '42501', NULL,
+	'owner: DISABLE TRIGGER USER is refused');
+SELECT throws_ok('ALTER TABLE wallet ADD COLUMN x int, DISABLE TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: a guarded subcommand among others is refused');
+SELECT throws_ok('ALTER TABLE IF EXISTS wallet DISABLE TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: ALTER TABLE IF EXISTS ... DISABLE TRIGGER is refused');
+SELECT lives_ok('ALTER TABLE IF EXISTS no_such_table DISABLE TRIGGER activity_monitor_capture',
+	'owner: ALTER TABLE IF EXISTS of a missing table still skips');
+SELECT throws_ok('DROP TRIGGER activity_monitor_capture ON wallet', '42501',
+	'permission denied to drop trigger "activity_monitor_capture" of table "public.wallet"',
+	'owner: DROP TRIGGER activity_monitor_capture is refused');
+SELECT throws_ok('DROP TRIGGER IF EXISTS activity_monitor_truncate ON wallet', '42501', NULL,
+	'owner: DROP TRIGGER IF EXISTS activity_monitor_truncate is refused');
+SELECT throws_ok('ALTER TRIGGER activity_monitor_capture ON wallet RENAME TO quiet', '42501', NULL,
+	'owner: ALTER TRIGGER ... RENAME is refused');
+SELECT throws_ok('ALTER TRIGGER activity_monitor_capture ON wallet DEPENDS ON EXTENSION plpgsql', '42501', NULL,
+	'owner: ALTER TRIGGER ... DEPENDS ON EXTENSION is refused (dropping the extension would drop the trigger)');
+UPDATE wallet SET balance = 2 WHERE id = 1;
+
+-- columns the settings name
+SELECT throws_ok('ALTER TABLE wallet RENAME COLUMN pin TO p', '42501',
+	'permission denied to rename column "pin" of table "public.wallet", named in its activity_monitor settings',
+	'owner: RENAME COLUMN of a redacted column is refused');
+SELECT throws_ok('ALTER TABLE wallet RENAME status TO st', '42501', NULL,
+	'owner: RENAME of the status column is refused');
+SELECT throws_ok('ALTER TYPE wallet RENAME ATTRIBUTE pin TO p', '42501', NULL,
+	'owner: ALTER TYPE ... RENAME ATTRIBUTE of a redacted column is refused');
+SELECT throws_ok('ALTER VIEW wallet RENAME COLUMN pin TO p', '42501', NULL,
+	'owner: ALTER VIEW ... RENAME COLUMN of a redacted column is refused');
+SELECT throws_ok('ALTER TABLE wallet DROP COLUMN balance', '42501', NULL,
+	'owner: DROP COLUMN of a critical column is refused');
+SELECT throws_ok('ALTER TABLE wallet DROP COLUMN IF EXISTS status', '42501', NULL,
+	'owner: DROP COLUMN IF EXISTS of the status column is refused');
+SELECT lives_ok('ALTER TABLE wallet RENAME COLUMN note TO remark',
+	'owner: RENAME COLUMN of a column no setting names is allowed');
+SELECT lives_ok('ALTER TABLE wallet ADD COLUMN extra int',
+	'owner: other ALTER TABLE is allowed');
+
+-- the table itself, its name, schema, inheritance
+SELECT throws_ok('DROP TABLE wallet', '42501', NULL, 'owner: DROP TABLE of a tracked table is refused');
+SELECT throws_ok('ALTER TABLE wallet RENAME TO wallet_old', '42501', NULL,
+	'owner: renaming a tracked table is refused (a same-named table would take its writes)');
+SELECT throws_ok('ALTER TABLE wallet SET SCHEMA g_owned', '42501', NULL,
+	'owner: ALTER TABLE ... SET SCHEMA of a tracked table is refused');
+SELECT throws_ok('ALTER TABLE wallet INHERIT g_parent', '42501', NULL,
+	'owner: ALTER TABLE ... INHERIT on a tracked table is refused');
+SELECT throws_ok('CREATE TABLE g_child () INHERITS (wallet)', '42501', NULL,
+	'owner: CREATE TABLE ... INHERITS a tracked table is refused');
+SELECT throws_ok('ALTER TABLE g_other ATTACH PARTITION wallet FOR VALUES IN (1)', '42501', NULL,
+	'owner: attaching a tracked table as a partition is refused');
+SELECT throws_ok('DROP SCHEMA g_owned CASCADE', '42501', NULL,
+	'owner: DROP SCHEMA holding a tracked table is refused');
+SELECT throws_ok('ALTER SCHEMA g_owned RENAME TO g_elsewhere', '42501', NULL,
+	'owner: renaming the schema of a tracked table is refused');
+SELECT throws_ok('DROP OWNED BY am_g_owner', '42501', NULL,
+	'owner: DROP OWNED reaching a tracked table is refused');
+
+-- partitions
+SELECT throws_ok('ALTER TABLE games DETACH PARTITION games_2', '42501',
+	'permission denied to detach partition "games_2" from table "public.games"',
+	'owner: DETACH PARTITION of a tracked table is refused');
+SELECT throws_ok('ALTER TABLE games_1 DISABLE TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: disabling the trigger cloned onto a partition is refused');
+SELECT throws_ok('ALTER TABLE games_1 DISABLE TRIGGER activity_monitor_truncate', '42501', NULL,
+	'owner: disabling the TRUNCATE trigger of a partition is refused');
+SELECT throws_ok('ALTER TABLE ONLY games DISABLE TRIGGER activity_monitor_capture', '42501', NULL,
+	'owner: ALTER TABLE ONLY of the partitioned table is refused');
+SELECT throws_ok('DROP TRIGGER activity_monitor_truncate ON games_2', '42501', NULL,
+	'owner: DROP TRIGGER on a partition is refused');
+SELECT throws_ok('DROP TABLE games_2', '42501',
+	'permission denied to drop table "public.games_2", a partition of a tracked table',
+	'owner: DROP TABLE of a partition (its rows gone without an event) is refused');
+SELECT throws_ok('ALTER TABLE games ATTACH PARTITION g_fake FOR VALUES FROM (200) TO (300)', '42501', NULL,
+	'owner: ATTACH PARTITION of a filled table (rows that were never captured) is refused');
+UPDATE games SET v = v || '!';
+
+RESET ROLE;
+SELECT results_eq('SELECT tgrelid::regclass::text, tgname, tgenabled FROM pg_trigger
+				   WHERE tgname LIKE ''activity_monitor%'' ORDER BY 1, 2',
+	'SELECT * FROM triggers_before',
+	'after the owner''s attempts every capture trigger is there, enabled as before');
+SELECT results_eq('SELECT * FROM activity_monitor.tracked ORDER BY tbl::text',
+	'SELECT * FROM tracked_before ORDER BY tbl::text', 'and every setting is unchanged');
+SELECT is(pg_temp.updates('public.wallet'), 2::bigint, 'owner: both balance changes were captured');
+SELECT is(pg_temp.updates('public.games'), 2::bigint, 'owner: the writes to both partitions were captured');
+SELECT is(pg_temp.ddl_events(), 0::bigint, 'nothing refused was recorded as done');
+SELECT is(count(*), 1::bigint, 'games_2 is still a partition of games')
+FROM pg_inherits WHERE inhrelid = 'games_2'::regclass AND inhparent = 'games'::regclass;
+
+-- ---------------------------------------------------------------------------
+-- A member of activity_monitor_admin (who owns the table): allowed, recorded
+-- ---------------------------------------------------------------------------
+GRANT activity_monitor_admin TO am_g_owner;
+SET ROLE am_g_owner;
+SELECT lives_ok('ALTER TABLE wallet DISABLE TRIGGER activity_monitor_capture',
+	'admin member: DISABLE TRIGGER is allowed');
+SELECT lives_ok('ALTER TABLE wallet ENABLE TRIGGER activity_monitor_capture',
+	'admin member: ENABLE TRIGGER is allowed');
+RESET ROLE;
+SELECT is(pg_temp.ddl_events(), 2::bigint, 'admin member: both are recorded');
+SELECT results_eq(
+	$$SELECT kind, table_name, critical, db_user::text COLLATE "default", new_values ->> 'command', new_values ->> 'operation',
+			 new_values ->> 'relation', new_values ->> 'role'
+	  FROM activity_monitor.activity WHERE action = 'ddl' ORDER BY id$$,
+	$$VALUES ('system', 'public.wallet', true, 'am_g_owner', 'ALTER TABLE',
+			  'disable trigger "activity_monitor_capture" of table "public.wallet"', 'public.wallet', 'am_g_owner'),
+			 ('system', 'public.wallet', true, 'am_g_owner', 'ALTER TABLE',
+			  'enable trigger "activity_monitor_capture" of table "public.wallet"', 'public.wallet', 'am_g_owner')$$,
+	'admin member: a critical system event per guarded command, naming the table, the command and the role');
+SELECT is((SELECT txid FROM activity_monitor.activity WHERE action = 'ddl' ORDER BY id LIMIT 1),
+	txid_current(), 'the event is written in the DDL''s own transaction');
+
+-- settings follow a renamed redacted column, and the value stays masked
+SET ROLE am_g_owner;
+SELECT lives_ok('ALTER TABLE wallet RENAME COLUMN pin TO pin_code',
+	'admin member: RENAME COLUMN of the redacted column is allowed');
+RESET ROLE;
+SELECT is((SELECT redact_columns FROM activity_monitor.tracked WHERE tbl = 'wallet'::regclass),
+	'{pin_code}'::name[], 'the redacted column''s new name is in the settings');
+INSERT INTO wallet (id, pin_code, balance, status) VALUES (2, 'secret-pin-2', 5, 'open');
+UPDATE wallet SET pin_code = 'secret-pin-3' WHERE id = 2;
+SELECT is((SELECT new_values ->> 'pin_code' FROM activity_monitor.activity
+		   WHERE table_name = 'public.wallet' AND action = 'insert' ORDER BY id DESC LIMIT 1),
+	'[redacted]', 'after the rename an insert logs the value masked');
+SELECT is((SELECT old_values ->> 'pin_code' || '/' || (new_values ->> 'pin_code') FROM activity_monitor.activity
+		   WHERE table_name = 'public.wallet' AND action = 'update' ORDER BY id DESC LIMIT 1),
+	'[redacted]/[redacted]', 'and an update of it logs both values masked');
+SELECT is((SELECT row_key FROM activity_monitor.activity
+		   WHERE table_name = 'public.wallet' AND action = 'update' ORDER BY id DESC LIMIT 1),
+	'["2","[redacted]"]', 'a composite key holding the redacted column is masked in row_key');
+
+-- the status column renamed by the admin, dropped critical column
+SET ROLE am_g_owner;
+SELECT lives_ok('ALTER TABLE wallet RENAME COLUMN status TO state',
+	'admin member: RENAME of the status column is allowed');
+SELECT lives_ok('ALTER TABLE wallet DROP COLUMN balance',
+	'admin member: DROP COLUMN of a critical column is allowed');
+RESET ROLE;
+SELECT results_eq(
+	$$SELECT subject_column, status_column, critical_columns, redact_columns
+	  FROM activity_monitor.tracked WHERE tbl = 'wallet'::regclass$$,
+	$$VALUES ('id'::name, 'state'::name, '{}'::name[], '{pin_code}'::name[])$$,
+	'settings: the status column renamed, the dropped critical column removed');
+UPDATE wallet SET state = 'closed' WHERE id = 2;
+SELECT is((SELECT status_from || '>' || status_to FROM activity_monitor.activity
+		   WHERE table_name = 'public.wallet' AND action = 'update' ORDER BY id DESC LIMIT 1),
+	'open>closed', 'the renamed status column is still the status');
+
+SET ROLE am_g_owner;
+SELECT lives_ok('ALTER TABLE games DETACH PARTITION games_2',
+	'admin member: DETACH PARTITION is allowed');
+RESET ROLE;
+SELECT is((SELECT new_values ->> 'operation' FROM activity_monitor.activity
+		   WHERE action = 'ddl' AND table_name = 'public.games'),
+	'detach partition "games_2" from table "public.games"', 'admin member: the detach is recorded');
+SELECT is(pg_temp.ddl_events(), 6::bigint, 'admin member: every allowed guarded command is recorded');
+
+-- ---------------------------------------------------------------------------
+-- A superuser: allowed, recorded; track() and untrack() are not DDL events
+-- ---------------------------------------------------------------------------
+REVOKE activity_monitor_admin FROM am_g_owner;
+SELECT lives_ok('ALTER TABLE wallet DISABLE TRIGGER ALL', 'superuser: DISABLE TRIGGER ALL is allowed');
+SELECT lives_ok('ALTER TABLE wallet ENABLE TRIGGER ALL', 'superuser: ENABLE TRIGGER ALL is allowed');
+SELECT results_eq(
+	$$SELECT critical, new_values ->> 'operation', new_values ->> 'role'
+	  FROM activity_monitor.activity WHERE action = 'ddl' ORDER BY id DESC LIMIT 2$$,
+	$$VALUES (true, 'enable all triggers of table "public.wallet"', current_user::text COLLATE "default"),
+			 (true, 'disable all triggers of table "public.wallet"', current_user::text COLLATE "default")$$,
+	'superuser: recorded as critical events with the role');
+SELECT lives_ok($$SELECT activity_monitor.track('wallet', 'payment', redact_columns => '{pin_code}')$$,
+	'track() again replaces the triggers');
+SELECT lives_ok($$SELECT activity_monitor.untrack('g_owned.vault')$$, 'untrack() drops them');
+SELECT is(pg_temp.ddl_events(), 8::bigint, 'track() and untrack() themselves are not recorded as DDL');
+SET ROLE am_g_owner;
+SELECT lives_ok('ALTER TABLE g_owned.vault DISABLE TRIGGER ALL',
+	'an untracked table is the owner''s own business again');
+RESET ROLE;
+
+-- ---------------------------------------------------------------------------
+-- Redaction everywhere: row_key (one-column key), matched
+-- ---------------------------------------------------------------------------
+CREATE TABLE tokens (token text PRIMARY KEY, owner_id int, amount numeric);
+SELECT activity_monitor.track('tokens', 'login', subject_column => 'owner_id', redact_columns => '{token}');
+SELECT activity_monitor.create_rule('g_tokens', '$.new.amount > 0', tables => '{tokens}',
+	group_by => '$.row_key', measure => 'sum', measure_path => '$.new.token');
+INSERT INTO tokens VALUES ('secret-token-1', 7, 3);
+SELECT is((SELECT row_key FROM activity_monitor.activity WHERE table_name = 'public.tokens'),
+	'[redacted]', 'a redacted one-column key is masked in row_key');
+SELECT is((SELECT matched -> (SELECT id::text FROM activity_monitor.alert_rule WHERE name = 'g_tokens')
+		   FROM activity_monitor.activity WHERE table_name = 'public.tokens'),
+	'{"k": "[redacted]", "v": "[redacted]"}'::jsonb,
+	'matched: a group key and a measure read from a redacted column are masked');
+SELECT is(count(*), 0::bigint, 'no activity column anywhere holds a secret in clear')
+FROM activity_monitor.activity a WHERE a::text LIKE '%secret%';
+
+-- a DETACH by a superuser, then the detached table is no longer guarded
+SELECT lives_ok('ALTER TABLE games DETACH PARTITION games_1', 'superuser: DETACH PARTITION is allowed');
+SET ROLE am_g_owner;
+SELECT lives_ok('DROP TABLE games_2', 'a detached partition is no longer guarded');
+RESET ROLE;
+SELECT is(pg_temp.ddl_events(), 9::bigint, 'superuser: the detach is recorded');
+
+SELECT * FROM finish();
+ROLLBACK;
