@@ -89,6 +89,9 @@ extern Oid	am_extension_schema(char **version);
 extern void am_actor_init(void);
 extern void am_fill_actor(Datum *values, bool *nulls);
 
+/* capture.c */
+extern bool am_name_in_array(Datum arr, const char *name);
+
 /* rowjson.c */
 extern void am_init_json_type(JsonColumnType *jt, Oid typid, MemoryContext cxt);
 extern void am_push_value(JsonbParseState **state, Datum value, bool isnull,

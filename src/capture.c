@@ -137,13 +137,15 @@ capture_init(void)
 }
 
 /* Does the name[] datum contain name? */
-static bool
-name_in_array(Datum arr, const char *name)
+bool
+am_name_in_array(Datum arr, const char *name)
 {
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
 
+	if (arr == (Datum) 0)
+		return false;
 	deconstruct_array(DatumGetArrayTypeP(arr), NAMEOID, NAMEDATALEN, false,
 					  TYPALIGN_CHAR, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
@@ -246,9 +248,9 @@ build_table(CaptureTable *ct, Relation rel)
 		am_init_json_type(&col->type, att->atttypid, ct->cxt);
 		if (have)
 		{
-			col->skip = name_in_array(cfg[Anum_tracked_ignore - 1], col->name);
-			col->redact = name_in_array(cfg[Anum_tracked_redact - 1], col->name);
-			col->critical = name_in_array(cfg[Anum_tracked_critical - 1], col->name);
+			col->skip = am_name_in_array(cfg[Anum_tracked_ignore - 1], col->name);
+			col->redact = am_name_in_array(cfg[Anum_tracked_redact - 1], col->name);
+			col->critical = am_name_in_array(cfg[Anum_tracked_critical - 1], col->name);
 		}
 		if (subject && strcmp(subject, col->name) == 0)
 			ct->subject_att = att->attnum;

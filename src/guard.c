@@ -185,24 +185,6 @@ read_tracked(Oid relid)
 	return row;
 }
 
-/* Does the name[] datum arr contain name? */
-static bool
-name_in_array(Datum arr, const char *name)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	if (arr == (Datum) 0)
-		return false;
-	deconstruct_array(DatumGetArrayTypeP(arr), NAMEOID, NAMEDATALEN, false,
-					  TYPALIGN_CHAR, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i] && strcmp(NameStr(*DatumGetName(elems[i])), name) == 0)
-			return true;
-	return false;
-}
-
 /* Is column name one the settings row names (subject, status, lists)? */
 static bool
 setting_names_column(const TrackedRow *row, const char *name)
@@ -213,7 +195,7 @@ setting_names_column(const TrackedRow *row, const char *name)
 		(row->status && strcmp(row->status, name) == 0))
 		return true;
 	for (int i = 0; i < 3; i++)
-		if (name_in_array(row->arrays[i], name))
+		if (am_name_in_array(row->arrays[i], name))
 			return true;
 	return false;
 }
