@@ -50,11 +50,11 @@ cleanup() {
 trap cleanup EXIT
 
 am_db_new
+q "CREATE EXTENSION activity_monitor" >/dev/null || fail "CREATE EXTENSION failed"
 psql -X -q -d postgres -c "SET client_min_messages = warning" \
 	-c "DROP ROLE IF EXISTS $reader" -c "DROP ROLE IF EXISTS $nobody" \
 	-c "CREATE ROLE $reader LOGIN IN ROLE activity_monitor_reader" -c "CREATE ROLE $nobody LOGIN" >/dev/null ||
 	fail "could not create the roles"
-q "CREATE EXTENSION activity_monitor" >/dev/null || fail "CREATE EXTENSION failed"
 # as nobody: SQL from its own session, a role with no grant at all
 qn() { psql -X -At -q -v ON_ERROR_STOP=1 -U "$nobody" -d "$db" -c "$1"; }
 
