@@ -76,13 +76,17 @@ $fn$;
 /*
  * The NOTIFY payload of an alert (what the worker sends): the public payload,
  * or the full one if its rule opted in (by the rule's current setting).
+ * PL/pgSQL rather than SQL: with its SET clause a SQL function is not
+ * inlined, and cost three times as much per alert.
  */
 CREATE OR REPLACE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-	SELECT activity_monitor.alert_payload(a, activity_monitor._full_payload(a.rule_id))
+BEGIN
+	RETURN activity_monitor.alert_payload(a, activity_monitor._full_payload(a.rule_id));
+END
 $fn$;
 
 REVOKE ALL ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts, boolean),
