@@ -11,7 +11,8 @@
 #     rule, severity and fired_at only: no subject_id, actor_id, group_key,
 #     value or table data;
 # (c) a rule created with full_payload => true sends the whole alert, and
-#     the rules view shows the option (an unknown value is refused);
+#     the rules view shows the option (NULL is refused); an existing rule
+#     opts in and out with set_rule_full_payload();
 # (d) the state file is replaced atomically: a symbolic link planted at the
 #     temporary file's path is not followed, a stale temporary file does not
 #     block the consumer, the state file is a regular file of mode 0600 even
@@ -254,6 +255,19 @@ err=$(q "DO \$\$ BEGIN PERFORM activity_monitor.create_rule('x', '\$.a', full_pa
 	EXCEPTION WHEN OTHERS THEN RAISE NOTICE '% %', SQLSTATE, SQLERRM; END \$\$" 2>&1 >/dev/null)
 [ "$err" = "NOTICE:  22004 full_payload must not be null" ] || bad "full_payload => NULL: $err"
 [ "$(q "SELECT count(*) FROM activity_monitor.alert_rule WHERE name = 'x'")" = 0 ] || bad "a refused rule was created"
+# set_rule_full_payload(): an existing rule (a 0.1.0 one after the update) opts in and out
+[ "$(q "SELECT activity_monitor.set_rule_full_payload('private_rule', true);
+	SELECT bool_and(activity_monitor.alert_payload(a) = activity_monitor.alert_payload(a, true))
+	FROM activity_monitor.alerts a WHERE rule_name = 'private_rule'" 2>&1 | tail -n 1)" = t ] ||
+	bad "set_rule_full_payload(true) did not give the rule the full payload"
+[ "$(q "SELECT activity_monitor.set_rule_full_payload('private_rule', false);
+	SELECT string_agg(name || '=' || full_payload, ',' ORDER BY id) FROM activity_monitor.rules" 2>&1 | tail -n 1)" = \
+	"private_rule=false,full_rule=true" ] || bad "set_rule_full_payload(false) did not take the option back"
+for args in "'nope', true|42704 rule \"nope\" does not exist" "'private_rule', NULL|22004 full_payload must not be null"; do
+	err=$(q "DO \$\$ BEGIN PERFORM activity_monitor.set_rule_full_payload(${args%%|*});
+		EXCEPTION WHEN OTHERS THEN RAISE NOTICE '% %', SQLSTATE, SQLERRM; END \$\$" 2>&1 >/dev/null)
+	[ "$err" = "NOTICE:  ${args#*|}" ] || bad "set_rule_full_payload(${args%%|*}): $err"
+done
 
 # --- (f) --poll-interval -------------------------------------------------------------
 echo "# (f) --poll-interval: an alert without a notification is printed"

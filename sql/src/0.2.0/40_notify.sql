@@ -8,9 +8,10 @@
 -- (alert_id, rule, severity, fired_at); a rule opts into the full payload
 -- (the 0.1.0 content: group key, value, subject, actor, table...) with
 -- full_payload => true, knowing every connected role can read it.  Rules of
--- 0.1.0 get the default (false).  Consumers read the alert itself from
--- activity_monitor.alerts (activity_monitor_reader), and treat a
--- notification as a wake-up only, since anyone can send one.
+-- 0.1.0 get the default (false); set_rule_full_payload() changes it.
+-- Consumers read the alert itself from activity_monitor.alerts
+-- (activity_monitor_reader), and treat a notification as a wake-up only,
+-- since anyone can send one.
 -- ---------------------------------------------------------------------------
 
 ALTER TABLE activity_monitor.alert_rule
@@ -202,6 +203,31 @@ REVOKE ALL ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[]
 		numeric, text, jsonpath, jsonpath, interval, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
 		numeric, text, jsonpath, jsonpath, interval, text, text, boolean) TO activity_monitor_admin;
+
+/*
+ * Turn the full payload of an existing rule on or off (rules of 0.1.0 send
+ * the public payload after the update; this gives one back its 0.1.0
+ * notifications without dropping it, its counters and its alerts' link).
+ */
+CREATE FUNCTION activity_monitor.set_rule_full_payload(name text, full_payload boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF full_payload IS NULL THEN
+		RAISE EXCEPTION 'full_payload must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE activity_monitor.alert_rule r SET full_payload = set_rule_full_payload.full_payload
+	WHERE r.name = set_rule_full_payload.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION activity_monitor.set_rule_full_payload(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.set_rule_full_payload(text, boolean) TO activity_monitor_admin;
 
 -- The rules view shows the option (a new column goes last: CREATE OR
 -- REPLACE VIEW keeps the grants).
