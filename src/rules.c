@@ -48,7 +48,6 @@ PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
 #define Anum_rule_measure_path 10
 #define Anum_rule_group_by 11
 #define Anum_rule_enabled 15
-#define Natts_rule 16
 
 struct AmRule
 {
@@ -85,6 +84,8 @@ load_rules(void)
 	Relation	rel;
 	SysScanDesc scan;
 	HeapTuple	tup;
+	Datum	   *v;
+	bool	   *n;
 	int			cap = 16;
 	static bool callback_done = false;
 
@@ -108,11 +109,12 @@ load_rules(void)
 	rules_valid = true;			/* an invalidation while loading resets it */
 	rules_relid = am_alert_rule_relid();
 	rel = table_open(rules_relid, AccessShareLock);
+	/* sized by the table: later versions add columns (0.2.0: full_payload) */
+	v = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
+	n = palloc(sizeof(bool) * RelationGetDescr(rel)->natts);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
-		Datum		v[Natts_rule];
-		bool		n[Natts_rule];
 		AmRule	   *r;
 		MemoryContext old;
 
@@ -159,6 +161,8 @@ load_rules(void)
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	pfree(v);
+	pfree(n);
 	rules_gen++;
 }
 

@@ -1,34 +1,43 @@
 /*-------------------------------------------------------------------------
  *
  * activity_monitor_consume.c
- *	  The alert consumer: a small libpq client that LISTENs on one or more
- *	  activity_monitor alert channels and prints each alert's JSON payload
- *	  as one line on standard output, without missing or repeating one
- *	  across connection losses and restarts.
+ *	  The alert consumer: a small libpq client that prints the alerts of one
+ *	  or more activity_monitor alert channels, each as one JSON line on
+ *	  standard output, without missing or repeating one across connection
+ *	  losses and restarts.
  *
  * Alerts are rows of activity_monitor.alerts; the background worker inserts
- * each one and sends pg_notify(channel, alert_payload(row)) in the same
- * transaction, and it is the only writer, so alert ids commit in increasing
- * order.  That makes "the highest alert id printed so far" a complete
- * description of what this program has consumed.  On every (re)connection
- * it first LISTENs, then reads the alerts with a higher id from the table
- * ("catch up"), then prints notifications whose alert_id is still higher.
- * Because LISTEN comes first, an alert that commits during the catch-up is
- * either in the catch-up's snapshot or notified (possibly both: the id check
- * drops the second copy), so nothing falls between the two.  The id can be
- * kept in a state file (replaced atomically) so a restarted consumer goes
- * on where it stopped.  A lost connection is reported on stderr and
- * re-established with exponential backoff; the catch-up then prints what
- * fired in between.
+ * them and sends a NOTIFY on the alert's channel in the same transaction,
+ * and it is the only writer, so alert ids commit in increasing order.  That
+ * makes "the highest alert id printed so far" a complete description of
+ * what this program has consumed.
+ *
+ * A notification proves nothing: NOTIFY has no privileges, any role that
+ * can connect can send one on any channel, with any payload.  So a
+ * notification is only a wake-up: its payload is never read.  On every
+ * (re)connection the program LISTENs, then reads the alerts of its channels
+ * with an id above the last one printed from the table ("catch up"); each
+ * notification (however many arrived together), and every --poll-interval
+ * seconds without one, triggers the same read.  Because LISTEN comes first,
+ * an alert that commits after a read is followed by a notification, so
+ * nothing falls between two reads; a forged or malformed notification
+ * costs one read that finds nothing new.  Each alert is printed as
+ * activity_monitor.alert_payload(alert, true): the whole alert (what the
+ * notification carried in 0.1.0), which the reader role may see, whatever
+ * the rule sends in its notification.
+ *
+ * The id can be kept in a state file so a restarted consumer goes on where
+ * it stopped.  It is replaced atomically: a temporary file next to it
+ * (created exclusively, never through a symbolic link, mode 0600), written,
+ * fsynced, renamed over the state file, and the directory fsynced.  A
+ * temporary file left by a crash is removed and created again.  A lost
+ * connection is reported on stderr and re-established with exponential
+ * backoff; the catch-up then prints what fired in between.
  *
  * Delivery is at-least-once across a crash of this program: a line is
  * printed before the state file records it, so a consumer killed in between
  * prints that alert again when restarted.  A clean stop (SIGINT, SIGTERM,
  * --count, --timeout) saves the state first.
- *
- * Catch-up lines are rendered by this session's alert_payload() call,
- * notification lines by the worker's; they are identical as long as both
- * sessions have the same TimeZone (the timestamps are rendered in it).
  *
  * IDENTIFICATION
  *	  src/consumer/activity_monitor_consume.c
@@ -44,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +65,7 @@
 #define BACKOFF_MIN		0.2		/* seconds before the first reconnect */
 #define BACKOFF_MAX		5.0		/* ... doubling up to this */
 #define CONNECT_WAIT	15.0	/* give up on one connection attempt after */
+#define DEFAULT_POLL	30.0	/* read the table without a notification after */
 
 /* How a wait, a query or a session ended. */
 typedef enum
@@ -80,6 +91,7 @@ static const char *state_file = NULL;
 static long long from_id = -1;	/* -1 = not given */
 static long long count_limit = 0;	/* 0 = no limit */
 static double deadline = 0;		/* monotonic time to stop at; 0 = never */
+static double poll_interval = DEFAULT_POLL; /* seconds; 0 = only on wake-ups */
 
 /* Progress */
 static long long last_id = -1;	/* highest alert id printed; -1 = unknown */
@@ -102,22 +114,30 @@ usage(void)
 	printf("  -d, --dbname=CONNINFO    database name or connection string (default: \"\",\n"
 		   "                           which means the PGHOST, PGPORT, PGDATABASE, PGUSER...\n"
 		   "                           environment variables)\n");
-	printf("  -c, --channel=CHANNEL    channel to listen on; repeat for several\n"
+	printf("  -c, --channel=CHANNEL    print the alerts of this channel; repeat for several\n"
 		   "                           (default: %s)\n", DEFAULT_CHANNEL);
 	printf("      --from-id=N          print the alerts with an id greater than N first\n");
-	printf("      --state-file=PATH    keep the last printed alert id in PATH, and start\n"
-		   "                           from it when it exists (--from-id takes precedence)\n");
+	printf("      --state-file=PATH    keep the last printed alert id in PATH (replaced\n"
+		   "                           atomically, mode 0600), and start from it when it\n"
+		   "                           exists (--from-id takes precedence)\n");
+	printf("      --poll-interval=SECS read the alerts table every SECS seconds even\n"
+		   "                           without a notification (default: %.0f; 0 = never)\n",
+		   DEFAULT_POLL);
 	printf("      --count=N            exit after printing N alerts\n");
 	printf("      --timeout=SECS       exit after SECS seconds\n");
 	printf("  -h, --help               show this help, then exit\n\n");
-	printf("Each alert is printed once, as the payload of its notification (the output of\n"
-		   "activity_monitor.alert_payload()), in alert id order.  With neither --from-id\n"
-		   "nor an existing state file, only alerts fired after the program starts are\n"
-		   "printed.  After a lost connection the program reconnects (waiting 0.2 s, then\n"
-		   "doubling up to 5 s) and first prints, from the alerts table, the alerts fired\n"
-		   "while it was away.  The role needs activity_monitor_reader.\n\n");
+	printf("Each alert is printed once, in alert id order, as one line of JSON: the whole\n"
+		   "alert as activity_monitor.alert_payload(alert, true) gives it, read from the\n"
+		   "activity_monitor.alerts table.  A notification on a channel only wakes the\n"
+		   "program up to read the table: its payload is never used, so a notification\n"
+		   "sent by anyone else changes nothing.  With neither --from-id nor an existing\n"
+		   "state file, only alerts fired after the program starts are printed.  After a\n"
+		   "lost connection the program reconnects (waiting 0.2 s, then doubling up to\n"
+		   "5 s) and first prints the alerts fired while it was away.  The role needs\n"
+		   "activity_monitor_reader (and activity_monitor 0.2.0 or later).\n\n");
 	printf("Exit status: 0 after --count, --timeout, SIGINT or SIGTERM; 1 if the first\n"
-		   "connection fails or on any other error; 2 on bad options.\n");
+		   "connection or the first read of the alerts fails, or on any other error; 2 on\n"
+		   "bad options.\n");
 }
 
 /* Report an error on stderr and exit with status 1. */
@@ -312,13 +332,59 @@ load_state(void)
 }
 
 /*
- * Record last_id in the state file if it changed: write a temporary file
- * next to it, fsync, rename over, so the file always holds a whole id.
+ * Report a failure to write the state file, remove our temporary file if we
+ * created it, and exit with status 1.
+ */
+static void
+state_error(const char *what, const char *path, const char *tmp_to_remove)
+{
+	int			save_errno = errno;
+
+	if (tmp_to_remove != NULL)
+		(void) unlink(tmp_to_remove);
+	fprintf(stderr, "%s: could not %s \"%s\": %s\n", PROGNAME, what, path,
+			strerror(save_errno));
+	exit(1);
+}
+
+/*
+ * Create the temporary state file exclusively (O_EXCL: never an existing
+ * file; O_NOFOLLOW: never through a symbolic link) with mode 0600.  If
+ * something is already there, it is a leftover of a consumer that crashed
+ * between creating and renaming it (or a file someone planted): remove it
+ * (unlink removes a link, not what it points to) and try once more, so a
+ * crash never blocks the program for good.
+ */
+static int
+create_temp_state(const char *tmp)
+{
+	int			flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	int			fd = open(tmp, flags, S_IRUSR | S_IWUSR);
+
+	if (fd < 0 && errno == EEXIST)
+	{
+		if (unlink(tmp) != 0 && errno != ENOENT)
+			state_error("remove the stale temporary state file", tmp, NULL);
+		fprintf(stderr, "%s: removed a stale temporary state file \"%s\"\n", PROGNAME, tmp);
+		fd = open(tmp, flags, S_IRUSR | S_IWUSR);
+	}
+	if (fd < 0)
+		state_error("create the temporary state file", tmp, NULL);
+	return fd;
+}
+
+/*
+ * Record last_id in the state file if it changed, atomically: write
+ * PATH.tmp (see create_temp_state), fsync it, rename it over PATH, fsync
+ * the directory so the rename survives a power loss.  The file always
+ * holds a whole id: the old one or the new one.
  */
 static void
 save_state(void)
 {
 	char	   *tmp;
+	char	   *dir;
+	char	   *slash;
 	char		buf[32];
 	int			fd;
 	int			len;
@@ -326,16 +392,39 @@ save_state(void)
 	if (state_file == NULL || last_id == saved_id || last_id < 0)
 		return;
 	tmp = malloc(strlen(state_file) + 5);
-	if (tmp == NULL)
+	dir = strdup(state_file);
+	if (tmp == NULL || dir == NULL)
 		fatal("%s", "out of memory");
 	sprintf(tmp, "%s.tmp", state_file);
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+
 	len = snprintf(buf, sizeof(buf), "%lld\n", last_id);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write(fd, buf, len) != len || fsync(fd) != 0 || close(fd) != 0)
-		fatal("could not write state file \"%s\"", tmp);
+	fd = create_temp_state(tmp);
+	errno = 0;
+	if (write(fd, buf, len) != len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		state_error("write the temporary state file", tmp, tmp);
+	}
+	if (fsync(fd) != 0)
+		state_error("fsync the temporary state file", tmp, tmp);
+	if (close(fd) != 0)
+		state_error("close the temporary state file", tmp, tmp);
 	if (rename(tmp, state_file) != 0)
-		fatal("could not rename state file to \"%s\"", state_file);
+		state_error("rename the temporary state file to", state_file, tmp);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0)
+		state_error("fsync the directory", dir, NULL);
+	close(fd);
 	free(tmp);
+	free(dir);
 	saved_id = last_id;
 }
 
@@ -354,42 +443,6 @@ emit(long long id, const char *payload)
 	}
 	last_id = id;
 	printed++;
-}
-
-/*
- * Find the alert id in a notification payload: the number after the
- * "alert_id" key ({"alert_id" : 123, ...} as json_build_object writes it,
- * spaces optional).  Inside JSON strings quotes are escaped, so an
- * unescaped "alert_id" followed by a colon can only be the key.
- */
-static bool
-payload_alert_id(const char *payload, long long *id)
-{
-	const char *p = payload;
-
-	while ((p = strstr(p, "\"alert_id\"")) != NULL)
-	{
-		char	   *end;
-		long long	v;
-
-		p += strlen("\"alert_id\"");
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (*p != ':')
-			continue;
-		p++;
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (*p < '0' || *p > '9')
-			return false;
-		errno = 0;
-		v = strtoll(p, &end, 10);
-		if (errno != 0)
-			return false;
-		*id = v;
-		return true;
-	}
-	return false;
 }
 
 /*
@@ -441,6 +494,30 @@ failure(PGconn *conn, const char *what, const PGresult *res)
 	snprintf(line, sizeof(line), "%s: %s", what, msg);
 	one_line(lost_reason, sizeof(lost_reason), line);
 	return PQstatus(conn) == CONNECTION_BAD ? SESSION_LOST : SESSION_FAILED;
+}
+
+/*
+ * Classify a failed read of the alerts table, naming the usual causes: a
+ * role without activity_monitor_reader, an extension missing or too old
+ * for this program (no alert_payload(alerts, boolean) before 0.2.0).
+ */
+static SessionResult
+read_failure(PGconn *conn, const PGresult *res)
+{
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	char		what[300];
+
+	if (sqlstate != NULL && strcmp(sqlstate, "42501") == 0)
+		snprintf(what, sizeof(what),
+				 "role \"%.100s\" may not read activity_monitor.alerts (grant it activity_monitor_reader)",
+				 PQuser(conn));
+	else if (sqlstate != NULL && (strcmp(sqlstate, "42883") == 0 || strcmp(sqlstate, "42P01") == 0 ||
+								  strcmp(sqlstate, "3F000") == 0))
+		snprintf(what, sizeof(what),
+				 "could not read the alerts (is activity_monitor 0.2.0 or later installed in this database?)");
+	else
+		snprintf(what, sizeof(what), "could not read the alerts");
+	return failure(conn, what, res);
 }
 
 /*
@@ -603,7 +680,8 @@ channel_array_literal(void)
 
 /*
  * Print, in id order, the alerts on our channels with an id above last_id,
- * streaming them in single-row mode so a long backlog needs no memory.
+ * read from the table (at each connection and each wake-up), streaming them
+ * in single-row mode so a long backlog needs no memory.
  * With no starting point yet (first connection, no --from-id, no state
  * file) only note the current highest id: the program prints new alerts.
  */
@@ -627,7 +705,7 @@ catch_up(PGconn *conn)
 	}
 	else
 	{
-		sql = "SELECT a.id, activity_monitor.alert_payload(a) "
+		sql = "SELECT a.id, activity_monitor.alert_payload(a, true) "
 			"FROM activity_monitor.alerts a "
 			"WHERE a.id OPERATOR(pg_catalog.>) $1::pg_catalog.int8 "
 			"AND a.channel OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]) "
@@ -665,7 +743,7 @@ catch_up(PGconn *conn)
 				emit(id, PQgetvalue(res, 0, 1));
 		}
 		else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && result == SESSION_OK)
-			result = failure(conn, "catch-up query failed", res);
+			result = read_failure(conn, res);
 		PQclear(res);
 		/* --count reached: stop now, the rest stays for the next run */
 		if (result == SESSION_OK && stop_requested())
@@ -680,54 +758,67 @@ catch_up(PGconn *conn)
 }
 
 /*
- * Print the notifications libpq has queued, skipping alerts already
- * printed (the catch-up's overlap) and payloads that carry no alert id.
+ * Take the notifications libpq has queued and throw them away: whatever
+ * their payload says, they only tell that something may have been fired.
+ * True if there was at least one.
  */
-static SessionResult
-print_notifications(PGconn *conn)
+static bool
+drain_notifications(PGconn *conn)
 {
 	PGnotify   *n;
+	bool		any = false;
 
 	while ((n = PQnotifies(conn)) != NULL)
 	{
-		long long	id;
-
-		if (!payload_alert_id(n->extra, &id))
-		{
-			char		msg[200];
-
-			one_line(msg, sizeof(msg), n->extra);
-			fprintf(stderr, "%s: ignoring a notification on \"%s\" without an alert_id: %.100s\n",
-					PROGNAME, n->relname, msg);
-		}
-		else if (id > last_id)
-			emit(id, n->extra);
+		any = true;
 		PQfreemem(n);
-		if (stop_requested())
-			break;
 	}
-	save_state();
-	return stop_requested() ? SESSION_STOP : SESSION_OK;
+	return any;
 }
 
-/* Wait for notifications until the connection breaks or we must stop. */
+/*
+ * Wait for wake-ups until the connection breaks or we must stop: after
+ * notifications (also those that arrived during the previous read), and
+ * every poll_interval seconds without any, read the table again.
+ */
 static SessionResult
 listen_loop(PGconn *conn)
 {
+	double		next_poll = poll_interval > 0 ? now_seconds() + poll_interval : 0;
+
 	for (;;)
 	{
-		if (print_notifications(conn) == SESSION_STOP)
+		WaitResult	w;
+		SessionResult r;
+
+		if (stop_requested())
 			return SESSION_STOP;
-		if (wait_for(PQsocket(conn), POLLIN, 0) != WAIT_READY)
+		if (drain_notifications(conn))
+			w = WAIT_TIMEOUT;	/* read now */
+		else
+		{
+			w = wait_for(PQsocket(conn), POLLIN, next_poll);
+			if (w == WAIT_SIGNAL)
+				return SESSION_STOP;
+			if (w == WAIT_READY)
+			{
+				if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
+					return failure(conn, "connection lost", NULL);
+				continue;
+			}
+		}
+		/* a wake-up, or the poll interval (or --timeout) ran out */
+		if (stop_requested())
 			return SESSION_STOP;
-		if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
-			return failure(conn, "connection lost", NULL);
+		if ((r = catch_up(conn)) != SESSION_OK)
+			return r;
+		next_poll = poll_interval > 0 ? now_seconds() + poll_interval : 0;
 	}
 }
 
 /*
- * One connection's life: connect, LISTEN, catch up, then print
- * notifications.  *established is set once the catch-up is done: the
+ * One connection's life: connect, LISTEN, catch up, then catch up again
+ * at each wake-up.  *established is set once the catch-up is done: the
  * connection worked, so the next loss starts a fresh backoff.
  */
 static SessionResult
@@ -761,6 +852,7 @@ main(int argc, char **argv)
 		{"state-file", required_argument, NULL, 2},
 		{"count", required_argument, NULL, 3},
 		{"timeout", required_argument, NULL, 4},
+		{"poll-interval", required_argument, NULL, 5},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -803,6 +895,20 @@ main(int argc, char **argv)
 					if (end == optarg || *end != '\0' || !(timeout > 0))
 					{
 						fprintf(stderr, "%s: invalid value \"%s\" for --timeout\n",
+								PROGNAME, optarg);
+						exit(2);
+					}
+				}
+				break;
+			case 5:
+				{
+					char	   *end;
+
+					poll_interval = strtod(optarg, &end);
+					if (end == optarg || *end != '\0' || !(poll_interval >= 0) ||
+						poll_interval > 86400 * 365)
+					{
+						fprintf(stderr, "%s: invalid value \"%s\" for --poll-interval\n",
 								PROGNAME, optarg);
 						exit(2);
 					}

@@ -151,8 +151,9 @@ $$;
 SELECT activity_monitor.create_rule('big_withdrawal',
 	'$.action == "insert" && $.new.type == "withdrawal" && $.new.amount >= 10000',
 	severity => 'critical', tables => '{payments}', measure_path => '$.new.amount', channel => 'am_each');
+-- the full payload (opt-in): long values are cut to stay under NOTIFY's limit
 SELECT activity_monitor.create_rule('long_key', '$.new.note starts with "LONG"',
-	tables => '{payments}', group_by => '$.new.note', channel => 'am_long');
+	tables => '{payments}', group_by => '$.new.note', channel => 'am_long', full_payload => true);
 -- count: a burst of failed logins
 SELECT activity_monitor.create_rule('failed_burst', '$.new.success == false', tables => '{logins}',
 	within => '1 minute', threshold => 5, channel => 'am_burst');

@@ -2,7 +2,7 @@
 # Regression test (a bug found while building the first release, fixed): one event
 # whose measure is a very long number stops every alert of the database.
 #
-# alert_payload() cuts the free-text fields to keep the payload under
+# alert_payload() cuts the free-text fields to keep the (full, opted-in) payload under
 # NOTIFY's 8000-byte limit, but not "value": a per-event rule with
 # measure_path on a numeric column and an event with a 9001-digit amount
 # make pg_notify() fail with "payload string too long".  The whole batch
@@ -23,10 +23,10 @@ CREATE EXTENSION activity_monitor;
 CREATE TABLE payments (id int PRIMARY KEY, amount numeric, code text);
 SELECT activity_monitor.track('payments', 'payment');
 SELECT activity_monitor.create_rule('any_amount', '$.new.amount > 0', tables => '{payments}',
-	measure_path => '$.new.amount', channel => 'am_poison');
+	measure_path => '$.new.amount', channel => 'am_poison', full_payload => true);
 SELECT activity_monitor.create_rule('code_sum', '$.new.code starts with "9"', tables => '{payments}',
 	within => '1 hour', threshold => 1, measure => 'sum', measure_path => '$.new.code', group_by => '$.table',
-	channel => 'am_poison');
+	channel => 'am_poison', full_payload => true);
 SQL
 am_wait_for 15 "$db" "SELECT running FROM activity_monitor.worker_status" || fail "no worker"
 

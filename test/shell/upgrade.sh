@@ -67,6 +67,10 @@ q "ALTER EXTENSION activity_monitor UPDATE" >/dev/null
 after=$(snapshot)
 [ "$before" = "$after" ] || { echo "before: $before"; echo "after: $after"; fail "the update changed events, alerts, rules or settings"; }
 echo "ok: 0.1.0 data unchanged by the update ($n_alerts alerts)"
+# 0.1.0 rules send the public payload (no personal data) after the update
+[ "$(q "SELECT bool_and(NOT full_payload) FROM activity_monitor.rules")" = t ] &&
+	[ "$(q "SELECT bool_and(activity_monitor.alert_payload(a) = activity_monitor.alert_payload(a, false))
+		FROM activity_monitor.alerts a")" = t ] || fail "0.1.0 rules do not default to the public payload"
 
 describe "$db" >"$AM_TMP/upgrade.updated"
 if ! diff "$AM_TMP/upgrade.fresh" "$AM_TMP/upgrade.updated" >"$AM_TMP/upgrade.diff"; then
