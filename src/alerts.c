@@ -732,12 +732,25 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 			bool		isnull;
 
 			args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			/*
+			 * Any role can LISTEN and never read, until the notification
+			 * queue is full; then the commit of a transaction that notified
+			 * fails, and with it the alerts.  Near full, the alert is stored
+			 * without its notification (consumers that poll the table still
+			 * see it).
+			 */
 			rc = run_saved(&plan_notify,
 						   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
-						   "FROM activity_monitor.alerts x WHERE x.id = $1",
+						   "FROM activity_monitor.alerts x WHERE x.id = $1 "
+						   "AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.9",
 						   1, types, args, NULL);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
+			if (SPI_processed == 0)
+				ereport(WARNING,
+						(errmsg("activity_monitor: alert " INT64_FORMAT " stored without NOTIFY: the notification queue is 90%% full",
+								DatumGetInt64(args[0])),
+						 errhint("A session LISTENs without reading its notifications: find it in pg_stat_activity and end it.")));
 			r->fired++;
 			ec->fired++;
 		}

@@ -27,6 +27,7 @@ CREATE TEMP TABLE fn_matrix (fn name, nobody bool, reader bool, responder bool, 
 INSERT INTO fn_matrix VALUES
 	('set_actor', true, true, true, true),
 	('alert_payload', false, true, true, true),
+	('_full_payload', false, true, true, true),
 	('_cut', false, true, true, true),
 	('acknowledge', false, false, true, true),
 	('resolve', false, false, true, true),
@@ -37,6 +38,7 @@ INSERT INTO fn_matrix VALUES
 	('create_rule', false, false, false, true),
 	('drop_rule', false, false, false, true),
 	('set_rule_enabled', false, false, false, true),
+	('set_rule_full_payload', false, false, false, true),
 	('start_worker', false, false, false, true);
 GRANT SELECT ON fn_matrix TO PUBLIC;
 -- any other function is private: the extension and superusers only
