@@ -10,6 +10,15 @@
  * the ISO 8601 form to_jsonb uses, json and jsonb are embedded, arrays of
  * scalars become JSON arrays and every other type is its text output.
  *
+ * A json value is valid JSON but not always a valid jsonb: a string holding
+ * \u0000 (or, in a database not in UTF8, an escape of a character the
+ * encoding lacks) and a number beyond numeric's range make the conversion
+ * raise, which would fail the platform's write.  Such a value is recorded
+ * as a JSON string holding its text.  The conversion is done here, with
+ * pg_parse_json (which returns escape errors instead of raising) and a
+ * range check of each number before numeric_in, so that the common case
+ * needs no subtransaction.
+ *
  * IDENTIFICATION
  *	  src/rowjson.c
  *
@@ -20,8 +29,11 @@
 #include <math.h>
 
 #include "activity_monitor.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/jsonapi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -29,7 +41,28 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
+
+/*
+ * The limits of numeric's storage format (numeric.c): the display scale is
+ * 14 bits, the weight (in base-10000 digits) an int16, and numeric_in
+ * refuses an exponent beyond INT_MAX / 2 before looking at either.
+ */
+#define NUMERIC_DSCALE_LIMIT 0x3FFF
+#define NUMERIC_DEC_DIGITS 4
+#define NUMERIC_EXPONENT_LIMIT (PG_INT32_MAX / 2)
+
+/* The jsonb being built from a json value by pg_parse_json's callbacks. */
+typedef struct JsonBuild
+{
+	JsonbParseState *state;
+	JsonbValue *result;			/* the document, once its container closed */
+	JsonbValue	scalar;			/* the document, when it is a scalar */
+	bool		is_scalar;
+	bool		fails;			/* holds what jsonb cannot: give up */
+} JsonBuild;
 
 /*
  * Classify typid (domains resolved to their base type) for am_push_value.
@@ -127,6 +160,286 @@ push_numeric(JsonbParseState **state, Numeric n)
 }
 
 /*
+ * Would numeric_in accept this JSON number token?  It raises "value
+ * overflows numeric format" for an exponent beyond NUMERIC_EXPONENT_LIMIT,
+ * a display scale (fraction digits less the exponent) beyond
+ * NUMERIC_DSCALE_LIMIT, or a weight (the power of ten of the first nonzero
+ * digit, in base-10000 digits) outside int16.  The token is valid JSON:
+ * -?digits(.digits)?([eE][+-]?digits)?.
+ */
+static bool
+json_number_fits(const char *s)
+{
+	const char *p = s;
+	int64		nint = 0;
+	int64		nfrac = 0;
+	int64		first = -1;		/* index of the first nonzero digit */
+	int64		exponent = 0;
+	int64		dscale;
+
+	if (*p == '-')
+		p++;
+	for (; *p >= '0' && *p <= '9'; p++, nint++)
+		if (first < 0 && *p != '0')
+			first = nint;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, nfrac++)
+			if (first < 0 && *p != '0')
+				first = nint + nfrac;
+	if (*p == 'e' || *p == 'E')
+	{
+		bool		negative = false;
+
+		p++;
+		if (*p == '+' || *p == '-')
+			negative = *p++ == '-';
+		for (; *p >= '0' && *p <= '9'; p++)
+			if (exponent <= PG_INT32_MAX)
+				exponent = exponent * 10 + (*p - '0');
+		if (negative)
+			exponent = -exponent;
+	}
+	if (exponent >= NUMERIC_EXPONENT_LIMIT || exponent <= -NUMERIC_EXPONENT_LIMIT)
+		return false;
+	dscale = Max(nfrac - exponent, 0);
+	if (dscale > NUMERIC_DSCALE_LIMIT)
+		return false;
+	if (first >= 0)
+	{
+		int64		power = nint - 1 - first + exponent;
+		int64		weight = power >= 0 ? power / NUMERIC_DEC_DIGITS :
+			-((-power - 1) / NUMERIC_DEC_DIGITS + 1);
+
+		if (weight > PG_INT16_MAX || weight < PG_INT16_MIN)
+			return false;
+	}
+	return true;
+}
+
+/* Push v into the container being built, as an element or a member's value. */
+static void
+build_push(JsonBuild *b, JsonbValue *v)
+{
+	pushJsonbValue(&b->state, b->state->contVal.type == jbvArray ? WJB_ELEM : WJB_VALUE, v);
+}
+
+static void
+build_object_start(void *arg)
+{
+	JsonBuild  *b = (JsonBuild *) arg;
+
+	if (!b->fails)
+		pushJsonbValue(&b->state, WJB_BEGIN_OBJECT, NULL);
+}
+
+static void
+build_object_end(void *arg)
+{
+	JsonBuild  *b = (JsonBuild *) arg;
+
+	if (!b->fails)
+		b->result = pushJsonbValue(&b->state, WJB_END_OBJECT, NULL);
+}
+
+static void
+build_array_start(void *arg)
+{
+	JsonBuild  *b = (JsonBuild *) arg;
+
+	if (!b->fails)
+		pushJsonbValue(&b->state, WJB_BEGIN_ARRAY, NULL);
+}
+
+static void
+build_array_end(void *arg)
+{
+	JsonBuild  *b = (JsonBuild *) arg;
+
+	if (!b->fails)
+		b->result = pushJsonbValue(&b->state, WJB_END_ARRAY, NULL);
+}
+
+static void
+build_field(void *arg, char *fname, bool isnull)
+{
+	JsonBuild  *b = (JsonBuild *) arg;
+	JsonbValue	k;
+
+	if (b->fails)
+		return;
+	k.type = jbvString;
+	k.val.string.len = strlen(fname);
+	k.val.string.val = fname;
+	if (k.val.string.len > JENTRY_OFFLENMASK)
+	{
+		b->fails = true;
+		return;
+	}
+	pushJsonbValue(&b->state, WJB_KEY, &k);
+}
+
+static void
+build_scalar(void *arg, char *token, JsonTokenType type)
+{
+	JsonBuild  *b = (JsonBuild *) arg;
+	JsonbValue	v;
+
+	if (b->fails)
+		return;
+	switch (type)
+	{
+		case JSON_TOKEN_STRING:
+			v.type = jbvString;
+			v.val.string.len = strlen(token);
+			v.val.string.val = token;
+			if (v.val.string.len > JENTRY_OFFLENMASK)
+			{
+				b->fails = true;
+				return;
+			}
+			break;
+		case JSON_TOKEN_NUMBER:
+			if (!json_number_fits(token))
+			{
+				b->fails = true;
+				return;
+			}
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																CStringGetDatum(token),
+																ObjectIdGetDatum(InvalidOid),
+																Int32GetDatum(-1)));
+			break;
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			v.type = jbvBool;
+			v.val.boolean = type == JSON_TOKEN_TRUE;
+			break;
+		case JSON_TOKEN_NULL:
+			v.type = jbvNull;
+			break;
+		default:
+			elog(ERROR, "unexpected json token type %d", (int) type);
+			return;
+	}
+	if (b->state == NULL)
+	{
+		b->scalar = v;
+		b->is_scalar = true;
+	}
+	else
+		build_push(b, &v);
+}
+
+/*
+ * The json text s (len bytes) as a jsonb value in *out (a scalar, or a
+ * container as jbvBinary); false if jsonb cannot hold it.
+ */
+static bool
+json_build(char *s, int len, JsonbValue *out)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen(s, len, GetDatabaseEncoding(), true);
+	JsonSemAction sem;
+	JsonBuild	b;
+	Jsonb	   *jb;
+
+	memset(&b, 0, sizeof(b));
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &b;
+	sem.object_start = build_object_start;
+	sem.object_end = build_object_end;
+	sem.array_start = build_array_start;
+	sem.array_end = build_array_end;
+	sem.object_field_start = build_field;
+	sem.scalar = build_scalar;
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS || b.fails)
+		return false;
+	if (b.is_scalar)
+	{
+		*out = b.scalar;
+		return true;
+	}
+	jb = JsonbValueToJsonb(b.result);
+	out->type = jbvBinary;
+	out->val.binary.data = &jb->root;
+	out->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	return true;
+}
+
+/*
+ * json_build in a subtransaction.  Only for a database not in UTF8 and a
+ * value with a \u escape: the lexer converts an escaped character to the
+ * database encoding and raises when it cannot.
+ */
+static bool
+json_build_guarded(char *s, int len, JsonbValue *out)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ok = json_build(s, len, out);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* Does the json text contain a \u escape (or what looks like one)? */
+static bool
+has_unicode_escape(const char *s, int len)
+{
+	for (int i = 0; i + 1 < len; i++)
+		if (s[i] == '\\' && s[i + 1] == 'u')
+			return true;
+	return false;
+}
+
+/*
+ * Push a json value: as jsonb when jsonb can hold it, else as a JSON string
+ * holding its text (see the file header).
+ */
+static void
+push_json(JsonbParseState **state, JsonbIteratorToken tok, Datum value)
+{
+	text	   *t = DatumGetTextPP(value);
+	char	   *s = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	JsonbValue	v;
+	bool		ok;
+
+	if (GetDatabaseEncoding() != PG_UTF8 && has_unicode_escape(s, len))
+		ok = json_build_guarded(s, len, &v);
+	else
+		ok = json_build(s, len, &v);
+	if (ok)
+		pushJsonbValue(state, tok, &v);
+	else
+		push_string(state, s, len);
+}
+
+/*
  * Push one value (an object member's value or an array element) into the
  * jsonb being built.
  */
@@ -203,9 +516,8 @@ am_push_value(JsonbParseState **state, Datum value, bool isnull,
 			}
 			break;
 		case JC_JSON:
-			value = DirectFunctionCall1(jsonb_in,
-										CStringGetDatum(TextDatumGetCString(value)));
-			/* FALLTHROUGH */
+			push_json(state, tok, value);
+			break;
 		case JC_JSONB:
 			{
 				Jsonb	   *jb = DatumGetJsonbP(value);

@@ -10,9 +10,19 @@
  * tells capture.c when its per-table list of applicable rules (by kinds and
  * tables) is stale.  A table no rule applies to pays one integer compare.
  *
- * Predicates run with jsonb_path_match(..., silent => true): a missing field
- * or a type mismatch makes a rule not match (NULL, counted as an evaluation
- * error on the event) and never raises into the platform's write.
+ * Predicates run with jsonb_path_match_tz(..., silent => true): a missing
+ * field or a type mismatch makes a rule not match (NULL, counted as an
+ * evaluation error on the event), and datetime comparisons that need a time
+ * zone use the session's instead of raising.  Silent mode does not cover
+ * everything: a missing $variable, a bad .datetime() template, a regular
+ * expression or a deep document under .** can still raise.  Rules are
+ * therefore classified when loaded (scan_path): those made only of items
+ * that cannot raise are evaluated bare, the others inside one
+ * subtransaction per captured row, resumed after a rule that raised, so
+ * that an evaluation never breaks the platform's write; the rule's error is
+ * counted in rule_errors like any other.  _check_rule(), a BEFORE trigger on
+ * alert_rule, refuses to enable a rule whose paths would raise on every
+ * evaluation ($variables, datetime templates that do not parse).
  *
  * IDENTIFICATION
  *	  src/rules.c
@@ -25,23 +35,32 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
+#include "utils/formatting.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "utils/jsonpath.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
+PG_FUNCTION_INFO_V1(activity_monitor_check_rule);
 
 /* Attribute numbers of activity_monitor.alert_rule. */
 #define Anum_rule_id 1
+#define Anum_rule_name 2
 #define Anum_rule_predicate 3
 #define Anum_rule_kinds 5
 #define Anum_rule_tables 6
@@ -60,7 +79,42 @@ struct AmRule
 	char	  **kinds;			/* NULL: any kind */
 	int			ntables;
 	Oid		   *tables;			/* NULL: any table */
+	bool		guarded;		/* evaluated inside a subtransaction */
+	bool		logged;			/* an evaluation error was logged */
 };
+
+/*
+ * Paths nested deeper than this are evaluated guarded (evaluation recurses
+ * once per level) and not scanned further.
+ */
+#define PATH_DEPTH_LIMIT 64
+
+/* What scan_path found in a jsonpath. */
+typedef struct PathScan
+{
+	bool		guard;			/* some item may raise: evaluate guarded */
+	bool		check;			/* validating: probe datetime templates */
+	char	   *variable;		/* the first $variable, or NULL */
+	char	   *template;		/* the first datetime template that fails */
+	char	   *template_error; /* ... and why */
+} PathScan;
+
+/* The outcome of one rule on one event. */
+typedef enum RuleOutcome
+{
+	RO_ERROR = 0,				/* could not be evaluated */
+	RO_NO_MATCH,
+	RO_MATCH
+} RuleOutcome;
+
+typedef struct RuleResult
+{
+	RuleOutcome outcome;
+	bool		knull;
+	bool		vnull;
+	Datum		k;				/* group key (jsonb) */
+	Datum		v;				/* measure (jsonb) */
+} RuleResult;
 
 static MemoryContext rules_cxt = NULL;
 static AmRule *rules = NULL;
@@ -75,6 +129,211 @@ rules_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == rules_relid)
 		rules_valid = false;
+}
+
+/*
+ * Does this .datetime() template parse?  Template errors are raised whatever
+ * the input and even in silent mode; they are caught here, in a
+ * subtransaction (validation only, never on the write path).
+ */
+static bool
+template_parses(const char *tmpl, int len, char **why)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		Oid			typid;
+		int32		typmod;
+		int			tz;
+		bool		have_error = false;
+
+		/* an empty input stops at the first field: only the template is read */
+		(void) parse_datetime(cstring_to_text(""), cstring_to_text_with_len(tmpl, len),
+							  DEFAULT_COLLATION_OID, true, &typid, &typmod, &tz,
+							  &have_error);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		*why = pstrdup(edata->message);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Walk a jsonpath item and what follows it, noting in ps the items whose
+ * evaluation can raise even in silent mode (see the file header).  Items
+ * not listed below (and later PostgreSQL versions' new ones) count as
+ * raising.  Recursion stops at PATH_DEPTH_LIMIT.
+ */
+static void
+scan_path(JsonPathItem *item, int depth, PathScan *ps)
+{
+	JsonPathItem cur = *item;
+
+	for (;;)
+	{
+		JsonPathItem a;
+		JsonPathItem b;
+		JsonPathItem next;
+
+		if (++depth > PATH_DEPTH_LIMIT)
+		{
+			ps->guard = true;
+			return;
+		}
+		switch (cur.type)
+		{
+			case jpiAnd:
+			case jpiOr:
+			case jpiEqual:
+			case jpiNotEqual:
+			case jpiLess:
+			case jpiGreater:
+			case jpiLessOrEqual:
+			case jpiGreaterOrEqual:
+			case jpiAdd:
+			case jpiSub:
+			case jpiMul:
+			case jpiDiv:
+			case jpiMod:
+			case jpiStartsWith:
+				/* arithmetic errors (division by zero, overflow) are silent */
+				jspGetLeftArg(&cur, &a);
+				scan_path(&a, depth, ps);
+				jspGetRightArg(&cur, &a);
+				scan_path(&a, depth, ps);
+				break;
+			case jpiNot:
+			case jpiIsUnknown:
+			case jpiPlus:
+			case jpiMinus:
+			case jpiExists:
+			case jpiFilter:
+				jspGetArg(&cur, &a);
+				scan_path(&a, depth, ps);
+				break;
+			case jpiIndexArray:
+				for (int i = 0; i < cur.content.array.nelems; i++)
+				{
+					bool		range = jspGetArraySubscript(&cur, &a, &b, i);
+
+					scan_path(&a, depth, ps);
+					if (range)
+						scan_path(&b, depth, ps);
+				}
+				break;
+			case jpiLikeRegex:
+				/* compiling and running a regular expression can fail */
+				ps->guard = true;
+				jspInitByBuffer(&a, cur.base, cur.content.like_regex.expr);
+				scan_path(&a, depth, ps);
+				break;
+			case jpiAny:
+				/* recursion as deep as the document: stack depth */
+				ps->guard = true;
+				break;
+			case jpiVariable:
+				ps->guard = true;
+				if (ps->variable == NULL)
+				{
+					int32		len;
+					char	   *name = jspGetString(&cur, &len);
+
+					ps->variable = pnstrdup(name, len);
+				}
+				break;
+			case jpiDatetime:
+				ps->guard = true;
+				if (ps->check && ps->template == NULL && cur.content.arg)
+				{
+					int32		len;
+					char	   *tmpl;
+
+					jspGetArg(&cur, &a);
+					if (a.type != jpiString)
+						break;
+					tmpl = jspGetString(&a, &len);
+					if (!template_parses(tmpl, len, &ps->template_error))
+						ps->template = pnstrdup(tmpl, len);
+				}
+				break;
+			case jpiNull:
+			case jpiString:
+			case jpiNumeric:
+			case jpiBool:
+			case jpiAnyArray:
+			case jpiAnyKey:
+			case jpiKey:
+			case jpiCurrent:
+			case jpiRoot:
+			case jpiType:
+			case jpiSize:
+			case jpiAbs:
+			case jpiFloor:
+			case jpiCeiling:
+			case jpiDouble:
+			case jpiKeyValue:
+			case jpiLast:
+				break;
+			default:
+				ps->guard = true;
+				break;
+		}
+		if (!jspGetNext(&cur, &next))
+			break;
+		cur = next;
+	}
+}
+
+/* Scan a jsonpath datum (0 for none) into ps. */
+static void
+scan_path_datum(Datum path, PathScan *ps)
+{
+	JsonPathItem item;
+
+	if (path == (Datum) 0)
+		return;
+	jspInit(&item, DatumGetJsonPathP(path));
+	scan_path(&item, 0, ps);
+}
+
+/*
+ * Must this rule be evaluated in a subtransaction?  Also in a database
+ * whose encoding is neither UTF8 nor SQL_ASCII: there jsonpath converts
+ * strings to UTF8 to compare them, and a conversion can fail.
+ */
+static bool
+rule_needs_guard(AmRule *r)
+{
+	PathScan	ps = {0};
+
+	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
+		return true;
+	scan_path_datum(r->predicate, &ps);
+	scan_path_datum(r->group_by, &ps);
+	scan_path_datum(r->measure_path, &ps);
+	return ps.guard;
 }
 
 /* Read every enabled rule into rules_cxt. */
@@ -131,10 +390,12 @@ load_rules(void)
 		memset(r, 0, sizeof(*r));
 		r->id = DatumGetInt64(v[Anum_rule_id - 1]);
 		snprintf(r->key, sizeof(r->key), INT64_FORMAT, r->id);
-		r->predicate = datumCopy(v[Anum_rule_predicate - 1], false, -1);
-		r->group_by = datumCopy(v[Anum_rule_group_by - 1], false, -1);
+		/* detoasted once here, not at every evaluation */
+		r->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_predicate - 1]));
+		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_group_by - 1]));
 		if (!n[Anum_rule_measure_path - 1])
-			r->measure_path = datumCopy(v[Anum_rule_measure_path - 1], false, -1);
+			r->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_measure_path - 1]));
+		r->guarded = rule_needs_guard(r);
 		if (!n[Anum_rule_kinds - 1])
 		{
 			Datum	   *elems;
@@ -213,7 +474,11 @@ am_rules_applicable(Oid rootid, const char *kind, AmRule ***out, MemoryContext c
 	return n;
 }
 
-/* jsonb_path_match or jsonb_path_query_first, silent; isnull on no result. */
+/*
+ * jsonb_path_match_tz or jsonb_path_query_first_tz, silent; isnull on no
+ * result.  The _tz variants compare dates with timestamps in the session's
+ * time zone where the plain ones raise.
+ */
 static Datum
 path_call(PGFunction fn, Datum doc, Datum path, bool *isnull)
 {
@@ -234,16 +499,102 @@ path_call(PGFunction fn, Datum doc, Datum path, bool *isnull)
 	return result;
 }
 
+/*
+ * Evaluate one rule on the event document into res: its predicate, then
+ * for a match its group key and measure.  The outcome is set last, so that
+ * a rule that raises midway stays an error.
+ */
 static void
-push_path_value(JsonbParseState **state, const char *key, Datum doc, Datum path)
+evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
+{
+	bool		isnull;
+	Datum		m;
+
+	res->outcome = RO_ERROR;
+	m = path_call(jsonb_path_match_tz, doc, r->predicate, &isnull);
+	if (isnull)
+		return;
+	if (!DatumGetBool(m))
+	{
+		res->outcome = RO_NO_MATCH;
+		return;
+	}
+	res->knull = res->vnull = true;
+	if (r->group_by != (Datum) 0)
+		res->k = path_call(jsonb_path_query_first_tz, doc, r->group_by, &res->knull);
+	if (r->measure_path != (Datum) 0)
+		res->v = path_call(jsonb_path_query_first_tz, doc, r->measure_path, &res->vnull);
+	res->outcome = RO_MATCH;
+}
+
+/*
+ * Evaluate the guarded rules of list, all in one subtransaction; after a
+ * rule that raised, roll it back (the rule is an error) and go on with the
+ * next one in a new subtransaction.  A query cancel (statement_timeout,
+ * pg_cancel_backend) is not a rule error: it is raised again.  The first
+ * error of each rule is logged (server log only), the others are counted.
+ */
+static void
+evaluate_guarded(AmRule **list, int n, Datum doc, RuleResult *res)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int i = 0;
+
+	while (i < n)
+	{
+		while (i < n && !list[i]->guarded)
+			i++;
+		if (i == n)
+			break;
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			for (; i < n; i++)
+				if (list[i]->guarded)
+					evaluate_rule(list[i], doc, &res[i]);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			AmRule	   *r = list[i];
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				ReThrowError(edata);
+			res[i].outcome = RO_ERROR;
+			if (!r->logged)
+			{
+				r->logged = true;
+				ereport(LOG,
+						(errmsg("activity_monitor: alert rule " INT64_FORMAT " could not be evaluated: %s",
+								r->id, edata->message),
+						 errdetail("The error is counted in the event's rule_errors and the write goes on; further errors of this rule are not logged by this session."),
+						 errhidestmt(true)));
+			}
+			FreeErrorData(edata);
+			i++;
+		}
+		PG_END_TRY();
+	}
+}
+
+/* Push "key": the jsonb datum d (or null) into the object being built. */
+static void
+push_result_value(JsonbParseState **state, const char *key, Datum d, bool isnull)
 {
 	JsonbValue	k;
 	JsonbValue	v;
-	bool		isnull = true;
-	Datum		d = (Datum) 0;
 
-	if (path != (Datum) 0)
-		d = path_call(jsonb_path_query_first, doc, path, &isnull);
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
@@ -267,33 +618,45 @@ push_path_value(JsonbParseState **state, const char *key, Datum doc, Datum path)
 /*
  * Evaluate the rules on the event document and fill the event's "matched"
  * ({"rule id": {"k": group key, "v": measure}}) and "rule_errors" columns.
- * Returns true if any rule matched or failed (the worker has work).
+ * Rules that cannot raise are evaluated bare, the others guarded (see the
+ * file header).  Returns true if any rule matched or failed (the worker has
+ * work).
  */
 bool
 am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
+	RuleResult *results = palloc0(sizeof(RuleResult) * n);
 	Datum	   *errors = NULL;
 	int			nerrors = 0;
 	int			nmatched = 0;
+	bool		guarded = false;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (list[i]->guarded)
+			guarded = true;
+		else
+			evaluate_rule(list[i], doc, &results[i]);
+	}
+	if (guarded)
+		evaluate_guarded(list, n, doc, results);
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < n; i++)
 	{
 		AmRule	   *r = list[i];
-		bool		isnull;
-		Datum		m = path_call(jsonb_path_match, doc, r->predicate, &isnull);
 		JsonbValue	k;
 
-		if (isnull)
+		if (results[i].outcome == RO_ERROR)
 		{
 			if (errors == NULL)
 				errors = palloc(sizeof(Datum) * n);
 			errors[nerrors++] = Int64GetDatum(r->id);
 			continue;
 		}
-		if (!DatumGetBool(m))
+		if (results[i].outcome == RO_NO_MATCH)
 			continue;
 		nmatched++;
 		k.type = jbvString;
@@ -301,8 +664,8 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 		k.val.string.len = strlen(r->key);
 		pushJsonbValue(&state, WJB_KEY, &k);
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_path_value(&state, "k", doc, r->group_by);
-		push_path_value(&state, "v", doc, r->measure_path);
+		push_result_value(&state, "k", results[i].k, results[i].knull);
+		push_result_value(&state, "v", results[i].v, results[i].vnull);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
@@ -335,4 +698,76 @@ activity_monitor_rules_changed(PG_FUNCTION_ARGS)
 				 errmsg("activity_monitor._rules_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(td->tg_relation);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Refuse, with a hint, a jsonpath of an enabled rule that would raise at
+ * every evaluation that reaches the offending item: column names the
+ * alert_rule column (for the message), rule the rule's name.
+ */
+static void
+check_path(Datum path, const char *column, const char *rule)
+{
+	PathScan	ps = {0};
+
+	ps.check = true;
+	scan_path_datum(path, &ps);
+	if (ps.variable)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of rule \"%s\" uses the jsonpath variable \"%s\"",
+						column, rule, ps.variable),
+				 errdetail("Rules are evaluated without variables: every evaluation that reaches $%s would fail.",
+						   ps.variable),
+				 errhint("Write the value into the path as a literal, for example $.new.amount > 1000.")));
+	if (ps.template)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of rule \"%s\" has an invalid datetime template \"%s\"",
+						column, rule, ps.template),
+				 errdetail("%s", ps.template_error),
+				 errhint("Use a template that .datetime() accepts, such as \"YYYY-MM-DD HH24:MI:SS\", or .datetime() without a template.")));
+}
+
+/*
+ * BEFORE INSERT OR UPDATE row trigger on alert_rule: every row that is, or
+ * becomes, an enabled rule has paths that cannot raise at every evaluation
+ * (see check_path).  Disabled rules are never evaluated and are not
+ * checked: a rule of 0.1.0 that is refused now was disabled by the update
+ * and cannot be enabled again as it is.  The trigger sits on the table, so
+ * create_rule(), set_rule_enabled() and direct writes all pass it.
+ */
+Datum
+activity_monitor_check_rule(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	char	   *name;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("activity_monitor._check_rule() must be called as a BEFORE INSERT OR UPDATE row trigger")));
+	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	desc = RelationGetDescr(td->tg_relation);
+
+	d = heap_getattr(tup, Anum_rule_enabled, desc, &isnull);
+	if (isnull || !DatumGetBool(d))
+		return PointerGetDatum(tup);
+	d = heap_getattr(tup, Anum_rule_name, desc, &isnull);
+	name = isnull ? "" : TextDatumGetCString(d);
+	d = heap_getattr(tup, Anum_rule_predicate, desc, &isnull);
+	if (!isnull)
+		check_path(d, "predicate", name);
+	d = heap_getattr(tup, Anum_rule_group_by, desc, &isnull);
+	if (!isnull)
+		check_path(d, "group_by", name);
+	d = heap_getattr(tup, Anum_rule_measure_path, desc, &isnull);
+	if (!isnull)
+		check_path(d, "measure_path", name);
+	return PointerGetDatum(tup);
 }

@@ -15,7 +15,9 @@
 #   test/bench/micro.sh          (or test/bench/run.sh micro)
 #
 # Environment: MICRO_ROWS (20000), MICRO_RUNS (5), MICRO_VARIANTS (plain
-# activity_monitor plpgsql pgq), MICRO_OUT (also write the markdown there),
+# activity_monitor plpgsql pgq; also am_rules: activity_monitor with 10
+# alert rules evaluated bare, am_guarded: 9 of them and one like_regex rule,
+# evaluated in a subtransaction), MICRO_OUT (also write the markdown there),
 # BENCH_USE_EXISTING=1 (use the server PGHOST/PGPORT name), BENCH_NO_APT=1.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -37,18 +39,20 @@ table_of() {
 	activity_monitor) echo payments_am ;;
 	plpgsql) echo payments_plpgsql ;;
 	pgq) echo payments_pgq ;;
+	am_rules) echo payments_amr ;;
+	am_guarded) echo payments_amg ;;
 	esac
 }
 capture_truncate() {
 	case $1 in
-	activity_monitor) echo "TRUNCATE activity_monitor.activity;" ;;
+	activity_monitor | am_rules | am_guarded) echo "TRUNCATE activity_monitor.activity;" ;;
 	plpgsql) echo "TRUNCATE audit.record_version;" ;;
 	pgq) echo "SELECT format('TRUNCATE %s', queue_data_pfx) FROM pgq.queue WHERE queue_name = 'micro' \\gexec" ;;
 	esac
 }
 capture_count() {
 	case $1 in
-	activity_monitor) echo "SELECT count(*) FROM activity_monitor.activity WHERE action <> 'truncate'" ;;
+	activity_monitor | am_rules | am_guarded) echo "SELECT count(*) FROM activity_monitor.activity WHERE action <> 'truncate'" ;;
 	plpgsql) echo "SELECT count(*) FROM audit.record_version" ;;
 	pgq) echo "SELECT count(*) FROM pgq.event_template" ;;
 	esac
@@ -57,7 +61,7 @@ capture_count() {
 variants=()
 for v in $want; do
 	case $v in
-	plain | plpgsql | activity_monitor) variants+=("$v") ;;
+	plain | plpgsql | activity_monitor | am_rules | am_guarded) variants+=("$v") ;;
 	pgq)
 		if bench_ensure_ext pgq; then
 			variants+=("$v")
@@ -96,10 +100,26 @@ trap cleanup_db EXIT
 		[ "$v" = plain ] && continue
 		echo "CREATE TABLE $(table_of "$v") (LIKE payments_plain INCLUDING ALL);"
 	done
-	if has activity_monitor; then
+	if has activity_monitor || has am_rules || has am_guarded; then
 		echo "CREATE EXTENSION activity_monitor;"
+	fi
+	if has activity_monitor; then
 		echo "SELECT activity_monitor.track('payments_am', 'payment', subject_column => 'account_id', status_column => 'status');"
 	fi
+	# ten per-event rules; am_guarded swaps the last for one that needs the guard
+	for v in am_rules am_guarded; do
+		has $v || continue
+		t=$(table_of $v)
+		echo "SELECT activity_monitor.track('$t', 'payment', subject_column => 'account_id', status_column => 'status');"
+		n=0
+		for p in '$.new.amount > 900' '$.action == "update" && $.new.status == "completed" && $.new.amount > 950' \
+			'$.status_to == "refunded"' '$.new.currency != "EUR"' '$.actor_type == "employee"' '$.new.amount < 0' \
+			'$.new.account_id == 42' '$.new.status == "failed"' '$.changed[*] == "amount"' \
+			"$([ $v = am_rules ] && echo '$.new.amount > 100 && $.new.currency == "USD"' || echo '$.new.currency like_regex "^US"')"; do
+			n=$((n + 1))
+			echo "SELECT activity_monitor.create_rule('${v}_$n', '$p', tables => '{$t}');"
+		done
+	done
 	if has plpgsql; then
 		echo "\\i '$BENCH_DIR/plpgsql_audit.sql'"
 		echo "CREATE TRIGGER audit_i_u_d AFTER INSERT OR UPDATE OR DELETE ON payments_plpgsql"
@@ -133,12 +153,11 @@ fi
 			echo "SELECT clock_timestamp() AS t0 \\gset"
 			echo "UPDATE $t SET status = 'completed', updated_at = now();"
 			echo "SELECT 'R $v update $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint;"
+			# What the last run captured, to check that capture really happened.
+			if [ "$r" = "$runs" ] && [ "$v" != plain ]; then
+				echo "SELECT 'C $v ' || ($(capture_count "$v"));"
+			fi
 		done
-	done
-	# What the last run captured, to check that capture really happened.
-	for v in "${variants[@]}"; do
-		[ "$v" = plain ] && continue
-		echo "SELECT 'C $v ' || ($(capture_count "$v"));"
 	done
 } >"$work/micro_run.sql"
 echo "micro: ${variants[*]}; $runs runs of $rows rows" >&2
