@@ -51,6 +51,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -68,6 +69,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -393,23 +395,69 @@ extension_state(void)
 }
 
 /*
- * Settings a database owner can set with ALTER DATABASE ... SET and that
- * the worker, a superuser, must not inherit: search_path (an operator or
- * function of the owner's schema would run as superuser), pinned with a
- * source nothing overrides; and those that would stop the worker's work
- * (read-only transactions, timeouts), reset at session level so that the
- * extension's functions can still set their own.
+ * The worker, a superuser, must not run with what a database owner set with
+ * ALTER DATABASE ... SET: search_path (an operator or function of the
+ * owner's schema would run as superuser), role or session_authorization
+ * (the worker would run as another role), exit_on_error (any caught error
+ * would end it), read-only transactions, timeouts, planner switches...
+ * Every setting that came from the database's settings goes back to its
+ * built-in value, at session level so that the extension's functions can
+ * still set their own; search_path, role and session_authorization are
+ * pinned with a source nothing overrides.  Called after connecting and
+ * after each configuration reload.
  */
 static void
 pin_settings(void)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+
+	/* role and session_authorization look their value up in the catalog */
+	StartTransactionCommand();
+
+	for (int i = 0; i < n; i++)
+	{
+		struct config_generic *g = vars[i];
+		char		buf[64];
+		const char *boot = NULL;
+
+		if (g->source != PGC_S_DATABASE && g->source != PGC_S_DATABASE_USER)
+			continue;
+		switch (g->vartype)
+		{
+			case PGC_BOOL:
+				boot = ((struct config_bool *) g)->boot_val ? "on" : "off";
+				break;
+			case PGC_INT:
+				snprintf(buf, sizeof(buf), "%d", ((struct config_int *) g)->boot_val);
+				boot = buf;
+				break;
+			case PGC_REAL:
+				snprintf(buf, sizeof(buf), "%.17g", ((struct config_real *) g)->boot_val);
+				boot = buf;
+				break;
+			case PGC_STRING:
+				boot = ((struct config_string *) g)->boot_val;
+				break;
+			case PGC_ENUM:
+				boot = config_enum_lookup_by_value((struct config_enum *) g,
+												   ((struct config_enum *) g)->boot_val);
+				break;
+		}
+		if (boot == NULL || (g->flags & GUC_NO_RESET_ALL))
+			continue;			/* role, session_authorization: below */
+		(void) set_config_option(g->name, boot, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SET, true, WARNING, false);
+	}
+	SetConfigOption("session_authorization",
+					GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false), PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_SESSION);
+	if (!superuser())
+		elog(FATAL, "activity_monitor worker is not running as a superuser");
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 }
 
 /* Record the worker's start in worker_state. */

@@ -6,8 +6,10 @@
 #     the worker's SQL would use, each of which runs ALTER ROLE ... SUPERUSER
 #     when a superuser calls it.  The worker works (partitions, alerts) and
 #     nobody's privileges change;
-#   - the owner sets default_transaction_read_only, statement_timeout and
-#     lock_timeout on the database: the worker still writes its alerts;
+#   - the owner sets default_transaction_read_only, statement_timeout,
+#     lock_timeout, role (to the owner), exit_on_error and planner switches
+#     on the database: the worker still runs as the superuser, writes its
+#     alerts and survives its own caught errors;
 #   - schema squatting: the owner pre-creates the schema activity_monitor
 #     (empty, or with a planted function), then a superuser runs CREATE
 #     EXTENSION: it is refused (42501, with a hint) and changes nothing; a
@@ -44,6 +46,10 @@ ALTER DATABASE am_sec_worker SET search_path = public, pg_catalog;
 ALTER DATABASE am_sec_worker SET default_transaction_read_only = on;
 ALTER DATABASE am_sec_worker SET statement_timeout = '1ms';
 ALTER DATABASE am_sec_worker SET lock_timeout = '1ms';
+ALTER DATABASE am_sec_worker SET role = 'am_mallory';
+ALTER DATABASE am_sec_worker SET session_authorization = 'am_mallory';
+ALTER DATABASE am_sec_worker SET exit_on_error = on;
+ALTER DATABASE am_sec_worker SET enable_indexscan = off;
 SET default_transaction_read_only = off;
 -- climb(): when a superuser runs it, make am_mallory a superuser
 CREATE FUNCTION public.climb() RETURNS void LANGUAGE plpgsql AS $$
@@ -77,7 +83,7 @@ CREATE FUNCTION public.format(text, int, int) RETURNS text LANGUAGE plpgsql AS $
 SQL
 # This test's own sessions (superuser, most of them) must not take the
 # owner's settings themselves: that hazard is PostgreSQL's, not the worker's.
-export PGOPTIONS="-c search_path=pg_catalog -c default_transaction_read_only=off -c statement_timeout=0 -c lock_timeout=0"
+export PGOPTIONS="-c search_path=pg_catalog -c default_transaction_read_only=off -c statement_timeout=0 -c lock_timeout=0 -c role=none -c session_authorization=postgres -c exit_on_error=off"
 # the superuser installs the extension (the worker starts at commit), tracks
 # a table of the owner's and a rule: every duty of the worker runs
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL' >/dev/null
@@ -99,11 +105,27 @@ qw "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 
 am_wait_for 30 "$db" "SELECT starts = 2 FROM activity_monitor.worker_state" || fail "the worker did not come back after pg_terminate_backend"
 qw "INSERT INTO public.pay VALUES (100, 9, 1000)" >/dev/null
 am_wait_for 30 "$db" "SELECT count(*) = 11 FROM activity_monitor.alerts WHERE rule_name = 'big'" || fail "no alert after the restart"
+# (pg_stat_activity.usename shows the role the database's setting gave the
+# worker at connect; that it acts as the superuser shows in its work: every
+# function it calls is the superuser's alone)
+# a duty that fails (caught, recorded) must not end the worker (exit_on_error)
+qw "ALTER SYSTEM SET activity_monitor.naptime = 1" >/dev/null
+qw "SELECT pg_reload_conf()" >/dev/null
+qw "UPDATE activity_monitor.config SET partition_interval = '0'" >/dev/null
+am_wait_for 30 "$db" "SELECT last_error LIKE 'partition maintenance:%' FROM activity_monitor.worker_state" ||
+	fail "the failing duty was not recorded"
+sleep 3
+[ "$(qw "SELECT starts FROM activity_monitor.worker_state")" = 2 ] || fail "the worker restarted after a caught error (exit_on_error)"
+qw "UPDATE activity_monitor.config SET partition_interval = '1 day'" >/dev/null
+qw "ALTER SYSTEM RESET activity_monitor.naptime" >/dev/null
+qw "SELECT pg_reload_conf()" >/dev/null
+echo "  the worker, set to role and session_authorization am_mallory, works as the superuser and survives a caught error"
 [ "$(psql -X -At -d postgres -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'am_mallory'")" = f ] ||
 	fail "the database owner became a superuser through the worker"
 echo "  am_mallory is still not a superuser"
 
 echo "# schema squatting"
+unset PGOPTIONS
 psql -X -q -v ON_ERROR_STOP=1 -d "$squat" -U am_mallory <<'SQL' >/dev/null
 CREATE SCHEMA activity_monitor;
 GRANT USAGE, CREATE ON SCHEMA activity_monitor TO PUBLIC;
