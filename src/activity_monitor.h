@@ -98,6 +98,10 @@ extern void am_push_value(JsonbParseState **state, Datum value, bool isnull,
 						  const JsonColumnType *jt);
 extern char *am_value_text(Datum value, const JsonColumnType *jt);
 
+/* Longest text capture and alerts store in an indexed column, in bytes. */
+#define AM_INDEXED_MAX 1000
+extern Datum am_indexable_text(Datum value);
+
 /* worker.c */
 extern void am_define_worker_gucs(void);
 extern void am_register_launcher(void);

@@ -33,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "activity_monitor.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -700,7 +701,8 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 		args[1] = CStringGetTextDatum(r->name);
 		args[2] = CStringGetTextDatum(r->severity);
 		args[3] = CStringGetTextDatum(r->channel);
-		args[4] = group_key ? CStringGetTextDatum(group_key) : (Datum) 0;
+		/* indexed (rule, key, time): a long key is cut, never the alert */
+		args[4] = group_key ? am_indexable_text(CStringGetTextDatum(group_key)) : (Datum) 0;
 		nulls[4] = group_key ? ' ' : 'n';
 		args[5] = NumericGetDatum(val);
 		args[6] = Int64GetDatum(ec->id);

@@ -719,6 +719,11 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 	set_datum(values, nulls, AC_KIND, ct->kind, false);
 	set_datum(values, nulls, AC_TABLE_NAME, ct->table_name, false);
 	am_fill_actor(values, nulls);
+	/* indexed: a value too long for an index entry must not fail the write */
+	if (!nulls[AC_SUBJECT_ID])
+		values[AC_SUBJECT_ID] = am_indexable_text(values[AC_SUBJECT_ID]);
+	if (!nulls[AC_ACTOR_ID])
+		values[AC_ACTOR_ID] = am_indexable_text(values[AC_ACTOR_ID]);
 	set_datum(values, nulls, AC_ID, Int64GetDatum(am_sink_next_id()), false);
 
 	if (ct->rules_gen != am_rules_generation())

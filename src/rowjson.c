@@ -32,6 +32,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
+#include "common/md5.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
@@ -566,4 +567,31 @@ am_push_value(JsonbParseState **state, Datum value, bool isnull,
 			}
 			break;
 	}
+}
+
+/*
+ * A text datum as it may go into a B-tree index: an entry larger than about
+ * 2700 bytes makes the insert fail, and a platform write must never fail
+ * for the length of a value.  A text longer than AM_INDEXED_MAX bytes is cut
+ * at a character boundary and ends with "…" and the MD5 of the whole text,
+ * so distinct long values stay distinct and equal ones equal.
+ */
+Datum
+am_indexable_text(Datum value)
+{
+	text	   *t = DatumGetTextPP(value);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	const char *p = VARDATA_ANY(t);
+	char		md5[33];		/* hex MD5 */
+	const char *errstr = NULL;
+	StringInfoData buf;
+
+	if (len <= AM_INDEXED_MAX)
+		return value;
+	if (!pg_md5_hash(p, len, md5, &errstr))
+		elog(ERROR, "could not compute an MD5 hash: %s", errstr);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, p, pg_mbcliplen(p, len, AM_INDEXED_MAX - 64));
+	appendStringInfo(&buf, "…%s", md5);
+	return PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
 }

@@ -178,7 +178,8 @@ $fn$;
  * ahead, and retire (drop or detach) those wholly older than the retention,
  * never than activity_monitor.min_retention (a retention configured below
  * it, as 0.1.0 allowed, counts as the floor).  Each DDL is its own
- * subtransaction under a short lock_timeout: one that cannot get its lock is
+ * subtransaction under a short lock_timeout (2 s to create, 100 ms to retire,
+ * which blocks writers while it waits): one that cannot get its lock is
  * skipped with a warning and retried next time.
  */
 CREATE OR REPLACE FUNCTION activity_monitor._maintain("now" timestamptz DEFAULT pg_catalog.now(),
@@ -225,6 +226,11 @@ BEGIN
 
 	IF cfg.retention IS NOT NULL THEN
 		keep := GREATEST(cfg.retention, activity_monitor._min_retention());
+		-- Retiring takes ACCESS EXCLUSIVE on the activity table: waiting for
+		-- it behind a reader's long query would queue every captured write
+		-- behind the wait.  Wait briefly; a partition not retired now is
+		-- retired on a later run.
+		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 		FOR p IN SELECT q.part FROM activity_monitor._partitions() q
 				 WHERE q.upper <= _maintain."now" - keep ORDER BY q.lower
 		LOOP
