@@ -63,14 +63,18 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/cmdtag.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -260,6 +264,26 @@ is_capture_trigger(GuardState *gs, Oid relid, const char *name)
 	return result;
 }
 
+/* Is name one track() gives the capture triggers? */
+static bool
+is_capture_trigger_name(const char *name)
+{
+	return strcmp(name, "activity_monitor_capture") == 0 ||
+		strcmp(name, "activity_monitor_truncate") == 0;
+}
+
+/*
+ * Is this track() itself replacing the triggers of root: run as the
+ * extension's owner in a SECURITY DEFINER function, in the transaction that
+ * wrote root's settings row?  Not a change of capture.
+ */
+static bool
+in_track(GuardState *gs, Oid root)
+{
+	return InLocalUserIdChange() && GetUserId() == gs->extowner &&
+		read_tracked(root).written_here;
+}
+
 /* May the role running the command change capture? */
 static bool
 role_allowed(GuardState *gs)
@@ -415,11 +439,55 @@ update_settings(GuardState *gs, Oid root, const char *oldname, const char *newna
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
-/* relid of a RangeVar, InvalidOid if it does not exist (IF EXISTS, ...). */
-static Oid
-lookup_rel(RangeVar *rv)
+/*
+ * RangeVarGetRelidExtended callback of lookup_rel: before a relation is
+ * locked, the role must own it or its schema (every guarded command needs
+ * one of them, DROP TABLE the weaker), so that nobody can queue a strong
+ * lock on a table the command itself would refuse without waiting.  arg
+ * non-NULL: no check (CREATE TRIGGER locks before its privilege check too).
+ */
+static void
+lookup_rel_callback(const RangeVar *rv, Oid relid, Oid oldrelid, void *arg)
 {
-	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+	HeapTuple	tup;
+	Oid			nsp;
+	char		relkind;
+
+	if (arg != NULL || !OidIsValid(relid))
+		return;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return;					/* dropped concurrently: looked up again */
+	nsp = ((Form_pg_class) GETSTRUCT(tup))->relnamespace;
+	relkind = ((Form_pg_class) GETSTRUCT(tup))->relkind;
+	ReleaseSysCache(tup);
+	if (!pg_class_ownercheck(relid, GetUserId()) &&
+		!pg_namespace_ownercheck(nsp, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), rv->relname);
+}
+
+/*
+ * relid of a RangeVar, InvalidOid if it does not exist (IF EXISTS, ...),
+ * locked in lockmode: the mode the command itself takes on it next, so that
+ * the command finds the relation the guard checked (a lookup without a lock
+ * may name a table that a concurrent DROP or RENAME replaces while the
+ * command waits for its lock) and never upgrades a lock of ours.
+ */
+static Oid
+lookup_rel_locked(RangeVar *rv, LOCKMODE lockmode, bool check_owner)
+{
+	if (rv == NULL)
+		return InvalidOid;
+	return RangeVarGetRelidExtended(rv, lockmode, RVR_MISSING_OK,
+									lookup_rel_callback,
+									check_owner ? NULL : (void *) rv);
+}
+
+/* lookup_rel_locked for the commands that need the owner (most of them). */
+static Oid
+lookup_rel(RangeVar *rv, LOCKMODE lockmode)
+{
+	return lookup_rel_locked(rv, lockmode, true);
 }
 
 /* The capture trigger commands of ALTER TABLE, or NULL for another one. */
@@ -445,11 +513,96 @@ trigger_command_name(AlterTableType t)
 	}
 }
 
+/*
+ * The typed tables of composite type relation typrelid (CREATE TABLE ... OF
+ * its type) with their partitions: what ALTER TYPE ... CASCADE changes.
+ */
+static List *
+typed_tables(Oid typrelid)
+{
+	Oid			typoid = get_rel_type_id(typrelid);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	if (!OidIsValid(typoid))
+		return NIL;
+	rel = table_open(RelationRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_class_reloftype, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(typoid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while ((tup = systable_getnext(scan)) != NULL)
+		result = list_concat(result,
+							 find_all_inheritors(((Form_pg_class) GETSTRUCT(tup))->oid,
+												 NoLock, NULL));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * The tables whose column a column command on relid changes: the typed
+ * tables of a composite type (ALTER TYPE ... CASCADE), else the relation
+ * and, unless ONLY, its inheritance children and partitions.
+ */
+static List *
+column_targets(Oid relid, bool inh)
+{
+	if (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+		return typed_tables(relid);
+	return inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+}
+
+/*
+ * DROP COLUMN / ALTER COLUMN ... TYPE (of ALTER TABLE or ALTER TYPE) on a
+ * guarded table: either erases or rewrites every row's value without a row
+ * event (ALTER COLUMN ... TYPE ... USING can set any value), whether or not
+ * the settings name the column.  One guarded operation per tracked table;
+ * a dropped column the settings name leaves them.
+ */
+static void
+guard_column_change(GuardState *gs, Oid relid, bool inh, AlterTableCmd *cmd)
+{
+	bool		drop = (cmd->subtype == AT_DropColumn);
+	bool		of_type = (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE);
+	List	   *done = NIL;
+	ListCell   *lc;
+
+	foreach(lc, column_targets(relid, inh))
+	{
+		Oid			r = lfirst_oid(lc);
+		Oid			root = tracked_root(r);
+		TrackedRow	row;
+		bool		named;
+
+		if (!OidIsValid(root) || list_member_oid(done, root))
+			continue;
+		done = lappend_oid(done, root);
+		row = read_tracked(root);
+		named = setting_names_column(&row, cmd->name);
+		guard(gs, root, r,
+			  psprintf(drop ? "drop column \"%s\" of table \"%s\"%s" :
+					   "change the type of column \"%s\" of table \"%s\"%s",
+					   cmd->name, qualified_name(r),
+					   named ? ", named in its activity_monitor settings" : ""));
+
+		/*
+		 * The column leaves the relation itself and a typed table; an
+		 * inheritance child may keep a local one: its settings stay (a name
+		 * without a column is ignored by capture).
+		 */
+		if (drop && named && r == root && (r == relid || of_type))
+			update_settings(gs, root, cmd->name, NULL);
+	}
+}
+
 /* The guarded subcommands of an ALTER TABLE. */
 static void
 guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 {
-	Oid			relid = lookup_rel(stmt->relation);
+	Oid			relid = lookup_rel(stmt->relation, AlterTableGetLockLevel(stmt->cmds));
 	Oid			root = tracked_root(relid);
 	ListCell   *lc;
 
@@ -486,7 +639,8 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 				break;
 			case AT_AttachPartition:
 				{
-					Oid			part = lookup_rel(((PartitionCmd *) cmd->def)->name);
+					Oid			part = lookup_rel(((PartitionCmd *) cmd->def)->name,
+												  AccessExclusiveLock);
 
 					/* rows of the attached table would appear uncaptured */
 					if (OidIsValid(root))
@@ -500,7 +654,8 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 				}
 			case AT_AddInherit:
 				{
-					Oid			parent = lookup_rel((RangeVar *) cmd->def);
+					Oid			parent = lookup_rel((RangeVar *) cmd->def,
+													ShareUpdateExclusiveLock);
 
 					/* a child's column renames follow its parent's */
 					if (OidIsValid(root))
@@ -514,19 +669,8 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 					break;
 				}
 			case AT_DropColumn:
-				/* a partition's columns are its root's: PostgreSQL refuses */
-				if (OidIsValid(root) && root == relid)
-				{
-					TrackedRow	row = read_tracked(root);
-
-					if (setting_names_column(&row, cmd->name))
-					{
-						guard(gs, root, relid,
-							  psprintf("drop column \"%s\" of table \"%s\", named in its activity_monitor settings",
-									   cmd->name, qualified_name(relid)));
-						update_settings(gs, root, cmd->name, NULL);
-					}
-				}
+			case AT_AlterColumnType:
+				guard_column_change(gs, relid, stmt->relation->inh, cmd);
 				break;
 			default:
 				break;
@@ -541,14 +685,13 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 static void
 guard_rename_column(GuardState *gs, RenameStmt *stmt)
 {
-	Oid			relid = lookup_rel(stmt->relation);
+	Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 	List	   *rels;
 	ListCell   *lc;
 
 	if (!OidIsValid(relid))
 		return;
-	rels = stmt->relation->inh ? find_all_inheritors(relid, NoLock, NULL) :
-		list_make1_oid(relid);
+	rels = column_targets(relid, stmt->relation->inh);
 	foreach(lc, rels)
 	{
 		Oid			r = lfirst_oid(lc);
@@ -635,7 +778,8 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 			case OBJECT_TABLE:
 			case OBJECT_FOREIGN_TABLE:
 				{
-					Oid			relid = lookup_rel(makeRangeVarFromNameList(lfirst(lc)));
+					Oid			relid = lookup_rel(makeRangeVarFromNameList(lfirst(lc)),
+												   AccessExclusiveLock);
 					Oid			root = tracked_root(relid);
 					ListCell   *lc2;
 
@@ -667,20 +811,15 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 					List	   *names = lfirst(lc);
 					const char *trig = strVal(llast(names));
 					Oid			relid = lookup_rel(makeRangeVarFromNameList(list_truncate(list_copy(names),
-																						  list_length(names) - 1)));
+																						  list_length(names) - 1)),
+												   AccessExclusiveLock);
 					Oid			root = tracked_root(relid);
 
 					if (!OidIsValid(root) || !is_capture_trigger(gs, relid, trig))
 						break;
 
-					/*
-					 * track() replaces the triggers of a table whose settings
-					 * it just wrote: running as the extension's owner in a
-					 * SECURITY DEFINER function, IF EXISTS, in the transaction
-					 * that wrote the settings row.  Not a change of capture.
-					 */
-					if (stmt->missing_ok && InLocalUserIdChange() &&
-						GetUserId() == gs->extowner && read_tracked(root).written_here)
+					/* track() replaces the triggers (IF EXISTS) */
+					if (stmt->missing_ok && in_track(gs, root))
 						break;
 					guard(gs, root, relid, psprintf("drop trigger \"%s\" of table \"%s\"",
 													trig,
@@ -702,6 +841,47 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 	}
 }
 
+/*
+ * CREATE [OR REPLACE] TRIGGER on a guarded table: OR REPLACE of a capture
+ * trigger swaps its function or events (and leaves a trigger the guard no
+ * longer knows as capture), and a trigger given a capture trigger's name
+ * would be taken for one.  On a partitioned table the command reaches the
+ * same-named trigger of every partition, a tracked one included.
+ */
+static void
+guard_create_trigger(GuardState *gs, CreateTrigStmt *stmt)
+{
+	/* CREATE TRIGGER locks before its privilege check: so do we */
+	Oid			relid = lookup_rel_locked(stmt->relation, ShareRowExclusiveLock, false);
+	List	   *rels;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	rels = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE ?
+		find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+	foreach(lc, rels)
+	{
+		Oid			r = lfirst_oid(lc);
+		Oid			root = tracked_root(r);
+		bool		capture;
+
+		if (!OidIsValid(root))
+			continue;
+		capture = is_capture_trigger(gs, r, stmt->trigname);
+		if (!is_capture_trigger_name(stmt->trigname) && !(stmt->replace && capture))
+			continue;
+		if (in_track(gs, root))
+			continue;
+		guard(gs, root, r,
+			  psprintf(stmt->replace && capture ?
+					   "replace trigger \"%s\" of table \"%s\"" :
+					   "create a trigger named \"%s\" on table \"%s\"",
+					   stmt->trigname, qualified_name(r)));
+		break;
+	}
+}
+
 /* The guarded forms of RENAME. */
 static void
 guard_rename(GuardState *gs, RenameStmt *stmt)
@@ -714,7 +894,7 @@ guard_rename(GuardState *gs, RenameStmt *stmt)
 			break;
 		case OBJECT_TRIGGER:
 			{
-				Oid			relid = lookup_rel(stmt->relation);
+				Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 				Oid			root = tracked_root(relid);
 
 				if (OidIsValid(root) && is_capture_trigger(gs, relid, stmt->subname))
@@ -731,7 +911,9 @@ guard_rename(GuardState *gs, RenameStmt *stmt)
 		case OBJECT_FOREIGN_TABLE:
 			{
 				/* a same-named table would take its writes, uncaptured */
-				Oid			relid = lookup_rel(stmt->relation);
+				Oid			relid = lookup_rel(stmt->relation,
+											   stmt->renameType == OBJECT_INDEX ?
+											   ShareUpdateExclusiveLock : AccessExclusiveLock);
 
 				if (OidIsValid(relid) && read_tracked(relid).found)
 					guard(gs, relid, relid, psprintf("rename tracked table \"%s\"",
@@ -781,6 +963,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		case T_DropOwnedStmt:
 		case T_CreateStmt:
 		case T_AlterExtensionContentsStmt:
+		case T_CreateTrigStmt:
 			break;
 		default:
 			PG_RETURN_VOID();
@@ -807,7 +990,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		case T_AlterObjectSchemaStmt:
 			{
 				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
-				Oid			relid = stmt->relation ? lookup_rel(stmt->relation) : InvalidOid;
+				Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 
 				/* a same-named table would take its writes, uncaptured */
 				if (OidIsValid(relid) && read_tracked(relid).found)
@@ -827,7 +1010,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 					break;
 				trig = IsA(stmt->object, List) ? strVal(llast((List *) stmt->object)) :
 					strVal(stmt->object);
-				relid = lookup_rel(stmt->relation);
+				relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 				root = tracked_root(relid);
 				/* dropping that extension would drop the trigger with it */
 				if (OidIsValid(root) && is_capture_trigger(&gs, relid, trig))
@@ -838,6 +1021,9 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 			}
 		case T_DropStmt:
 			guard_drop(&gs, (DropStmt *) parsetree);
+			break;
+		case T_CreateTrigStmt:
+			guard_create_trigger(&gs, (CreateTrigStmt *) parsetree);
 			break;
 		case T_DropOwnedStmt:
 			{
@@ -863,7 +1049,8 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 
 				if (stmt->action <= 0 || stmt->objtype != OBJECT_TABLE)
 					break;
-				relid = lookup_rel(makeRangeVarFromNameList((List *) stmt->object));
+				relid = lookup_rel(makeRangeVarFromNameList((List *) stmt->object),
+								   ShareUpdateExclusiveLock);
 				root = tracked_root(relid);
 				/* DROP EXTENSION would then drop the table with it */
 				if (OidIsValid(root))
@@ -882,7 +1069,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 					break;
 				foreach(lc, stmt->inhRelations)
 				{
-					Oid			parent = lookup_rel(lfirst(lc));
+					Oid			parent = lookup_rel(lfirst(lc), ShareUpdateExclusiveLock);
 					Oid			root = tracked_root(parent);
 
 					/* UPDATE of the parent would change the child's rows uncaptured */

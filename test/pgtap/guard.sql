@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(75);
+SELECT plan(86);
 SET LOCAL client_min_messages = warning;
 
 -- Test roles are cluster-wide; the transaction rolls them back.
@@ -94,6 +94,23 @@ SELECT throws_ok('ALTER TRIGGER activity_monitor_capture ON wallet RENAME TO qui
 	'owner: ALTER TRIGGER ... RENAME is refused');
 SELECT throws_ok('ALTER TRIGGER activity_monitor_capture ON wallet DEPENDS ON EXTENSION plpgsql', '42501', NULL,
 	'owner: ALTER TRIGGER ... DEPENDS ON EXTENSION is refused (dropping the extension would drop the trigger)');
+-- replacing a capture trigger by CREATE OR REPLACE TRIGGER (review item 1)
+CREATE FUNCTION g_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON wallet
+	FOR EACH ROW EXECUTE FUNCTION g_noop()', '42501',
+	'permission denied to replace trigger "activity_monitor_capture" of table "public.wallet"',
+	'owner: CREATE OR REPLACE TRIGGER of the capture trigger is refused');
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_capture AFTER INSERT ON wallet
+	FOR EACH ROW EXECUTE FUNCTION activity_monitor.capture()', '42501', NULL,
+	'owner: CREATE OR REPLACE TRIGGER changing the capture trigger''s events is refused');
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON games
+	FOR EACH ROW EXECUTE FUNCTION g_noop()', '42501', NULL,
+	'owner: CREATE OR REPLACE TRIGGER on a tracked partitioned table is refused');
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON games_1
+	FOR EACH STATEMENT EXECUTE FUNCTION g_noop()', '42501', NULL,
+	'owner: CREATE OR REPLACE TRIGGER of a partition''s TRUNCATE trigger is refused');
+SELECT lives_ok('CREATE TRIGGER g_own_trigger AFTER UPDATE ON wallet FOR EACH ROW EXECUTE FUNCTION g_noop()',
+	'owner: a trigger of another name is the owner''s business');
 UPDATE wallet SET balance = 2 WHERE id = 1;
 
 -- columns the settings name
@@ -110,6 +127,18 @@ SELECT throws_ok('ALTER TABLE wallet DROP COLUMN balance', '42501', NULL,
 	'owner: DROP COLUMN of a critical column is refused');
 SELECT throws_ok('ALTER TABLE wallet DROP COLUMN IF EXISTS status', '42501', NULL,
 	'owner: DROP COLUMN IF EXISTS of the status column is refused');
+-- rewriting or erasing every row's value (review item 2)
+SELECT throws_ok('ALTER TABLE wallet ALTER COLUMN balance TYPE numeric USING balance + 5000', '42501',
+	'permission denied to change the type of column "balance" of table "public.wallet", named in its activity_monitor settings',
+	'owner: ALTER COLUMN ... TYPE ... USING of a critical column is refused');
+SELECT throws_ok($$ALTER TABLE wallet ALTER COLUMN note TYPE varchar USING 'rewritten'$$, '42501',
+	'permission denied to change the type of column "note" of table "public.wallet"',
+	'owner: ALTER COLUMN ... TYPE of any column is refused');
+SELECT throws_ok('ALTER TABLE wallet DROP COLUMN note', '42501',
+	'permission denied to drop column "note" of table "public.wallet"',
+	'owner: DROP COLUMN of any column is refused');
+SELECT throws_ok('ALTER TABLE games ALTER COLUMN v TYPE varchar', '42501', NULL,
+	'owner: ALTER COLUMN ... TYPE of a partitioned tracked table is refused');
 SELECT lives_ok('ALTER TABLE wallet RENAME COLUMN note TO remark',
 	'owner: RENAME COLUMN of a column no setting names is allowed');
 SELECT lives_ok('ALTER TABLE wallet ADD COLUMN extra int',
@@ -162,6 +191,11 @@ SELECT results_eq('SELECT * FROM activity_monitor.tracked ORDER BY tbl::text',
 	'SELECT * FROM tracked_before ORDER BY tbl::text', 'and every setting is unchanged');
 SELECT is(pg_temp.updates('public.wallet'), 2::bigint, 'owner: both balance changes were captured');
 SELECT is(pg_temp.updates('public.games'), 2::bigint, 'owner: the writes to both partitions were captured');
+SELECT results_eq($$SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_attribute
+				   WHERE attrelid = 'wallet'::regclass AND attname IN ('balance', 'remark') ORDER BY attname$$,
+	$$VALUES ('numeric'), ('text')$$, 'the owner changed no column type');
+SELECT is((SELECT count(*) FROM wallet WHERE balance > 5000 OR remark = 'rewritten'), 0::bigint,
+	'and rewrote no value');
 SELECT is(pg_temp.ddl_events(), 0::bigint, 'nothing refused was recorded as done');
 SELECT is(count(*), 1::bigint, 'games_2 is still a partition of games')
 FROM pg_inherits WHERE inhrelid = 'games_2'::regclass AND inhparent = 'games'::regclass;
