@@ -82,12 +82,14 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_guard_ddl);
+PG_FUNCTION_INFO_V1(activity_monitor_guard_sql_drop);
 
 /* Attribute numbers of activity_monitor.tracked (as in capture.c). */
 #define Anum_tracked_tbl 1
@@ -109,6 +111,7 @@ typedef struct GuardState
 	Oid			capture_fn;		/* activity_monitor.capture() */
 	bool		checked_role;	/* allowed computed */
 	bool		allowed;
+	bool		at_start;		/* ddl_command_start (else sql_drop) */
 } GuardState;
 
 /* The settings of one tracked table, as the guard needs them. */
@@ -330,7 +333,7 @@ push_pair(JsonbParseState **state, const char *key, const char *value)
  * statements, and values of redacted columns with them.
  */
 static void
-record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
+record_ddl(GuardState *gs, const char *rootname, const char *relname, const char *what)
 {
 	Datum		values[AC_NUM_COLUMNS];
 	bool		nulls[AC_NUM_COLUMNS];
@@ -341,7 +344,7 @@ record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_pair(&state, "command", GetCommandTagName(gs->trigdata->tag));
 	push_pair(&state, "operation", what);
-	push_pair(&state, "relation", OidIsValid(relid) ? qualified_name(relid) : NULL);
+	push_pair(&state, "relation", relname);
 	push_pair(&state, "role", GetUserNameFromId(GetUserId(), false));
 	push_pair(&state, "session_user", GetUserNameFromId(GetSessionUserId(), false));
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
@@ -354,7 +357,7 @@ record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
 	nulls[AC_KIND] = false;
 	values[AC_ACTION] = CStringGetTextDatum("ddl");
 	nulls[AC_ACTION] = false;
-	values[AC_TABLE_NAME] = CStringGetTextDatum(qualified_name(root));
+	values[AC_TABLE_NAME] = CStringGetTextDatum(rootname);
 	nulls[AC_TABLE_NAME] = false;
 	values[AC_CRITICAL] = BoolGetDatum(true);
 	nulls[AC_CRITICAL] = false;
@@ -365,21 +368,46 @@ record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
 }
 
 /*
- * One guarded operation on relation relid of tracked table root: refuse it
- * for a role without the privilege, record it otherwise.
+ * One guarded operation on relation relname of tracked table rootname:
+ * refuse it for a role without the privilege, record it otherwise.
  */
 static void
-guard(GuardState *gs, Oid root, Oid relid, const char *what)
+guard_names(GuardState *gs, const char *rootname, const char *relname, const char *what)
 {
 	if (!role_allowed(gs))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s", what),
-				 errdetail("Table \"%s\" is tracked by activity_monitor: only a superuser or a member of %s may change its capture triggers, partitions, inheritance, name or the columns its settings name.",
-						   qualified_name(root), ADMIN_ROLE),
+				 errdetail("Table \"%s\" is tracked by activity_monitor: only a superuser or a member of %s may change its capture triggers, partitions, inheritance, name or columns.",
+						   rootname, ADMIN_ROLE),
 				 errhint("To stop tracking the table, a member of %s runs activity_monitor.untrack('%s') first, or asks one to make the change.",
-						 ADMIN_ROLE, qualified_name(root))));
-	record_ddl(gs, root, relid, what);
+						 ADMIN_ROLE, rootname)));
+	record_ddl(gs, rootname, relname, what);
+}
+
+/*
+ * The tracked tables the ddl_command_start guard has judged for the command
+ * being run (parsetree covered_key in local transaction covered_lxid): the
+ * sql_drop guard does not record them a second time.  Reset by every
+ * ddl_command_start, so a command in between only makes it record more.
+ */
+static List *covered_roots = NIL;
+static Node *covered_key = NULL;
+static LocalTransactionId covered_lxid = InvalidLocalTransactionId;
+
+/* guard_names for relation relid (may be InvalidOid) of tracked table root. */
+static void
+guard(GuardState *gs, Oid root, Oid relid, const char *what)
+{
+	guard_names(gs, qualified_name(root), OidIsValid(relid) ? qualified_name(relid) : NULL,
+				what);
+	if (gs->at_start)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		covered_roots = lappend_oid(covered_roots, root);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -935,6 +963,163 @@ guard_rename(GuardState *gs, RenameStmt *stmt)
 }
 
 /*
+ * The extension's facts for a guard run; false when there is nothing to
+ * guard: no extension, the extension's own scripts, a binary upgrade
+ * (it restores as it was).
+ */
+static bool
+guard_setup(GuardState *gs)
+{
+	Oid			schema;
+
+	gs->extoid = get_extension_oid("activity_monitor", true);
+	if (!OidIsValid(gs->extoid) || IsBinaryUpgrade ||
+		(creating_extension && CurrentExtensionObject == gs->extoid))
+		return false;
+	extension_facts(gs->extoid, &gs->extowner, &schema);
+	gs->capture_fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+									 CStringGetDatum("capture"),
+									 PointerGetDatum(buildoidvector(NULL, 0)),
+									 ObjectIdGetDatum(schema));
+	return true;
+}
+
+/* A relation or column the command dropped (pg_event_trigger_dropped_objects). */
+typedef struct DroppedRel
+{
+	Oid			relid;
+	int32		attnum;			/* 0: the relation itself */
+	char	   *schema;
+	char	   *relname;
+	char	   *attname;
+} DroppedRel;
+
+/* The relations and columns the sql_drop event's command dropped. */
+static List *
+dropped_relations(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *result = NIL;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute("SELECT d.objid, d.objsubid, d.address_names "
+					 "FROM pg_catalog.pg_event_trigger_dropped_objects() d "
+					 "WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the dropped objects: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		names = SPI_getbinval(tup, desc, 3, &isnull);
+		Datum	   *elems = NULL;
+		bool	   *enulls = NULL;
+		int			nelems = 0;
+		MemoryContext old;
+		DroppedRel *d;
+
+		if (!isnull)
+			deconstruct_array(DatumGetArrayTypeP(names), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &enulls, &nelems);
+		old = MemoryContextSwitchTo(cxt);
+		d = palloc0(sizeof(DroppedRel));
+		d->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		d->attnum = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		if (nelems >= 2 && !enulls[0] && !enulls[1])
+		{
+			d->schema = TextDatumGetCString(elems[0]);
+			d->relname = TextDatumGetCString(elems[1]);
+		}
+		if (nelems >= 3 && !enulls[2])
+			d->attname = TextDatumGetCString(elems[2]);
+		result = lappend(result, d);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * activity_monitor._guard_sql_drop(): the sql_drop event trigger, the
+ * guard's backstop for what a command drops beyond what it names: DROP
+ * TYPE / DOMAIN / FUNCTION / EXTENSION ... CASCADE can drop a tracked table
+ * (a typed table) or a column of one (of the type or domain, a generated
+ * column using the function).  Each tracked table reached, unless the
+ * ddl_command_start guard already judged it for this command, is one
+ * guarded operation: the drop is rolled back for a role without the
+ * privilege, recorded otherwise; a dropped column leaves the settings.  It
+ * fires before activity_monitor_sql_drop (name order), which forgets the
+ * settings of dropped tables.
+ */
+Datum
+activity_monitor_guard_sql_drop(PG_FUNCTION_ARGS)
+{
+	GuardState	gs = {0};
+	bool		same_command;
+	List	   *dropped;
+	List	   *done = NIL;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("activity_monitor._guard_sql_drop() must be called as an event trigger")));
+	gs.trigdata = (EventTriggerData *) fcinfo->context;
+	if (!guard_setup(&gs))
+		PG_RETURN_VOID();
+	same_command = covered_key == gs.trigdata->parsetree && covered_lxid == MyProc->lxid;
+	if (same_command)
+		done = list_copy(covered_roots);
+
+	dropped = dropped_relations();
+	foreach(lc, dropped)
+	{
+		DroppedRel *d = lfirst(lc);
+		bool		table_dropped = false;
+		Oid			root;
+		ListCell   *lc2;
+
+		if (d->relname == NULL)
+			continue;
+		if (d->attnum == 0)
+		{
+			/* a tracked table dropped (its partitions: the root's drop) */
+			if (list_member_oid(done, d->relid) || !read_tracked(d->relid).found)
+				continue;
+			done = lappend_oid(done, d->relid);
+			guard_names(&gs, quote_qualified_identifier(d->schema, d->relname), NULL,
+						psprintf("drop tracked table \"%s\"",
+								 quote_qualified_identifier(d->schema, d->relname)));
+			continue;
+		}
+		/* a column of a table dropped with it is the table's drop */
+		foreach(lc2, dropped)
+		{
+			DroppedRel *t = lfirst(lc2);
+
+			if (t->relid == d->relid && t->attnum == 0)
+				table_dropped = true;
+		}
+		if (table_dropped)
+			continue;
+		root = tracked_root(d->relid);
+		if (!OidIsValid(root) || list_member_oid(done, root))
+			continue;
+		done = lappend_oid(done, root);
+		guard_names(&gs, qualified_name(root), qualified_name(d->relid),
+					psprintf("drop column \"%s\" of table \"%s\"",
+							 d->attname ? d->attname : "?", qualified_name(d->relid)));
+		if (d->attname && root == d->relid)
+			update_settings(&gs, root, d->attname, NULL);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
  * activity_monitor._guard_ddl(): the ddl_command_start event trigger (see
  * the file header).
  */
@@ -943,14 +1128,17 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 {
 	GuardState	gs = {0};
 	Node	   *parsetree;
-	Oid			schema;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("activity_monitor._guard_ddl() must be called as an event trigger")));
 	gs.trigdata = (EventTriggerData *) fcinfo->context;
+	gs.at_start = true;
 	parsetree = gs.trigdata->parsetree;
+	covered_roots = NIL;
+	covered_key = parsetree;
+	covered_lxid = MyProc->lxid;
 
 	/* only the statements that can reach a tracked table go further */
 	switch (nodeTag(parsetree))
@@ -968,16 +1156,8 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		default:
 			PG_RETURN_VOID();
 	}
-	gs.extoid = get_extension_oid("activity_monitor", true);
-	/* the extension's own scripts; a binary upgrade restores as it was */
-	if (!OidIsValid(gs.extoid) || IsBinaryUpgrade ||
-		(creating_extension && CurrentExtensionObject == gs.extoid))
+	if (!guard_setup(&gs))
 		PG_RETURN_VOID();
-	extension_facts(gs.extoid, &gs.extowner, &schema);
-	gs.capture_fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
-									CStringGetDatum("capture"),
-									PointerGetDatum(buildoidvector(NULL, 0)),
-									ObjectIdGetDatum(schema));
 
 	switch (nodeTag(parsetree))
 	{

@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(86);
+SELECT plan(103);
 SET LOCAL client_min_messages = warning;
 
 -- Test roles are cluster-wide; the transaction rolls them back.
@@ -312,6 +312,63 @@ SET ROLE am_g_owner;
 SELECT lives_ok('DROP TABLE games_2', 'a detached partition is no longer guarded');
 RESET ROLE;
 SELECT is(pg_temp.ddl_events(), 9::bigint, 'superuser: the detach is recorded');
+
+-- ---------------------------------------------------------------------------
+-- Typed tables and drops by CASCADE (review item 6)
+-- ---------------------------------------------------------------------------
+CREATE TYPE g_acct_t AS (id int, pwh text, note text);
+ALTER TYPE g_acct_t OWNER TO am_g_owner;
+CREATE TABLE g_typed OF g_acct_t (PRIMARY KEY (id));
+ALTER TABLE g_typed OWNER TO am_g_owner;
+SELECT activity_monitor.track('g_typed', 'login', redact_columns => '{pwh}');
+CREATE DOMAIN g_dom AS text;
+ALTER DOMAIN g_dom OWNER TO am_g_owner;
+ALTER TABLE tokens ADD COLUMN d g_dom;
+SET ROLE am_g_owner;
+SELECT throws_ok('ALTER TYPE g_acct_t RENAME ATTRIBUTE pwh TO p CASCADE', '42501',
+	'permission denied to rename column "pwh" of table "public.g_typed", named in its activity_monitor settings',
+	'type owner: RENAME ATTRIBUTE ... CASCADE of a redacted column of a tracked typed table is refused');
+SELECT throws_ok('ALTER TYPE g_acct_t DROP ATTRIBUTE note CASCADE', '42501',
+	'permission denied to drop column "note" of table "public.g_typed"',
+	'type owner: DROP ATTRIBUTE ... CASCADE reaching a tracked typed table is refused');
+SELECT throws_ok('ALTER TYPE g_acct_t ALTER ATTRIBUTE note TYPE varchar CASCADE', '42501', NULL,
+	'type owner: ALTER ATTRIBUTE ... TYPE ... CASCADE reaching a tracked typed table is refused');
+SELECT throws_ok('DROP TYPE g_acct_t CASCADE', '42501',
+	'permission denied to drop tracked table "public.g_typed"',
+	'type owner: DROP TYPE ... CASCADE dropping a tracked typed table is refused');
+SELECT throws_ok('DROP DOMAIN g_dom CASCADE', '42501',
+	'permission denied to drop column "d" of table "public.tokens"',
+	'domain owner: DROP DOMAIN ... CASCADE dropping a column of a tracked table (not even its own) is refused');
+RESET ROLE;
+SELECT results_eq($$SELECT attname::text COLLATE "default" FROM pg_attribute WHERE attrelid = 'g_typed'::regclass AND attnum > 0
+				   ORDER BY attnum$$, $$VALUES ('id'), ('pwh'), ('note')$$,
+	'the typed table keeps its columns and names');
+SELECT is((SELECT redact_columns FROM activity_monitor.tracked WHERE tbl = 'g_typed'::regclass),
+	'{pwh}'::name[], 'and its settings');
+SELECT is(pg_temp.ddl_events(), 9::bigint, 'nothing refused was recorded');
+SELECT lives_ok('DROP DOMAIN g_dom CASCADE', 'superuser: DROP DOMAIN ... CASCADE is allowed');
+SELECT lives_ok('DROP TYPE g_acct_t CASCADE', 'superuser: DROP TYPE ... CASCADE is allowed');
+SELECT results_eq(
+	$$SELECT table_name, new_values ->> 'command', new_values ->> 'operation'
+	  FROM activity_monitor.activity WHERE action = 'ddl' AND critical ORDER BY id DESC LIMIT 2$$,
+	$$VALUES ('public.g_typed', 'DROP TYPE', 'drop tracked table "public.g_typed"'),
+			 ('public.tokens', 'DROP DOMAIN', 'drop column "d" of table "public.tokens"')$$,
+	'superuser: both drops are recorded as critical events');
+SELECT is((SELECT count(*) FROM activity_monitor.tracked WHERE tbl::oid NOT IN (SELECT oid FROM pg_class)),
+	0::bigint, 'no settings row is left for the dropped typed table');
+SELECT lives_ok('DROP TABLE tokens', 'superuser: DROP TABLE of a tracked table');
+SELECT is(pg_temp.ddl_events(), 12::bigint, 'recorded once, by the guard of the named table');
+
+-- a generated column computed from a redacted one is redacted (review item 10)
+SELECT lives_ok($$ALTER TABLE wallet ADD COLUMN pin_copy text GENERATED ALWAYS AS ('x' || pin_code) STORED$$,
+	'a generated column copying the redacted column can be added');
+INSERT INTO wallet (id, pin_code, state) VALUES (9, 'secret-pin-9', 'open');
+UPDATE wallet SET pin_code = 'secret-pin-10' WHERE id = 9;
+SELECT is((SELECT (new_values ->> 'pin_copy') || '/' || (old_values ->> 'pin_copy') FROM activity_monitor.activity
+		   WHERE table_name = 'public.wallet' AND action = 'update' ORDER BY id DESC LIMIT 1),
+	'[redacted]/[redacted]', 'the generated copy of a redacted column is masked');
+SELECT is(count(*), 0::bigint, 'no activity row holds the secret through the generated column')
+FROM activity_monitor.activity a WHERE a::text LIKE '%secret-pin-%';
 
 SELECT * FROM finish();
 ROLLBACK;
