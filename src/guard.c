@@ -73,6 +73,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/cmdtag.h"
@@ -872,20 +873,24 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 /*
  * CREATE [OR REPLACE] TRIGGER on a guarded table: OR REPLACE of a capture
  * trigger swaps its function or events (and leaves a trigger the guard no
- * longer knows as capture), and a trigger given a capture trigger's name
- * would be taken for one.  On a partitioned table the command reaches the
- * same-named trigger of every partition, a tracked one included.
+ * longer knows as capture), and another function's trigger given a capture
+ * trigger's name would be taken for one.  Creating a capture trigger that
+ * is not there (pg_restore does) switches nothing off.  On a partitioned
+ * table the command reaches the same-named trigger of every partition, a
+ * tracked one included.
  */
 static void
 guard_create_trigger(GuardState *gs, CreateTrigStmt *stmt)
 {
 	/* CREATE TRIGGER locks before its privilege check: so do we */
 	Oid			relid = lookup_rel_locked(stmt->relation, ShareRowExclusiveLock, false);
+	bool		runs_capture;
 	List	   *rels;
 	ListCell   *lc;
 
 	if (!OidIsValid(relid))
 		return;
+	runs_capture = LookupFuncName(stmt->funcname, 0, NULL, true) == gs->capture_fn;
 	rels = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE ?
 		find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
 	foreach(lc, rels)
@@ -897,7 +902,8 @@ guard_create_trigger(GuardState *gs, CreateTrigStmt *stmt)
 		if (!OidIsValid(root))
 			continue;
 		capture = is_capture_trigger(gs, r, stmt->trigname);
-		if (!is_capture_trigger_name(stmt->trigname) && !(stmt->replace && capture))
+		if (stmt->replace ? !capture && !is_capture_trigger_name(stmt->trigname) :
+			runs_capture || !is_capture_trigger_name(stmt->trigname))
 			continue;
 		if (in_track(gs, root))
 			continue;
