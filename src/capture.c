@@ -23,6 +23,7 @@
 #include "activity_monitor.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/partition.h"
 #include "catalog/pg_index.h"
@@ -32,6 +33,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -187,6 +189,36 @@ load_settings(Oid rootid, Datum *values, bool *nulls, MemoryContext cxt)
 	return found;
 }
 
+/*
+ * A generated column computed from a redacted column holds the secret too
+ * (GENERATED ALWAYS AS (password_hash) STORED): redact it.  Generated
+ * columns cannot use one another, so one pass does.
+ */
+static void
+redact_generated(CaptureTable *ct, TupleDesc desc)
+{
+	if (desc->constr == NULL)
+		return;
+	for (int i = 0; i < desc->constr->num_defval; i++)
+	{
+		AttrDefault *def = &desc->constr->defval[i];
+		CaptureColumn *col = &ct->cols[def->adnum - 1];
+		Bitmapset  *used = NULL;
+		int			k = -1;
+
+		if (!TupleDescAttr(desc, def->adnum - 1)->attgenerated || col->skip || col->redact)
+			continue;
+		pull_varattnos(stringToNode(def->adbin), 1, &used);
+		while ((k = bms_next_member(used, k)) >= 0)
+		{
+			AttrNumber	a = k + FirstLowInvalidHeapAttributeNumber;
+
+			if (a > 0 && a <= desc->natts && ct->cols[a - 1].redact)
+				col->redact = true;
+		}
+	}
+}
+
 /* Build the metadata of relation rel into ct (already keyed). */
 static void
 build_table(CaptureTable *ct, Relation rel)
@@ -257,6 +289,8 @@ build_table(CaptureTable *ct, Relation rel)
 		if (status && strcmp(status, col->name) == 0)
 			ct->status_att = att->attnum;
 	}
+	if (have)
+		redact_generated(ct, desc);
 
 	ct->nkeys = 0;
 	pkoid = RelationGetPrimaryKeyIndex(rel);

@@ -63,14 +63,19 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "commands/tablecmds.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/cmdtag.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -78,12 +83,14 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_guard_ddl);
+PG_FUNCTION_INFO_V1(activity_monitor_guard_sql_drop);
 
 /* Attribute numbers of activity_monitor.tracked (as in capture.c). */
 #define Anum_tracked_tbl 1
@@ -105,6 +112,7 @@ typedef struct GuardState
 	Oid			capture_fn;		/* activity_monitor.capture() */
 	bool		checked_role;	/* allowed computed */
 	bool		allowed;
+	bool		at_start;		/* ddl_command_start (else sql_drop) */
 } GuardState;
 
 /* The settings of one tracked table, as the guard needs them. */
@@ -260,6 +268,26 @@ is_capture_trigger(GuardState *gs, Oid relid, const char *name)
 	return result;
 }
 
+/* Is name one track() gives the capture triggers? */
+static bool
+is_capture_trigger_name(const char *name)
+{
+	return strcmp(name, "activity_monitor_capture") == 0 ||
+		strcmp(name, "activity_monitor_truncate") == 0;
+}
+
+/*
+ * Is this track() itself replacing the triggers of root: run as the
+ * extension's owner in a SECURITY DEFINER function, in the transaction that
+ * wrote root's settings row?  Not a change of capture.
+ */
+static bool
+in_track(GuardState *gs, Oid root)
+{
+	return InLocalUserIdChange() && GetUserId() == gs->extowner &&
+		read_tracked(root).written_here;
+}
+
 /* May the role running the command change capture? */
 static bool
 role_allowed(GuardState *gs)
@@ -306,7 +334,7 @@ push_pair(JsonbParseState **state, const char *key, const char *value)
  * statements, and values of redacted columns with them.
  */
 static void
-record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
+record_ddl(GuardState *gs, const char *rootname, const char *relname, const char *what)
 {
 	Datum		values[AC_NUM_COLUMNS];
 	bool		nulls[AC_NUM_COLUMNS];
@@ -317,7 +345,7 @@ record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_pair(&state, "command", GetCommandTagName(gs->trigdata->tag));
 	push_pair(&state, "operation", what);
-	push_pair(&state, "relation", OidIsValid(relid) ? qualified_name(relid) : NULL);
+	push_pair(&state, "relation", relname);
 	push_pair(&state, "role", GetUserNameFromId(GetUserId(), false));
 	push_pair(&state, "session_user", GetUserNameFromId(GetSessionUserId(), false));
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
@@ -330,7 +358,7 @@ record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
 	nulls[AC_KIND] = false;
 	values[AC_ACTION] = CStringGetTextDatum("ddl");
 	nulls[AC_ACTION] = false;
-	values[AC_TABLE_NAME] = CStringGetTextDatum(qualified_name(root));
+	values[AC_TABLE_NAME] = CStringGetTextDatum(rootname);
 	nulls[AC_TABLE_NAME] = false;
 	values[AC_CRITICAL] = BoolGetDatum(true);
 	nulls[AC_CRITICAL] = false;
@@ -341,21 +369,46 @@ record_ddl(GuardState *gs, Oid root, Oid relid, const char *what)
 }
 
 /*
- * One guarded operation on relation relid of tracked table root: refuse it
- * for a role without the privilege, record it otherwise.
+ * One guarded operation on relation relname of tracked table rootname:
+ * refuse it for a role without the privilege, record it otherwise.
  */
 static void
-guard(GuardState *gs, Oid root, Oid relid, const char *what)
+guard_names(GuardState *gs, const char *rootname, const char *relname, const char *what)
 {
 	if (!role_allowed(gs))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s", what),
-				 errdetail("Table \"%s\" is tracked by activity_monitor: only a superuser or a member of %s may change its capture triggers, partitions, inheritance, name or the columns its settings name.",
-						   qualified_name(root), ADMIN_ROLE),
+				 errdetail("Table \"%s\" is tracked by activity_monitor: only a superuser or a member of %s may change its capture triggers, partitions, inheritance, name or columns.",
+						   rootname, ADMIN_ROLE),
 				 errhint("To stop tracking the table, a member of %s runs activity_monitor.untrack('%s') first, or asks one to make the change.",
-						 ADMIN_ROLE, qualified_name(root))));
-	record_ddl(gs, root, relid, what);
+						 ADMIN_ROLE, rootname)));
+	record_ddl(gs, rootname, relname, what);
+}
+
+/*
+ * The tracked tables the ddl_command_start guard has judged for the command
+ * being run (parsetree covered_key in local transaction covered_lxid): the
+ * sql_drop guard does not record them a second time.  Reset by every
+ * ddl_command_start, so a command in between only makes it record more.
+ */
+static List *covered_roots = NIL;
+static Node *covered_key = NULL;
+static LocalTransactionId covered_lxid = InvalidLocalTransactionId;
+
+/* guard_names for relation relid (may be InvalidOid) of tracked table root. */
+static void
+guard(GuardState *gs, Oid root, Oid relid, const char *what)
+{
+	guard_names(gs, qualified_name(root), OidIsValid(relid) ? qualified_name(relid) : NULL,
+				what);
+	if (gs->at_start)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		covered_roots = lappend_oid(covered_roots, root);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -415,11 +468,55 @@ update_settings(GuardState *gs, Oid root, const char *oldname, const char *newna
 	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
-/* relid of a RangeVar, InvalidOid if it does not exist (IF EXISTS, ...). */
-static Oid
-lookup_rel(RangeVar *rv)
+/*
+ * RangeVarGetRelidExtended callback of lookup_rel: before a relation is
+ * locked, the role must own it or its schema (every guarded command needs
+ * one of them, DROP TABLE the weaker), so that nobody can queue a strong
+ * lock on a table the command itself would refuse without waiting.  arg
+ * non-NULL: no check (CREATE TRIGGER locks before its privilege check too).
+ */
+static void
+lookup_rel_callback(const RangeVar *rv, Oid relid, Oid oldrelid, void *arg)
 {
-	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+	HeapTuple	tup;
+	Oid			nsp;
+	char		relkind;
+
+	if (arg != NULL || !OidIsValid(relid))
+		return;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return;					/* dropped concurrently: looked up again */
+	nsp = ((Form_pg_class) GETSTRUCT(tup))->relnamespace;
+	relkind = ((Form_pg_class) GETSTRUCT(tup))->relkind;
+	ReleaseSysCache(tup);
+	if (!pg_class_ownercheck(relid, GetUserId()) &&
+		!pg_namespace_ownercheck(nsp, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), rv->relname);
+}
+
+/*
+ * relid of a RangeVar, InvalidOid if it does not exist (IF EXISTS, ...),
+ * locked in lockmode: the mode the command itself takes on it next, so that
+ * the command finds the relation the guard checked (a lookup without a lock
+ * may name a table that a concurrent DROP or RENAME replaces while the
+ * command waits for its lock) and never upgrades a lock of ours.
+ */
+static Oid
+lookup_rel_locked(RangeVar *rv, LOCKMODE lockmode, bool check_owner)
+{
+	if (rv == NULL)
+		return InvalidOid;
+	return RangeVarGetRelidExtended(rv, lockmode, RVR_MISSING_OK,
+									lookup_rel_callback,
+									check_owner ? NULL : (void *) rv);
+}
+
+/* lookup_rel_locked for the commands that need the owner (most of them). */
+static Oid
+lookup_rel(RangeVar *rv, LOCKMODE lockmode)
+{
+	return lookup_rel_locked(rv, lockmode, true);
 }
 
 /* The capture trigger commands of ALTER TABLE, or NULL for another one. */
@@ -445,11 +542,96 @@ trigger_command_name(AlterTableType t)
 	}
 }
 
+/*
+ * The typed tables of composite type relation typrelid (CREATE TABLE ... OF
+ * its type) with their partitions: what ALTER TYPE ... CASCADE changes.
+ */
+static List *
+typed_tables(Oid typrelid)
+{
+	Oid			typoid = get_rel_type_id(typrelid);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	if (!OidIsValid(typoid))
+		return NIL;
+	rel = table_open(RelationRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_class_reloftype, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(typoid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while ((tup = systable_getnext(scan)) != NULL)
+		result = list_concat(result,
+							 find_all_inheritors(((Form_pg_class) GETSTRUCT(tup))->oid,
+												 NoLock, NULL));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * The tables whose column a column command on relid changes: the typed
+ * tables of a composite type (ALTER TYPE ... CASCADE), else the relation
+ * and, unless ONLY, its inheritance children and partitions.
+ */
+static List *
+column_targets(Oid relid, bool inh)
+{
+	if (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+		return typed_tables(relid);
+	return inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+}
+
+/*
+ * DROP COLUMN / ALTER COLUMN ... TYPE (of ALTER TABLE or ALTER TYPE) on a
+ * guarded table: either erases or rewrites every row's value without a row
+ * event (ALTER COLUMN ... TYPE ... USING can set any value), whether or not
+ * the settings name the column.  One guarded operation per tracked table;
+ * a dropped column the settings name leaves them.
+ */
+static void
+guard_column_change(GuardState *gs, Oid relid, bool inh, AlterTableCmd *cmd)
+{
+	bool		drop = (cmd->subtype == AT_DropColumn);
+	bool		of_type = (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE);
+	List	   *done = NIL;
+	ListCell   *lc;
+
+	foreach(lc, column_targets(relid, inh))
+	{
+		Oid			r = lfirst_oid(lc);
+		Oid			root = tracked_root(r);
+		TrackedRow	row;
+		bool		named;
+
+		if (!OidIsValid(root) || list_member_oid(done, root))
+			continue;
+		done = lappend_oid(done, root);
+		row = read_tracked(root);
+		named = setting_names_column(&row, cmd->name);
+		guard(gs, root, r,
+			  psprintf(drop ? "drop column \"%s\" of table \"%s\"%s" :
+					   "change the type of column \"%s\" of table \"%s\"%s",
+					   cmd->name, qualified_name(r),
+					   named ? ", named in its activity_monitor settings" : ""));
+
+		/*
+		 * The column leaves the relation itself and a typed table; an
+		 * inheritance child may keep a local one: its settings stay (a name
+		 * without a column is ignored by capture).
+		 */
+		if (drop && named && r == root && (r == relid || of_type))
+			update_settings(gs, root, cmd->name, NULL);
+	}
+}
+
 /* The guarded subcommands of an ALTER TABLE. */
 static void
 guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 {
-	Oid			relid = lookup_rel(stmt->relation);
+	Oid			relid = lookup_rel(stmt->relation, AlterTableGetLockLevel(stmt->cmds));
 	Oid			root = tracked_root(relid);
 	ListCell   *lc;
 
@@ -486,7 +668,8 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 				break;
 			case AT_AttachPartition:
 				{
-					Oid			part = lookup_rel(((PartitionCmd *) cmd->def)->name);
+					Oid			part = lookup_rel(((PartitionCmd *) cmd->def)->name,
+												  AccessExclusiveLock);
 
 					/* rows of the attached table would appear uncaptured */
 					if (OidIsValid(root))
@@ -500,7 +683,8 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 				}
 			case AT_AddInherit:
 				{
-					Oid			parent = lookup_rel((RangeVar *) cmd->def);
+					Oid			parent = lookup_rel((RangeVar *) cmd->def,
+													ShareUpdateExclusiveLock);
 
 					/* a child's column renames follow its parent's */
 					if (OidIsValid(root))
@@ -514,19 +698,8 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 					break;
 				}
 			case AT_DropColumn:
-				/* a partition's columns are its root's: PostgreSQL refuses */
-				if (OidIsValid(root) && root == relid)
-				{
-					TrackedRow	row = read_tracked(root);
-
-					if (setting_names_column(&row, cmd->name))
-					{
-						guard(gs, root, relid,
-							  psprintf("drop column \"%s\" of table \"%s\", named in its activity_monitor settings",
-									   cmd->name, qualified_name(relid)));
-						update_settings(gs, root, cmd->name, NULL);
-					}
-				}
+			case AT_AlterColumnType:
+				guard_column_change(gs, relid, stmt->relation->inh, cmd);
 				break;
 			default:
 				break;
@@ -541,14 +714,13 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 static void
 guard_rename_column(GuardState *gs, RenameStmt *stmt)
 {
-	Oid			relid = lookup_rel(stmt->relation);
+	Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 	List	   *rels;
 	ListCell   *lc;
 
 	if (!OidIsValid(relid))
 		return;
-	rels = stmt->relation->inh ? find_all_inheritors(relid, NoLock, NULL) :
-		list_make1_oid(relid);
+	rels = column_targets(relid, stmt->relation->inh);
 	foreach(lc, rels)
 	{
 		Oid			r = lfirst_oid(lc);
@@ -635,7 +807,8 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 			case OBJECT_TABLE:
 			case OBJECT_FOREIGN_TABLE:
 				{
-					Oid			relid = lookup_rel(makeRangeVarFromNameList(lfirst(lc)));
+					Oid			relid = lookup_rel(makeRangeVarFromNameList(lfirst(lc)),
+												   AccessExclusiveLock);
 					Oid			root = tracked_root(relid);
 					ListCell   *lc2;
 
@@ -667,20 +840,15 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 					List	   *names = lfirst(lc);
 					const char *trig = strVal(llast(names));
 					Oid			relid = lookup_rel(makeRangeVarFromNameList(list_truncate(list_copy(names),
-																						  list_length(names) - 1)));
+																						  list_length(names) - 1)),
+												   AccessExclusiveLock);
 					Oid			root = tracked_root(relid);
 
 					if (!OidIsValid(root) || !is_capture_trigger(gs, relid, trig))
 						break;
 
-					/*
-					 * track() replaces the triggers of a table whose settings
-					 * it just wrote: running as the extension's owner in a
-					 * SECURITY DEFINER function, IF EXISTS, in the transaction
-					 * that wrote the settings row.  Not a change of capture.
-					 */
-					if (stmt->missing_ok && InLocalUserIdChange() &&
-						GetUserId() == gs->extowner && read_tracked(root).written_here)
+					/* track() replaces the triggers (IF EXISTS) */
+					if (stmt->missing_ok && in_track(gs, root))
 						break;
 					guard(gs, root, relid, psprintf("drop trigger \"%s\" of table \"%s\"",
 													trig,
@@ -702,6 +870,52 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 	}
 }
 
+/*
+ * CREATE [OR REPLACE] TRIGGER on a guarded table: OR REPLACE of a capture
+ * trigger swaps its function or events (and leaves a trigger the guard no
+ * longer knows as capture), and another function's trigger given a capture
+ * trigger's name would be taken for one.  Creating a capture trigger that
+ * is not there (pg_restore does) switches nothing off.  On a partitioned
+ * table the command reaches the same-named trigger of every partition, a
+ * tracked one included.
+ */
+static void
+guard_create_trigger(GuardState *gs, CreateTrigStmt *stmt)
+{
+	/* CREATE TRIGGER locks before its privilege check: so do we */
+	Oid			relid = lookup_rel_locked(stmt->relation, ShareRowExclusiveLock, false);
+	bool		runs_capture;
+	List	   *rels;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	runs_capture = LookupFuncName(stmt->funcname, 0, NULL, true) == gs->capture_fn;
+	rels = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE ?
+		find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+	foreach(lc, rels)
+	{
+		Oid			r = lfirst_oid(lc);
+		Oid			root = tracked_root(r);
+		bool		capture;
+
+		if (!OidIsValid(root))
+			continue;
+		capture = is_capture_trigger(gs, r, stmt->trigname);
+		if (stmt->replace ? !capture && !is_capture_trigger_name(stmt->trigname) :
+			runs_capture || !is_capture_trigger_name(stmt->trigname))
+			continue;
+		if (in_track(gs, root))
+			continue;
+		guard(gs, root, r,
+			  psprintf(stmt->replace && capture ?
+					   "replace trigger \"%s\" of table \"%s\"" :
+					   "create a trigger named \"%s\" on table \"%s\"",
+					   stmt->trigname, qualified_name(r)));
+		break;
+	}
+}
+
 /* The guarded forms of RENAME. */
 static void
 guard_rename(GuardState *gs, RenameStmt *stmt)
@@ -714,7 +928,7 @@ guard_rename(GuardState *gs, RenameStmt *stmt)
 			break;
 		case OBJECT_TRIGGER:
 			{
-				Oid			relid = lookup_rel(stmt->relation);
+				Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 				Oid			root = tracked_root(relid);
 
 				if (OidIsValid(root) && is_capture_trigger(gs, relid, stmt->subname))
@@ -731,7 +945,9 @@ guard_rename(GuardState *gs, RenameStmt *stmt)
 		case OBJECT_FOREIGN_TABLE:
 			{
 				/* a same-named table would take its writes, uncaptured */
-				Oid			relid = lookup_rel(stmt->relation);
+				Oid			relid = lookup_rel(stmt->relation,
+											   stmt->renameType == OBJECT_INDEX ?
+											   ShareUpdateExclusiveLock : AccessExclusiveLock);
 
 				if (OidIsValid(relid) && read_tracked(relid).found)
 					guard(gs, relid, relid, psprintf("rename tracked table \"%s\"",
@@ -753,6 +969,163 @@ guard_rename(GuardState *gs, RenameStmt *stmt)
 }
 
 /*
+ * The extension's facts for a guard run; false when there is nothing to
+ * guard: no extension, the extension's own scripts, a binary upgrade
+ * (it restores as it was).
+ */
+static bool
+guard_setup(GuardState *gs)
+{
+	Oid			schema;
+
+	gs->extoid = get_extension_oid("activity_monitor", true);
+	if (!OidIsValid(gs->extoid) || IsBinaryUpgrade ||
+		(creating_extension && CurrentExtensionObject == gs->extoid))
+		return false;
+	extension_facts(gs->extoid, &gs->extowner, &schema);
+	gs->capture_fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+									 CStringGetDatum("capture"),
+									 PointerGetDatum(buildoidvector(NULL, 0)),
+									 ObjectIdGetDatum(schema));
+	return true;
+}
+
+/* A relation or column the command dropped (pg_event_trigger_dropped_objects). */
+typedef struct DroppedRel
+{
+	Oid			relid;
+	int32		attnum;			/* 0: the relation itself */
+	char	   *schema;
+	char	   *relname;
+	char	   *attname;
+} DroppedRel;
+
+/* The relations and columns the sql_drop event's command dropped. */
+static List *
+dropped_relations(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *result = NIL;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute("SELECT d.objid, d.objsubid, d.address_names "
+					 "FROM pg_catalog.pg_event_trigger_dropped_objects() d "
+					 "WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the dropped objects: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		names = SPI_getbinval(tup, desc, 3, &isnull);
+		Datum	   *elems = NULL;
+		bool	   *enulls = NULL;
+		int			nelems = 0;
+		MemoryContext old;
+		DroppedRel *d;
+
+		if (!isnull)
+			deconstruct_array(DatumGetArrayTypeP(names), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &enulls, &nelems);
+		old = MemoryContextSwitchTo(cxt);
+		d = palloc0(sizeof(DroppedRel));
+		d->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		d->attnum = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		if (nelems >= 2 && !enulls[0] && !enulls[1])
+		{
+			d->schema = TextDatumGetCString(elems[0]);
+			d->relname = TextDatumGetCString(elems[1]);
+		}
+		if (nelems >= 3 && !enulls[2])
+			d->attname = TextDatumGetCString(elems[2]);
+		result = lappend(result, d);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * activity_monitor._guard_sql_drop(): the sql_drop event trigger, the
+ * guard's backstop for what a command drops beyond what it names: DROP
+ * TYPE / DOMAIN / FUNCTION / EXTENSION ... CASCADE can drop a tracked table
+ * (a typed table) or a column of one (of the type or domain, a generated
+ * column using the function).  Each tracked table reached, unless the
+ * ddl_command_start guard already judged it for this command, is one
+ * guarded operation: the drop is rolled back for a role without the
+ * privilege, recorded otherwise; a dropped column leaves the settings.  It
+ * fires before activity_monitor_sql_drop (name order), which forgets the
+ * settings of dropped tables.
+ */
+Datum
+activity_monitor_guard_sql_drop(PG_FUNCTION_ARGS)
+{
+	GuardState	gs = {0};
+	bool		same_command;
+	List	   *dropped;
+	List	   *done = NIL;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("activity_monitor._guard_sql_drop() must be called as an event trigger")));
+	gs.trigdata = (EventTriggerData *) fcinfo->context;
+	if (!guard_setup(&gs))
+		PG_RETURN_VOID();
+	same_command = covered_key == gs.trigdata->parsetree && covered_lxid == MyProc->lxid;
+	if (same_command)
+		done = list_copy(covered_roots);
+
+	dropped = dropped_relations();
+	foreach(lc, dropped)
+	{
+		DroppedRel *d = lfirst(lc);
+		bool		table_dropped = false;
+		Oid			root;
+		ListCell   *lc2;
+
+		if (d->relname == NULL)
+			continue;
+		if (d->attnum == 0)
+		{
+			/* a tracked table dropped (its partitions: the root's drop) */
+			if (list_member_oid(done, d->relid) || !read_tracked(d->relid).found)
+				continue;
+			done = lappend_oid(done, d->relid);
+			guard_names(&gs, quote_qualified_identifier(d->schema, d->relname), NULL,
+						psprintf("drop tracked table \"%s\"",
+								 quote_qualified_identifier(d->schema, d->relname)));
+			continue;
+		}
+		/* a column of a table dropped with it is the table's drop */
+		foreach(lc2, dropped)
+		{
+			DroppedRel *t = lfirst(lc2);
+
+			if (t->relid == d->relid && t->attnum == 0)
+				table_dropped = true;
+		}
+		if (table_dropped)
+			continue;
+		root = tracked_root(d->relid);
+		if (!OidIsValid(root) || list_member_oid(done, root))
+			continue;
+		done = lappend_oid(done, root);
+		guard_names(&gs, qualified_name(root), qualified_name(d->relid),
+					psprintf("drop column \"%s\" of table \"%s\"",
+							 d->attname ? d->attname : "?", qualified_name(d->relid)));
+		if (d->attname && root == d->relid)
+			update_settings(&gs, root, d->attname, NULL);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
  * activity_monitor._guard_ddl(): the ddl_command_start event trigger (see
  * the file header).
  */
@@ -761,14 +1134,17 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 {
 	GuardState	gs = {0};
 	Node	   *parsetree;
-	Oid			schema;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("activity_monitor._guard_ddl() must be called as an event trigger")));
 	gs.trigdata = (EventTriggerData *) fcinfo->context;
+	gs.at_start = true;
 	parsetree = gs.trigdata->parsetree;
+	covered_roots = NIL;
+	covered_key = parsetree;
+	covered_lxid = MyProc->lxid;
 
 	/* only the statements that can reach a tracked table go further */
 	switch (nodeTag(parsetree))
@@ -781,20 +1157,13 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		case T_DropOwnedStmt:
 		case T_CreateStmt:
 		case T_AlterExtensionContentsStmt:
+		case T_CreateTrigStmt:
 			break;
 		default:
 			PG_RETURN_VOID();
 	}
-	gs.extoid = get_extension_oid("activity_monitor", true);
-	/* the extension's own scripts; a binary upgrade restores as it was */
-	if (!OidIsValid(gs.extoid) || IsBinaryUpgrade ||
-		(creating_extension && CurrentExtensionObject == gs.extoid))
+	if (!guard_setup(&gs))
 		PG_RETURN_VOID();
-	extension_facts(gs.extoid, &gs.extowner, &schema);
-	gs.capture_fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
-									CStringGetDatum("capture"),
-									PointerGetDatum(buildoidvector(NULL, 0)),
-									ObjectIdGetDatum(schema));
 
 	switch (nodeTag(parsetree))
 	{
@@ -807,7 +1176,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		case T_AlterObjectSchemaStmt:
 			{
 				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
-				Oid			relid = stmt->relation ? lookup_rel(stmt->relation) : InvalidOid;
+				Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 
 				/* a same-named table would take its writes, uncaptured */
 				if (OidIsValid(relid) && read_tracked(relid).found)
@@ -827,7 +1196,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 					break;
 				trig = IsA(stmt->object, List) ? strVal(llast((List *) stmt->object)) :
 					strVal(stmt->object);
-				relid = lookup_rel(stmt->relation);
+				relid = lookup_rel(stmt->relation, AccessExclusiveLock);
 				root = tracked_root(relid);
 				/* dropping that extension would drop the trigger with it */
 				if (OidIsValid(root) && is_capture_trigger(&gs, relid, trig))
@@ -838,6 +1207,9 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 			}
 		case T_DropStmt:
 			guard_drop(&gs, (DropStmt *) parsetree);
+			break;
+		case T_CreateTrigStmt:
+			guard_create_trigger(&gs, (CreateTrigStmt *) parsetree);
 			break;
 		case T_DropOwnedStmt:
 			{
@@ -863,7 +1235,8 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 
 				if (stmt->action <= 0 || stmt->objtype != OBJECT_TABLE)
 					break;
-				relid = lookup_rel(makeRangeVarFromNameList((List *) stmt->object));
+				relid = lookup_rel(makeRangeVarFromNameList((List *) stmt->object),
+								   ShareUpdateExclusiveLock);
 				root = tracked_root(relid);
 				/* DROP EXTENSION would then drop the table with it */
 				if (OidIsValid(root))
@@ -882,7 +1255,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 					break;
 				foreach(lc, stmt->inhRelations)
 				{
-					Oid			parent = lookup_rel(lfirst(lc));
+					Oid			parent = lookup_rel(lfirst(lc), ShareUpdateExclusiveLock);
 					Oid			root = tracked_root(parent);
 
 					/* UPDATE of the parent would change the child's rows uncaptured */

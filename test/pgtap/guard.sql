@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(75);
+SELECT plan(103);
 SET LOCAL client_min_messages = warning;
 
 -- Test roles are cluster-wide; the transaction rolls them back.
@@ -94,6 +94,23 @@ SELECT throws_ok('ALTER TRIGGER activity_monitor_capture ON wallet RENAME TO qui
 	'owner: ALTER TRIGGER ... RENAME is refused');
 SELECT throws_ok('ALTER TRIGGER activity_monitor_capture ON wallet DEPENDS ON EXTENSION plpgsql', '42501', NULL,
 	'owner: ALTER TRIGGER ... DEPENDS ON EXTENSION is refused (dropping the extension would drop the trigger)');
+-- replacing a capture trigger by CREATE OR REPLACE TRIGGER (review item 1)
+CREATE FUNCTION g_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON wallet
+	FOR EACH ROW EXECUTE FUNCTION g_noop()', '42501',
+	'permission denied to replace trigger "activity_monitor_capture" of table "public.wallet"',
+	'owner: CREATE OR REPLACE TRIGGER of the capture trigger is refused');
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_capture AFTER INSERT ON wallet
+	FOR EACH ROW EXECUTE FUNCTION activity_monitor.capture()', '42501', NULL,
+	'owner: CREATE OR REPLACE TRIGGER changing the capture trigger''s events is refused');
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON games
+	FOR EACH ROW EXECUTE FUNCTION g_noop()', '42501', NULL,
+	'owner: CREATE OR REPLACE TRIGGER on a tracked partitioned table is refused');
+SELECT throws_ok('CREATE OR REPLACE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON games_1
+	FOR EACH STATEMENT EXECUTE FUNCTION g_noop()', '42501', NULL,
+	'owner: CREATE OR REPLACE TRIGGER of a partition''s TRUNCATE trigger is refused');
+SELECT lives_ok('CREATE TRIGGER g_own_trigger AFTER UPDATE ON wallet FOR EACH ROW EXECUTE FUNCTION g_noop()',
+	'owner: a trigger of another name is the owner''s business');
 UPDATE wallet SET balance = 2 WHERE id = 1;
 
 -- columns the settings name
@@ -110,6 +127,18 @@ SELECT throws_ok('ALTER TABLE wallet DROP COLUMN balance', '42501', NULL,
 	'owner: DROP COLUMN of a critical column is refused');
 SELECT throws_ok('ALTER TABLE wallet DROP COLUMN IF EXISTS status', '42501', NULL,
 	'owner: DROP COLUMN IF EXISTS of the status column is refused');
+-- rewriting or erasing every row's value (review item 2)
+SELECT throws_ok('ALTER TABLE wallet ALTER COLUMN balance TYPE numeric USING balance + 5000', '42501',
+	'permission denied to change the type of column "balance" of table "public.wallet", named in its activity_monitor settings',
+	'owner: ALTER COLUMN ... TYPE ... USING of a critical column is refused');
+SELECT throws_ok($$ALTER TABLE wallet ALTER COLUMN note TYPE varchar USING 'rewritten'$$, '42501',
+	'permission denied to change the type of column "note" of table "public.wallet"',
+	'owner: ALTER COLUMN ... TYPE of any column is refused');
+SELECT throws_ok('ALTER TABLE wallet DROP COLUMN note', '42501',
+	'permission denied to drop column "note" of table "public.wallet"',
+	'owner: DROP COLUMN of any column is refused');
+SELECT throws_ok('ALTER TABLE games ALTER COLUMN v TYPE varchar', '42501', NULL,
+	'owner: ALTER COLUMN ... TYPE of a partitioned tracked table is refused');
 SELECT lives_ok('ALTER TABLE wallet RENAME COLUMN note TO remark',
 	'owner: RENAME COLUMN of a column no setting names is allowed');
 SELECT lives_ok('ALTER TABLE wallet ADD COLUMN extra int',
@@ -162,6 +191,11 @@ SELECT results_eq('SELECT * FROM activity_monitor.tracked ORDER BY tbl::text',
 	'SELECT * FROM tracked_before ORDER BY tbl::text', 'and every setting is unchanged');
 SELECT is(pg_temp.updates('public.wallet'), 2::bigint, 'owner: both balance changes were captured');
 SELECT is(pg_temp.updates('public.games'), 2::bigint, 'owner: the writes to both partitions were captured');
+SELECT results_eq($$SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_attribute
+				   WHERE attrelid = 'wallet'::regclass AND attname IN ('balance', 'remark') ORDER BY attname$$,
+	$$VALUES ('numeric'), ('text')$$, 'the owner changed no column type');
+SELECT is((SELECT count(*) FROM wallet WHERE balance > 5000 OR remark = 'rewritten'), 0::bigint,
+	'and rewrote no value');
 SELECT is(pg_temp.ddl_events(), 0::bigint, 'nothing refused was recorded as done');
 SELECT is(count(*), 1::bigint, 'games_2 is still a partition of games')
 FROM pg_inherits WHERE inhrelid = 'games_2'::regclass AND inhparent = 'games'::regclass;
@@ -278,6 +312,63 @@ SET ROLE am_g_owner;
 SELECT lives_ok('DROP TABLE games_2', 'a detached partition is no longer guarded');
 RESET ROLE;
 SELECT is(pg_temp.ddl_events(), 9::bigint, 'superuser: the detach is recorded');
+
+-- ---------------------------------------------------------------------------
+-- Typed tables and drops by CASCADE (review item 6)
+-- ---------------------------------------------------------------------------
+CREATE TYPE g_acct_t AS (id int, pwh text, note text);
+ALTER TYPE g_acct_t OWNER TO am_g_owner;
+CREATE TABLE g_typed OF g_acct_t (PRIMARY KEY (id));
+ALTER TABLE g_typed OWNER TO am_g_owner;
+SELECT activity_monitor.track('g_typed', 'login', redact_columns => '{pwh}');
+CREATE DOMAIN g_dom AS text;
+ALTER DOMAIN g_dom OWNER TO am_g_owner;
+ALTER TABLE tokens ADD COLUMN d g_dom;
+SET ROLE am_g_owner;
+SELECT throws_ok('ALTER TYPE g_acct_t RENAME ATTRIBUTE pwh TO p CASCADE', '42501',
+	'permission denied to rename column "pwh" of table "public.g_typed", named in its activity_monitor settings',
+	'type owner: RENAME ATTRIBUTE ... CASCADE of a redacted column of a tracked typed table is refused');
+SELECT throws_ok('ALTER TYPE g_acct_t DROP ATTRIBUTE note CASCADE', '42501',
+	'permission denied to drop column "note" of table "public.g_typed"',
+	'type owner: DROP ATTRIBUTE ... CASCADE reaching a tracked typed table is refused');
+SELECT throws_ok('ALTER TYPE g_acct_t ALTER ATTRIBUTE note TYPE varchar CASCADE', '42501', NULL,
+	'type owner: ALTER ATTRIBUTE ... TYPE ... CASCADE reaching a tracked typed table is refused');
+SELECT throws_ok('DROP TYPE g_acct_t CASCADE', '42501',
+	'permission denied to drop tracked table "public.g_typed"',
+	'type owner: DROP TYPE ... CASCADE dropping a tracked typed table is refused');
+SELECT throws_ok('DROP DOMAIN g_dom CASCADE', '42501',
+	'permission denied to drop column "d" of table "public.tokens"',
+	'domain owner: DROP DOMAIN ... CASCADE dropping a column of a tracked table (not even its own) is refused');
+RESET ROLE;
+SELECT results_eq($$SELECT attname::text COLLATE "default" FROM pg_attribute WHERE attrelid = 'g_typed'::regclass AND attnum > 0
+				   ORDER BY attnum$$, $$VALUES ('id'), ('pwh'), ('note')$$,
+	'the typed table keeps its columns and names');
+SELECT is((SELECT redact_columns FROM activity_monitor.tracked WHERE tbl = 'g_typed'::regclass),
+	'{pwh}'::name[], 'and its settings');
+SELECT is(pg_temp.ddl_events(), 9::bigint, 'nothing refused was recorded');
+SELECT lives_ok('DROP DOMAIN g_dom CASCADE', 'superuser: DROP DOMAIN ... CASCADE is allowed');
+SELECT lives_ok('DROP TYPE g_acct_t CASCADE', 'superuser: DROP TYPE ... CASCADE is allowed');
+SELECT results_eq(
+	$$SELECT table_name, new_values ->> 'command', new_values ->> 'operation'
+	  FROM activity_monitor.activity WHERE action = 'ddl' AND critical ORDER BY id DESC LIMIT 2$$,
+	$$VALUES ('public.g_typed', 'DROP TYPE', 'drop tracked table "public.g_typed"'),
+			 ('public.tokens', 'DROP DOMAIN', 'drop column "d" of table "public.tokens"')$$,
+	'superuser: both drops are recorded as critical events');
+SELECT is((SELECT count(*) FROM activity_monitor.tracked WHERE tbl::oid NOT IN (SELECT oid FROM pg_class)),
+	0::bigint, 'no settings row is left for the dropped typed table');
+SELECT lives_ok('DROP TABLE tokens', 'superuser: DROP TABLE of a tracked table');
+SELECT is(pg_temp.ddl_events(), 12::bigint, 'recorded once, by the guard of the named table');
+
+-- a generated column computed from a redacted one is redacted (review item 10)
+SELECT lives_ok($$ALTER TABLE wallet ADD COLUMN pin_copy text GENERATED ALWAYS AS ('x' || pin_code) STORED$$,
+	'a generated column copying the redacted column can be added');
+INSERT INTO wallet (id, pin_code, state) VALUES (9, 'secret-pin-9', 'open');
+UPDATE wallet SET pin_code = 'secret-pin-10' WHERE id = 9;
+SELECT is((SELECT (new_values ->> 'pin_copy') || '/' || (old_values ->> 'pin_copy') FROM activity_monitor.activity
+		   WHERE table_name = 'public.wallet' AND action = 'update' ORDER BY id DESC LIMIT 1),
+	'[redacted]/[redacted]', 'the generated copy of a redacted column is masked');
+SELECT is(count(*), 0::bigint, 'no activity row holds the secret through the generated column')
+FROM activity_monitor.activity a WHERE a::text LIKE '%secret-pin-%';
 
 SELECT * FROM finish();
 ROLLBACK;
