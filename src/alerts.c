@@ -126,6 +126,7 @@ static uint64 key_seed = 0;
 
 /* The engine's statements, prepared once per backend (run_saved). */
 static SPIPlanPtr plan_rules,
+			plan_lock,
 			plan_state,
 			plan_batch,
 			plan_rebuild,
@@ -927,10 +928,23 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 				 errmsg("max_events must be positive")));
 
 	SPI_connect();
+
+	/*
+	 * Lock alert_state first, then read it and take the batch snapshot in a
+	 * statement of its own: a snapshot taken before waiting for another
+	 * caller's lock would be older than the last_snapshot that caller
+	 * commits, and storing it would move last_snapshot backwards (the events
+	 * in between processed twice).  (In a repeatable read transaction the
+	 * lock fails instead when another caller got there first.)
+	 */
+	rc = run_saved(&plan_lock, "SELECT 1 FROM activity_monitor.alert_state FOR UPDATE",
+				   0, NULL, NULL, NULL);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	rc = run_saved(&plan_state, "SELECT last_snapshot::text, since, batch_snapshot::text, "
 				   "coalesce(batch_last_id, 0), events_processed, "
 				   "pg_catalog.txid_current_snapshot()::text "
-				   "FROM activity_monitor.alert_state FOR UPDATE", 0, NULL, NULL, NULL);
+				   "FROM activity_monitor.alert_state", 0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	st = SPI_copytuple(SPI_tuptable->vals[0]);
