@@ -90,7 +90,11 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  * DATABASE, stop that database's worker, which would block the drop; this
  * hook runs before the drop's own permission checks, so only for a role
  * that may drop it, and if the drop fails all the same (other sessions
- * connected, ...) a new worker is started.
+ * connected, ...) a new worker is started.  After COMMIT PREPARED, wake the
+ * worker when this transaction commits: the prepared transaction may hold
+ * matched events, and the backend that captured them prepared it, which
+ * does not wake the worker (whether it holds any is not known here: at
+ * worst the worker runs one round for nothing).
  */
 static void
 am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -111,6 +115,9 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	if (!OidIsValid(dboid))
 	{
 		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		if (IsA(pstmt->utilityStmt, TransactionStmt) &&
+			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+			am_wake_at_commit();
 		return;
 	}
 	PG_TRY();
