@@ -90,7 +90,12 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  * DATABASE, stop that database's worker, which would block the drop; this
  * hook runs before the drop's own permission checks, so only for a role
  * that may drop it, and if the drop fails all the same (other sessions
- * connected, ...) a new worker is started.
+ * connected, ...) a new worker is started.  It also marks the database as
+ * dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
+ * worker when this transaction commits: the prepared transaction may hold
+ * matched events, and the backend that captured them prepared it, which
+ * does not wake the worker (whether it holds any is not known here: at
+ * worst the worker runs one round for nothing).
  */
 static void
 am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -104,13 +109,21 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	{
 		dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
 		if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
-			!pg_database_ownercheck(dboid, GetUserId()) ||
-			!am_worker_stop_for_database(dboid))
+			!pg_database_ownercheck(dboid, GetUserId()))
 			dboid = InvalidOid;
+		else
+		{
+			/* a worker waiting to be restarted must not come back */
+			am_wake_set_dropped(dboid, true);
+			(void) am_worker_stop_for_database(dboid);
+		}
 	}
 	if (!OidIsValid(dboid))
 	{
 		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		if (IsA(pstmt->utilityStmt, TransactionStmt) &&
+			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+			am_wake_at_commit();
 		return;
 	}
 	PG_TRY();
@@ -119,6 +132,7 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	}
 	PG_CATCH();
 	{
+		/* the database stays: it gets its worker back (if it has the extension) */
 		(void) am_register_db_worker(dboid);
 		PG_RE_THROW();
 	}

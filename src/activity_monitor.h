@@ -131,5 +131,7 @@ extern void am_wake_at_commit(void);
 extern int	am_wake_worker_pid(Oid dboid);
 extern int	am_wake_stop_worker(Oid dboid);
 extern bool am_wake_stop_requested(void);
+extern void am_wake_set_dropped(Oid dboid, bool dropped);
+extern bool am_wake_database_dropped(Oid dboid);
 
 #endif							/* ACTIVITY_MONITOR_H */

@@ -40,6 +40,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -80,7 +81,7 @@ typedef struct Entry
 	TimestampTz at;
 	int64		id;
 	Numeric		num;			/* sum: the measure (NULL: none) */
-	char	   *val;			/* distinct: the value's key (NULL: none) */
+	char	   *val;			/* distinct: its ValueCount's key (NULL: none) */
 } Entry;
 
 typedef struct Window
@@ -96,7 +97,11 @@ typedef struct Window
 	int64		distinct;
 } Window;
 
-/* distinct: how often a value occurs in a window (key: window key, value key) */
+/*
+ * distinct: how often a value occurs in a window.  The key is the window key
+ * and the value key, each in a field of its own of KEYLEN bytes padded with
+ * zeros (keys hold no zero byte): there is no separator a value could hold.
+ */
 typedef struct ValueCount
 {
 	char		key[2 * KEYLEN];
@@ -116,8 +121,12 @@ static TimestampTz engine_swept;
 static Rule *rules;
 static int	nrules;
 
+/* the seed of the hash of long keys (drawn at the engine's first reset) */
+static uint64 key_seed = 0;
+
 /* The engine's statements, prepared once per backend (run_saved). */
 static SPIPlanPtr plan_rules,
+			plan_lock,
 			plan_state,
 			plan_batch,
 			plan_rebuild,
@@ -131,7 +140,10 @@ static SPIPlanPtr plan_rules,
 /*
  * Key of a jsonb value for hashing: type-tagged text, prefixed with the rule
  * id when rule_id >= 0, cut and hashed if long.  Equal jsonb values (1 and
- * 1.0 among them) give equal keys.
+ * 1.0 among them) give equal keys.  A text of up to KEYLEN - 2 bytes is the
+ * key; a longer one becomes exactly KEYLEN - 1 bytes (its start, '#' and a
+ * hash seeded per backend), so that no short text can pose as the key of a
+ * long one.
  */
 static void
 value_key(int64 rule_id, JsonbValue *v, char *out)
@@ -162,13 +174,13 @@ value_key(int64 rule_id, JsonbValue *v, char *out)
 			break;
 	}
 	len = strlen(s);
-	if (len < KEYLEN)
+	if (len < KEYLEN - 1)
 		memcpy(out, s, len);
 	else
 	{
 		memcpy(out, s, KEYLEN - 18);
 		snprintf(out + KEYLEN - 18, 18, "#%016" INT64_MODIFIER "x",
-				 (uint64) hash_bytes_extended((unsigned char *) s, len, 0));
+				 (uint64) hash_bytes_extended((unsigned char *) s, len, key_seed));
 	}
 }
 
@@ -248,8 +260,13 @@ engine_reset(void)
 	HASHCTL		ctl;
 
 	if (engine_cxt == NULL)
+	{
 		engine_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor alert windows",
 										   ALLOCSET_DEFAULT_SIZES);
+		/* unknown to writers: they cannot make two long values collide */
+		if (!pg_strong_random(&key_seed, sizeof(key_seed)))
+			key_seed = (uint64) GetCurrentTimestamp() ^ (uint64) MyProcPid;
+	}
 	MemoryContextReset(engine_cxt);
 	ctl.keysize = KEYLEN;
 	ctl.entrysize = sizeof(Window);
@@ -259,7 +276,7 @@ engine_reset(void)
 	ctl.keysize = 2 * KEYLEN;
 	ctl.entrysize = sizeof(ValueCount);
 	value_counts = hash_create("activity_monitor distinct values", 1024, &ctl,
-							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	engine_snapshot = NULL;
 	engine_valid = false;
 	engine_swept = GetCurrentTimestamp();
@@ -290,7 +307,6 @@ window_evict(Window *w, TimestampTz cutoff)
 				hash_search(value_counts, e->val, HASH_REMOVE, NULL);
 				w->distinct--;
 			}
-			pfree(e->val);
 		}
 	}
 }
@@ -332,7 +348,9 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
 	{
 		value_key(-1, v, vkey);
-		snprintf(vcount_key, sizeof(vcount_key), "%s\x1f%s", key, vkey);
+		memset(vcount_key, 0, KEYLEN);
+		strlcpy(vcount_key, key, KEYLEN);
+		memcpy(vcount_key + KEYLEN, vkey, KEYLEN);
 		counted = true;
 	}
 
@@ -383,7 +401,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 			new_value = true;
 		}
 		vc->count++;
-		e.val = pstrdup(vcount_key);
+		e.val = vc->key;		/* entries of a hash table never move */
 	}
 
 	/* insert keeping (at, id) order: late events are rare, search from the end */
@@ -910,10 +928,23 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 				 errmsg("max_events must be positive")));
 
 	SPI_connect();
+
+	/*
+	 * Lock alert_state first, then read it and take the batch snapshot in a
+	 * statement of its own: a snapshot taken before waiting for another
+	 * caller's lock would be older than the last_snapshot that caller
+	 * commits, and storing it would move last_snapshot backwards (the events
+	 * in between processed twice).  (In a repeatable read transaction the
+	 * lock fails instead when another caller got there first.)
+	 */
+	rc = run_saved(&plan_lock, "SELECT 1 FROM activity_monitor.alert_state FOR UPDATE",
+				   0, NULL, NULL, NULL);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	rc = run_saved(&plan_state, "SELECT last_snapshot::text, since, batch_snapshot::text, "
 				   "coalesce(batch_last_id, 0), events_processed, "
 				   "pg_catalog.txid_current_snapshot()::text "
-				   "FROM activity_monitor.alert_state FOR UPDATE", 0, NULL, NULL, NULL);
+				   "FROM activity_monitor.alert_state", 0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	st = SPI_copytuple(SPI_tuptable->vals[0]);

@@ -28,6 +28,7 @@
 #include "storage/spin.h"
 
 #define AM_MAX_WORKERS 64
+#define AM_MAX_DROPPED 64
 
 typedef struct AmWorkerSlot
 {
@@ -40,6 +41,8 @@ typedef struct AmShared
 {
 	slock_t		mutex;
 	AmWorkerSlot slots[AM_MAX_WORKERS];
+	Oid			dropped[AM_MAX_DROPPED];	/* databases dropped: the latest */
+	int			next_dropped;
 } AmShared;
 
 static AmShared *shared = NULL;
@@ -70,6 +73,9 @@ wake_shmem_startup(void)
 		SpinLockInit(&shared->mutex);
 		for (int i = 0; i < AM_MAX_WORKERS; i++)
 			shared->slots[i].dboid = InvalidOid;
+		for (int i = 0; i < AM_MAX_DROPPED; i++)
+			shared->dropped[i] = InvalidOid;
+		shared->next_dropped = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -198,6 +204,48 @@ am_wake_stop_requested(void)
 			stop = shared->slots[i].stop;
 	SpinLockRelease(&shared->mutex);
 	return stop;
+}
+
+/*
+ * Note that database dboid is dropped (dropped true: from just before DROP
+ * DATABASE) or exists (false: the drop failed, or a worker is registered
+ * for it, which happens only for a database that exists).  A worker of a
+ * dropped database that the postmaster starts again (it had exited to be
+ * restarted, and was not running when the drop stopped workers) exits for
+ * good instead of failing to connect every restart delay.  The latest
+ * AM_MAX_DROPPED drops are remembered.
+ */
+void
+am_wake_set_dropped(Oid dboid, bool dropped)
+{
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_DROPPED; i++)
+		if (shared->dropped[i] == dboid)
+			shared->dropped[i] = InvalidOid;
+	if (dropped)
+	{
+		shared->dropped[shared->next_dropped] = dboid;
+		shared->next_dropped = (shared->next_dropped + 1) % AM_MAX_DROPPED;
+	}
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Was database dboid dropped (am_wake_set_dropped)? */
+bool
+am_wake_database_dropped(Oid dboid)
+{
+	bool		dropped = false;
+
+	if (shared == NULL)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_DROPPED; i++)
+		if (shared->dropped[i] == dboid)
+			dropped = true;
+	SpinLockRelease(&shared->mutex);
+	return dropped;
 }
 
 /* Called by capture: wake the worker when this transaction commits. */

@@ -180,6 +180,7 @@ am_register_db_worker(Oid dboid)
 	snprintf(w.bgw_type, BGW_MAXLEN, WORKER_TYPE);
 	w.bgw_main_arg = ObjectIdGetDatum(dboid);
 	w.bgw_notify_pid = 0;
+	am_wake_set_dropped(dboid, false);	/* it exists */
 	if (RegisterDynamicBackgroundWorker(&w, NULL))
 		return true;
 	ereport(WARNING,
@@ -552,6 +553,14 @@ activity_monitor_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
+	/* restarted after its database was dropped: connecting would fail forever */
+	if (am_wake_database_dropped(dboid))
+	{
+		ereport(LOG,
+				(errmsg("activity_monitor worker for database %u stops: the database was dropped",
+						dboid)));
+		proc_exit(0);
+	}
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pin_settings();
 	pgstat_report_appname(WORKER_TYPE);
