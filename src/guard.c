@@ -519,6 +519,29 @@ lookup_rel(RangeVar *rv, LOCKMODE lockmode)
 	return lookup_rel_locked(rv, lockmode, true);
 }
 
+/*
+ * lookup_rel for DROP TABLE: a partition's parent is locked first, in the
+ * order DROP itself locks them (RemoveRelations); locking the partition
+ * first would deadlock with a writer that holds the parent and routes a row
+ * into the partition.
+ */
+static Oid
+lookup_dropped_rel(RangeVar *rv)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+	/* (a role that may not drop it gets no lock on its parent) */
+	if (OidIsValid(relid) && get_rel_relispartition(relid) &&
+		pg_class_ownercheck(relid, GetUserId()))
+	{
+		Oid			parent = get_partition_parent(relid, true);
+
+		if (OidIsValid(parent))
+			LockRelationOid(parent, AccessExclusiveLock);
+	}
+	return lookup_rel(rv, AccessExclusiveLock);
+}
+
 /* The capture trigger commands of ALTER TABLE, or NULL for another one. */
 static const char *
 trigger_command_name(AlterTableType t)
@@ -807,8 +830,7 @@ guard_drop(GuardState *gs, DropStmt *stmt)
 			case OBJECT_TABLE:
 			case OBJECT_FOREIGN_TABLE:
 				{
-					Oid			relid = lookup_rel(makeRangeVarFromNameList(lfirst(lc)),
-												   AccessExclusiveLock);
+					Oid			relid = lookup_dropped_rel(makeRangeVarFromNameList(lfirst(lc)));
 					Oid			root = tracked_root(relid);
 					ListCell   *lc2;
 
