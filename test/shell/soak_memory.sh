@@ -9,9 +9,11 @@
 #    round is counted (a trigger on alert_state bumps a sequence) and the
 #    driver waits for it, so the rounds really happen.  The worker's memory
 #    is the "Grand total" that pg_log_backend_memory_contexts(pid) writes to
-#    the server log: after SOAK_ROUNDS more rounds it must be within 1 MB
-#    (and within SOAK_SLACK bytes: 10,000 rounds leaking 32 bytes each stay
-#    under 1 MB) of what it was after a warm-up.
+#    the server log: after SOAK_ROUNDS more rounds it must be within 1 MB of
+#    what it was after a warm-up, and its used bytes within SOAK_SLACK (256
+#    kB): 0.1.0 leaked 43 bytes a round, 430 kB in 10,000 rounds, under 1 MB;
+#    what comes and goes without a leak is about 150 kB (cached plans of the
+#    duties, the rollup's alone 130 kB, and the windows' arrays).
 # 2. One backend writes SOAK_ROWS (1 million) captured rows in one session,
 #    1,000 rows a statement, while rules are created and dropped (by itself
 #    and by another session): its memory (pg_backend_memory_contexts) must be
@@ -23,7 +25,7 @@ db=am_soak
 . "$AM_ROOT/test/lib/shell.sh"
 rounds=${SOAK_ROUNDS:-10000}
 rows=${SOAK_ROWS:-1000000}
-slack=${SOAK_SLACK:-131072}
+slack=${SOAK_SLACK:-262144}
 mb=1048576
 log=$AM_TMP/cluster/server.log
 work=$AM_TMP/soak
