@@ -253,6 +253,31 @@ num_int(int64 i)
 	return int64_to_numeric(i);
 }
 
+/*
+ * A copy of n in the engine's memory.  Only what a window keeps is
+ * allocated there, computed elsewhere (arithmetic leaves temporaries): the
+ * engine lives as long as the worker.
+ */
+static Numeric
+num_keep(Numeric n)
+{
+	MemoryContext old = MemoryContextSwitchTo(engine_cxt);
+	Numeric		copy = DatumGetNumeric(datumCopy(NumericGetDatum(n), false, -1));
+
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/* Make the window's total t (computed in the caller's memory). */
+static void
+window_set_total(Window *w, Numeric t)
+{
+	Numeric		keep = num_keep(t);
+
+	pfree(w->total);
+	w->total = keep;
+}
+
 /* Forget every window (the next call rebuilds them). */
 static void
 engine_reset(void)
@@ -292,10 +317,7 @@ window_evict(Window *w, TimestampTz cutoff)
 
 		if (e->num)
 		{
-			Numeric		t = num_add(w->total, e->num, true);
-
-			pfree(w->total);
-			w->total = t;
+			window_set_total(w, num_add(w->total, e->num, true));
 			pfree(e->num);
 		}
 		if (e->val)
@@ -330,7 +352,6 @@ static bool
 window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		   Window **wp, Numeric *val, Numeric *before)
 {
-	MemoryContext old;
 	Window	   *w;
 	bool		found;
 	TimestampTz cutoff;
@@ -355,14 +376,13 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	}
 
 	w = hash_search(windows, key, HASH_ENTER, &found);
-	old = MemoryContextSwitchTo(engine_cxt);
 	if (!found)
 	{
 		w->rule_id = r->id;
 		w->newest = at;
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
-		w->total = num_int(0);
+		w->total = num_keep(num_int(0));
 		w->distinct = 0;
 	}
 	*wp = w;
@@ -372,10 +392,7 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 													 TimestampTzGetDatum(w->newest),
 													 IntervalPGetDatum(r->within)));
 	if (at <= cutoff)
-	{
-		MemoryContextSwitchTo(old);
 		return false;
-	}
 
 	e.at = at;
 	e.id = id;
@@ -383,12 +400,8 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	e.val = NULL;
 	if (num)
 	{
-		Numeric		t;
-
-		e.num = DatumGetNumeric(datumCopy(NumericGetDatum(num), false, -1));
-		t = num_add(w->total, e.num, false);
-		pfree(w->total);
-		w->total = t;
+		e.num = num_keep(num);
+		window_set_total(w, num_add(w->total, e.num, false));
 	}
 	if (counted)
 	{
@@ -414,7 +427,8 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	if (w->n == w->cap)
 	{
 		w->cap = w->cap ? w->cap * 2 : 8;
-		w->ent = w->ent ? repalloc(w->ent, sizeof(Entry) * w->cap) : palloc(sizeof(Entry) * w->cap);
+		w->ent = w->ent ? repalloc(w->ent, sizeof(Entry) * w->cap) :
+			MemoryContextAlloc(engine_cxt, sizeof(Entry) * w->cap);
 	}
 	pos = w->n;
 	while (pos > w->head && (w->ent[pos - 1].at > at ||
@@ -427,7 +441,6 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	w->n++;
 
 	window_evict(w, cutoff);
-	MemoryContextSwitchTo(old);
 
 	switch (r->measure)
 	{
@@ -1069,6 +1082,9 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	/* what alert_state says once this commits; checked by the next call */
 	engine_processed = processed + events;
 	engine_last_id = more ? after_id : 0;
+	/* the previous one is freed: the worker calls this for ever */
+	if (engine_snapshot != NULL)
+		pfree(engine_snapshot);
 	engine_snapshot = MemoryContextStrdup(engine_cxt, more ? last : batch);
 	engine_valid = true;
 	SPI_finish();

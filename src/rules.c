@@ -6,9 +6,11 @@
  * The rules (activity_monitor.alert_rule) are loaded once per backend into
  * CacheMemoryContext and reloaded after any change to the table: its
  * statement trigger (_rules_changed) sends a relcache invalidation that
- * every backend receives at its next transaction.  A generation counter
- * tells capture.c when its per-table list of applicable rules (by kinds and
- * tables) is stale.  A table no rule applies to pays one integer compare.
+ * every backend receives at its next transaction.  A reload builds a new
+ * list and replaces the old one only once complete (an error while loading
+ * leaves the old list, invalid).  A generation counter tells capture.c when
+ * its per-table list of applicable rules (by kinds and tables) is stale.  A
+ * table no rule applies to pays one integer compare.
  *
  * Predicates run with jsonb_path_match_tz(..., silent => true): a missing
  * field or a type mismatch makes a rule not match (NULL, counted as an
@@ -124,11 +126,16 @@ static uint64 rules_gen = 0;
 static Oid	rules_relid = InvalidOid;
 static Datum empty_vars;
 
+static uint64 rules_invals = 0;	/* invalidations received */
+
 static void
 rules_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == rules_relid)
+	{
 		rules_valid = false;
+		rules_invals++;
+	}
 }
 
 /*
@@ -336,7 +343,15 @@ rule_needs_guard(AmRule *r)
 	return ps.guard;
 }
 
-/* Read every enabled rule into rules_cxt. */
+/*
+ * Read every enabled rule into a new context and make it the cache only
+ * once complete.  The load can fail (a lock wait cancelled, a statement
+ * timeout): the new context is then a child of the caller's, freed with
+ * it, and the old cache, its generation and the lists capture.c built from
+ * it stay as they were, marked invalid, so the next use loads again.  An
+ * invalidation that arrives while loading leaves the cache invalid: the
+ * caller loads once more.
+ */
 static void
 load_rules(void)
 {
@@ -346,6 +361,10 @@ load_rules(void)
 	Datum	   *v;
 	bool	   *n;
 	int			cap = 16;
+	MemoryContext new_cxt;
+	AmRule	   *new_rules;
+	int			new_nrules = 0;
+	uint64		invals;
 	static bool callback_done = false;
 
 	if (!callback_done)
@@ -357,15 +376,11 @@ load_rules(void)
 		MemoryContextSwitchTo(old);
 		callback_done = true;
 	}
-	if (rules_cxt == NULL)
-		rules_cxt = AllocSetContextCreate(CacheMemoryContext, "activity_monitor rules",
-										  ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(rules_cxt);
-	rules = MemoryContextAlloc(rules_cxt, sizeof(AmRule) * cap);
-	nrules = 0;
+	new_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor rules",
+									ALLOCSET_SMALL_SIZES);
+	new_rules = MemoryContextAlloc(new_cxt, sizeof(AmRule) * cap);
 
-	rules_valid = true;			/* an invalidation while loading resets it */
+	invals = rules_invals;
 	rules_relid = am_alert_rule_relid();
 	rel = table_open(rules_relid, AccessShareLock);
 	/* sized by the table: later versions add columns (0.2.0: full_payload) */
@@ -380,13 +395,13 @@ load_rules(void)
 		heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
 		if (!DatumGetBool(v[Anum_rule_enabled - 1]))
 			continue;
-		old = MemoryContextSwitchTo(rules_cxt);
-		if (nrules == cap)
+		old = MemoryContextSwitchTo(new_cxt);
+		if (new_nrules == cap)
 		{
 			cap *= 2;
-			rules = repalloc(rules, sizeof(AmRule) * cap);
+			new_rules = repalloc(new_rules, sizeof(AmRule) * cap);
 		}
-		r = &rules[nrules++];
+		r = &new_rules[new_nrules++];
 		memset(r, 0, sizeof(*r));
 		r->id = DatumGetInt64(v[Anum_rule_id - 1]);
 		snprintf(r->key, sizeof(r->key), INT64_FORMAT, r->id);
@@ -424,7 +439,16 @@ load_rules(void)
 	table_close(rel, AccessShareLock);
 	pfree(v);
 	pfree(n);
+
+	/* complete: the new rules replace the old ones */
+	MemoryContextSetParent(new_cxt, CacheMemoryContext);
+	if (rules_cxt != NULL)
+		MemoryContextDelete(rules_cxt);
+	rules_cxt = new_cxt;
+	rules = new_rules;
+	nrules = new_nrules;
 	rules_gen++;
+	rules_valid = rules_invals == invals;
 }
 
 /* The current rules generation, loading the rules if they changed. */
