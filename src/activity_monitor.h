@@ -124,6 +124,9 @@ extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
 								MemoryContext cxt);
 extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);
 
+/* subxact.c */
+extern bool am_subxact_try(void (*fn) (void *arg), void *arg, ErrorData **edata);
+
 /* wake.c */
 extern void am_wake_init(void);
 extern void am_wake_register_worker(void);

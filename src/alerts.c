@@ -704,6 +704,95 @@ record_event_error(int64 id, const char *message)
 					 1, &type, &arg, NULL);
 }
 
+/* fire()'s arguments, for am_subxact_try. */
+typedef struct FireCall
+{
+	Rule	   *r;
+	EventCtx   *ec;
+	char	   *group_key;
+	Numeric		val;
+	ArrayType  *ids;
+} FireCall;
+
+/* Insert the alert, cooldown permitting, and NOTIFY it (fire()'s work). */
+static void
+fire_call(void *arg)
+{
+	FireCall   *c = (FireCall *) arg;
+	Rule	   *r = c->r;
+	EventCtx   *ec = c->ec;
+	char	   *group_key = c->group_key;
+	Numeric		val = c->val;
+	ArrayType  *ids = c->ids;
+	Datum		args[16];
+	Oid			types[16] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID,
+		INT8OID, INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, INTERVALOID};
+	char		nulls[16];
+	int			rc;
+
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int64GetDatum(r->id);
+	args[1] = CStringGetTextDatum(r->name);
+	args[2] = CStringGetTextDatum(r->severity);
+	args[3] = CStringGetTextDatum(r->channel);
+	/* indexed (rule, key, time): a long key is cut, never the alert */
+	args[4] = group_key ? am_indexable_text(CStringGetTextDatum(group_key)) : (Datum) 0;
+	nulls[4] = group_key ? ' ' : 'n';
+	args[5] = NumericGetDatum(val);
+	args[6] = Int64GetDatum(ec->id);
+	args[7] = PointerGetDatum(ids);
+	/* occurred_at, kind, action, table_name, subject_id, actor_type, actor_id */
+	for (int c = 0; c < 7; c++)
+	{
+		bool		isnull;
+
+		args[8 + c] = SPI_getbinval(ec->tup, ec->desc, 2 + c, &isnull);
+		nulls[8 + c] = isnull ? 'n' : ' ';
+	}
+	args[15] = r->cooldown ? IntervalPGetDatum(r->cooldown) : (Datum) 0;
+	nulls[15] = r->cooldown ? ' ' : 'n';
+	rc = run_saved(&plan_alert,
+				   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
+				   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
+				   "  table_name, subject_id, actor_type, actor_id) "
+				   "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 "
+				   "WHERE $16::interval IS NULL OR NOT EXISTS ("
+				   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
+				   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
+				   "RETURNING id",
+				   16, types, args, nulls);
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		/*
+		 * Any role can LISTEN and never read, until the notification
+		 * queue is full; then the commit of a transaction that notified
+		 * fails, and with it the alerts.  Near full, the alert is stored
+		 * without its notification (consumers that poll the table still
+		 * see it).
+		 */
+		rc = run_saved(&plan_notify,
+					   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
+					   "FROM activity_monitor.alerts x WHERE x.id = $1 "
+					   "AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.9",
+					   1, types, args, NULL);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
+		if (SPI_processed == 0)
+			ereport(WARNING,
+					(errmsg("activity_monitor: alert " INT64_FORMAT " stored without NOTIFY: the notification queue is 90%% full",
+							DatumGetInt64(args[0])),
+					 errhint("A session LISTENs without reading its notifications: find it in pg_stat_activity and end it.")));
+		r->fired++;
+		ec->fired++;
+	}
+}
+
 /*
  * Fire one alert, cooldown permitting: insert it and NOTIFY its payload.
  * Runs in a subtransaction: an alert that cannot be written is logged and
@@ -712,99 +801,14 @@ record_event_error(int64 id, const char *message)
 static void
 fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *group_key = value_text(k);
+	FireCall	c = {r, ec, value_text(k), val, ids};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	if (!am_subxact_try(fire_call, &c, &edata))
 	{
-		Datum		args[16];
-		Oid			types[16] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID,
-			INT8OID, INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, INTERVALOID};
-		char		nulls[16];
-		int			rc;
-
-		memset(nulls, ' ', sizeof(nulls));
-		args[0] = Int64GetDatum(r->id);
-		args[1] = CStringGetTextDatum(r->name);
-		args[2] = CStringGetTextDatum(r->severity);
-		args[3] = CStringGetTextDatum(r->channel);
-		/* indexed (rule, key, time): a long key is cut, never the alert */
-		args[4] = group_key ? am_indexable_text(CStringGetTextDatum(group_key)) : (Datum) 0;
-		nulls[4] = group_key ? ' ' : 'n';
-		args[5] = NumericGetDatum(val);
-		args[6] = Int64GetDatum(ec->id);
-		args[7] = PointerGetDatum(ids);
-		/* occurred_at, kind, action, table_name, subject_id, actor_type, actor_id */
-		for (int c = 0; c < 7; c++)
-		{
-			bool		isnull;
-
-			args[8 + c] = SPI_getbinval(ec->tup, ec->desc, 2 + c, &isnull);
-			nulls[8 + c] = isnull ? 'n' : ' ';
-		}
-		args[15] = r->cooldown ? IntervalPGetDatum(r->cooldown) : (Datum) 0;
-		nulls[15] = r->cooldown ? ' ' : 'n';
-		rc = run_saved(&plan_alert,
-					   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
-					   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
-					   "  table_name, subject_id, actor_type, actor_id) "
-					   "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 "
-					   "WHERE $16::interval IS NULL OR NOT EXISTS ("
-					   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
-					   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
-					   "RETURNING id",
-					   16, types, args, nulls);
-		if (rc != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
-		if (SPI_processed > 0)
-		{
-			bool		isnull;
-
-			args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			/*
-			 * Any role can LISTEN and never read, until the notification
-			 * queue is full; then the commit of a transaction that notified
-			 * fails, and with it the alerts.  Near full, the alert is stored
-			 * without its notification (consumers that poll the table still
-			 * see it).
-			 */
-			rc = run_saved(&plan_notify,
-						   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
-						   "FROM activity_monitor.alerts x WHERE x.id = $1 "
-						   "AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.9",
-						   1, types, args, NULL);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
-			if (SPI_processed == 0)
-				ereport(WARNING,
-						(errmsg("activity_monitor: alert " INT64_FORMAT " stored without NOTIFY: the notification queue is 90%% full",
-								DatumGetInt64(args[0])),
-						 errhint("A session LISTENs without reading its notifications: find it in pg_stat_activity and end it.")));
-			r->fired++;
-			ec->fired++;
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		record_event_error(ec->id, edata->message);
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
 }
 
 static int

@@ -44,7 +44,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/resowner.h"
 
 /*
  * The limits of numeric's storage format (numeric.c): the display scale is
@@ -372,39 +371,29 @@ json_build(char *s, int len, JsonbValue *out)
  * value with a \u escape: the lexer converts an escaped character to the
  * database encoding and raises when it cannot.
  */
+/* json_build's arguments and result, for am_subxact_try. */
+typedef struct JsonBuildCall
+{
+	char	   *s;
+	int			len;
+	JsonbValue *out;
+	bool		ok;
+} JsonBuildCall;
+
+static void
+json_build_call(void *arg)
+{
+	JsonBuildCall *c = (JsonBuildCall *) arg;
+
+	c->ok = json_build(c->s, c->len, c->out);
+}
+
 static bool
 json_build_guarded(char *s, int len, JsonbValue *out)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = false;
+	JsonBuildCall c = {s, len, out, false};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ok = json_build(s, len, out);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	return am_subxact_try(json_build_call, &c, NULL) && c.ok;
 }
 
 /* Does the json text contain a \u escape (or what looks like one)? */

@@ -55,7 +55,6 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
 PG_FUNCTION_INFO_V1(activity_monitor_check_rule);
@@ -143,48 +142,39 @@ rules_relcache_callback(Datum arg, Oid relid)
  * the input and even in silent mode; they are caught here, in a
  * subtransaction (validation only, never on the write path).
  */
+/* A .datetime() template, for am_subxact_try. */
+typedef struct TemplateCall
+{
+	const char *tmpl;
+	int			len;
+} TemplateCall;
+
+static void
+template_parse_call(void *arg)
+{
+	TemplateCall *c = (TemplateCall *) arg;
+	Oid			typid;
+	int32		typmod;
+	int			tz;
+	bool		have_error = false;
+
+	/* an empty input stops at the first field: only the template is read */
+	(void) parse_datetime(cstring_to_text(""), cstring_to_text_with_len(c->tmpl, c->len),
+						  DEFAULT_COLLATION_OID, true, &typid, &typmod, &tz,
+						  &have_error);
+}
+
 static bool
 template_parses(const char *tmpl, int len, char **why)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
+	TemplateCall c = {tmpl, len};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		Oid			typid;
-		int32		typmod;
-		int			tz;
-		bool		have_error = false;
-
-		/* an empty input stops at the first field: only the template is read */
-		(void) parse_datetime(cstring_to_text(""), cstring_to_text_with_len(tmpl, len),
-							  DEFAULT_COLLATION_OID, true, &typid, &typmod, &tz,
-							  &have_error);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-		*why = pstrdup(edata->message);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (am_subxact_try(template_parse_call, &c, &edata))
+		return true;
+	*why = pstrdup(edata->message);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*
@@ -551,6 +541,26 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
 	res->outcome = RO_MATCH;
 }
 
+/* Where evaluate_guarded is in its list, for am_subxact_try. */
+typedef struct GuardedCall
+{
+	AmRule	  **list;
+	int			n;
+	Datum		doc;
+	RuleResult *res;
+	int			i;				/* the rule being evaluated */
+} GuardedCall;
+
+static void
+evaluate_guarded_from(void *arg)
+{
+	GuardedCall *c = (GuardedCall *) arg;
+
+	for (; c->i < c->n; c->i++)
+		if (c->list[c->i]->guarded)
+			evaluate_rule(c->list[c->i], c->doc, &c->res[c->i]);
+}
+
 /*
  * Evaluate the guarded rules of list, all in one subtransaction; after a
  * rule that raised, roll it back (the rule is an error) and go on with the
@@ -561,54 +571,30 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
 static void
 evaluate_guarded(AmRule **list, int n, Datum doc, RuleResult *res)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int i = 0;
+	GuardedCall c = {list, n, doc, res, 0};
 
-	while (i < n)
+	while (c.i < n)
 	{
-		while (i < n && !list[i]->guarded)
-			i++;
-		if (i == n)
-			break;
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			for (; i < n; i++)
-				if (list[i]->guarded)
-					evaluate_rule(list[i], doc, &res[i]);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-			AmRule	   *r = list[i];
+		ErrorData  *edata;
+		AmRule	   *r;
 
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-				ReThrowError(edata);
-			res[i].outcome = RO_ERROR;
-			if (!r->logged)
-			{
-				r->logged = true;
-				ereport(LOG,
-						(errmsg("activity_monitor: alert rule " INT64_FORMAT " could not be evaluated: %s",
-								r->id, edata->message),
-						 errdetail("The error is counted in the event's rule_errors and the write goes on; further errors of this rule are not logged by this session."),
-						 errhidestmt(true)));
-			}
-			FreeErrorData(edata);
-			i++;
+		while (c.i < n && !list[c.i]->guarded)
+			c.i++;
+		if (c.i == n || am_subxact_try(evaluate_guarded_from, &c, &edata))
+			break;
+		r = list[c.i];
+		res[c.i].outcome = RO_ERROR;
+		if (!r->logged)
+		{
+			r->logged = true;
+			ereport(LOG,
+					(errmsg("activity_monitor: alert rule " INT64_FORMAT " could not be evaluated: %s",
+							r->id, edata->message),
+					 errdetail("The error is counted in the event's rule_errors and the write goes on; further errors of this rule are not logged by this session."),
+					 errhidestmt(true)));
 		}
-		PG_END_TRY();
+		FreeErrorData(edata);
+		c.i++;
 	}
 }
 
