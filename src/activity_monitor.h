@@ -8,8 +8,11 @@
  * actor.c (who acts: settings and session facts), rules.c (alert rule
  * predicates), alerts.c (the worker's alert engine: windows, thresholds,
  * cooldowns, NOTIFY), wake.c (waking the worker at commit), worker.c (the
- * background workers).  This header declares only
- * what one file calls in another.
+ * background workers), guard.c (the DDL guard: event triggers that keep
+ * capture from being switched off), subxact.c (surviving an ERROR in a
+ * subtransaction), activity_monitor.c (module load, the utility hook, the
+ * extension's schema by OID).  This header declares only what one file
+ * calls in another.
  *
  * IDENTIFICATION
  *	  src/activity_monitor.h
