@@ -38,11 +38,12 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 /*
  * The extension's schema, found through pg_extension (never by name: a
  * schema called activity_monitor that is not the extension's must not be
- * used), InvalidOid when the extension is not installed.  With version not
- * NULL, also its installed version (palloc'd).  Needs a transaction.
+ * used), InvalidOid when the extension is not installed.  With owner not
+ * NULL, also its owner; with version not NULL, its installed version
+ * (palloc'd).  Needs a transaction.
  */
 Oid
-am_extension_schema(char **version)
+am_extension_schema(Oid *owner, char **version)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -57,6 +58,8 @@ am_extension_schema(char **version)
 	if (HeapTupleIsValid(tup))
 	{
 		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+		if (owner)
+			*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 		if (version)
 		{
 			bool		isnull;

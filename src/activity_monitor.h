@@ -86,7 +86,7 @@ typedef struct JsonColumnType
 
 /* activity_monitor.c */
 extern void _PG_init(void);
-extern Oid	am_extension_schema(char **version);
+extern Oid	am_extension_schema(Oid *owner, char **version);
 
 /* actor.c */
 extern void am_actor_init(void);
@@ -135,8 +135,6 @@ extern void am_wake_init(void);
 extern void am_wake_register_worker(void);
 extern void am_wake_at_commit(void);
 extern int	am_wake_worker_pid(Oid dboid);
-extern int	am_wake_stop_worker(Oid dboid);
-extern bool am_wake_stop_requested(void);
 extern void am_wake_set_dropped(Oid dboid, bool dropped);
 extern bool am_wake_database_dropped(Oid dboid);
 

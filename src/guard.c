@@ -125,29 +125,6 @@ typedef struct TrackedRow
 	Datum		arrays[3];		/* critical, ignore, redact (name[]) */
 } TrackedRow;
 
-/* The owner and schema of our extension (the event trigger is its member). */
-static void
-extension_facts(Oid extoid, Oid *owner, Oid *schema)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-
-	*owner = *schema = InvalidOid;
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-		*schema = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-}
-
 /*
  * Read the settings row of relid from activity_monitor.tracked.  Read like a
  * catalog (no privilege needed), with the latest snapshot so that a row
@@ -1004,7 +981,7 @@ guard_setup(GuardState *gs)
 	if (!OidIsValid(gs->extoid) || IsBinaryUpgrade ||
 		(creating_extension && CurrentExtensionObject == gs->extoid))
 		return false;
-	extension_facts(gs->extoid, &gs->extowner, &schema);
+	schema = am_extension_schema(&gs->extowner, NULL);
 	gs->capture_fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
 									 CStringGetDatum("capture"),
 									 PointerGetDatum(buildoidvector(NULL, 0)),

@@ -167,7 +167,7 @@ am_sink_init(void)
 static void
 sink_load_catalog(void)
 {
-	Oid			nsp = am_extension_schema(NULL);
+	Oid			nsp = am_extension_schema(NULL, NULL);
 	Relation	rel;
 	TupleDesc	desc;
 

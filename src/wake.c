@@ -34,7 +34,6 @@ typedef struct AmWorkerSlot
 {
 	Oid			dboid;
 	int			pgprocno;
-	bool		stop;			/* its database is being dropped */
 } AmWorkerSlot;
 
 typedef struct AmShared
@@ -122,7 +121,6 @@ am_wake_register_worker(void)
 	{
 		shared->slots[free].dboid = MyDatabaseId;
 		shared->slots[free].pgprocno = MyProc->pgprocno;
-		shared->slots[free].stop = false;
 	}
 	SpinLockRelease(&shared->mutex);
 	if (free >= 0)
@@ -165,45 +163,6 @@ am_wake_worker_pid(Oid dboid)
 			pid = ProcGlobal->allProcs[shared->slots[i].pgprocno].pid;
 	SpinLockRelease(&shared->mutex);
 	return pid;
-}
-
-/*
- * Mark the worker of database dboid as stopping for good (its database is
- * being dropped) and return its pid, 0 if none is known.
- */
-int
-am_wake_stop_worker(Oid dboid)
-{
-	int			pid = 0;
-
-	if (shared == NULL)
-		return 0;
-	SpinLockAcquire(&shared->mutex);
-	for (int i = 0; i < AM_MAX_WORKERS; i++)
-		if (shared->slots[i].dboid == dboid)
-		{
-			shared->slots[i].stop = true;
-			pid = ProcGlobal->allProcs[shared->slots[i].pgprocno].pid;
-		}
-	SpinLockRelease(&shared->mutex);
-	return pid;
-}
-
-/* In the worker: was it told to stop for good (am_wake_stop_worker)? */
-bool
-am_wake_stop_requested(void)
-{
-	bool		stop = false;
-
-	if (shared == NULL)
-		return false;
-	SpinLockAcquire(&shared->mutex);
-	for (int i = 0; i < AM_MAX_WORKERS; i++)
-		if (shared->slots[i].dboid == MyDatabaseId &&
-			shared->slots[i].pgprocno == MyProc->pgprocno)
-			stop = shared->slots[i].stop;
-	SpinLockRelease(&shared->mutex);
-	return stop;
 }
 
 /*

@@ -112,14 +112,15 @@ worker_sigterm(SIGNAL_ARGS)
 }
 
 /*
- * Stop the worker of database dboid for good, for a DROP DATABASE that has
- * passed its permission checks, and wait for it (at most 10 s): the drop
- * cannot proceed while it is connected.  Returns whether there was one.
+ * Stop the worker of database dboid, for a DROP DATABASE that has passed its
+ * permission checks (and marked the database dropped, so that the worker
+ * exits for good), and wait for it (at most 10 s): the drop cannot proceed
+ * while it is connected.  Returns whether there was one.
  */
 bool
 am_worker_stop_for_database(Oid dboid)
 {
-	int			pid = am_wake_stop_worker(dboid);
+	int			pid = am_wake_worker_pid(dboid);
 
 	if (pid == 0)
 		return false;
@@ -383,7 +384,7 @@ extension_state(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	strlcpy(dbname, get_database_name(MyDatabaseId), NAMEDATALEN);
-	nsp = am_extension_schema(&version);
+	nsp = am_extension_schema(NULL, &version);
 	if (!OidIsValid(nsp))
 		st = EXT_ABSENT;
 	else if (get_namespace_oid(AM_SCHEMA, true) != nsp)
@@ -592,7 +593,7 @@ activity_monitor_worker_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		if (got_sigterm)
 		{
-			if (am_wake_stop_requested())
+			if (am_wake_database_dropped(MyDatabaseId))
 			{
 				ereport(LOG,
 						(errmsg("activity_monitor worker for database \"%s\" stops: the database is being dropped",
