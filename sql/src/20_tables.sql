@@ -1,0 +1,221 @@
+/*
+ * Tables, sequences, indexes, the rows of one-row tables, comments on
+ * columns, and which tables a dump of the database carries
+ * (pg_extension_config_dump: the configuration, the rules and the alerts;
+ * the dated partitions of activity are not extension members and are dumped
+ * with their rows).
+ */
+
+-- ---------------------------------------------------------------------------
+-- Configuration
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE activity_monitor.tracked (
+	tbl					regclass PRIMARY KEY,
+	kind				text NOT NULL
+		CHECK (kind IN ('login', 'profile', 'payment', 'game', 'provider', 'admin', 'system')),
+	subject_column		name,
+	status_column		name,
+	critical_columns	name[] NOT NULL DEFAULT '{}',
+	ignore_columns		name[] NOT NULL DEFAULT '{}',
+	redact_columns		name[] NOT NULL DEFAULT '{}',
+	tracked_since		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.tracked', '');
+
+-- One-row table of partitioning settings.
+CREATE TABLE activity_monitor.config (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	partition_interval	interval NOT NULL DEFAULT '1 day',
+	premake				int NOT NULL DEFAULT 7,
+	retention			interval,
+	retention_mode		text NOT NULL DEFAULT 'drop' CHECK (retention_mode IN ('drop', 'detach'))
+);
+-- The dump of a database carries its own row (and pg_dump scripts run with
+-- row_security off): insert the defaults only outside a restore.
+DO $defaults$
+BEGIN
+	IF pg_catalog.current_setting('row_security')::boolean THEN
+		INSERT INTO activity_monitor.config DEFAULT VALUES;
+	END IF;
+END
+$defaults$;
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.config', '');
+
+-- ---------------------------------------------------------------------------
+-- The activity log
+-- ---------------------------------------------------------------------------
+
+CREATE SEQUENCE activity_monitor.activity_id_seq;
+
+CREATE TABLE activity_monitor.activity (
+	id					bigint NOT NULL DEFAULT pg_catalog.nextval('activity_monitor.activity_id_seq'),
+	occurred_at			timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+	kind				text NOT NULL,
+	action				text NOT NULL,
+	table_name			text NOT NULL,
+	row_key				text,
+	subject_id			text,
+	actor_type			text NOT NULL,
+	actor_id			text,
+	actor_reason		text,
+	actor_context		jsonb,
+	status_from			text,
+	status_to			text,
+	critical			boolean NOT NULL DEFAULT false,
+	old_values			jsonb,
+	new_values			jsonb,
+	db_user				name NOT NULL DEFAULT CURRENT_USER,
+	application_name	text,
+	client_addr			inet,
+	backend_pid			int NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+	txid				bigint NOT NULL DEFAULT pg_catalog.txid_current(),
+	matched				jsonb,
+	rule_errors			bigint[]
+) PARTITION BY RANGE (occurred_at);
+COMMENT ON COLUMN activity_monitor.activity.matched IS
+	'alert rules whose predicate matched: {"rule id": {"k": group key, "v": measure}}';
+COMMENT ON COLUMN activity_monitor.activity.rule_errors IS
+	'alert rules whose predicate could not be evaluated on this event';
+ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activity.id;
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_id_seq', '');
+
+-- Catches rows no dated partition covers, so a write never fails for a
+-- missing partition; maintain() moves them out when it creates the range.
+CREATE TABLE activity_monitor.activity_default
+	PARTITION OF activity_monitor.activity DEFAULT;
+SELECT activity_monitor._index_partition('activity_monitor.activity_default');	-- 15_table_functions.sql
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_default', '');
+
+-- ---------------------------------------------------------------------------
+-- Background worker
+-- ---------------------------------------------------------------------------
+
+-- What the worker of this database did last; written by the worker only.
+CREATE TABLE activity_monitor.worker_state (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	pid					int,
+	started_at			timestamptz,
+	starts				int NOT NULL DEFAULT 0,
+	last_run_at			timestamptz,
+	last_result			text,
+	partitions_created	bigint NOT NULL DEFAULT 0,
+	partitions_retired	bigint NOT NULL DEFAULT 0,
+	last_error			text,
+	last_error_at		timestamptz
+);
+INSERT INTO activity_monitor.worker_state DEFAULT VALUES;
+
+-- ---------------------------------------------------------------------------
+-- Alert rules and alerts
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE activity_monitor.alert_rule (
+	id				bigserial PRIMARY KEY,
+	name			text NOT NULL UNIQUE,
+	predicate		jsonpath NOT NULL,
+	severity		text NOT NULL DEFAULT 'warning'
+		CHECK (severity IN ('info', 'warning', 'critical')),
+	kinds			text[],
+	tables			regclass[],
+	within			interval CHECK (within > interval '0'),
+	threshold		numeric,
+	measure			text NOT NULL DEFAULT 'count' CHECK (measure IN ('count', 'sum', 'distinct')),
+	measure_path	jsonpath,
+	group_by		jsonpath NOT NULL DEFAULT '$.subject_id',
+	cooldown		interval CHECK (cooldown > interval '0'),
+	channel			text NOT NULL DEFAULT 'activity_monitor_alerts',
+	description		text,
+	enabled			boolean NOT NULL DEFAULT true,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	full_payload	boolean NOT NULL DEFAULT false,
+	CHECK ((within IS NULL) = (threshold IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alert_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alert_rule_id_seq', '');
+
+-- Counters kept by the worker as it processes events.
+CREATE TABLE activity_monitor.rule_stats (
+	rule_id				bigint PRIMARY KEY REFERENCES activity_monitor.alert_rule ON DELETE CASCADE,
+	events_matched		bigint NOT NULL DEFAULT 0,
+	alerts_fired		bigint NOT NULL DEFAULT 0,
+	evaluation_errors	bigint NOT NULL DEFAULT 0,
+	last_fired_at		timestamptz
+);
+
+CREATE TABLE activity_monitor.alerts (
+	id				bigserial PRIMARY KEY,
+	rule_id			bigint,
+	rule_name		text NOT NULL,
+	severity		text NOT NULL,
+	channel			text NOT NULL,
+	fired_at		timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	group_key		text,
+	value			numeric,
+	event_id		bigint NOT NULL,
+	event_ids		bigint[] NOT NULL,
+	-- the firing event, kept here so an alert outlives its partition
+	occurred_at		timestamptz NOT NULL,
+	kind			text NOT NULL,
+	action			text NOT NULL,
+	table_name		text NOT NULL,
+	subject_id		text,
+	actor_type		text,
+	actor_id		text,
+	status			text NOT NULL DEFAULT 'open'
+		CHECK (status IN ('open', 'acknowledged', 'resolved')),
+	acknowledged_by	text,
+	acknowledged_at	timestamptz,
+	resolved_by		text,
+	resolved_at		timestamptz,
+	note			text,
+	-- who handled an alert: the role (session user) always; the actor the
+	-- application declared (set_actor), when there was one, in addition
+	acknowledged_actor	text,
+	resolved_actor		text
+);
+COMMENT ON COLUMN activity_monitor.alerts.acknowledged_by IS
+	'the role (session user) that acknowledged the alert';
+COMMENT ON COLUMN activity_monitor.alerts.acknowledged_actor IS
+	'the actor the application declared (activity_monitor.actor_id) when the alert was acknowledged: a claim, not an identity';
+COMMENT ON COLUMN activity_monitor.alerts.resolved_by IS
+	'the role (session user) that resolved the alert';
+COMMENT ON COLUMN activity_monitor.alerts.resolved_actor IS
+	'the actor the application declared (activity_monitor.actor_id) when the alert was resolved: a claim, not an identity';
+CREATE INDEX alerts_open_idx ON activity_monitor.alerts (fired_at) WHERE status <> 'resolved';
+CREATE INDEX alerts_rule_key_idx ON activity_monitor.alerts (rule_id, group_key, fired_at);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts_id_seq', '');
+
+-- Where the worker's last batch ended: events visible in this snapshot are done.
+CREATE TABLE activity_monitor.alert_state (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	last_snapshot		txid_snapshot NOT NULL,
+	-- the batch in progress (events visible in it and not in last_snapshot),
+	-- processed in id order a bounded number at a time
+	batch_snapshot		txid_snapshot,
+	batch_last_id		bigint,
+	-- events from before (restored from a dump) are not alerted on again
+	since				timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_run_at			timestamptz,
+	events_processed	bigint NOT NULL DEFAULT 0
+);
+INSERT INTO activity_monitor.alert_state (last_snapshot) VALUES (pg_catalog.txid_current_snapshot());
+
+-- ---------------------------------------------------------------------------
+-- Dashboard
+-- ---------------------------------------------------------------------------
+
+-- Per-minute counts the worker keeps (last 2 days), so the dashboard never
+-- scans a day of events.
+CREATE TABLE activity_monitor.activity_minute (
+	minute				timestamptz NOT NULL,
+	kind				text NOT NULL,
+	actor_type			text NOT NULL,
+	employee_id			text NOT NULL,	-- actor_id of employees, '' for others
+	events				bigint NOT NULL,
+	critical_events		bigint NOT NULL,
+	sessions_started	bigint NOT NULL,
+	sessions_ended		bigint NOT NULL,
+	PRIMARY KEY (minute, kind, actor_type, employee_id)
+);

@@ -1,0 +1,523 @@
+/*
+ * The extension's private functions (names start with "_"): what the public
+ * functions, the triggers, the views and the worker call.  Nobody but the
+ * extension's owner may execute them unless 60_grants.sql says otherwise.
+ */
+
+-- ---------------------------------------------------------------------------
+-- Partitions
+-- ---------------------------------------------------------------------------
+
+/* The dated partitions of the activity table and their bounds. */
+CREATE FUNCTION activity_monitor._partitions(OUT part regclass, OUT lower timestamptz,
+											 OUT upper timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT c.oid::regclass,
+		   (regexp_match(b, 'FROM \(''([^'']*)''\)'))[1]::timestamptz,
+		   (regexp_match(b, 'TO \(''([^'']*)''\)'))[1]::timestamptz
+	FROM pg_catalog.pg_inherits i
+	JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+	CROSS JOIN LATERAL pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS b
+	WHERE i.inhparent = 'activity_monitor.activity'::regclass AND b <> 'DEFAULT'
+	ORDER BY 2
+$fn$;
+
+/*
+ * Create the partition for [lower, upper) unless a partition overlaps it,
+ * the way that does not block writers: a free-standing table with a CHECK
+ * constraint matching the bounds, then ATTACH (SHARE UPDATE EXCLUSIVE on the
+ * parent, no validation scan).  Rows the default partition holds for that
+ * range move in first.
+ */
+CREATE FUNCTION activity_monitor._create_partition(lower timestamptz, upper timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	part	text;
+	moved	bigint;
+BEGIN
+	IF EXISTS (SELECT 1 FROM activity_monitor._partitions() p
+			   WHERE coalesce(p.lower, '-infinity') < _create_partition.upper
+				 AND coalesce(p.upper, 'infinity') > _create_partition.lower) THEN
+		RETURN false;
+	END IF;
+
+	part := 'activity_p' || pg_catalog.to_char(lower AT TIME ZONE 'UTC',
+		CASE WHEN upper - lower >= interval '1 day' THEN 'YYYYMMDD' ELSE 'YYYYMMDD_HH24MI' END);
+
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE activity_monitor.%I (LIKE activity_monitor.activity INCLUDING DEFAULTS, '
+		'CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L))',
+		part, part || '_bounds', lower, upper);
+	PERFORM activity_monitor._index_partition(pg_catalog.format('activity_monitor.%I', part)::regclass);
+	EXECUTE pg_catalog.format('REVOKE ALL ON activity_monitor.%I FROM PUBLIC', part);
+	EXECUTE pg_catalog.format('GRANT SELECT ON activity_monitor.%I TO activity_monitor_reader', part);
+
+	-- Rows that landed in the default partition for this range move first,
+	-- with the default locked so that none arrives between move and ATTACH.
+	IF EXISTS (SELECT 1 FROM activity_monitor.activity_default d
+			   WHERE d.occurred_at >= lower AND d.occurred_at < upper) THEN
+		LOCK TABLE activity_monitor.activity_default IN ACCESS EXCLUSIVE MODE;
+		EXECUTE pg_catalog.format(
+			'WITH m AS (DELETE FROM activity_monitor.activity_default '
+			'WHERE occurred_at >= %L AND occurred_at < %L RETURNING *) '
+			'INSERT INTO activity_monitor.%I SELECT * FROM m', lower, upper, part);
+		GET DIAGNOSTICS moved = ROW_COUNT;
+		RAISE NOTICE 'moved % rows from activity_default into %', moved, part;
+	END IF;
+
+	EXECUTE pg_catalog.format(
+		'ALTER TABLE activity_monitor.activity ATTACH PARTITION activity_monitor.%I '
+		'FOR VALUES FROM (%L) TO (%L)', part, lower, upper);
+	EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.%I DROP CONSTRAINT %I',
+							  part, part || '_bounds');
+	-- Partitions hold data, not extension code: made during CREATE EXTENSION
+	-- they would be members, and pg_dump would skip them and their rows.
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_depend
+			   WHERE classid = 'pg_catalog.pg_class'::regclass
+				 AND objid = pg_catalog.format('activity_monitor.%I', part)::regclass
+				 AND deptype = 'e') THEN
+		EXECUTE pg_catalog.format('ALTER EXTENSION activity_monitor DROP TABLE activity_monitor.%I', part);
+	END IF;
+	RETURN true;
+END
+$fn$;
+
+/*
+ * The partition maintenance the worker runs and maintain() exposes: create
+ * every partition missing from the one holding "now" to premake intervals
+ * ahead, and retire (drop or detach) those wholly older than the retention,
+ * never than activity_monitor.min_retention (a retention configured below
+ * it, as 0.1.0 allowed, counts as the floor).  Each DDL is its own
+ * subtransaction under a short lock_timeout (2 s to create, 100 ms to retire,
+ * which blocks writers while it waits): one that cannot get its lock is
+ * skipped with a warning and retried next time.
+ */
+CREATE FUNCTION activity_monitor._maintain("now" timestamptz DEFAULT pg_catalog.now(),
+										   OUT created int, OUT retired int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '2s'
+AS $fn$
+DECLARE
+	cfg		activity_monitor.config;
+	keep	interval;
+	step	double precision;
+	first	timestamptz;
+	lower	timestamptz;
+	p		record;
+BEGIN
+	IF "now" IS NULL THEN
+		RAISE EXCEPTION 'argument "now" must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	created := 0;
+	retired := 0;
+	-- One maintenance at a time (the worker's and an admin's maintain()).  A
+	-- table lock, not an advisory lock, which any role could take and hold.
+	LOCK TABLE activity_monitor.config IN SHARE UPDATE EXCLUSIVE MODE;
+	SELECT * INTO cfg FROM activity_monitor.config;
+	IF NOT FOUND THEN
+		INSERT INTO activity_monitor.config DEFAULT VALUES RETURNING * INTO cfg;
+	END IF;
+	step := extract(epoch FROM cfg.partition_interval);
+	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
+	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
+	FOR i IN 0 .. cfg.premake LOOP
+		lower := first + i * cfg.partition_interval;
+		BEGIN
+			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
+				created := created + 1;
+			END IF;
+		EXCEPTION WHEN lock_not_available THEN
+			RAISE WARNING 'activity_monitor: could not create the partition from % within lock_timeout', lower
+				USING HINT = 'It is retried on the next maintenance run.';
+		END;
+	END LOOP;
+
+	IF cfg.retention IS NOT NULL THEN
+		keep := GREATEST(cfg.retention, activity_monitor._min_retention());
+		-- Retiring takes ACCESS EXCLUSIVE on the activity table: waiting for
+		-- it behind a reader's long query would queue every captured write
+		-- behind the wait.  Wait briefly; a partition not retired now is
+		-- retired on a later run.
+		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+		FOR p IN SELECT q.part FROM activity_monitor._partitions() q
+				 WHERE q.upper <= _maintain."now" - keep ORDER BY q.lower
+		LOOP
+			BEGIN
+				IF cfg.retention_mode = 'detach' THEN
+					EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.activity DETACH PARTITION %s', p.part);
+				ELSE
+					EXECUTE pg_catalog.format('DROP TABLE %s', p.part);
+				END IF;
+				retired := retired + 1;
+			EXCEPTION WHEN lock_not_available THEN
+				RAISE WARNING 'activity_monitor: could not % partition % within lock_timeout',
+					cfg.retention_mode, p.part
+					USING HINT = 'It is retried on the next maintenance run.';
+			END;
+		END LOOP;
+	END IF;
+END
+$fn$;
+
+/* Whole hours or days, positive: what partition and retention intervals take. */
+CREATE FUNCTION activity_monitor._check_interval(name text, value interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF value <= interval '0' THEN
+		RAISE EXCEPTION '% must be positive', name
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', value);
+	END IF;
+	IF extract(month FROM value) <> 0 OR extract(year FROM value) <> 0
+	   OR extract(epoch FROM value)::numeric % 3600 <> 0 THEN
+		RAISE EXCEPTION '% must be a whole number of hours or days', name
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', value),
+			HINT = 'Use for example ''1 hour'', ''6 hours'', ''1 day'' or ''7 days''; months vary in length.';
+	END IF;
+END
+$fn$;
+
+/* activity_monitor.min_retention (set by superusers only), as an interval. */
+CREATE FUNCTION activity_monitor._min_retention()
+RETURNS interval
+AS 'MODULE_PATHNAME', 'activity_monitor_min_retention'
+LANGUAGE C STABLE STRICT;
+
+-- ---------------------------------------------------------------------------
+-- The worker's SQL (it runs no other: see src/worker.c)
+-- ---------------------------------------------------------------------------
+
+/*
+ * The worker's bookkeeping, as functions that pin their search_path: the
+ * worker (a superuser) runs no other SQL than calls of the extension's own
+ * functions.
+ */
+CREATE FUNCTION activity_monitor._worker_started(pid int)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	UPDATE activity_monitor.worker_state
+	SET pid = _worker_started.pid, started_at = pg_catalog.now(),
+		starts = starts OPERATOR(pg_catalog.+) 1
+$fn$;
+
+CREATE FUNCTION activity_monitor._worker_error(error text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	UPDATE activity_monitor.worker_state
+	SET last_error = _worker_error.error, last_error_at = pg_catalog.now()
+$fn$;
+
+/*
+ * The worker's partition duty: maintenance, and its outcome in worker_state
+ * in the same transaction.  Skipped while a superuser's pg_restore is
+ * connected to the database (the dump brings its own partitions).
+ */
+CREATE FUNCTION activity_monitor._worker_partitions()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	m	record;
+BEGIN
+	-- (a superuser's pg_restore: any role can name its session pg_restore)
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+			   WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg_restore'
+				 AND r.rolsuper) THEN
+		RETURN;
+	END IF;
+	SELECT * INTO m FROM activity_monitor._maintain() x;
+	UPDATE activity_monitor.worker_state
+	SET last_run_at = pg_catalog.now(),
+		last_result = pg_catalog.format('created %s, retired %s', m.created, m.retired),
+		partitions_created = partitions_created + m.created,
+		partitions_retired = partitions_retired + m.retired;
+END
+$fn$;
+
+/*
+ * The worker's alert duty (src/alerts.c): take the events that committed
+ * since the last batch (visible in the current snapshot, not in the last
+ * one, as PgQ does), in id order, at most max_events, and for each rule they
+ * matched apply window, threshold and cooldown; insert alerts and NOTIFY in
+ * the same transaction that moves alert_state forward, so every committed
+ * event is handled once, none from a rolled-back transaction, and a crash
+ * replays the batch.  Window state is kept in the worker's memory and
+ * rebuilt from the activity after a restart.
+ */
+CREATE FUNCTION activity_monitor._process_alerts(max_events int DEFAULT 10000,
+												 OUT events int, OUT fired int, OUT more boolean)
+AS 'MODULE_PATHNAME', 'activity_monitor_process_alerts'
+LANGUAGE C STRICT
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * The worker's rollup duty: recount the minutes from "since" (default: the
+ * last 10 minutes, which covers events committed late) into activity_minute
+ * and forget minutes older than two days.
+ */
+CREATE FUNCTION activity_monitor._rollup(since timestamptz DEFAULT pg_catalog.now() - interval '10 minutes')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	n	bigint;
+BEGIN
+	since := pg_catalog.date_trunc('minute', since);
+	-- One rollup at a time (the worker's and a manual call).  A table lock,
+	-- not an advisory lock, which any role could take and hold.
+	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= since;
+	INSERT INTO activity_monitor.activity_minute
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
+		   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END,
+		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical),
+		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND a.action = 'insert'
+				AND a.status_to IS DISTINCT FROM 'failed'),
+		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND (a.action = 'delete'
+				OR (a.action = 'update' AND (a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked')
+					OR a.new_values ->> 'ended_at' IS NOT NULL
+					OR a.new_values ->> 'logged_out_at' IS NOT NULL))))
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= since
+	GROUP BY 1, 2, 3, 4;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
+	RETURN n;
+END
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Tracking: triggers of tracked tables, who may track, the DDL guard
+-- ---------------------------------------------------------------------------
+
+/* Drop the capture triggers of a table and of its partitions. */
+CREATE FUNCTION activity_monitor._drop_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	part	regclass;
+BEGIN
+	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
+	FOR part IN SELECT tbl UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', part);
+	END LOOP;
+END
+$fn$;
+
+-- A dropped table stops being tracked.
+CREATE FUNCTION activity_monitor._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	DELETE FROM activity_monitor.tracked
+	WHERE tbl::oid IN (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
+					   WHERE classid = 'pg_catalog.pg_class'::regclass AND objsubid = 0);
+END
+$fn$;
+
+/*
+ * Is the role running this session (session_user: the functions that ask
+ * are SECURITY DEFINER) a superuser?
+ */
+CREATE FUNCTION activity_monitor._session_is_superuser()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER), false)
+$fn$;
+
+/*
+ * Only a table's owner (or a superuser) may start, change or stop its
+ * capture: tracking records every value of every row, so an admin who could
+ * track any table could read tables it has no SELECT on.  Checked on every
+ * change of activity_monitor.tracked, whoever makes it (track(), untrack(),
+ * a rename that updates settings); rows of tables that were just dropped go
+ * without a check (the drop itself needed ownership).
+ */
+CREATE FUNCTION activity_monitor._tracked_check_owner()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	t		regclass := CASE WHEN TG_OP = 'DELETE' THEN OLD.tbl ELSE NEW.tbl END;
+	owner	oid;
+BEGIN
+	SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = t;
+	IF FOUND AND NOT activity_monitor._session_is_superuser()
+	   AND NOT pg_catalog.pg_has_role(SESSION_USER, owner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table % to % its capture', t,
+			CASE WHEN TG_OP = 'DELETE' THEN 'stop' ELSE 'start or change' END
+			USING ERRCODE = 'insufficient_privilege',
+			DETAIL = 'Capture records every value of a table''s rows: only the table''s owner or a superuser may track or untrack it.',
+			HINT = pg_catalog.format('Ask the owner of %s (role %s) or a superuser.', t, pg_catalog.pg_get_userbyid(owner));
+	END IF;
+	RETURN NULL;
+END
+$fn$;
+
+/*
+ * The DDL guard (issue 10, "capture cannot be switched off or bypassed
+ * silently"): an event trigger on ddl_command_start, in C (src/guard.c), so
+ * that it runs whether or not the library is preloaded.  DDL that disables,
+ * drops, replaces, renames or changes the mode of a capture trigger,
+ * attaches or detaches a partition of a tracked table, renames a column its
+ * settings name, drops or changes the type of any of its columns (ALTER
+ * TABLE, or ALTER TYPE ... CASCADE of a typed table), renames or moves a
+ * tracked table, or drops a tracked table or one of its partitions is
+ * refused for everyone but a superuser or a
+ * member of activity_monitor_admin, and recorded as a critical event
+ * (kind 'system', action 'ddl') when allowed.
+ *
+ * An event trigger function runs for every role without an EXECUTE check:
+ * nobody needs to call it, so nobody may.
+ */
+CREATE FUNCTION activity_monitor._guard_ddl()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_guard_ddl'
+LANGUAGE C;
+COMMENT ON FUNCTION activity_monitor._guard_ddl() IS
+	'refuses DDL that would switch capture off or bypass it, unless run by a superuser or an activity_monitor_admin member, and records it when allowed';
+
+/*
+ * The guard's backstop on sql_drop (src/guard.c): what a command drops
+ * beyond what it names (DROP TYPE / DOMAIN / FUNCTION / EXTENSION ...
+ * CASCADE dropping a typed table or a column of a tracked table) is refused
+ * or recorded like the DDL it is.  Its name sorts before
+ * activity_monitor_sql_drop, so it still sees the settings of a dropped
+ * table.
+ */
+CREATE FUNCTION activity_monitor._guard_sql_drop()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_guard_sql_drop'
+LANGUAGE C;
+COMMENT ON FUNCTION activity_monitor._guard_sql_drop() IS
+	'refuses, or records, the drop of a tracked table or of one of its columns by a command that names neither (DROP TYPE ... CASCADE and the like)';
+
+-- ---------------------------------------------------------------------------
+-- Alert rules and alerts
+-- ---------------------------------------------------------------------------
+
+/*
+ * Any change of the rules table invalidates every backend's rule cache at
+ * commit (rule changes reach running sessions without a reconnect).
+ */
+CREATE FUNCTION activity_monitor._rules_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_rules_changed'
+LANGUAGE C;
+
+/*
+ * Rules can never break a platform write (issue 10).
+ *
+ * The capture trigger evaluates rules with the _tz semantics and guards the
+ * rules that could raise with a subtransaction (src/rules.c); here, the
+ * refusal of rules that would raise at every evaluation: a BEFORE trigger on
+ * alert_rule, so that create_rule(), set_rule_enabled() and any direct write
+ * pass it.  It raises invalid_parameter_value (22023) with a hint, which
+ * create_rule()'s exception block (unique_violation only) lets through.
+ */
+CREATE FUNCTION activity_monitor._check_rule()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_check_rule'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * Move an alert to "acknowledged" or "resolved", recording the session user,
+ * the declared actor, when, and the note; an unknown alert and a resolved
+ * one are errors.
+ */
+CREATE FUNCTION activity_monitor._set_alert_status(alert_id bigint, new_status text, note text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	st		text;
+	actor	text := nullif(pg_catalog.current_setting('activity_monitor.actor_id', true), '');
+BEGIN
+	SELECT a.status INTO st FROM activity_monitor.alerts a WHERE a.id = alert_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert % does not exist', alert_id USING ERRCODE = 'undefined_object';
+	END IF;
+	IF st = 'resolved' THEN
+		RAISE EXCEPTION 'alert % is already resolved', alert_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE activity_monitor.alerts a
+	SET status = new_status,
+		acknowledged_by = CASE WHEN new_status = 'acknowledged' THEN SESSION_USER::text ELSE a.acknowledged_by END,
+		acknowledged_actor = CASE WHEN new_status = 'acknowledged' THEN actor ELSE a.acknowledged_actor END,
+		acknowledged_at = CASE WHEN new_status = 'acknowledged' THEN pg_catalog.now() ELSE a.acknowledged_at END,
+		resolved_by = CASE WHEN new_status = 'resolved' THEN SESSION_USER::text ELSE a.resolved_by END,
+		resolved_actor = CASE WHEN new_status = 'resolved' THEN actor ELSE a.resolved_actor END,
+		resolved_at = CASE WHEN new_status = 'resolved' THEN pg_catalog.now() ELSE a.resolved_at END,
+		note = coalesce(_set_alert_status.note, a.note)
+	WHERE a.id = alert_id;
+END
+$fn$;
+
+/*
+ * Whether a rule sends the full payload; false for a rule that no longer
+ * exists.  SECURITY DEFINER so that readers, who see the rules view but not
+ * the rules table, get the payload their notification carried.
+ */
+CREATE FUNCTION activity_monitor._full_payload(rule_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT coalesce((SELECT r.full_payload FROM activity_monitor.alert_rule r
+					 WHERE r.id OPERATOR(pg_catalog.=) rule_id), false)
+$fn$;
+
+/* Text cut to lim characters, marked with "…" when cut (alert payloads). */
+CREATE FUNCTION activity_monitor._cut(s text, lim int)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
+$fn$;
+
+/* A jsonb number (or numeric string) as numeric; anything else, or a
+ * number too long to be a plausible measure, NULL. */
+CREATE FUNCTION activity_monitor._num(j jsonb)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT CASE pg_catalog.jsonb_typeof(j)
+		WHEN 'number' THEN CASE WHEN pg_catalog.length(j::text) <= 1000
+								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
+		WHEN 'string' THEN CASE WHEN pg_catalog.length(j::text) <= 1000
+									 AND (j OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+(\.[0-9]+)?$'
+								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
+	END
+$fn$;

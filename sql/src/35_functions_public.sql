@@ -1,0 +1,499 @@
+/*
+ * The extension's public functions: the documented interface (README), with
+ * their comments.  Who may execute each is in 60_grants.sql.
+ */
+
+-- ---------------------------------------------------------------------------
+-- Capture
+-- ---------------------------------------------------------------------------
+
+/*
+ * The capture trigger function (src/capture.c): a row trigger records each
+ * change of a tracked table, a statement trigger each TRUNCATE.
+ */
+CREATE FUNCTION activity_monitor.capture()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_capture'
+LANGUAGE C;
+
+CREATE FUNCTION activity_monitor.set_actor(actor_type text, actor_id text,
+										   reason text DEFAULT NULL,
+										   context jsonb DEFAULT NULL,
+										   is_local boolean DEFAULT true)
+RETURNS void
+AS 'MODULE_PATHNAME', 'activity_monitor_set_actor'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION activity_monitor.set_actor(text, text, text, jsonb, boolean) IS
+	'say who acts in this transaction (or session, with is_local => false)';
+
+-- ---------------------------------------------------------------------------
+-- Tracking
+-- ---------------------------------------------------------------------------
+
+/*
+ * Start (or re-configure) capture on a table.  Validates everything first,
+ * then records the settings and (re)creates the two triggers; trigger DDL
+ * invalidates every backend's cached metadata for the table.
+ */
+CREATE FUNCTION activity_monitor.track(tbl regclass, kind text,
+									   subject_column name DEFAULT NULL,
+									   status_column name DEFAULT NULL,
+									   critical_columns name[] DEFAULT '{}',
+									   ignore_columns name[] DEFAULT '{}',
+									   redact_columns name[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $fn$
+DECLARE
+	relkind		"char";
+	relns		name;
+	col			name;
+	part		regclass;
+	kinds		CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF kind IS NULL THEN
+		RAISE EXCEPTION 'kind must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Use one of: ' || pg_catalog.array_to_string(kinds, ', ') || '.';
+	END IF;
+	critical_columns := coalesce(critical_columns, '{}');
+	ignore_columns := coalesce(ignore_columns, '{}');
+	redact_columns := coalesce(redact_columns, '{}');
+
+	SELECT c.relkind, n.nspname INTO relkind, relns
+	FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.oid = tbl;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF relns = 'activity_monitor' THEN
+		RAISE EXCEPTION 'cannot track "%"', tbl
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'Tables of the activity_monitor schema hold the capture itself.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = tbl AND relispartition) THEN
+		RAISE EXCEPTION 'cannot track "%"', tbl
+			USING ERRCODE = 'wrong_object_type',
+			DETAIL = pg_catalog.format('"%s" is a partition of "%s".', tbl, pg_catalog.pg_partition_root(tbl)),
+			HINT = 'Track the partitioned table: its partitions are captured with it.';
+	END IF;
+	IF relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION 'cannot track "%"', tbl
+			USING ERRCODE = 'wrong_object_type',
+			DETAIL = pg_catalog.format('"%s" is %s.', tbl,
+				CASE relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'
+					WHEN 'f' THEN 'a foreign table' WHEN 'S' THEN 'a sequence'
+					WHEN 'i' THEN 'an index' WHEN 'I' THEN 'an index'
+					ELSE 'not a table' END),
+			HINT = 'Only ordinary and partitioned tables can be tracked.';
+	END IF;
+	IF kind <> ALL (kinds) THEN
+		RAISE EXCEPTION 'unknown activity kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use one of: ' || pg_catalog.array_to_string(kinds, ', ') || '.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index
+				   WHERE indrelid = tbl AND indisprimary) THEN
+		RAISE EXCEPTION 'table "%" has no primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'Every captured event names its row by primary key.',
+			HINT = pg_catalog.format('Add one with ALTER TABLE %s ADD PRIMARY KEY (...), then track it.', tbl);
+	END IF;
+
+	FOR col IN
+		SELECT c FROM pg_catalog.unnest(ARRAY[subject_column, status_column]
+			|| critical_columns || ignore_columns || redact_columns) AS c
+		WHERE c IS NOT NULL
+	LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+					   WHERE attrelid = tbl AND attname = col
+						 AND attnum > 0 AND NOT attisdropped) THEN
+			RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, tbl
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF ignore_columns && (ARRAY[subject_column, status_column] || critical_columns || redact_columns) THEN
+		RAISE EXCEPTION 'a column cannot be both ignored and used'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'Ignored columns are never recorded, so they cannot be the subject, the status, critical or redacted.';
+	END IF;
+
+	INSERT INTO activity_monitor.tracked AS t
+		(tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns)
+	VALUES (tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns)
+	ON CONFLICT ON CONSTRAINT tracked_pkey DO UPDATE
+		SET kind = excluded.kind, subject_column = excluded.subject_column,
+			status_column = excluded.status_column, critical_columns = excluded.critical_columns,
+			ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns;
+
+	PERFORM activity_monitor._drop_triggers(tbl);
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+		'FOR EACH ROW EXECUTE FUNCTION activity_monitor.capture()', tbl);
+	-- statement triggers are not cloned to partitions: TRUNCATE of one
+	-- partition needs its own (partitions attached later: track again)
+	FOR part IN SELECT tbl UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t LOOP
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON %s '
+			'FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor.capture()', part);
+	END LOOP;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.untrack(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $fn$
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM activity_monitor.tracked t WHERE t.tbl = untrack.tbl;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'table "%" is not tracked', tbl
+			USING ERRCODE = 'undefined_object',
+			HINT = 'See activity_monitor.tracked_tables for the tracked tables.';
+	END IF;
+	PERFORM activity_monitor._drop_triggers(tbl);
+END
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Partitions and the worker
+-- ---------------------------------------------------------------------------
+
+/*
+ * configure(): change partitioning and retention; NULL keeps a value.
+ * retention_mode 'none' switches retention off.  A retention below
+ * activity_monitor.min_retention is refused.  Everything is validated before
+ * anything changes.
+ */
+CREATE FUNCTION activity_monitor.configure(partition_interval interval DEFAULT NULL,
+										   premake int DEFAULT NULL,
+										   retention interval DEFAULT NULL,
+										   retention_mode text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	floor	interval := activity_monitor._min_retention();
+BEGIN
+	IF partition_interval IS NOT NULL THEN
+		PERFORM activity_monitor._check_interval('partition_interval', partition_interval);
+	END IF;
+	IF retention IS NOT NULL THEN
+		PERFORM activity_monitor._check_interval('retention', retention);
+		IF retention < floor THEN
+			RAISE EXCEPTION 'retention must be at least activity_monitor.min_retention (%)', floor
+				USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = pg_catalog.format('The value given was %s.', retention),
+				HINT = 'Only a superuser can lower activity_monitor.min_retention.';
+		END IF;
+	END IF;
+	IF premake IS NOT NULL AND premake NOT BETWEEN 1 AND 365 THEN
+		RAISE EXCEPTION 'premake must be between 1 and 365'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', premake);
+	END IF;
+	IF retention_mode IS NOT NULL AND retention_mode NOT IN ('drop', 'detach', 'none') THEN
+		RAISE EXCEPTION 'unknown retention mode "%"', retention_mode
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use drop, detach, or none to keep every partition.';
+	END IF;
+	IF retention_mode = 'none' AND retention IS NOT NULL THEN
+		RAISE EXCEPTION 'retention_mode none cannot take a retention'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	INSERT INTO activity_monitor.config DEFAULT VALUES ON CONFLICT DO NOTHING;
+	UPDATE activity_monitor.config c SET
+		partition_interval = coalesce(configure.partition_interval, c.partition_interval),
+		premake = coalesce(configure.premake, c.premake),
+		retention = CASE WHEN configure.retention_mode = 'none' THEN NULL
+						 ELSE coalesce(configure.retention, c.retention) END,
+		retention_mode = CASE WHEN configure.retention_mode IN ('drop', 'detach')
+							  THEN configure.retention_mode ELSE c.retention_mode END;
+END
+$fn$;
+
+/*
+ * maintain(): run partition maintenance now, as the worker does.  Returns
+ * the number of partitions created and retired.  A "now" in the future
+ * would retire partitions early: only a superuser may give one.
+ */
+CREATE FUNCTION activity_monitor.maintain("now" timestamptz DEFAULT pg_catalog.now())
+RETURNS int
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	m	record;
+BEGIN
+	IF "now" > pg_catalog.now() AND NOT activity_monitor._session_is_superuser() THEN
+		RAISE EXCEPTION 'only a superuser may run maintenance for a time in the future'
+			USING ERRCODE = 'insufficient_privilege',
+			DETAIL = pg_catalog.format('"now" was %s, the current time is %s.', "now", pg_catalog.now()),
+			HINT = 'Partitions ahead are made by the worker, premake intervals in advance; see activity_monitor.configure(premake => ...).';
+	END IF;
+	SELECT * INTO m FROM activity_monitor._maintain("now") x;
+	RETURN m.created + m.retired;
+END
+$fn$;
+
+/*
+ * Start this database's worker once the current transaction commits (a
+ * worker already serving the database makes the new one exit at once).
+ */
+CREATE FUNCTION activity_monitor.start_worker()
+RETURNS void
+AS 'MODULE_PATHNAME', 'activity_monitor_start_worker'
+LANGUAGE C STRICT;
+
+-- ---------------------------------------------------------------------------
+-- Alert rules and alerts
+-- ---------------------------------------------------------------------------
+
+/*
+ * create_rule(): validate everything, then insert.  Errors name the
+ * parameter at fault; nothing changes on error.  full_payload comes last, so
+ * that positional calls written for 0.1.0 still work.
+ */
+CREATE FUNCTION activity_monitor.create_rule(name text, predicate jsonpath,
+											 severity text DEFAULT 'warning',
+											 kinds text[] DEFAULT NULL,
+											 tables regclass[] DEFAULT NULL,
+											 within interval DEFAULT NULL,
+											 threshold numeric DEFAULT NULL,
+											 measure text DEFAULT 'count',
+											 measure_path jsonpath DEFAULT NULL,
+											 group_by jsonpath DEFAULT '$.subject_id',
+											 cooldown interval DEFAULT NULL,
+											 channel text DEFAULT 'activity_monitor_alerts',
+											 description text DEFAULT NULL,
+											 full_payload boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	all_kinds	CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+	new_id		bigint;
+BEGIN
+	IF name IS NULL OR predicate IS NULL OR severity IS NULL OR measure IS NULL
+	   OR group_by IS NULL OR channel IS NULL THEN
+		RAISE EXCEPTION 'name, predicate, severity, measure, group_by and channel must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF full_payload IS NULL THEN
+		RAISE EXCEPTION 'full_payload must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Use false (the notification carries only alert_id, rule, severity and fired_at) or true (the whole alert, readable by every role that can connect).';
+	END IF;
+	IF name = '' OR pg_catalog.octet_length(name) > 63 THEN
+		RAISE EXCEPTION 'rule name must be 1 to 63 bytes long'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF severity NOT IN ('info', 'warning', 'critical') THEN
+		RAISE EXCEPTION 'unknown severity "%"', severity
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use info, warning or critical.';
+	END IF;
+	IF measure NOT IN ('count', 'sum', 'distinct') THEN
+		RAISE EXCEPTION 'unknown measure "%"', measure
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use count, sum or distinct.';
+	END IF;
+	IF measure IN ('sum', 'distinct') AND measure_path IS NULL THEN
+		RAISE EXCEPTION 'measure % needs a measure_path', measure
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'For example measure_path => ''$.new.amount''.';
+	END IF;
+	IF (within IS NULL) <> (threshold IS NULL) THEN
+		RAISE EXCEPTION 'within and threshold go together'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A rule with a window fires when the measure inside it reaches the threshold; a rule without one fires for each matching event.';
+	END IF;
+	IF within <= interval '0' THEN
+		RAISE EXCEPTION 'within must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF threshold <= 0 THEN
+		RAISE EXCEPTION 'threshold must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cooldown <= interval '0' THEN
+		RAISE EXCEPTION 'cooldown must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF channel = '' OR pg_catalog.octet_length(channel) > 63 THEN
+		RAISE EXCEPTION 'channel name must be 1 to 63 bytes long'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'NOTIFY takes channel names of at most 63 bytes.';
+	END IF;
+	IF kinds IS NOT NULL AND NOT kinds <@ all_kinds THEN
+		RAISE EXCEPTION 'unknown activity kind in %', kinds
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use some of: ' || pg_catalog.array_to_string(all_kinds, ', ') || '.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM activity_monitor.alert_rule r WHERE r.name = create_rule.name) THEN
+		RAISE EXCEPTION 'rule "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
+	END IF;
+
+	BEGIN
+		INSERT INTO activity_monitor.alert_rule AS r
+			(name, predicate, severity, kinds, tables, within, threshold, measure,
+			 measure_path, group_by, cooldown, channel, description, full_payload)
+		VALUES (name, predicate, severity, kinds, tables, within, threshold, measure,
+				measure_path, group_by, cooldown, channel, description, full_payload)
+		RETURNING r.id INTO new_id;
+	EXCEPTION WHEN unique_violation THEN
+		-- a concurrent create_rule() of the same name won
+		RAISE EXCEPTION 'rule "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
+	END;
+	INSERT INTO activity_monitor.rule_stats (rule_id) VALUES (new_id);
+	RETURN new_id;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.drop_rule(name text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	DELETE FROM activity_monitor.alert_rule r WHERE r.name = drop_rule.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.set_rule_enabled(name text, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF enabled IS NULL THEN
+		RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE activity_monitor.alert_rule r SET enabled = set_rule_enabled.enabled
+	WHERE r.name = set_rule_enabled.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$fn$;
+
+/*
+ * Turn the full payload of an existing rule on or off (rules of 0.1.0 send
+ * the public payload after the update; this gives one back its 0.1.0
+ * notifications without dropping it, its counters and its alerts' link).
+ */
+CREATE FUNCTION activity_monitor.set_rule_full_payload(name text, full_payload boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF full_payload IS NULL THEN
+		RAISE EXCEPTION 'full_payload must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	UPDATE activity_monitor.alert_rule r SET full_payload = set_rule_full_payload.full_payload
+	WHERE r.name = set_rule_full_payload.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$fn$;
+
+CREATE FUNCTION activity_monitor.acknowledge(alert_id bigint, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT activity_monitor._set_alert_status(alert_id, 'acknowledged', note)
+$fn$;
+
+CREATE FUNCTION activity_monitor.resolve(alert_id bigint, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT activity_monitor._set_alert_status(alert_id, 'resolved', note)
+$fn$;
+
+/*
+ * An alert as JSON: full_payload = false gives the public notification
+ * payload (alert_id, rule, severity, fired_at), true the whole alert (the
+ * 0.1.0 payload; what the consumer prints).  Free-text values are cut (marked with "…") so the text
+ * stays under NOTIFY's 8000-byte limit and valid JSON.  Times are in UTC
+ * whatever the session's TimeZone.
+ */
+CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts, full_payload boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $fn$
+DECLARE
+	lim		int := 500;
+	p		text;
+BEGIN
+	LOOP
+		IF full_payload THEN
+			p := pg_catalog.json_build_object(
+				'alert_id', a.id, 'rule', activity_monitor._cut(a.rule_name, lim),
+				'severity', a.severity, 'channel', a.channel,
+				'group_key', activity_monitor._cut(a.group_key, lim),
+				'value', CASE WHEN pg_catalog.length(a.value::text) <= 40 THEN pg_catalog.to_jsonb(a.value)
+							  ELSE pg_catalog.to_jsonb(activity_monitor._cut(a.value::text, 40)) END,
+				'event_id', a.event_id, 'kind', a.kind, 'action', a.action,
+				'table', activity_monitor._cut(a.table_name, lim),
+				'subject_id', activity_monitor._cut(a.subject_id, lim),
+				'actor_type', a.actor_type, 'actor_id', activity_monitor._cut(a.actor_id, lim),
+				'occurred_at', a.occurred_at, 'fired_at', a.fired_at)::text;
+		ELSE
+			p := pg_catalog.json_build_object(
+				'alert_id', a.id, 'rule', activity_monitor._cut(a.rule_name, lim),
+				'severity', a.severity, 'fired_at', a.fired_at)::text;
+		END IF;
+		EXIT WHEN pg_catalog.octet_length(p) < 8000 OR lim < 10;
+		lim := lim / 4;
+	END LOOP;
+	RETURN p;
+END
+$fn$;
+
+/*
+ * The NOTIFY payload of an alert (what the worker sends): the public payload,
+ * or the full one if its rule opted in (by the rule's current setting).
+ * PL/pgSQL rather than SQL: with its SET clause a SQL function is not
+ * inlined, and cost three times as much per alert.
+ */
+CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	RETURN activity_monitor.alert_payload(a, activity_monitor._full_payload(a.rule_id));
+END
+$fn$;

@@ -1,0 +1,39 @@
+/*
+ * Triggers on the extension's tables, and its event triggers.  Both fire in
+ * name order: activity_monitor_guard_drop sorts before
+ * activity_monitor_sql_drop on purpose (see _guard_sql_drop()).
+ */
+
+-- ---------------------------------------------------------------------------
+-- Table triggers
+-- ---------------------------------------------------------------------------
+
+CREATE TRIGGER tracked_check_owner
+	AFTER INSERT OR UPDATE OR DELETE ON activity_monitor.tracked
+	FOR EACH ROW EXECUTE FUNCTION activity_monitor._tracked_check_owner();
+
+CREATE TRIGGER alert_rule_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON activity_monitor.alert_rule
+	FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor._rules_changed();
+
+CREATE TRIGGER alert_rule_check
+	BEFORE INSERT OR UPDATE ON activity_monitor.alert_rule
+	FOR EACH ROW EXECUTE FUNCTION activity_monitor._check_rule();
+
+-- ---------------------------------------------------------------------------
+-- Event triggers
+-- ---------------------------------------------------------------------------
+
+-- The DDL guard (src/guard.c): refuses or records DDL that would switch
+-- capture off or bypass it.
+CREATE EVENT TRIGGER activity_monitor_guard ON ddl_command_start
+	EXECUTE FUNCTION activity_monitor._guard_ddl();
+
+-- Its backstop: what a command drops beyond what it names.
+CREATE EVENT TRIGGER activity_monitor_guard_drop ON sql_drop
+	EXECUTE FUNCTION activity_monitor._guard_sql_drop();
+
+-- A table dropped by any command stops being tracked (0.1.0 listened only to
+-- DROP TABLE, DROP SCHEMA and DROP OWNED).
+CREATE EVENT TRIGGER activity_monitor_sql_drop ON sql_drop
+	EXECUTE FUNCTION activity_monitor._on_sql_drop();

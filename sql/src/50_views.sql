@@ -1,0 +1,170 @@
+/*
+ * The views: the documented interface for reading (README), readable by
+ * activity_monitor_reader (60_grants.sql).  A new column goes last, so that
+ * the upgrade's CREATE OR REPLACE VIEW can add it.
+ */
+
+-- ---------------------------------------------------------------------------
+-- Settings and the worker
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW activity_monitor.settings AS
+	SELECT c.partition_interval, c.premake, c.retention,
+		   CASE WHEN c.retention IS NULL THEN 'none' ELSE c.retention_mode END AS retention_mode,
+		   pg_catalog.current_setting('activity_monitor.naptime', true) AS naptime
+	FROM activity_monitor.config c;
+
+CREATE VIEW activity_monitor.worker_status AS
+	SELECT pg_catalog.current_database() AS database,
+		   w.pid,
+		   EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+				   WHERE a.pid = w.pid AND a.backend_type = 'activity_monitor worker') AS running,
+		   w.started_at, w.starts, w.last_run_at, w.last_result,
+		   w.partitions_created, w.partitions_retired, w.last_error, w.last_error_at
+	FROM activity_monitor.worker_state w;
+
+-- ---------------------------------------------------------------------------
+-- The activity
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW activity_monitor.tracked_tables AS
+	SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name,
+		   t.kind, t.subject_column, t.status_column,
+		   t.critical_columns, t.ignore_columns, t.redact_columns, t.tracked_since
+	FROM activity_monitor.tracked t
+	JOIN pg_catalog.pg_class c ON c.oid = t.tbl
+	JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	ORDER BY 1;
+
+CREATE VIEW activity_monitor.timeline AS
+	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.actor_type, a.actor_id, a.actor_reason, a.status_from, a.status_to, a.critical,
+		   a.old_values, a.new_values, a.client_addr, a.application_name, a.db_user
+	FROM activity_monitor.activity a
+	ORDER BY a.occurred_at DESC, a.id DESC;
+
+CREATE VIEW activity_monitor.admin_actions AS
+	SELECT a.id, a.occurred_at, a.actor_id AS employee_id, a.actor_reason AS reason,
+		   a.actor_context, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.status_from, a.status_to, a.critical, a.old_values, a.new_values,
+		   a.client_addr, a.db_user
+	FROM activity_monitor.activity a
+	WHERE a.actor_type = 'employee'
+	ORDER BY a.occurred_at DESC, a.id DESC;
+
+CREATE VIEW activity_monitor.critical_changes AS
+	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.actor_type, a.actor_id, a.actor_reason, a.status_from, a.status_to,
+		   a.old_values, a.new_values, a.client_addr
+	FROM activity_monitor.activity a
+	WHERE a.critical
+	ORDER BY a.occurred_at DESC, a.id DESC;
+
+/*
+ * One row per session row of a login-kind table: first and last event of
+ * the row; ended when the row was deleted or its status left an active one.
+ */
+CREATE VIEW activity_monitor.user_sessions AS
+	SELECT s.table_name, s.row_key AS session_key, s.subject_id,
+		   s.started_at,
+		   CASE WHEN s.ended THEN s.last_at END AS ended_at,
+		   NOT s.ended AS active,
+		   s.ip, s.client_addr, s.application_name, s.last_status AS status
+	FROM (
+		SELECT a.table_name, a.row_key,
+			   (pg_catalog.array_agg(a.subject_id ORDER BY a.id))[1] AS subject_id,
+			   pg_catalog.min(a.occurred_at) AS started_at,
+			   pg_catalog.max(a.occurred_at) AS last_at,
+			   (pg_catalog.array_agg(coalesce(a.status_to, a.status_from) ORDER BY a.id DESC)
+					FILTER (WHERE coalesce(a.status_to, a.status_from) IS NOT NULL))[1] AS last_status,
+			   pg_catalog.bool_or(a.action = 'delete'
+					OR a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked', 'failed')
+					OR a.new_values ->> 'ended_at' IS NOT NULL
+					OR a.new_values ->> 'logged_out_at' IS NOT NULL) AS ended,
+			   -- where from: the row's own ip column, else what the application said
+			   (pg_catalog.array_agg(coalesce(a.new_values ->> 'ip', a.actor_context ->> 'ip') ORDER BY a.id)
+					FILTER (WHERE coalesce(a.new_values ->> 'ip', a.actor_context ->> 'ip') IS NOT NULL))[1] AS ip,
+			   (pg_catalog.array_agg(a.client_addr ORDER BY a.id) FILTER (WHERE a.client_addr IS NOT NULL))[1] AS client_addr,
+			   (pg_catalog.array_agg(a.application_name ORDER BY a.id))[1] AS application_name
+		FROM activity_monitor.activity a
+		WHERE a.kind = 'login' AND a.action <> 'truncate'
+		GROUP BY a.table_name, a.row_key
+	) s;
+
+CREATE VIEW activity_monitor.operational_activity AS
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at) AS minute, a.kind, a.actor_type,
+		   pg_catalog.count(*) AS events,
+		   pg_catalog.count(*) FILTER (WHERE a.critical) AS critical_events
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= pg_catalog.now() - interval '24 hours'
+	GROUP BY 1, 2, 3
+	ORDER BY 1 DESC, 2, 3;
+
+-- ---------------------------------------------------------------------------
+-- Alert rules and alerts
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW activity_monitor.rules AS
+	SELECT r.id, r.name, r.enabled, r.severity, r.predicate, r.kinds, r.tables,
+		   r.within, r.threshold, r.measure, r.measure_path, r.group_by, r.cooldown,
+		   r.channel, r.description, r.created_at,
+		   coalesce(s.events_matched, 0) AS events_matched,
+		   coalesce(s.alerts_fired, 0) AS alerts_fired,
+		   coalesce(s.evaluation_errors, 0) AS evaluation_errors,
+		   s.last_fired_at,
+		   r.full_payload
+	FROM activity_monitor.alert_rule r
+	LEFT JOIN activity_monitor.rule_stats s ON s.rule_id OPERATOR(pg_catalog.=) r.id
+	ORDER BY r.id;
+
+CREATE VIEW activity_monitor.open_alerts AS
+	SELECT a.id, a.fired_at, a.severity, a.rule_name, a.group_key, a.value, a.status,
+		   a.kind, a.action, a.table_name, a.subject_id, a.actor_type, a.actor_id,
+		   a.event_id, a.event_ids, a.acknowledged_by, a.acknowledged_at, a.note,
+		   a.acknowledged_actor
+	FROM activity_monitor.alerts a
+	WHERE a.status <> 'resolved'
+	ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, a.fired_at DESC;
+
+-- ---------------------------------------------------------------------------
+-- Dashboard
+-- ---------------------------------------------------------------------------
+
+/*
+ * The one query an activity dashboard needs, one row: events in the last 5
+ * minutes, hour and day by kind and actor type, active sessions (started
+ * minus ended in the last day), open alerts by severity, the busiest
+ * employees of the day and the latest critical changes.  Counts come from
+ * activity_minute (up to one naptime behind); the critical changes are read
+ * live, newest first through the partitions' occurred_at index.
+ */
+CREATE VIEW activity_monitor.dashboard AS
+	SELECT pg_catalog.now() AS generated_at,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) ORDER BY e.last_day DESC, e.kind, e.actor_type), '[]')
+			FROM (SELECT m.kind, m.actor_type,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= pg_catalog.now() - interval '5 minutes'), 0) AS last_5m,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= pg_catalog.now() - interval '1 hour'), 0) AS last_hour,
+						 pg_catalog.sum(m.events) AS last_day
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.minute >= pg_catalog.now() - interval '1 day'
+				  GROUP BY m.kind, m.actor_type) e) AS events,
+		   (SELECT coalesce(pg_catalog.sum(m.sessions_started - m.sessions_ended), 0)
+			FROM activity_monitor.activity_minute m
+			WHERE m.minute >= pg_catalog.now() - interval '1 day') AS active_sessions,
+		   (SELECT pg_catalog.jsonb_build_object(
+					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
+					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
+					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
+			FROM activity_monitor.alerts a WHERE a.status <> 'resolved') AS open_alerts,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) ORDER BY b.actions DESC, b.employee_id), '[]')
+			FROM (SELECT m.employee_id, pg_catalog.sum(m.events) AS actions
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.employee_id <> '' AND m.minute >= pg_catalog.now() - interval '1 day'
+				  GROUP BY m.employee_id
+				  ORDER BY 2 DESC, 1 LIMIT 5) b) AS busiest_employees,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
+			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+						 a.actor_type, a.actor_id, a.status_from, a.status_to
+				  FROM activity_monitor.activity a
+				  WHERE a.critical AND a.occurred_at >= pg_catalog.now() - interval '1 day'
+				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c) AS latest_critical;

@@ -1,0 +1,80 @@
+/*
+ * Who may do what (README, "Roles"): every privilege of the extension's
+ * objects, in one place.  Functions are executable by PUBLIC unless revoked
+ * here; tables and views are readable by their owner only unless granted.
+ * test/pgtap/security.sql checks the result role by role.
+ */
+
+-- ---------------------------------------------------------------------------
+-- Private: the extension's owner (and superusers) only
+-- ---------------------------------------------------------------------------
+
+REVOKE ALL ON activity_monitor.activity, activity_monitor.activity_default,
+	activity_monitor.activity_id_seq FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass),
+	activity_monitor._partitions(), activity_monitor._create_partition(timestamptz, timestamptz),
+	activity_monitor._maintain(timestamptz), activity_monitor._check_interval(text, interval),
+	activity_monitor._min_retention(),
+	activity_monitor._worker_started(int), activity_monitor._worker_error(text),
+	activity_monitor._worker_partitions(), activity_monitor._process_alerts(int),
+	activity_monitor._rollup(timestamptz),
+	activity_monitor._drop_triggers(regclass), activity_monitor._on_sql_drop(),
+	activity_monitor._session_is_superuser(), activity_monitor._tracked_check_owner(),
+	activity_monitor._guard_ddl(), activity_monitor._guard_sql_drop(),
+	activity_monitor._rules_changed(), activity_monitor._check_rule(),
+	activity_monitor._set_alert_status(bigint, text, text), activity_monitor._num(jsonb),
+	activity_monitor.capture() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- activity_monitor_reader: reads the activity, its views, the alerts and
+-- the settings
+-- ---------------------------------------------------------------------------
+
+GRANT SELECT ON activity_monitor.activity, activity_monitor.activity_default,
+	activity_monitor.tracked, activity_monitor.config, activity_monitor.worker_state,
+	activity_monitor.alerts, activity_monitor.activity_minute,
+	activity_monitor.settings, activity_monitor.worker_status, activity_monitor.tracked_tables,
+	activity_monitor.timeline, activity_monitor.admin_actions, activity_monitor.critical_changes,
+	activity_monitor.user_sessions, activity_monitor.operational_activity, activity_monitor.rules,
+	activity_monitor.open_alerts, activity_monitor.dashboard
+	TO activity_monitor_reader;
+
+REVOKE ALL ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts),
+	activity_monitor.alert_payload(activity_monitor.alerts, boolean),
+	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts),
+	activity_monitor.alert_payload(activity_monitor.alerts, boolean),
+	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int)
+	TO activity_monitor_reader;
+
+-- ---------------------------------------------------------------------------
+-- activity_monitor_responder: handles alerts
+-- ---------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION activity_monitor.acknowledge(bigint, text), activity_monitor.resolve(bigint, text)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.acknowledge(bigint, text), activity_monitor.resolve(bigint, text)
+	TO activity_monitor_responder;
+
+-- ---------------------------------------------------------------------------
+-- activity_monitor_admin: tracks tables, configures, manages rules
+-- ---------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]),
+	activity_monitor.untrack(regclass),
+	activity_monitor.configure(interval, int, interval, text), activity_monitor.maintain(timestamptz),
+	activity_monitor.start_worker(),
+	activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
+		numeric, text, jsonpath, jsonpath, interval, text, text, boolean),
+	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
+	activity_monitor.set_rule_full_payload(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]),
+	activity_monitor.untrack(regclass),
+	activity_monitor.configure(interval, int, interval, text), activity_monitor.maintain(timestamptz),
+	activity_monitor.start_worker(),
+	activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
+		numeric, text, jsonpath, jsonpath, interval, text, text, boolean),
+	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
+	activity_monitor.set_rule_full_payload(text, boolean)
+	TO activity_monitor_admin;
