@@ -20,6 +20,7 @@
 #include "access/xact.h"
 #include "common/jsonapi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -40,7 +41,12 @@ static char *actor_id = NULL;	/* activity_monitor.actor_id */
 static char *actor_reason = NULL;	/* activity_monitor.actor_reason */
 static char *actor_context = NULL;	/* activity_monitor.actor_context */
 
+/*
+ * The actor types, listed once: the setting's check, set_actor() and their
+ * messages read this list (no SQL needs one).
+ */
 static const char *const actor_types[] = {"user", "employee", "service", "system", NULL};
+static char *actor_type_names = NULL;	/* the list for messages, made at init */
 
 /* Session facts, computed once per backend or per distinct value. */
 static Datum client_addr_datum;
@@ -77,7 +83,7 @@ check_actor_type(char **newval, void **extra, GucSource source)
 		return true;
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errmsg("unknown actor type \"%s\"", *newval);
-	GUC_check_errhint("Use one of: user, employee, service, system.");
+	GUC_check_errhint("Use one of: %s.", actor_type_names);
 	return false;
 }
 
@@ -134,9 +140,21 @@ check_actor_context(char **newval, void **extra, GucSource source)
 void
 am_actor_init(void)
 {
+	StringInfoData names;
+	char	   *type_desc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	/* the messages name the types from the list, and keep them for good */
+	initStringInfo(&names);
+	for (int i = 0; actor_types[i]; i++)
+		appendStringInfo(&names, "%s%s", i > 0 ? ", " : "", actor_types[i]);
+	actor_type_names = names.data;
+	type_desc = psprintf("Kind of actor of the changes: one of %s.", actor_type_names);
+	MemoryContextSwitchTo(old);
+
 	CacheRegisterSyscacheCallback(AUTHOID, role_changed, (Datum) 0);
 	DefineCustomStringVariable("activity_monitor.actor_type",
-							   "Kind of actor of the changes: user, employee, service or system.",
+							   type_desc,
 							   "Empty means service.",
 							   &actor_type, "", PGC_USERSET, 0,
 							   check_actor_type, NULL, NULL);
@@ -285,7 +303,7 @@ activity_monitor_set_actor(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("actor_type must not be null"),
-				 errhint("Use one of: user, employee, service, system.")));
+				 errhint("Use one of: %s.", actor_type_names)));
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -303,7 +321,7 @@ activity_monitor_set_actor(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown actor type \"%s\"", type),
-				 errhint("Use one of: user, employee, service, system.")));
+				 errhint("Use one of: %s.", actor_type_names)));
 	if (id[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

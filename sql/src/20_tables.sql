@@ -1,5 +1,6 @@
 /*
- * Tables, sequences, indexes, the rows of one-row tables, comments on
+ * Tables, sequences, indexes (those of activity's partitions are made by
+ * _index_partition()), the rows of one-row tables, comments on
  * columns, and which tables a dump of the database carries
  * (pg_extension_config_dump: the configuration, the rules and the alerts;
  * the dated partitions of activity are not extension members and are dumped
@@ -12,8 +13,7 @@
 
 CREATE TABLE activity_monitor.tracked (
 	tbl					regclass PRIMARY KEY,
-	kind				text NOT NULL
-		CHECK (kind IN ('login', 'profile', 'payment', 'game', 'provider', 'admin', 'system')),
+	kind				text NOT NULL CHECK (kind OPERATOR(pg_catalog.=) ANY (activity_monitor._kinds())),
 	subject_column		name,
 	status_column		name,
 	critical_columns	name[] NOT NULL DEFAULT '{}',
@@ -80,11 +80,33 @@ COMMENT ON COLUMN activity_monitor.activity.rule_errors IS
 ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activity.id;
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_id_seq', '');
 
+/*
+ * Indexes live on each partition, made by _index_partition(), not on the
+ * parent: a parent index would make pg_restore's ATTACH PARTITION create
+ * partition indexes that collide with the dump's own CREATE INDEX.
+ */
+CREATE FUNCTION activity_monitor._index_partition(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at)', part);
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
+	-- employees' actions (admin_actions); users are found by subject
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '
+		'WHERE actor_type = ''employee''', part);
+	-- only events some rule matched: the worker's batches
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
+		'WHERE matched IS NOT NULL OR rule_errors IS NOT NULL', part);
+END
+$fn$;
+
 -- Catches rows no dated partition covers, so a write never fails for a
 -- missing partition; maintain() moves them out when it creates the range.
 CREATE TABLE activity_monitor.activity_default
 	PARTITION OF activity_monitor.activity DEFAULT;
-SELECT activity_monitor._index_partition('activity_monitor.activity_default');	-- 15_table_functions.sql
+SELECT activity_monitor._index_partition('activity_monitor.activity_default');
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_default', '');
 
 -- ---------------------------------------------------------------------------

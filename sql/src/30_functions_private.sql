@@ -270,7 +270,8 @@ SET search_path = pg_catalog, pg_temp;
 /*
  * The worker's rollup duty: recount the minutes from "since" (default: the
  * last 10 minutes, which covers events committed late) into activity_minute
- * and forget minutes older than two days.
+ * and forget minutes older than two days.  Sessions start and end as
+ * _activity_sessions says, the definition user_sessions uses.
  */
 CREATE FUNCTION activity_monitor._rollup(since timestamptz DEFAULT pg_catalog.now() - interval '10 minutes')
 RETURNS bigint
@@ -289,13 +290,9 @@ BEGIN
 	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
 		   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END,
 		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical),
-		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND a.action = 'insert'
-				AND a.status_to IS DISTINCT FROM 'failed'),
-		   pg_catalog.count(*) FILTER (WHERE a.kind = 'login' AND (a.action = 'delete'
-				OR (a.action = 'update' AND (a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked')
-					OR a.new_values ->> 'ended_at' IS NOT NULL
-					OR a.new_values ->> 'logged_out_at' IS NOT NULL))))
-	FROM activity_monitor.activity a
+		   pg_catalog.count(*) FILTER (WHERE a.starts_session),
+		   pg_catalog.count(*) FILTER (WHERE a.ends_session)
+	FROM activity_monitor._activity_sessions a
 	WHERE a.occurred_at >= since
 	GROUP BY 1, 2, 3, 4;
 	GET DIAGNOSTICS n = ROW_COUNT;

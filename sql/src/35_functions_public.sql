@@ -52,7 +52,7 @@ DECLARE
 	relns		name;
 	col			name;
 	part		regclass;
-	kinds		CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+	kinds		CONSTANT text[] := activity_monitor._kinds();
 BEGIN
 	IF tbl IS NULL THEN
 		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -289,7 +289,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-	all_kinds	CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+	all_kinds	CONSTANT text[] := activity_monitor._kinds();
 	new_id		bigint;
 BEGIN
 	IF name IS NULL OR predicate IS NULL OR severity IS NULL OR measure IS NULL

@@ -61,8 +61,39 @@ CREATE VIEW activity_monitor.critical_changes AS
 	ORDER BY a.occurred_at DESC, a.id DESC;
 
 /*
+ * Every event with what it means for a session, the one definition of a
+ * session's start and end (user_sessions and the dashboard's rollup read
+ * it).  A session is a row of a login-kind table; an event leaves it ended
+ * (session_ended) when it deletes the row, gives it one of the statuses of
+ * _session_end_statuses(), or sets its ended_at or logged_out_at column.
+ * starts_session: the insert of a row not ended already (a failed attempt
+ * starts nothing).  ends_session: the first event that ends it, as far as
+ * the event shows (a status or column value that was already an end, such
+ * as a closed row expired or deleted, does not end it twice).
+ */
+CREATE VIEW activity_monitor._activity_sessions AS
+	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+		   a.actor_type, a.actor_id, a.actor_context, a.status_from, a.status_to, a.critical,
+		   a.new_values, a.client_addr, a.application_name,
+		   e.ended AS session_ended,
+		   a.kind OPERATOR(pg_catalog.=) 'login' AND a.action OPERATOR(pg_catalog.=) 'insert'
+			   AND NOT e.ended AS starts_session,
+		   a.kind OPERATOR(pg_catalog.=) 'login' AND a.action OPERATOR(pg_catalog.<>) 'insert'
+			   AND e.ended AND NOT e.was_ended AS ends_session
+	FROM activity_monitor.activity a
+	CROSS JOIN LATERAL (
+		SELECT a.action OPERATOR(pg_catalog.=) 'delete'
+				   OR coalesce(a.status_to OPERATOR(pg_catalog.=) ANY (activity_monitor._session_end_statuses()), false)
+				   OR a.new_values OPERATOR(pg_catalog.->>) 'ended_at' IS NOT NULL
+				   OR a.new_values OPERATOR(pg_catalog.->>) 'logged_out_at' IS NOT NULL AS ended,
+			   coalesce(a.status_from OPERATOR(pg_catalog.=) ANY (activity_monitor._session_end_statuses()), false)
+				   OR a.old_values OPERATOR(pg_catalog.->>) 'ended_at' IS NOT NULL
+				   OR a.old_values OPERATOR(pg_catalog.->>) 'logged_out_at' IS NOT NULL AS was_ended
+	) e;
+
+/*
  * One row per session row of a login-kind table: first and last event of
- * the row; ended when the row was deleted or its status left an active one.
+ * the row; ended when an event ended it (_activity_sessions).
  */
 CREATE VIEW activity_monitor.user_sessions AS
 	SELECT s.table_name, s.row_key AS session_key, s.subject_id,
@@ -77,16 +108,13 @@ CREATE VIEW activity_monitor.user_sessions AS
 			   pg_catalog.max(a.occurred_at) AS last_at,
 			   (pg_catalog.array_agg(coalesce(a.status_to, a.status_from) ORDER BY a.id DESC)
 					FILTER (WHERE coalesce(a.status_to, a.status_from) IS NOT NULL))[1] AS last_status,
-			   pg_catalog.bool_or(a.action = 'delete'
-					OR a.status_to IN ('closed', 'ended', 'logged_out', 'expired', 'revoked', 'failed')
-					OR a.new_values ->> 'ended_at' IS NOT NULL
-					OR a.new_values ->> 'logged_out_at' IS NOT NULL) AS ended,
+			   pg_catalog.bool_or(a.session_ended) AS ended,
 			   -- where from: the row's own ip column, else what the application said
 			   (pg_catalog.array_agg(coalesce(a.new_values ->> 'ip', a.actor_context ->> 'ip') ORDER BY a.id)
 					FILTER (WHERE coalesce(a.new_values ->> 'ip', a.actor_context ->> 'ip') IS NOT NULL))[1] AS ip,
 			   (pg_catalog.array_agg(a.client_addr ORDER BY a.id) FILTER (WHERE a.client_addr IS NOT NULL))[1] AS client_addr,
 			   (pg_catalog.array_agg(a.application_name ORDER BY a.id))[1] AS application_name
-		FROM activity_monitor.activity a
+		FROM activity_monitor._activity_sessions a
 		WHERE a.kind = 'login' AND a.action <> 'truncate'
 		GROUP BY a.table_name, a.row_key
 	) s;

@@ -24,7 +24,7 @@ REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass),
 	activity_monitor._guard_ddl(), activity_monitor._guard_sql_drop(),
 	activity_monitor._rules_changed(), activity_monitor._check_rule(),
 	activity_monitor._set_alert_status(bigint, text, text), activity_monitor._num(jsonb),
-	activity_monitor.capture() FROM PUBLIC;
+	activity_monitor.capture(), activity_monitor._kinds() FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- activity_monitor_reader: reads the activity, its views, the alerts and
@@ -47,6 +47,11 @@ GRANT EXECUTE ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts
 	activity_monitor.alert_payload(activity_monitor.alerts, boolean),
 	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int)
 	TO activity_monitor_reader;
+
+-- Views call it (user_sessions): the planner folds it into a constant as the
+-- role that queries them.
+REVOKE ALL ON FUNCTION activity_monitor._session_end_statuses() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor._session_end_statuses() TO activity_monitor_reader;
 
 -- ---------------------------------------------------------------------------
 -- activity_monitor_responder: handles alerts
