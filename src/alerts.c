@@ -203,11 +203,10 @@ value_text(JsonbValue *v)
 	}
 }
 
-/* A measure as numeric (activity_monitor._num): numbers and numeric strings. */
+/* A measure as numeric: numbers and numeric strings, about 1,000 digits at most. */
 static Numeric
 value_num(JsonbValue *v)
 {
-	/* (about 1,000 digits at most: the size of _num()'s limit) */
 	if (v->type == jbvNumeric)
 		return VARSIZE_ANY(v->val.numeric) <= 512 ? v->val.numeric : NULL;
 	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 998)

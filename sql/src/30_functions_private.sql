@@ -170,7 +170,7 @@ $fn$;
 /* Whole hours or days, positive: what partition and retention intervals take. */
 CREATE FUNCTION activity_monitor._check_interval(name text, value interval)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
@@ -497,24 +497,8 @@ $fn$;
 /* Text cut to lim characters, marked with "…" when cut (alert payloads). */
 CREATE FUNCTION activity_monitor._cut(s text, lim int)
 RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
-$fn$;
-
-/* A jsonb number (or numeric string) as numeric; anything else, or a
- * number too long to be a plausible measure, NULL. */
-CREATE FUNCTION activity_monitor._num(j jsonb)
-RETURNS numeric
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-	SELECT CASE pg_catalog.jsonb_typeof(j)
-		WHEN 'number' THEN CASE WHEN pg_catalog.length(j::text) <= 1000
-								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
-		WHEN 'string' THEN CASE WHEN pg_catalog.length(j::text) <= 1000
-									 AND (j OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+(\.[0-9]+)?$'
-								THEN (j OPERATOR(pg_catalog.#>>) '{}')::numeric END
-	END
 $fn$;

@@ -1,0 +1,13 @@
+/*
+ * activity_monitor 0.2.0: no dead code, immutable functions parallel safe
+ * (issue 12).
+ *
+ * _num() (a jsonb measure as numeric) has had no caller since the alert
+ * engine reads measures in C (value_num() in src/alerts.c).  The immutable
+ * functions were PARALLEL UNSAFE by default, which kept any query calling
+ * them (a reader's over alert payloads) from a parallel plan.
+ */
+DROP FUNCTION activity_monitor._num(jsonb);
+
+ALTER FUNCTION activity_monitor._cut(text, int) PARALLEL SAFE;
+ALTER FUNCTION activity_monitor._check_interval(text, interval) PARALLEL SAFE;
