@@ -305,17 +305,27 @@ activity_monitor_launcher_main(Datum main_arg)
 
 /*
  * Run sql in a transaction of its own.  Returns true on success with the
- * first column of the first row (or NULL) in *result; on ERROR logs it,
- * rolls back and returns false with the message in *error.  Both strings are
- * allocated in the caller's memory context.
+ * first column of the first row (or NULL) in *result, if result is not
+ * NULL, and the row's first natts columns in values/nulls (all NULL without
+ * a row): only columns of pass-by-value types, which outlive the
+ * transaction.  On ERROR logs it, rolls back and returns false with the
+ * message in *error.  Both strings are allocated in the caller's memory
+ * context.
  */
 static bool
-run_sql(const char *what, const char *sql, char **result, char **error)
+run_sql_row(const char *what, const char *sql, char **result,
+			int natts, Datum *values, bool *nulls, char **error)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = true;
 
-	*result = NULL;
+	if (result)
+		*result = NULL;
+	for (int i = 0; i < natts; i++)
+	{
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+	}
 	*error = NULL;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -327,10 +337,18 @@ run_sql(const char *what, const char *sql, char **result, char **error)
 		SPI_execute(sql, false, 0);
 		if (SPI_processed > 0 && SPI_tuptable != NULL)
 		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *v = result ? SPI_getvalue(tup, desc, 1) : NULL;
 
 			if (v)
 				*result = MemoryContextStrdup(cxt, v);
+			for (int i = 0; i < natts && i < desc->natts; i++)
+			{
+				if (!TupleDescAttr(desc, i)->attbyval)
+					elog(ERROR, "column %d of \"%s\" is not of a pass-by-value type", i + 1, sql);
+				values[i] = SPI_getbinval(tup, desc, i + 1, &nulls[i]);
+			}
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -354,6 +372,13 @@ run_sql(const char *what, const char *sql, char **result, char **error)
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
+}
+
+/* run_sql_row() for the first column of the first row as text. */
+static bool
+run_sql(const char *what, const char *sql, char **result, char **error)
+{
+	return run_sql_row(what, sql, result, 0, NULL, NULL, error);
 }
 
 static char dbname[NAMEDATALEN];
@@ -489,16 +514,26 @@ record_error(const char *error)
 /*
  * Partition maintenance duty (_worker_partitions() runs it and records its
  * outcome in worker_state in the same transaction); an error is recorded.
+ * It returns the numbers of partitions created and retired (NULL when it
+ * skipped maintenance during a restore), logged when not zero.
  */
 static void
 duty_partitions(void)
 {
-	char	   *result;
+	Datum		counts[2];
+	bool		nulls[2];
 	char	   *error;
 
-	if (!run_sql("partition maintenance", "SELECT activity_monitor._worker_partitions()",
-				 &result, &error))
+	if (!run_sql_row("partition maintenance",
+					 "SELECT p.created, p.retired FROM activity_monitor._worker_partitions() p",
+					 NULL, 2, counts, nulls, &error))
 		record_error(error);
+	else if (nulls[0] || nulls[1])
+		elog(DEBUG1, "activity_monitor: partition maintenance skipped while pg_restore is connected");
+	else if (DatumGetInt32(counts[0]) > 0 || DatumGetInt32(counts[1]) > 0)
+		ereport(LOG,
+				(errmsg("activity_monitor: created %d and retired %d partitions of activity_monitor.activity in database \"%s\"",
+						DatumGetInt32(counts[0]), DatumGetInt32(counts[1]), dbname)));
 }
 
 /*

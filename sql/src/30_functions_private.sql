@@ -225,16 +225,15 @@ $fn$;
 
 /*
  * The worker's partition duty: maintenance, and its outcome in worker_state
- * in the same transaction.  Skipped while a superuser's pg_restore is
- * connected to the database (the dump brings its own partitions).
+ * in the same transaction.  Returns the numbers of partitions created and
+ * retired, which the worker reads (src/worker.c, duty_partitions()); NULL
+ * when skipped, while a superuser's pg_restore is connected to the
+ * database (the dump brings its own partitions).
  */
-CREATE FUNCTION activity_monitor._worker_partitions()
-RETURNS void
+CREATE FUNCTION activity_monitor._worker_partitions(OUT created int, OUT retired int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	m	record;
 BEGIN
 	-- (a superuser's pg_restore: any role can name its session pg_restore)
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
@@ -242,12 +241,12 @@ BEGIN
 				 AND r.rolsuper) THEN
 		RETURN;
 	END IF;
-	SELECT * INTO m FROM activity_monitor._maintain() x;
+	SELECT m.created, m.retired INTO created, retired FROM activity_monitor._maintain() m;
 	UPDATE activity_monitor.worker_state
 	SET last_run_at = pg_catalog.now(),
-		last_result = pg_catalog.format('created %s, retired %s', m.created, m.retired),
-		partitions_created = partitions_created + m.created,
-		partitions_retired = partitions_retired + m.retired;
+		last_result = pg_catalog.format('created %s, retired %s', created, retired),
+		partitions_created = partitions_created + created,
+		partitions_retired = partitions_retired + retired;
 END
 $fn$;
 

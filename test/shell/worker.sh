@@ -35,9 +35,17 @@ sleep 0.5
 	fail "a database without the extension kept a worker"
 
 echo "# premake: partitions exist from now to premake ahead"
+ahead=$(q "SELECT count(*) FROM activity_monitor._partitions() WHERE upper > now()")
 q "SELECT activity_monitor.configure(premake => 10)" >/dev/null
 am_wait_for 15 "$db" "SELECT count(*) = 11 FROM activity_monitor._partitions() WHERE upper > now()" ||
 	fail "premake 10 not honoured: $(q "SELECT count(*) FROM activity_monitor._partitions() WHERE upper > now()")"
+# the worker read the numbers _worker_partitions() returned, and logs them
+msg="activity_monitor: created $((11 - ahead)) and retired 0 partitions of activity_monitor.activity in database \"$db\""
+deadline=$(($(date +%s) + 5))
+until grep -qF "$msg" "$PGHOST/server.log"; do
+	[ "$(date +%s)" -lt "$deadline" ] || fail "the server log lacks: $msg"
+	sleep 0.1
+done
 
 echo "# hourly partitions appear without manual calls; old ones are retired"
 q "SELECT activity_monitor.configure(partition_interval => '1 hour', premake => 3, retention => '2 hours', retention_mode => 'drop')" >/dev/null
