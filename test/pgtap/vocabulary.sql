@@ -6,7 +6,7 @@
 -- twice, and the rollup's list lacked 'failed': a session that failed
 -- stayed active on the dashboard while user_sessions showed it ended.
 BEGIN;
-SELECT plan(15);
+SELECT plan(17);
 SET LOCAL client_min_messages = warning;
 
 -- ---------------------------------------------------------------------------
@@ -58,6 +58,12 @@ SELECT activity_monitor.track('voc_sessions', 'login', subject_column => 'id', s
 INSERT INTO voc_sessions (id, status) SELECT g, 'active' FROM generate_series(1, 8) g;
 INSERT INTO voc_sessions VALUES (20, 'failed');				-- a failed attempt: never active
 UPDATE voc_sessions SET status = 'failed' WHERE id = 1;		-- a session that failed (a second factor timed out)
+SELECT activity_monitor._rollup(now() - interval '1 hour');
+SELECT is((SELECT count(*)::int FROM activity_monitor.user_sessions WHERE active), 7,
+	'user_sessions: 7 active sessions (8 started, 1 failed)');
+SELECT is((SELECT active_sessions::int FROM activity_monitor.dashboard), 7,
+	'dashboard: 7 active sessions, as user_sessions (0.1.0: 8, the failed session stayed active)');
+
 UPDATE voc_sessions SET status = 'closed' WHERE id = 2;
 UPDATE voc_sessions SET status = 'expired' WHERE id = 2;	-- closed, then expired: ends once
 UPDATE voc_sessions SET status = 'closed' WHERE id = 3;
