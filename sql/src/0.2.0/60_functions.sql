@@ -4,8 +4,8 @@
  *
  * _num() (a jsonb measure as numeric) has had no caller since the alert
  * engine reads measures in C (value_num() in src/alerts.c).  The immutable
- * functions were PARALLEL UNSAFE by default, which kept any query calling
- * them (a reader's over alert payloads) from a parallel plan.
+ * functions were PARALLEL UNSAFE (the default), which keeps a query that
+ * calls them from a parallel plan.
  */
 DROP FUNCTION activity_monitor._num(jsonb);
 
