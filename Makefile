@@ -3,6 +3,9 @@
 #   make            build the extension
 #   make install    install it into the server PG_CONFIG points to
 #   make test       build, install, start a throwaway cluster, run every suite
+#   make installcheck  the pg_regress and isolation suites against a running
+#                   server (PGHOST, PGPORT, PGUSER: a superuser) that has the
+#                   extension installed and preloaded
 #   make bench      capture-cost benchmark (not part of the tests)
 
 EXTENSION   = activity_monitor
@@ -26,8 +29,15 @@ INSTALL_SRC = $(sort $(wildcard sql/src/[0-9]*.sql))
 UPGRADE_SRC = $(sort $(wildcard sql/src/$(EXTVERSION)/*.sql))
 PGFILEDESC  = "activity_monitor - activity capture and alerting"
 
-REGRESS      = $(sort $(notdir $(basename $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))))
-REGRESS_OPTS = --inputdir=.
+# pg_regress (sql/, expected/) and isolation specs (test/isolation/specs/,
+# test/isolation/expected/); make test runs them on its own cluster, make
+# installcheck on an existing server, each in a database it creates (UTF8,
+# C locale: the output does not depend on the server's defaults).
+REGRESS        = $(sort $(notdir $(basename $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))))
+REGRESS_OPTS   = --inputdir=. --encoding=UTF8 --no-locale
+ISOLATION      = $(sort $(notdir $(basename $(wildcard test/isolation/specs/*.spec))))
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output --encoding=UTF8 --no-locale
+EXTRA_CLEAN    = test/isolation/output
 
 # The alert consumer, a libpq client program: built by "make", installed into
 # the server's bindir by "make install", removed by "make clean".
@@ -43,7 +53,7 @@ ifneq ($(wildcard $(PGXS)),)
 override with_llvm = no
 include $(PGXS)
 else
-all install:
+all install installcheck:
 	@echo "PGXS not found: install postgresql-server-dev-15 (make test does)" >&2; exit 1
 endif
 
@@ -60,7 +70,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_SRC)
 activity_monitor_consume: src/consumer/activity_monitor_consume.c
 	$(CC) -Wall -Wextra -O2 -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
 
-.PHONY: test bench demo print-regress
+.PHONY: test bench demo print-regress print-isolation
 test:
 	test/run.sh
 
@@ -72,3 +82,6 @@ demo:
 
 print-regress:
 	@echo $(REGRESS)
+
+print-isolation:
+	@echo $(ISOLATION)

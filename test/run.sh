@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (make test): install what is missing, build, install,
 # start a throwaway cluster with activity_monitor preloaded, run every suite
-# (pg_regress: sql/ + expected/; pgTAP: test/pgtap; multi-session, worker
-# and crash tests: test/shell), stop the cluster and print
+# (pg_regress: sql/ + expected/; isolation: test/isolation; pgTAP:
+# test/pgtap; multi-session, worker and crash tests: test/shell), stop the
+# cluster and print
 # "N passed, N failed".  Exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ fi
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PATH=$("$PG_CONFIG" --bindir):$PATH PG_CONFIG
 # AM_ONLY=REGEX runs only the suites whose name (regress/capture,
-# pgtap/rules, shell/worker, ...) matches.
+# isolation/alerts_batch, pgtap/rules, shell/worker, ...) matches.
 only() { [ -z "${AM_ONLY:-}" ] || [[ $1 =~ $AM_ONLY ]]; }
 
 # --- build and install --------------------------------------------------------
@@ -77,6 +78,23 @@ if [ -n "$regress" ]; then
 	done
 	[ -f "$tmp/regress/regression.diffs" ] && cp "$tmp/regress/regression.diffs" "$root/regression.diffs" &&
 		echo "  (differences in regression.diffs)"
+fi
+
+# --- isolation (pg_isolation_regress) ------------------------------------------------
+echo "isolation (test/isolation):"
+isolation=""
+for t in $(make -s -f Makefile print-isolation 2>/dev/null); do only "isolation/$t" && isolation="$isolation $t"; done
+if [ -n "$isolation" ]; then
+	pgxs=$(dirname "$(pg_config --pgxs)")
+	out=test/isolation/output
+	"$pgxs/../test/isolation/pg_isolation_regress" --inputdir=test/isolation --outputdir="$out" \
+		--bindir="$(pg_config --bindir)" --host="$PGHOST" --port="$PGPORT" --user=postgres \
+		--dbname=am_isolation $isolation >"$tmp/isolation.out" 2>&1
+	for t in $isolation; do
+		grep -Eq "(^| )$t +\.\.\. ok" "$tmp/isolation.out"
+		record "isolation/$t" $?
+	done
+	[ -f "$out/regression.diffs" ] && echo "  (differences in $out/regression.diffs)"
 fi
 
 # --- pgTAP ------------------------------------------------------------------------
