@@ -9,7 +9,7 @@
 -- partitions; what would let it make rows of a tracked table go uncaptured
 -- is refused or has no effect.
 BEGIN;
-SELECT plan(70);
+SELECT plan(75);
 SET LOCAL client_min_messages = warning;
 
 CREATE ROLE am_pt_owner NOLOGIN;
@@ -45,9 +45,10 @@ CREATE FUNCTION pg_temp.last_secret() RETURNS text LANGUAGE sql AS $$
 	SELECT new_values ->> 'secret' FROM activity_monitor.activity WHERE action = 'insert' ORDER BY id DESC LIMIT 1
 $$;
 -- The triggers running capture() on a relation, as "name:own|clone,...".
-CREATE FUNCTION pg_temp.capture_triggers(rel regclass) RETURNS text LANGUAGE sql AS $$
-	SELECT coalesce(string_agg(t.tgname || CASE WHEN t.tgparentid = 0 THEN ':own' ELSE ':clone' END, ',' ORDER BY t.tgname), '')
-	FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgfoid = 'activity_monitor.capture()'::regprocedure
+CREATE FUNCTION pg_temp.capture_triggers(rel text) RETURNS text LANGUAGE sql AS $$
+	SELECT CASE WHEN to_regclass(rel) IS NULL THEN 'no table ' || rel ELSE
+		(SELECT coalesce(string_agg(t.tgname || CASE WHEN t.tgparentid = 0 THEN ':own' ELSE ':clone' END, ',' ORDER BY t.tgname), '')
+		 FROM pg_trigger t WHERE t.tgrelid = to_regclass(rel) AND t.tgfoid = 'activity_monitor.capture()'::regprocedure) END
 $$;
 CREATE FUNCTION pg_temp.ddl_events() RETURNS bigint LANGUAGE sql AS
 	$$ SELECT count(*) FROM activity_monitor.activity WHERE action = 'ddl' $$;
@@ -176,7 +177,8 @@ SELECT throws_ok($$SELECT activity_monitor.track('pa_1', 'payment')$$, '42809', 
 	'track() of a partition of a tracked table is refused');
 SELECT pg_temp.mk('pd', true);
 SET ROLE am_pt_owner;
-CREATE TABLE pd_1 PARTITION OF pd FOR VALUES FROM (0) TO (100);
+SELECT lives_ok('CREATE TABLE pd_1 PARTITION OF pd FOR VALUES FROM (0) TO (100)',
+	'owner: a partition of an untracked table');
 RESET ROLE;
 SELECT lives_ok($$SELECT activity_monitor.track('pd_1', 'payment')$$,
 	'track() of a partition of an untracked table');
@@ -201,9 +203,9 @@ SELECT is(pg_temp.cycle('pa', 'pa_4', 301), pg_temp.as_of('pa', 'game'),
 	'its TRUNCATE is captured all the same (the trigger was replaced)');
 -- the capture trigger itself, prepared disabled
 CREATE TABLE pa_5 (id int PRIMARY KEY, v text, secret text);
-CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON pa_5 FOR EACH STATEMENT
-	EXECUTE FUNCTION activity_monitor.capture();
-ALTER TABLE pa_5 DISABLE TRIGGER activity_monitor_truncate;
+SELECT lives_ok('CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON pa_5 FOR EACH STATEMENT
+	EXECUTE FUNCTION activity_monitor.capture()', 'owner: capture() may be used in a trigger');
+SELECT lives_ok('ALTER TABLE pa_5 DISABLE TRIGGER activity_monitor_truncate', 'owner: and disables it');
 SELECT lives_ok('ALTER TABLE pa ATTACH PARTITION pa_5 FOR VALUES FROM (400) TO (500)',
 	'owner: attach a table whose TRUNCATE capture trigger it disabled');
 SELECT is(pg_temp.cycle('pa', 'pa_5', 401), pg_temp.as_of('pa', 'game'), 'its TRUNCATE is captured');
@@ -220,13 +222,13 @@ SELECT is(pg_temp.cycle('pa', 'pa_1', 2), pg_temp.as_of('pa', 'game'), 'but ever
 SELECT lives_ok('DROP TRIGGER zz_again ON pa_1', 'owner: and dropped (it is not a capture trigger)');
 -- capture() on a table nobody tracks
 CREATE TABLE pt_free (id int PRIMARY KEY, v text, secret text);
-CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON pt_free FOR EACH ROW
-	EXECUTE FUNCTION activity_monitor.capture();
+SELECT lives_ok('CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON pt_free FOR EACH ROW
+	EXECUTE FUNCTION activity_monitor.capture()', 'owner: a capture trigger on an untracked table');
 SELECT is(pg_temp.cycle('pt_free', 'pt_free', 1), 'none', 'capture() on an untracked table records nothing');
 -- a capture trigger that fires never, on an untracked parent, then a tracked table attached to it
 CREATE TABLE pt_q (id int PRIMARY KEY, v text, secret text) PARTITION BY RANGE (id);
-CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON pt_q FOR EACH ROW
-	WHEN (false) EXECUTE FUNCTION activity_monitor.capture();
+SELECT lives_ok('CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON pt_q FOR EACH ROW
+	WHEN (false) EXECUTE FUNCTION activity_monitor.capture()', 'owner: a capture trigger that never fires, on an untracked parent');
 SELECT throws_ok('ALTER TABLE pt_q ATTACH PARTITION pc_1 FOR VALUES FROM (0) TO (100)', '42710', NULL,
 	'owner: attaching a tracked table below a parent with its own activity_monitor_capture trigger fails');
 SELECT is(pg_temp.cycle('pc_1', 'pc_1', 5), pg_temp.as_of('pc_1', 'payment'), 'and the table is captured as before');
