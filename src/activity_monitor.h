@@ -10,8 +10,9 @@
  * cooldowns, NOTIFY), wake.c (waking the worker at commit), worker.c (the
  * background workers), guard.c (the DDL guard: event triggers that keep
  * capture from being switched off), subxact.c (surviving an ERROR in a
- * subtransaction), activity_monitor.c (module load, the utility hook, the
- * extension's schema by OID).  This header declares only what one file
+ * subtransaction), partitions.c (capture triggers across partition trees),
+ * activity_monitor.c (module load, the utility hook, the extension's schema
+ * by OID).  This header declares only what one file
  * calls in another.
  *
  * IDENTIFICATION
@@ -26,6 +27,7 @@
 
 #include "access/tupdesc.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 
 #define AM_SCHEMA "activity_monitor"
 
@@ -94,6 +96,13 @@ extern void am_fill_actor(Datum *values, bool *nulls);
 
 /* capture.c */
 extern bool am_name_in_array(Datum arr, const char *name);
+
+/* partitions.c: the names of the capture triggers track() installs */
+#define AM_CAPTURE_TRIGGER "activity_monitor_capture"
+#define AM_TRUNCATE_TRIGGER "activity_monitor_truncate"
+extern Oid	am_governing_table(Oid relid, Snapshot snap);
+extern void am_partitions_sync(Oid relid, Oid reset_root);
+extern void am_partitions_before_attach(Oid parent, Oid part);
 
 /* rowjson.c */
 extern void am_init_json_type(JsonColumnType *jt, Oid typid, MemoryContext cxt);

@@ -13,6 +13,14 @@
  * the triggers, produce one.  The row path does no catalog look-up and no
  * SQL.
  *
+ * The settings are those of the tracked table that governs the relation
+ * (partitions.c: the outermost tracked table among the relation and its
+ * partition ancestors), and only the relation's own capture triggers
+ * record: activity_monitor_capture for rows, activity_monitor_truncate for
+ * TRUNCATE.  A trigger running capture() under another name, or on a table
+ * no tracked table governs, records nothing, so no change is recorded
+ * twice and anyone may use capture() in a trigger.
+ *
  * IDENTIFICATION
  *	  src/capture.c
  *
@@ -79,7 +87,11 @@ typedef struct CaptureColumn
 typedef struct CaptureTable
 {
 	Oid			relid;			/* hash key: the relation the trigger fires on */
-	Oid			rootid;			/* the tracked table (partition root) */
+	Oid			rootid;			/* the governing tracked table, else the
+								 * partition root */
+	bool		governed;		/* some tracked table governs the relation */
+	Oid			row_trigger;	/* its activity_monitor_capture trigger */
+	Oid			truncate_trigger;	/* its activity_monitor_truncate trigger */
 	bool		valid;
 	MemoryContext cxt;
 	Datum		kind;			/* text */
@@ -244,8 +256,21 @@ build_table(CaptureTable *ct, Relation rel)
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ct->cxt);
 
-	ct->rootid = rel->rd_rel->relispartition ?
-		llast_oid(get_partition_ancestors(ct->relid)) : ct->relid;
+	ct->rootid = am_governing_table(ct->relid, NULL);
+	ct->governed = OidIsValid(ct->rootid);
+	if (!ct->governed)
+		ct->rootid = rel->rd_rel->relispartition ?
+			llast_oid(get_partition_ancestors(ct->relid)) : ct->relid;
+	ct->row_trigger = ct->truncate_trigger = InvalidOid;
+	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &rel->trigdesc->triggers[i];
+
+		if (strcmp(t->tgname, AM_CAPTURE_TRIGGER) == 0)
+			ct->row_trigger = t->tgoid;
+		else if (strcmp(t->tgname, AM_TRUNCATE_TRIGGER) == 0)
+			ct->truncate_trigger = t->tgoid;
+	}
 	ct->table_name = CStringGetTextDatum(
 		quote_qualified_identifier(get_namespace_name(get_rel_namespace(ct->rootid)),
 								   get_rel_name(ct->rootid)));
@@ -663,28 +688,39 @@ event_document(CaptureTable *ct, Datum *values, bool *nulls, RowEvent *re)
 }
 
 /*
- * A TRUNCATE: one event per tracked table and statement.  TRUNCATE of a
- * partitioned table fires the trigger of the root first, then of each
- * partition: those are skipped.  TRUNCATE of partitions alone records the
- * root's name and the partition in old_values.
+ * A TRUNCATE: one event per truncated table and statement.  TRUNCATE of a
+ * partitioned table fires its trigger first, then those of the partitions
+ * below it: those are skipped.  TRUNCATE of a partition records the
+ * governing table's name and the partition in old_values.
  */
 static bool
 capture_truncate(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls)
 {
 	static LocalTransactionId last_lxid = InvalidLocalTransactionId;
 	static CommandId last_cid = InvalidCommandId;
-	static Oid	last_root = InvalidOid;
+	static List *recorded = NIL;	/* this command's, in TopTransactionContext */
 	LocalTransactionId lxid = MyProc->lxid;
 	CommandId	cid = GetCurrentCommandId(false);
+	MemoryContext old;
 
+	if (last_lxid != lxid || last_cid != cid)
+	{
+		last_lxid = lxid;
+		last_cid = cid;
+		recorded = NIL;
+	}
 	if (ct->relid != ct->rootid)
 	{
 		JsonbParseState *state = NULL;
 		JsonbValue	v;
 		char	   *name;
+		ListCell   *lc;
 
-		if (last_lxid == lxid && last_cid == cid && last_root == ct->rootid)
-			return false;
+		foreach(lc, get_partition_ancestors(ct->relid))
+		{
+			if (list_member_oid(recorded, lfirst_oid(lc)))
+				return false;
+		}
 		name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(td->tg_relation)),
 										  RelationGetRelationName(td->tg_relation));
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -699,12 +735,9 @@ capture_truncate(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls)
 				  JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL))),
 				  false);
 	}
-	else
-	{
-		last_lxid = lxid;
-		last_cid = cid;
-		last_root = ct->rootid;
-	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	recorded = lappend_oid(recorded, ct->relid);
+	MemoryContextSwitchTo(old);
 	set_datum(values, nulls, AC_ACTION, action_text[ACT_TRUNCATE], false);
 	set_datum(values, nulls, AC_CRITICAL, BoolGetDatum(true), false);
 	return true;
@@ -737,6 +770,10 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 				 errmsg("activity_monitor.capture() must be fired AFTER, for each row or for TRUNCATE statements"),
 				 errhint("Install it with activity_monitor.track().")));
 	ct = get_table(td->tg_relation);
+	if (!ct->governed ||
+		td->tg_trigger->tgoid != (TRIGGER_FIRED_BY_TRUNCATE(ev) ? ct->truncate_trigger :
+								  ct->row_trigger))
+		return PointerGetDatum(NULL);
 
 	memset(nulls, true, sizeof(nulls));
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))

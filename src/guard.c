@@ -12,8 +12,10 @@
  * command does anything, and in the command's own (sub)transaction: the
  * recorded event and the settings it updates commit or roll back with the
  * DDL.  It reads the parse tree: ALTER TABLE subcommands on capture
- * triggers (any mode change, ALL and USER included), on partitions (ATTACH,
- * DETACH), on inheritance (INHERIT) and on columns the table's settings name
+ * triggers (any mode change, ALL and USER included), on partitions (DETACH,
+ * and ATTACH of a table that holds rows, a tracked or a foreign table: an
+ * empty one is captured from its first row), on inheritance (INHERIT) and
+ * on columns the table's settings name
  * (DROP COLUMN); renames of those columns (ALTER TABLE/VIEW ... RENAME
  * COLUMN, ALTER TYPE ... RENAME ATTRIBUTE), of capture triggers, of tracked
  * tables and of their schemas; SET SCHEMA of a tracked table; DROP TRIGGER
@@ -25,15 +27,19 @@
  * UPDATE of the parent would change the child's rows uncaptured).  Each
  * guarded operation of an allowed command is one event.
  *
- * track() replaces a table's triggers (DROP TRIGGER IF EXISTS, then CREATE)
- * after writing its settings: those drops, run as the extension's owner
- * inside a SECURITY DEFINER function in the transaction that wrote the
- * settings row, are not DDL events.  untrack() deletes the settings row
- * first, so its drops no longer concern a tracked table.
+ * track() and untrack() create and drop capture triggers directly
+ * (partitions.c), which no event trigger sees.  0.1.0's track(), still in
+ * place until ALTER EXTENSION UPDATE, replaces them by DDL (DROP TRIGGER IF
+ * EXISTS, then CREATE) after writing its settings: those drops, run as the
+ * extension's owner inside a SECURITY DEFINER function in the transaction
+ * that wrote the settings row, are not DDL events.  0.1.0's untrack()
+ * deletes the settings row first, so its drops no longer concern a tracked
+ * table.
  *
  * A table is guarded when it is tracked (a row of activity_monitor.tracked)
  * or is a partition, at any level, of a tracked table; a capture trigger is
- * a trigger whose function is activity_monitor.capture().  The privilege
+ * a trigger named activity_monitor_capture or activity_monitor_truncate
+ * whose function is activity_monitor.capture().  The privilege
  * check is on GetUserId(), the role the command runs as (an event trigger
  * function runs as the role running the DDL, or as the owner of the
  * SECURITY DEFINER function that runs it).
@@ -54,6 +60,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -69,6 +76,7 @@
 #include "commands/extension.h"
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -217,7 +225,19 @@ qualified_name(Oid relid)
 									  get_rel_name(relid));
 }
 
-/* Is trigger name on relid a capture trigger (its function is capture())? */
+/* Is name one track() gives the capture triggers? */
+static bool
+is_capture_trigger_name(const char *name)
+{
+	return strcmp(name, AM_CAPTURE_TRIGGER) == 0 ||
+		strcmp(name, AM_TRUNCATE_TRIGGER) == 0;
+}
+
+/*
+ * Is trigger name on relid a capture trigger: one of the two names, running
+ * capture()?  A trigger of another name running capture() records nothing
+ * (capture.c).
+ */
 static bool
 is_capture_trigger(GuardState *gs, Oid relid, const char *name)
 {
@@ -228,7 +248,7 @@ is_capture_trigger(GuardState *gs, Oid relid, const char *name)
 	HeapTuple	tup;
 	bool		result = false;
 
-	if (!OidIsValid(relid) || name == NULL)
+	if (!OidIsValid(relid) || name == NULL || !is_capture_trigger_name(name))
 		return false;
 	trigoid = get_trigger_oid(relid, name, true);
 	if (!OidIsValid(trigoid))
@@ -243,14 +263,6 @@ is_capture_trigger(GuardState *gs, Oid relid, const char *name)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return result;
-}
-
-/* Is name one track() gives the capture triggers? */
-static bool
-is_capture_trigger_name(const char *name)
-{
-	return strcmp(name, "activity_monitor_capture") == 0 ||
-		strcmp(name, "activity_monitor_truncate") == 0;
 }
 
 /*
@@ -627,6 +639,49 @@ guard_column_change(GuardState *gs, Oid relid, bool inh, AlterTableCmd *cmd)
 	}
 }
 
+/*
+ * Does the tree of part (a table about to be attached below a tracked
+ * table) hold a row, a tracked table or a foreign table (whose rows live
+ * elsewhere)?  Read under the lock ATTACH takes next on every relation of
+ * it, with the latest snapshot: no writer is in progress, and a row
+ * committed after this transaction's snapshot counts.
+ */
+static bool
+holds_rows_or_settings(Oid part)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(part, AccessExclusiveLock, NULL))
+	{
+		Oid			r = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(r);
+		Relation	rel;
+		Snapshot	snap;
+		TableScanDesc scan;
+		TupleTableSlot *slot;
+		bool		found;
+
+		if (read_tracked(r).found)
+			return true;
+		if (relkind == RELKIND_PARTITIONED_TABLE)
+			continue;
+		if (relkind != RELKIND_RELATION)
+			return true;
+		rel = table_open(r, NoLock);
+		snap = RegisterSnapshot(GetLatestSnapshot());
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		UnregisterSnapshot(snap);
+		table_close(rel, NoLock);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
 /* The guarded subcommands of an ALTER TABLE. */
 static void
 guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
@@ -671,14 +726,20 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 					Oid			part = lookup_rel(((PartitionCmd *) cmd->def)->name,
 												  AccessExclusiveLock);
 
-					/* rows of the attached table would appear uncaptured */
-					if (OidIsValid(root))
+					/*
+					 * Below a tracked table an empty table is captured from
+					 * its first row; rows already there would appear
+					 * uncaptured, a tracked table's settings would give way
+					 * to the governing table's.  Below no tracked table
+					 * nothing changes for capture (a tracked table keeps its
+					 * own settings).
+					 */
+					if (!OidIsValid(root) || !OidIsValid(part))
+						break;
+					if (holds_rows_or_settings(part))
 						guard(gs, root, relid,
 							  psprintf("attach a partition to table \"%s\"", qualified_name(relid)));
-					/* and a tracked table would be captured as its new root */
-					else if (OidIsValid(part) && read_tracked(part).found)
-						guard(gs, part, part,
-							  psprintf("attach table \"%s\" as a partition", qualified_name(part)));
+					am_partitions_before_attach(relid, part);
 					break;
 				}
 			case AT_AddInherit:

@@ -154,8 +154,10 @@ SELECT throws_ok('ALTER TABLE wallet INHERIT g_parent', '42501', NULL,
 	'owner: ALTER TABLE ... INHERIT on a tracked table is refused');
 SELECT throws_ok('CREATE TABLE g_child () INHERITS (wallet)', '42501', NULL,
 	'owner: CREATE TABLE ... INHERITS a tracked table is refused');
-SELECT throws_ok('ALTER TABLE g_other ATTACH PARTITION wallet FOR VALUES IN (1)', '42501', NULL,
-	'owner: attaching a tracked table as a partition is refused');
+-- (allowed since issue 12: it keeps its settings and triggers, see
+-- partitions.sql; here wallet's columns no longer match g_other's)
+SELECT throws_ok('ALTER TABLE g_other ATTACH PARTITION wallet FOR VALUES IN (1)', '42804', NULL,
+	'owner: attaching a tracked table below an untracked one is not the guard''s to refuse');
 SELECT throws_ok('DROP SCHEMA g_owned CASCADE', '42501', NULL,
 	'owner: DROP SCHEMA holding a tracked table is refused');
 SELECT throws_ok('ALTER SCHEMA g_owned RENAME TO g_elsewhere', '42501', NULL,

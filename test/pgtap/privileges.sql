@@ -70,8 +70,8 @@ SELECT set_eq(
 	$$SELECT p.oid::regprocedure::text FROM pg_proc p
 	  WHERE p.pronamespace = 'activity_monitor'::regnamespace
 		AND has_function_privilege('public', p.oid, 'EXECUTE')$$,
-	$$VALUES ('activity_monitor.set_actor(text,text,text,jsonb,boolean)')$$,
-	'PUBLIC may execute set_actor() and no other function of the schema');
+	$$VALUES ('activity_monitor.set_actor(text,text,text,jsonb,boolean)'), ('activity_monitor.capture()')$$,
+	'PUBLIC may execute set_actor() and the trigger function capture(), no other function of the schema');
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM pg_proc p
 	  WHERE p.pronamespace = 'activity_monitor'::regnamespace AND p.prosecdef

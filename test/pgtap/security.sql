@@ -26,6 +26,7 @@ INSERT INTO secret_wallet VALUES (1, '1234');
 CREATE TEMP TABLE fn_matrix (fn name, nobody bool, reader bool, responder bool, admin bool);
 INSERT INTO fn_matrix VALUES
 	('set_actor', true, true, true, true),
+	('capture', true, true, true, true),
 	('alert_payload', false, true, true, true),
 	('_full_payload', false, true, true, true),
 	('_cut', false, true, true, true),
