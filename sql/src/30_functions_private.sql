@@ -304,21 +304,27 @@ $fn$;
 -- Tracking: triggers of tracked tables, who may track, the DDL guard
 -- ---------------------------------------------------------------------------
 
-/* Drop the capture triggers of a table and of its partitions. */
-CREATE FUNCTION activity_monitor._drop_triggers(tbl regclass)
+/*
+ * Put the capture triggers of tbl's partition tree in order (see
+ * src/partitions.c); reset replaces those of tbl's subtree (track()).
+ */
+CREATE FUNCTION activity_monitor._sync_capture(tbl regclass, reset boolean)
 RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-	part	regclass;
-BEGIN
-	EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_capture ON %s', tbl);
-	FOR part IN SELECT tbl UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t LOOP
-		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS activity_monitor_truncate ON %s', part);
-	END LOOP;
-END
-$fn$;
+AS 'MODULE_PATHNAME', 'activity_monitor_sync_capture'
+LANGUAGE C;
+
+/*
+ * After CREATE TABLE ... PARTITION OF (also inside CREATE SCHEMA), ATTACH
+ * PARTITION and DETACH PARTITION, the trees touched get the capture triggers
+ * their tracked tables call for: a new partition its TRUNCATE trigger, a
+ * detached one its own triggers (tracked) or none.
+ */
+CREATE FUNCTION activity_monitor._partitions_ddl()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_partitions_ddl'
+LANGUAGE C;
+COMMENT ON FUNCTION activity_monitor._partitions_ddl() IS
+	'gives partitions created, attached or detached the capture triggers their tracked tables call for';
 
 -- A dropped table stops being tracked.
 CREATE FUNCTION activity_monitor._on_sql_drop()

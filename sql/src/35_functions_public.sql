@@ -32,8 +32,11 @@ COMMENT ON FUNCTION activity_monitor.set_actor(text, text, text, jsonb, boolean)
 
 /*
  * Start (or re-configure) capture on a table.  Validates everything first,
- * then records the settings and (re)creates the two triggers; trigger DDL
- * invalidates every backend's cached metadata for the table.
+ * then records the settings and replaces the capture triggers of the table
+ * and its partitions (_sync_capture); trigger changes invalidate every
+ * backend's cached metadata for the table.  A partition may be tracked
+ * unless a table above it is: its rows are captured with that table's
+ * settings.
  */
 CREATE FUNCTION activity_monitor.track(tbl regclass, kind text,
 									   subject_column name DEFAULT NULL,
@@ -51,7 +54,7 @@ DECLARE
 	relkind		"char";
 	relns		name;
 	col			name;
-	part		regclass;
+	above		regclass;
 	kinds		CONSTANT text[] := activity_monitor._kinds();
 BEGIN
 	IF tbl IS NULL THEN
@@ -77,11 +80,17 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'Tables of the activity_monitor schema hold the capture itself.';
 	END IF;
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = tbl AND relispartition) THEN
+	SELECT a.relid INTO above
+	FROM pg_catalog.pg_partition_ancestors(track.tbl) WITH ORDINALITY a (relid, level)
+	JOIN activity_monitor.tracked t ON t.tbl = a.relid
+	WHERE a.relid <> track.tbl
+	ORDER BY a.level DESC LIMIT 1;
+	IF FOUND THEN
 		RAISE EXCEPTION 'cannot track "%"', tbl
 			USING ERRCODE = 'wrong_object_type',
-			DETAIL = pg_catalog.format('"%s" is a partition of "%s".', tbl, pg_catalog.pg_partition_root(tbl)),
-			HINT = 'Track the partitioned table: its partitions are captured with it.';
+			DETAIL = pg_catalog.format('"%s" is a partition of tracked table "%s", whose settings its rows are captured with.',
+				tbl, above),
+			HINT = pg_catalog.format('Change the settings of %s with track(), or detach the partition first.', above);
 	END IF;
 	IF relkind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION 'cannot track "%"', tbl
@@ -132,20 +141,14 @@ BEGIN
 			status_column = excluded.status_column, critical_columns = excluded.critical_columns,
 			ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns;
 
-	PERFORM activity_monitor._drop_triggers(tbl);
-	EXECUTE pg_catalog.format(
-		'CREATE TRIGGER activity_monitor_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
-		'FOR EACH ROW EXECUTE FUNCTION activity_monitor.capture()', tbl);
-	-- statement triggers are not cloned to partitions: TRUNCATE of one
-	-- partition needs its own (partitions attached later: track again)
-	FOR part IN SELECT tbl UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t LOOP
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER activity_monitor_truncate AFTER TRUNCATE ON %s '
-			'FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor.capture()', part);
-	END LOOP;
+	PERFORM activity_monitor._sync_capture(tbl, true);
 END
 $fn$;
 
+/*
+ * Stop capture.  The history stays.  A tracked table below tbl (tracked
+ * while it stood alone) is captured with its own settings again.
+ */
 CREATE FUNCTION activity_monitor.untrack(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -163,7 +166,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 			HINT = 'See activity_monitor.tracked_tables for the tracked tables.';
 	END IF;
-	PERFORM activity_monitor._drop_triggers(tbl);
+	PERFORM activity_monitor._sync_capture(tbl, false);
 END
 $fn$;
 

@@ -37,3 +37,9 @@ CREATE EVENT TRIGGER activity_monitor_guard_drop ON sql_drop
 -- DROP TABLE, DROP SCHEMA and DROP OWNED).
 CREATE EVENT TRIGGER activity_monitor_sql_drop ON sql_drop
 	EXECUTE FUNCTION activity_monitor._on_sql_drop();
+
+-- Partitions created, attached or detached get the capture triggers their
+-- tracked tables call for (src/partitions.c).
+CREATE EVENT TRIGGER activity_monitor_partitions ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA', 'ALTER TABLE')
+	EXECUTE FUNCTION activity_monitor._partitions_ddl();

@@ -19,12 +19,21 @@ REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass),
 	activity_monitor._worker_started(int), activity_monitor._worker_error(text),
 	activity_monitor._worker_partitions(), activity_monitor._process_alerts(int),
 	activity_monitor._rollup(timestamptz),
-	activity_monitor._drop_triggers(regclass), activity_monitor._on_sql_drop(),
+	activity_monitor._sync_capture(regclass, boolean), activity_monitor._partitions_ddl(),
+	activity_monitor._on_sql_drop(),
 	activity_monitor._session_is_superuser(), activity_monitor._tracked_check_owner(),
 	activity_monitor._guard_ddl(), activity_monitor._guard_sql_drop(),
 	activity_monitor._rules_changed(), activity_monitor._check_rule(),
 	activity_monitor._set_alert_status(bigint, text, text),
 	activity_monitor.capture(), activity_monitor._kinds() FROM PUBLIC;
+
+/*
+ * capture() to every role: PostgreSQL checks EXECUTE on a trigger function
+ * when it clones a partitioned table's trigger onto a partition its owner
+ * adds.  capture() records only through the capture triggers of tables a
+ * tracked table governs (src/capture.c): any other trigger records nothing.
+ */
+GRANT EXECUTE ON FUNCTION activity_monitor.capture() TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- activity_monitor_reader: reads the activity, its views, the alerts and

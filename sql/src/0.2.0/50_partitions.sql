@@ -69,7 +69,7 @@ DECLARE
 	relns		name;
 	col			name;
 	above		regclass;
-	kinds		CONSTANT text[] := '{login,profile,payment,game,provider,admin,system}';
+	kinds		CONSTANT text[] := activity_monitor._kinds();
 BEGIN
 	IF tbl IS NULL THEN
 		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
