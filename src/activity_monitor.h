@@ -25,7 +25,9 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 
 #define AM_SCHEMA "activity_monitor"
 
@@ -86,7 +88,70 @@ typedef struct JsonColumnType
 
 /* activity_monitor.c */
 extern void _PG_init(void);
+
+/* catalog.c: columns of activity_monitor.tracked the C code reads */
+typedef enum TrackedColumn
+{
+	TC_TBL,
+	TC_KIND,
+	TC_SUBJECT,
+	TC_STATUS,
+	TC_CRITICAL,
+	TC_IGNORE,
+	TC_REDACT,
+	TC_NUM_COLUMNS
+} TrackedColumn;
+
+/* catalog.c: columns of activity_monitor.alert_rule the C code reads */
+typedef enum RuleColumn
+{
+	RC_ID,
+	RC_NAME,
+	RC_PREDICATE,
+	RC_SEVERITY,
+	RC_KINDS,
+	RC_TABLES,
+	RC_WITHIN,
+	RC_THRESHOLD,
+	RC_MEASURE,
+	RC_MEASURE_PATH,
+	RC_GROUP_BY,
+	RC_COOLDOWN,
+	RC_CHANNEL,
+	RC_ENABLED,
+	RC_NUM_COLUMNS
+} RuleColumn;
+
+/* The extension's objects, found by OID, and their columns, found by name. */
+typedef struct AmCatalog
+{
+	Oid			schema;			/* the extension's schema (pg_extension) */
+	Oid			activity;		/* the partitioned activity table */
+	Oid			activity_seq;	/* activity_id_seq */
+	Oid			tracked;		/* the configuration table */
+	Oid			tracked_pkey;	/* and its primary key index (on tbl) */
+	Oid			alert_rule;		/* the rules table */
+	AttrNumber	activity_att[AC_NUM_COLUMNS];
+	AttrNumber	tracked_att[TC_NUM_COLUMNS];
+	AttrNumber	rule_att[RC_NUM_COLUMNS];
+} AmCatalog;
+
+/* A table's settings row in activity_monitor.tracked. */
+typedef struct AmTrackedRow
+{
+	bool		found;
+	bool		written_here;	/* inserted or updated by this transaction */
+	Datum		values[TC_NUM_COLUMNS];
+	bool		nulls[TC_NUM_COLUMNS];
+} AmTrackedRow;
+
+extern void am_catalog_init(void);
+extern const AmCatalog *am_catalog(void);
 extern Oid	am_extension_schema(Oid *owner, char **version);
+extern const char *am_activity_column_name(ActivityColumn c);
+extern bool am_is_extension_rel(Oid relid);
+extern bool am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row);
+extern List *am_tracked_tables(Snapshot snap);
 
 /* actor.c */
 extern void am_actor_init(void);
@@ -116,9 +181,6 @@ extern void am_sink_insert(Datum *values, bool *nulls);
 extern void am_sink_init(void);
 extern void am_sink_close(void);
 extern int64 am_sink_next_id(void);
-extern bool am_sink_is_activity_rel(Oid relid);
-extern Oid	am_tracked_relid(Oid *indexoid);
-extern Oid	am_alert_rule_relid(void);
 
 /* rules.c */
 typedef struct AmRule AmRule;

@@ -21,10 +21,7 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
-#include "access/genam.h"
-#include "access/htup_details.h"
 #include "access/sysattr.h"
-#include "access/table.h"
 #include "catalog/partition.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
@@ -39,7 +36,6 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/json.h"
@@ -54,16 +50,6 @@ PG_FUNCTION_INFO_V1(activity_monitor_capture);
 
 /* The masked value a redacted column is recorded with. */
 #define REDACTED_VALUE "[redacted]"
-
-/* Attribute numbers of activity_monitor.tracked. */
-#define Anum_tracked_tbl 1
-#define Anum_tracked_kind 2
-#define Anum_tracked_subject 3
-#define Anum_tracked_status 4
-#define Anum_tracked_critical 5
-#define Anum_tracked_ignore 6
-#define Anum_tracked_redact 7
-#define Natts_tracked 7
 
 typedef struct CaptureColumn
 {
@@ -157,39 +143,6 @@ am_name_in_array(Datum arr, const char *name)
 }
 
 /*
- * Read the settings of the tracked table rootid into values/nulls (tracked's
- * columns); false if it has none (then it is captured as kind "system").
- * Reads the table directly, like a catalog: the writer needs no privilege.
- */
-static bool
-load_settings(Oid rootid, Datum *values, bool *nulls, MemoryContext cxt)
-{
-	Oid			indexoid;
-	Oid			trackedoid = am_tracked_relid(&indexoid);
-	Relation	rel = table_open(trackedoid, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	bool		found = false;
-
-	ScanKeyInit(&key, Anum_tracked_tbl, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(rootid));
-	scan = systable_beginscan(rel, indexoid, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		heap_deform_tuple(heap_copytuple(tup), RelationGetDescr(rel), values, nulls);
-		MemoryContextSwitchTo(old);
-		found = true;
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
-/*
  * A generated column computed from a redacted column holds the secret too
  * (GENERATED ALWAYS AS (password_hash) STORED): redact it.  Generated
  * columns cannot use one another, so one pass does.
@@ -224,8 +177,7 @@ static void
 build_table(CaptureTable *ct, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		cfg[Natts_tracked];
-	bool		cfgnull[Natts_tracked];
+	AmTrackedRow cfg;
 	MemoryContext old;
 	Oid			pkoid;
 	char	   *subject = NULL;
@@ -233,7 +185,7 @@ build_table(CaptureTable *ct, Relation rel)
 	bool		have;
 
 	/* a trigger on the extension's own tables would recurse */
-	if (am_sink_is_activity_rel(ct->relid))
+	if (am_is_extension_rel(ct->relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 				 errmsg("activity_monitor cannot capture its own table \"%s\"",
@@ -250,17 +202,18 @@ build_table(CaptureTable *ct, Relation rel)
 		quote_qualified_identifier(get_namespace_name(get_rel_namespace(ct->rootid)),
 								   get_rel_name(ct->rootid)));
 
-	have = load_settings(ct->rootid, cfg, cfgnull, ct->cxt);
-	ct->kind = have ? datumCopy(cfg[Anum_tracked_kind - 1], false, -1) :
+	/* catalog snapshot: the writer needs no privilege on tracked */
+	have = am_tracked_read(ct->rootid, NULL, ct->cxt, &cfg);
+	ct->kind = have ? datumCopy(cfg.values[TC_KIND], false, -1) :
 		CStringGetTextDatum("system");
 	ct->kindstr = TextDatumGetCString(ct->kind);
 	ct->rules_gen = 0;			/* the rule list is built on first use */
 	ct->nrules = 0;
 	ct->rules = NULL;
-	if (have && !cfgnull[Anum_tracked_subject - 1])
-		subject = NameStr(*DatumGetName(cfg[Anum_tracked_subject - 1]));
-	if (have && !cfgnull[Anum_tracked_status - 1])
-		status = NameStr(*DatumGetName(cfg[Anum_tracked_status - 1]));
+	if (have && !cfg.nulls[TC_SUBJECT])
+		subject = NameStr(*DatumGetName(cfg.values[TC_SUBJECT]));
+	if (have && !cfg.nulls[TC_STATUS])
+		status = NameStr(*DatumGetName(cfg.values[TC_STATUS]));
 
 	ct->natts = desc->natts;
 	ct->cols = palloc0(sizeof(CaptureColumn) * Max(desc->natts, 1));
@@ -280,9 +233,9 @@ build_table(CaptureTable *ct, Relation rel)
 		am_init_json_type(&col->type, att->atttypid, ct->cxt);
 		if (have)
 		{
-			col->skip = am_name_in_array(cfg[Anum_tracked_ignore - 1], col->name);
-			col->redact = am_name_in_array(cfg[Anum_tracked_redact - 1], col->name);
-			col->critical = am_name_in_array(cfg[Anum_tracked_critical - 1], col->name);
+			col->skip = am_name_in_array(cfg.values[TC_IGNORE], col->name);
+			col->redact = am_name_in_array(cfg.values[TC_REDACT], col->name);
+			col->critical = am_name_in_array(cfg.values[TC_CRITICAL], col->name);
 		}
 		if (subject && strcmp(subject, col->name) == 0)
 			ct->subject_att = att->attnum;

@@ -59,16 +59,6 @@
 PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
 PG_FUNCTION_INFO_V1(activity_monitor_check_rule);
 
-/* Attribute numbers of activity_monitor.alert_rule. */
-#define Anum_rule_id 1
-#define Anum_rule_name 2
-#define Anum_rule_predicate 3
-#define Anum_rule_kinds 5
-#define Anum_rule_tables 6
-#define Anum_rule_measure_path 10
-#define Anum_rule_group_by 11
-#define Anum_rule_enabled 15
-
 struct AmRule
 {
 	int64		id;
@@ -355,6 +345,7 @@ load_rules(void)
 	AmRule	   *new_rules;
 	int			new_nrules = 0;
 	uint64		invals;
+	AttrNumber	att[RC_NUM_COLUMNS];
 	static bool callback_done = false;
 
 	if (!callback_done)
@@ -371,7 +362,8 @@ load_rules(void)
 	new_rules = MemoryContextAlloc(new_cxt, sizeof(AmRule) * cap);
 
 	invals = rules_invals;
-	rules_relid = am_alert_rule_relid();
+	rules_relid = am_catalog()->alert_rule;
+	memcpy(att, am_catalog()->rule_att, sizeof(att));
 	rel = table_open(rules_relid, AccessShareLock);
 	/* sized by the table: later versions add columns (0.2.0: full_payload) */
 	v = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
@@ -383,7 +375,7 @@ load_rules(void)
 		MemoryContext old;
 
 		heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
-		if (!DatumGetBool(v[Anum_rule_enabled - 1]))
+		if (!DatumGetBool(v[att[RC_ENABLED] - 1]))
 			continue;
 		old = MemoryContextSwitchTo(new_cxt);
 		if (new_nrules == cap)
@@ -393,31 +385,31 @@ load_rules(void)
 		}
 		r = &new_rules[new_nrules++];
 		memset(r, 0, sizeof(*r));
-		r->id = DatumGetInt64(v[Anum_rule_id - 1]);
+		r->id = DatumGetInt64(v[att[RC_ID] - 1]);
 		snprintf(r->key, sizeof(r->key), INT64_FORMAT, r->id);
 		/* detoasted once here, not at every evaluation */
-		r->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_predicate - 1]));
-		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_group_by - 1]));
-		if (!n[Anum_rule_measure_path - 1])
-			r->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_measure_path - 1]));
+		r->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_PREDICATE] - 1]));
+		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_GROUP_BY] - 1]));
+		if (!n[att[RC_MEASURE_PATH] - 1])
+			r->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_MEASURE_PATH] - 1]));
 		r->guarded = rule_needs_guard(r);
-		if (!n[Anum_rule_kinds - 1])
+		if (!n[att[RC_KINDS] - 1])
 		{
 			Datum	   *elems;
 			bool	   *enulls;
 
-			deconstruct_array(DatumGetArrayTypeP(v[Anum_rule_kinds - 1]), TEXTOID, -1, false,
+			deconstruct_array(DatumGetArrayTypeP(v[att[RC_KINDS] - 1]), TEXTOID, -1, false,
 							  TYPALIGN_INT, &elems, &enulls, &r->nkinds);
 			r->kinds = palloc(sizeof(char *) * Max(r->nkinds, 1));
 			for (int i = 0; i < r->nkinds; i++)
 				r->kinds[i] = enulls[i] ? "" : TextDatumGetCString(elems[i]);
 		}
-		if (!n[Anum_rule_tables - 1])
+		if (!n[att[RC_TABLES] - 1])
 		{
 			Datum	   *elems;
 			bool	   *enulls;
 
-			deconstruct_array(DatumGetArrayTypeP(v[Anum_rule_tables - 1]), REGCLASSOID,
+			deconstruct_array(DatumGetArrayTypeP(v[att[RC_TABLES] - 1]), REGCLASSOID,
 							  sizeof(Oid), true, TYPALIGN_INT, &elems, &enulls, &r->ntables);
 			r->tables = palloc(sizeof(Oid) * Max(r->ntables, 1));
 			for (int i = 0; i < r->ntables; i++)
@@ -756,6 +748,7 @@ activity_monitor_check_rule(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		d;
 	char	   *name;
+	AttrNumber	att[RC_NUM_COLUMNS];
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
@@ -764,19 +757,20 @@ activity_monitor_check_rule(PG_FUNCTION_ARGS)
 				 errmsg("activity_monitor._check_rule() must be called as a BEFORE INSERT OR UPDATE row trigger")));
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = RelationGetDescr(td->tg_relation);
+	memcpy(att, am_catalog()->rule_att, sizeof(att));
 
-	d = heap_getattr(tup, Anum_rule_enabled, desc, &isnull);
+	d = heap_getattr(tup, att[RC_ENABLED], desc, &isnull);
 	if (isnull || !DatumGetBool(d))
 		return PointerGetDatum(tup);
-	d = heap_getattr(tup, Anum_rule_name, desc, &isnull);
+	d = heap_getattr(tup, att[RC_NAME], desc, &isnull);
 	name = isnull ? "" : TextDatumGetCString(d);
-	d = heap_getattr(tup, Anum_rule_predicate, desc, &isnull);
+	d = heap_getattr(tup, att[RC_PREDICATE], desc, &isnull);
 	if (!isnull)
 		check_path(d, "predicate", name);
-	d = heap_getattr(tup, Anum_rule_group_by, desc, &isnull);
+	d = heap_getattr(tup, att[RC_GROUP_BY], desc, &isnull);
 	if (!isnull)
 		check_path(d, "group_by", name);
-	d = heap_getattr(tup, Anum_rule_measure_path, desc, &isnull);
+	d = heap_getattr(tup, att[RC_MEASURE_PATH], desc, &isnull);
 	if (!isnull)
 		check_path(d, "measure_path", name);
 	return PointerGetDatum(tup);
