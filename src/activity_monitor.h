@@ -25,8 +25,10 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/snapshot.h"
 
 #define AM_SCHEMA "activity_monitor"
@@ -182,9 +184,35 @@ extern void am_sink_init(void);
 extern void am_sink_close(void);
 extern int64 am_sink_next_id(void);
 
-/* rules.c */
-typedef struct AmRule AmRule;
+/*
+ * rules.c: one alert rule, as the rule cache holds it, shared by the
+ * capture trigger and the alert engine.  Read only, outside rules.c.
+ */
+typedef struct AmRule
+{
+	int64		id;
+	char		key[24];		/* id as text: the key in "matched" */
+	char	   *name;
+	char	   *severity;
+	char	   *channel;
+	bool		enabled;
+	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
+	Interval   *within;			/* NULL: a rule per event */
+	Numeric		threshold;		/* NULL when within is */
+	Interval   *cooldown;		/* NULL: none */
+	Datum		predicate;		/* jsonpath */
+	Datum		group_by;		/* jsonpath */
+	Datum		measure_path;	/* jsonpath or 0 */
+	int			nkinds;
+	char	  **kinds;			/* NULL: any kind */
+	int			ntables;
+	Oid		   *tables;			/* NULL: any table */
+	bool		guarded;		/* evaluated inside a subtransaction */
+	bool		logged;			/* an evaluation error was logged */
+} AmRule;
+
 extern uint64 am_rules_generation(void);
+extern int	am_rules_all(AmRule **out);
 extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
 								MemoryContext cxt);
 extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);

@@ -56,7 +56,10 @@ PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
 #define KEYLEN 96				/* hashed keys: longer texts are cut + hashed */
 #define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
 
-/* A rule, as loaded at the start of each call. */
+/*
+ * A rule as one call sees it: the rule cache's fields (pointing into the
+ * cache, see load_rules) and the call's counters.
+ */
 typedef struct Rule
 {
 	int64		id;
@@ -125,8 +128,7 @@ static int	nrules;
 static uint64 key_seed = 0;
 
 /* The engine's statements, prepared once per backend (run_saved). */
-static SPIPlanPtr plan_rules,
-			plan_lock,
+static SPIPlanPtr plan_lock,
 			plan_state,
 			plan_batch,
 			plan_rebuild,
@@ -537,39 +539,35 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 	return SPI_execute_plan(*plan, args, nulls, false, 0);
 }
 
+/*
+ * The rules of this call: the rule cache's (rules.c), in id order, with
+ * this call's counters.  The cache's rules stay valid until the end of the
+ * transaction, whatever reloads it meanwhile; the array lives in the
+ * call's memory.
+ */
 static void
 load_rules(void)
 {
-	int			rc = run_saved(&plan_rules, "SELECT id, name, severity, channel, enabled, within, threshold, "
-							   "measure, measure_path IS NOT NULL, cooldown "
-							   "FROM activity_monitor.alert_rule ORDER BY id", 0, NULL, NULL, NULL);
+	AmRule	   *cache;
 
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read activity_monitor.alert_rule: %s", SPI_result_code_string(rc));
-	nrules = SPI_processed;
+	nrules = am_rules_all(&cache);
 	rules = palloc0(sizeof(Rule) * Max(nrules, 1));
 	for (int i = 0; i < nrules; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
+		AmRule	   *c = &cache[i];
 		Rule	   *r = &rules[i];
-		bool		isnull;
-		Datum		x;
 
-		r->id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		r->name = SPI_getvalue(t, d, 2);
-		r->severity = SPI_getvalue(t, d, 3);
-		r->channel = SPI_getvalue(t, d, 4);
-		r->enabled = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-		x = SPI_getbinval(t, d, 6, &isnull);
-		r->windowed = !isnull;
-		r->within = isnull ? NULL : DatumGetIntervalP(datumCopy(x, false, sizeof(Interval)));
-		x = SPI_getbinval(t, d, 7, &isnull);
-		r->threshold = isnull ? NULL : DatumGetNumeric(datumCopy(x, false, -1));
-		r->measure = SPI_getvalue(t, d, 8)[0];
-		r->has_measure_path = DatumGetBool(SPI_getbinval(t, d, 9, &isnull));
-		x = SPI_getbinval(t, d, 10, &isnull);
-		r->cooldown = isnull ? NULL : DatumGetIntervalP(datumCopy(x, false, sizeof(Interval)));
+		r->id = c->id;
+		r->name = c->name;
+		r->severity = c->severity;
+		r->channel = c->channel;
+		r->enabled = c->enabled;
+		r->windowed = c->within != NULL;
+		r->within = c->within;
+		r->threshold = c->threshold;
+		r->measure = c->measure;
+		r->has_measure_path = c->measure_path != (Datum) 0;
+		r->cooldown = c->cooldown;
 	}
 }
 

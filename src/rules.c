@@ -55,24 +55,10 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
 PG_FUNCTION_INFO_V1(activity_monitor_check_rule);
-
-struct AmRule
-{
-	int64		id;
-	char		key[24];		/* id as text: the key in "matched" */
-	Datum		predicate;		/* jsonpath */
-	Datum		group_by;		/* jsonpath */
-	Datum		measure_path;	/* jsonpath or 0 */
-	int			nkinds;
-	char	  **kinds;			/* NULL: any kind */
-	int			ntables;
-	Oid		   *tables;			/* NULL: any table */
-	bool		guarded;		/* evaluated inside a subtransaction */
-	bool		logged;			/* an evaluation error was logged */
-};
 
 /*
  * Paths nested deeper than this are evaluated guarded (evaluation recurses
@@ -108,7 +94,7 @@ typedef struct RuleResult
 } RuleResult;
 
 static MemoryContext rules_cxt = NULL;
-static AmRule *rules = NULL;
+static AmRule *rules = NULL;	/* in id order */
 static int	nrules = 0;
 static bool rules_valid = false;
 static uint64 rules_gen = 0;
@@ -116,6 +102,9 @@ static Oid	rules_relid = InvalidOid;
 static Datum empty_vars;
 
 static uint64 rules_invals = 0;	/* invalidations received */
+
+/* Replaced caches, kept until the end of the transaction (see load_rules). */
+static MemoryContext rules_retired = NULL;
 
 static void
 rules_relcache_callback(Datum arg, Oid relid)
@@ -125,6 +114,35 @@ rules_relcache_callback(Datum arg, Oid relid)
 		rules_valid = false;
 		rules_invals++;
 	}
+}
+
+/* At the end of a transaction, free the caches it replaced. */
+static void
+rules_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			if (rules_retired != NULL)
+				MemoryContextReset(rules_retired);
+			break;
+		default:
+			break;
+	}
+}
+
+/* Order of rules by id (ids are unique). */
+static int
+rule_cmp(const void *a, const void *b)
+{
+	int64		x = ((const AmRule *) a)->id;
+	int64		y = ((const AmRule *) b)->id;
+
+	return x < y ? -1 : x > y;
 }
 
 /*
@@ -324,13 +342,17 @@ rule_needs_guard(AmRule *r)
 }
 
 /*
- * Read every enabled rule into a new context and make it the cache only
- * once complete.  The load can fail (a lock wait cancelled, a statement
- * timeout): the new context is then a child of the caller's, freed with
- * it, and the old cache, its generation and the lists capture.c built from
- * it stay as they were, marked invalid, so the next use loads again.  An
- * invalidation that arrives while loading leaves the cache invalid: the
- * caller loads once more.
+ * Read every rule (disabled ones too: the alert engine counts their
+ * evaluation errors) into a new context, in id order, and make it the
+ * cache only once complete.  The load can fail (a lock wait cancelled, a
+ * statement timeout): the new context is then a child of the caller's,
+ * freed with it, and the old cache, its generation and the lists capture.c
+ * built from it stay as they were, marked invalid, so the next use loads
+ * again.  An invalidation that arrives while loading leaves the cache
+ * invalid: the caller loads once more.  The cache it replaces is freed at
+ * the end of the transaction, not at once: a caller may still hold rules
+ * of it (the alert engine holds them for a batch, and a capture trigger
+ * fired by the engine's own writes could reload meanwhile).
  */
 static void
 load_rules(void)
@@ -353,7 +375,11 @@ load_rules(void)
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 		CacheRegisterRelcacheCallback(rules_relcache_callback, (Datum) 0);
+		RegisterXactCallback(rules_xact_callback, NULL);
 		empty_vars = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		rules_retired = AllocSetContextCreate(CacheMemoryContext,
+											  "activity_monitor replaced rules",
+											  ALLOCSET_SMALL_SIZES);
 		MemoryContextSwitchTo(old);
 		callback_done = true;
 	}
@@ -375,8 +401,6 @@ load_rules(void)
 		MemoryContext old;
 
 		heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
-		if (!DatumGetBool(v[att[RC_ENABLED] - 1]))
-			continue;
 		old = MemoryContextSwitchTo(new_cxt);
 		if (new_nrules == cap)
 		{
@@ -387,6 +411,19 @@ load_rules(void)
 		memset(r, 0, sizeof(*r));
 		r->id = DatumGetInt64(v[att[RC_ID] - 1]);
 		snprintf(r->key, sizeof(r->key), INT64_FORMAT, r->id);
+		r->enabled = DatumGetBool(v[att[RC_ENABLED] - 1]);
+		r->name = TextDatumGetCString(v[att[RC_NAME] - 1]);
+		r->severity = TextDatumGetCString(v[att[RC_SEVERITY] - 1]);
+		r->channel = TextDatumGetCString(v[att[RC_CHANNEL] - 1]);
+		r->measure = TextDatumGetCString(v[att[RC_MEASURE] - 1])[0];
+		if (!n[att[RC_WITHIN] - 1])
+			r->within = DatumGetIntervalP(datumCopy(v[att[RC_WITHIN] - 1], false,
+													sizeof(Interval)));
+		if (!n[att[RC_THRESHOLD] - 1])
+			r->threshold = DatumGetNumericCopy(v[att[RC_THRESHOLD] - 1]);
+		if (!n[att[RC_COOLDOWN] - 1])
+			r->cooldown = DatumGetIntervalP(datumCopy(v[att[RC_COOLDOWN] - 1], false,
+													  sizeof(Interval)));
 		/* detoasted once here, not at every evaluation */
 		r->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_PREDICATE] - 1]));
 		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_GROUP_BY] - 1]));
@@ -422,10 +459,12 @@ load_rules(void)
 	pfree(v);
 	pfree(n);
 
+	qsort(new_rules, new_nrules, sizeof(AmRule), rule_cmp);
+
 	/* complete: the new rules replace the old ones */
 	MemoryContextSetParent(new_cxt, CacheMemoryContext);
 	if (rules_cxt != NULL)
-		MemoryContextDelete(rules_cxt);
+		MemoryContextSetParent(rules_cxt, rules_retired);
 	rules_cxt = new_cxt;
 	rules = new_rules;
 	nrules = new_nrules;
@@ -443,8 +482,21 @@ am_rules_generation(void)
 }
 
 /*
- * The rules that apply to events of table rootid with this kind, as an
- * array allocated in cxt (valid while the generation stays the same).
+ * Every rule, disabled ones included, in id order, loading them if they
+ * changed: for the alert engine.  The array and the rules stay valid until
+ * the end of the transaction; a reload within it may replace them.
+ */
+int
+am_rules_all(AmRule **out)
+{
+	(void) am_rules_generation();
+	*out = rules;
+	return nrules;
+}
+
+/*
+ * The enabled rules that apply to events of table rootid with this kind, as
+ * an array allocated in cxt (valid while the generation stays the same).
  */
 int
 am_rules_applicable(Oid rootid, const char *kind, AmRule ***out, MemoryContext cxt)
@@ -456,9 +508,9 @@ am_rules_applicable(Oid rootid, const char *kind, AmRule ***out, MemoryContext c
 	for (int i = 0; i < nrules; i++)
 	{
 		AmRule	   *r = &rules[i];
-		bool		ok = true;
+		bool		ok = r->enabled;
 
-		if (r->kinds)
+		if (ok && r->kinds)
 		{
 			ok = false;
 			for (int k = 0; k < r->nkinds && !ok; k++)
