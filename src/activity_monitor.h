@@ -5,14 +5,16 @@
  *
  * Each .c file owns one concern: capture.c (the trigger and its per-table
  * cache), rowjson.c (row values to jsonb), sink.c (writing activity rows),
- * actor.c (who acts: settings and session facts), rules.c (alert rule
- * predicates), alerts.c (the worker's alert engine: windows, thresholds,
- * cooldowns, NOTIFY), wake.c (waking the worker at commit), worker.c (the
- * background workers), guard.c (the DDL guard: event triggers that keep
- * capture from being switched off), subxact.c (surviving an ERROR in a
- * subtransaction), activity_monitor.c (module load, the utility hook, the
- * extension's schema by OID).  This header declares only what one file
- * calls in another.
+ * actor.c (who acts: settings and session facts), catalog.c (the
+ * extension's schema, relations and columns, found by OID and by name
+ * once), rules.c (the rule cache the trigger and the alert engine share,
+ * the event document, predicate evaluation), alerts.c (the worker's alert
+ * engine: windows, thresholds, cooldowns, NOTIFY), wake.c (waking the
+ * worker at commit), worker.c (the background workers), guard.c (the DDL
+ * guard: event triggers that keep capture from being switched off),
+ * subxact.c (surviving an ERROR in a subtransaction), activity_monitor.c
+ * (module load, the utility hook).  This header declares only what one
+ * file calls in another.
  *
  * IDENTIFICATION
  *	  src/activity_monitor.h
@@ -216,6 +218,16 @@ extern int	am_rules_all(AmRule **out);
 extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
 								MemoryContext cxt);
 extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);
+
+/* The rows of a captured event, for its event document (capture.c fills it). */
+typedef struct AmEventRows
+{
+	Datum		old_row;		/* jsonb, the whole old row; 0: none */
+	Datum		new_row;		/* jsonb, the whole new row; 0: none */
+	int			nchanged;
+	const char **changed;		/* the names of the changed columns */
+} AmEventRows;
+extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *rows);
 
 /* subxact.c */
 extern bool am_subxact_try(void (*fn) (void *arg), void *arg, ErrorData **edata);

@@ -1,16 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * rules.c
- *	  Alert rule predicates, evaluated by the capture trigger.
+ *	  The rule cache, the event document alert predicates read, and the
+ *	  evaluation of the predicates by the capture trigger.
  *
- * The rules (activity_monitor.alert_rule) are loaded once per backend into
- * CacheMemoryContext and reloaded after any change to the table: its
- * statement trigger (_rules_changed) sends a relcache invalidation that
- * every backend receives at its next transaction.  A reload builds a new
- * list and replaces the old one only once complete (an error while loading
- * leaves the old list, invalid).  A generation counter tells capture.c when
- * its per-table list of applicable rules (by kinds and tables) is stale.  A
- * table no rule applies to pays one integer compare.
+ * The rules (activity_monitor.alert_rule, its columns found by name in
+ * catalog.c) are loaded once per backend into CacheMemoryContext and
+ * reloaded after any change to the table: its statement trigger
+ * (_rules_changed) sends a relcache invalidation that every backend
+ * receives at its next transaction.  This one cache serves both readers of
+ * the rules: the capture trigger (capture.c), which evaluates the enabled
+ * rules that apply to a table, and the worker's alert engine (alerts.c),
+ * which reads every rule's window, threshold and cooldown.  A reload builds
+ * a new list and replaces the old one only once complete (an error while
+ * loading leaves the old list, invalid); the old one is freed at the end of
+ * the transaction.  A generation counter tells capture.c when its per-table
+ * list of applicable rules (by kinds and tables) is stale.  A table no rule
+ * applies to pays one integer compare.
+ *
+ * The event document (am_event_document) is what predicates see of a
+ * captured event; capture.c builds the rows' parts of it, the shape is
+ * defined here, next to the rules that read it, and documented in README.
  *
  * Predicates run with jsonb_path_match_tz(..., silent => true): a missing
  * field or a type mismatch makes a rule not match (NULL, counted as an
@@ -46,10 +56,12 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/formatting.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/jsonpath.h"
 #include "utils/memutils.h"
@@ -642,31 +654,116 @@ evaluate_guarded(AmRule **list, int n, Datum doc, RuleResult *res)
 	}
 }
 
-/* Push "key": the jsonb datum d (or null) into the object being built. */
+/* Push the key of an object member. */
 static void
-push_result_value(JsonbParseState **state, const char *key, Datum d, bool isnull)
+doc_key(JsonbParseState **state, const char *key)
 {
 	JsonbValue	k;
-	JsonbValue	v;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
 	pushJsonbValue(state, WJB_KEY, &k);
-	if (isnull)
-	{
+}
+
+/* Push "key": s (NULL: null). */
+static void
+doc_string(JsonbParseState **state, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	doc_key(state, key);
+	if (s == NULL)
 		v.type = jbvNull;
-		pushJsonbValue(state, WJB_VALUE, &v);
-	}
 	else
 	{
-		Jsonb	   *jb = DatumGetJsonbP(d);
+		v.type = jbvString;
+		v.val.string.val = (char *) s;
+		v.val.string.len = strlen(s);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* Push "key": the text activity column c. */
+static void
+doc_text(JsonbParseState **state, const char *key, Datum *values, bool *nulls, int c)
+{
+	doc_string(state, key, nulls[c] ? NULL : TextDatumGetCString(values[c]));
+}
+
+/* Push "key": the jsonb datum (0: null). */
+static void
+doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
+{
+	JsonbValue	v;
+
+	doc_key(state, key);
+	if (jsonb == (Datum) 0)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(jsonb);
 
 		v.type = jbvBinary;
 		v.val.binary.data = &jb->root;
 		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-		pushJsonbValue(state, WJB_VALUE, &v);
 	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * The event document alert predicates see (see README): the event's fields
+ * (the activity row's values, in ActivityColumn order), the names of the
+ * changed columns, and the whole old and new rows, although the activity
+ * row keeps only what changed (capture.c hands them in rows).  Built only
+ * when some rule applies to the table.
+ */
+Datum
+am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	char		buf[MAXDATELEN + 1];
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	doc_key(&state, "id");
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(DatumGetInt64(values[AC_ID]));
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	JsonEncodeDateTime(buf, values[AC_OCCURRED_AT], TIMESTAMPTZOID, NULL);
+	doc_string(&state, "occurred_at", buf);
+	doc_text(&state, "kind", values, nulls, AC_KIND);
+	doc_text(&state, "action", values, nulls, AC_ACTION);
+	doc_text(&state, "table", values, nulls, AC_TABLE_NAME);
+	doc_text(&state, "row_key", values, nulls, AC_ROW_KEY);
+	doc_text(&state, "subject_id", values, nulls, AC_SUBJECT_ID);
+	doc_text(&state, "actor_type", values, nulls, AC_ACTOR_TYPE);
+	doc_text(&state, "actor_id", values, nulls, AC_ACTOR_ID);
+	doc_text(&state, "actor_reason", values, nulls, AC_ACTOR_REASON);
+	doc_text(&state, "status_from", values, nulls, AC_STATUS_FROM);
+	doc_text(&state, "status_to", values, nulls, AC_STATUS_TO);
+	doc_key(&state, "critical");
+	v.type = jbvBool;
+	v.val.boolean = DatumGetBool(values[AC_CRITICAL]);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+
+	doc_key(&state, "changed");
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < rows->nchanged; i++)
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) rows->changed[i];
+		v.val.string.len = strlen(rows->changed[i]);
+		pushJsonbValue(&state, WJB_ELEM, &v);
+	}
+	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	doc_jsonb(&state, "old", rows->old_row);
+	doc_jsonb(&state, "new", rows->new_row);
+	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
+	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
+	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
+			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /*
@@ -701,7 +798,6 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 	for (int i = 0; i < n; i++)
 	{
 		AmRule	   *r = list[i];
-		JsonbValue	k;
 
 		if (results[i].outcome == RO_ERROR)
 		{
@@ -713,13 +809,10 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 		if (results[i].outcome == RO_NO_MATCH)
 			continue;
 		nmatched++;
-		k.type = jbvString;
-		k.val.string.val = r->key;
-		k.val.string.len = strlen(r->key);
-		pushJsonbValue(&state, WJB_KEY, &k);
+		doc_key(&state, r->key);
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_result_value(&state, "k", results[i].k, results[i].knull);
-		push_result_value(&state, "v", results[i].v, results[i].vnull);
+		doc_jsonb(&state, "k", results[i].knull ? (Datum) 0 : results[i].k);
+		doc_jsonb(&state, "v", results[i].vnull ? (Datum) 0 : results[i].v);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
