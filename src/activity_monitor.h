@@ -157,6 +157,9 @@ extern bool am_is_extension_rel(Oid relid);
 extern bool am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row);
 extern List *am_tracked_tables(Snapshot snap);
 
+/* alerts.c */
+extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);
+
 /* actor.c */
 extern void am_actor_init(void);
 extern void am_fill_actor(Datum *values, bool *nulls);

@@ -4,13 +4,15 @@
  *	  The alert engine: applies windows, thresholds and cooldowns to the
  *	  committed events that matched rules, fires alerts and notifies.
  *
- * activity_monitor._process_alerts() is called by the worker (worker.c).  It
- * takes the events that committed since the last batch (visible in the
- * current snapshot and not in the last one, PgQ's technique), in id order,
- * at most max_events per call, and inserts alerts and sends NOTIFY in the
- * same transaction that moves alert_state forward: every committed event
- * is handled once, none from a rolled-back transaction, and a crash replays
- * the batch.
+ * The worker (worker.c) calls am_process_alerts() inside the transaction it
+ * opened; activity_monitor._process_alerts() runs the same batch from SQL
+ * (tests, and by hand: superuser only).  A batch takes the events that
+ * committed since the last batch (visible in the current snapshot and not
+ * in the last one, PgQ's technique), in id order, at most max_events per
+ * call, and inserts alerts and sends NOTIFY in the same transaction that
+ * moves alert_state forward: every committed event is handled once, none
+ * from a rolled-back transaction, and a crash replays the batch.  The rules
+ * come from the rule cache the capture trigger uses too (rules.c).
  *
  * Window state (per rule and group key: the events inside the window, the
  * running count and sum, how often each distinct value occurs) lives in
@@ -911,16 +913,16 @@ write_counters(void)
 }
 
 /*
- * activity_monitor._process_alerts(max_events int, OUT events int,
- * OUT fired int, OUT more boolean): one bounded batch (see the header).
+ * One bounded batch (see the file header): the events committed since the
+ * last batch, at most max_events of them.  Sets *events_out (events
+ * processed) and *fired_out (alerts fired); returns whether more events
+ * wait.  Runs in the caller's transaction, which must be able to write
+ * (the worker's own, or that of a _process_alerts() call); an ERROR
+ * leaves alert_state as it was once that transaction rolls back.
  */
-Datum
-activity_monitor_process_alerts(PG_FUNCTION_ARGS)
+bool
+am_process_alerts(int max_events, int *events_out, int *fired_out)
 {
-	int32		max_events = PG_GETARG_INT32(0);
-	TupleDesc	rdesc;
-	Datum		result[3];
-	bool		rnulls[3] = {false, false, false};
 	char	   *last;
 	char	   *batch;
 	int64		after_id;
@@ -935,13 +937,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	TupleDesc	sd;
 	int			rc;
 
-	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (max_events < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_events must be positive")));
-
+	Assert(max_events > 0);
 	SPI_connect();
 
 	/*
@@ -1091,6 +1087,34 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	engine_valid = true;
 	SPI_finish();
 
+	*events_out = events;
+	*fired_out = fired;
+	return more;
+}
+
+/*
+ * activity_monitor._process_alerts(max_events int, OUT events int,
+ * OUT fired int, OUT more boolean): one batch from SQL, for tests and by
+ * hand (superuser only); the worker calls am_process_alerts directly.
+ */
+Datum
+activity_monitor_process_alerts(PG_FUNCTION_ARGS)
+{
+	int32		max_events = PG_GETARG_INT32(0);
+	TupleDesc	rdesc;
+	Datum		result[3];
+	bool		rnulls[3] = {false, false, false};
+	int			events;
+	int			fired;
+	bool		more;
+
+	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (max_events < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be positive")));
+	more = am_process_alerts(max_events, &events, &fired);
 	result[0] = Int32GetDatum(events);
 	result[1] = Int32GetDatum(fired);
 	result[2] = BoolGetDatum(more);
