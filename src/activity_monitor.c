@@ -15,64 +15,17 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/rel.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
-
-/*
- * The extension's schema, found through pg_extension (never by name: a
- * schema called activity_monitor that is not the extension's must not be
- * used), InvalidOid when the extension is not installed.  With owner not
- * NULL, also its owner; with version not NULL, its installed version
- * (palloc'd).  Needs a transaction.
- */
-Oid
-am_extension_schema(Oid *owner, char **version)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			nsp = InvalidOid;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum("activity_monitor"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
-		if (owner)
-			*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-		if (version)
-		{
-			bool		isnull;
-			Datum		v = heap_getattr(tup, Anum_pg_extension_extversion,
-										 RelationGetDescr(rel), &isnull);
-
-			*version = isnull ? NULL : TextDatumGetCString(v);
-		}
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return nsp;
-}
 
 static void
 run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -148,6 +101,7 @@ _PG_init(void)
 	am_actor_init();
 	am_define_worker_gucs();
 	MarkGUCPrefixReserved("activity_monitor");
+	am_catalog_init();
 	am_sink_init();
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = am_process_utility;

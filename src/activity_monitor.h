@@ -5,15 +5,17 @@
  *
  * Each .c file owns one concern: capture.c (the trigger and its per-table
  * cache), rowjson.c (row values to jsonb), sink.c (writing activity rows),
- * actor.c (who acts: settings and session facts), rules.c (alert rule
- * predicates), alerts.c (the worker's alert engine: windows, thresholds,
- * cooldowns, NOTIFY), wake.c (waking the worker at commit), worker.c (the
- * background workers), guard.c (the DDL guard: event triggers that keep
- * capture from being switched off), subxact.c (surviving an ERROR in a
- * subtransaction), partitions.c (capture triggers across partition trees),
- * activity_monitor.c (module load, the utility hook, the extension's schema
- * by OID).  This header declares only what one file
- * calls in another.
+ * actor.c (who acts: settings and session facts), catalog.c (the
+ * extension's schema, relations and columns, found by OID and by name
+ * once), rules.c (the rule cache the trigger and the alert engine share,
+ * the event document, predicate evaluation), alerts.c (the worker's alert
+ * engine: windows, thresholds, cooldowns, NOTIFY), wake.c (waking the
+ * worker at commit), worker.c (the background workers), guard.c (the DDL
+ * guard: event triggers that keep capture from being switched off),
+ * partitions.c (capture triggers across partition trees), subxact.c
+ * (surviving an ERROR in a subtransaction), activity_monitor.c (module
+ * load, the utility hook).  This header declares only what one file calls
+ * in another.
  *
  * IDENTIFICATION
  *	  src/activity_monitor.h
@@ -26,7 +28,10 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/snapshot.h"
 
 #define AM_SCHEMA "activity_monitor"
@@ -88,7 +93,73 @@ typedef struct JsonColumnType
 
 /* activity_monitor.c */
 extern void _PG_init(void);
+
+/* catalog.c: columns of activity_monitor.tracked the C code reads */
+typedef enum TrackedColumn
+{
+	TC_TBL,
+	TC_KIND,
+	TC_SUBJECT,
+	TC_STATUS,
+	TC_CRITICAL,
+	TC_IGNORE,
+	TC_REDACT,
+	TC_NUM_COLUMNS
+} TrackedColumn;
+
+/* catalog.c: columns of activity_monitor.alert_rule the C code reads */
+typedef enum RuleColumn
+{
+	RC_ID,
+	RC_NAME,
+	RC_PREDICATE,
+	RC_SEVERITY,
+	RC_KINDS,
+	RC_TABLES,
+	RC_WITHIN,
+	RC_THRESHOLD,
+	RC_MEASURE,
+	RC_MEASURE_PATH,
+	RC_GROUP_BY,
+	RC_COOLDOWN,
+	RC_CHANNEL,
+	RC_ENABLED,
+	RC_NUM_COLUMNS
+} RuleColumn;
+
+/* The extension's objects, found by OID, and their columns, found by name. */
+typedef struct AmCatalog
+{
+	Oid			schema;			/* the extension's schema (pg_extension) */
+	Oid			activity;		/* the partitioned activity table */
+	Oid			activity_seq;	/* activity_id_seq */
+	Oid			tracked;		/* the configuration table */
+	Oid			tracked_pkey;	/* and its primary key index (on tbl) */
+	Oid			alert_rule;		/* the rules table */
+	AttrNumber	activity_att[AC_NUM_COLUMNS];
+	AttrNumber	tracked_att[TC_NUM_COLUMNS];
+	AttrNumber	rule_att[RC_NUM_COLUMNS];
+} AmCatalog;
+
+/* A table's settings row in activity_monitor.tracked. */
+typedef struct AmTrackedRow
+{
+	bool		found;
+	bool		written_here;	/* inserted or updated by this transaction */
+	Datum		values[TC_NUM_COLUMNS];
+	bool		nulls[TC_NUM_COLUMNS];
+} AmTrackedRow;
+
+extern void am_catalog_init(void);
+extern const AmCatalog *am_catalog(void);
 extern Oid	am_extension_schema(Oid *owner, char **version);
+extern const char *am_activity_column_name(ActivityColumn c);
+extern bool am_is_extension_rel(Oid relid);
+extern bool am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row);
+extern List *am_tracked_tables(Snapshot snap);
+
+/* alerts.c */
+extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);
 
 /* actor.c */
 extern void am_actor_init(void);
@@ -125,16 +196,49 @@ extern void am_sink_insert(Datum *values, bool *nulls);
 extern void am_sink_init(void);
 extern void am_sink_close(void);
 extern int64 am_sink_next_id(void);
-extern bool am_sink_is_activity_rel(Oid relid);
-extern Oid	am_tracked_relid(Oid *indexoid);
-extern Oid	am_alert_rule_relid(void);
 
-/* rules.c */
-typedef struct AmRule AmRule;
+/*
+ * rules.c: one alert rule, as the rule cache holds it, shared by the
+ * capture trigger and the alert engine.  Read only, outside rules.c.
+ */
+typedef struct AmRule
+{
+	int64		id;
+	char		key[24];		/* id as text: the key in "matched" */
+	char	   *name;
+	char	   *severity;
+	char	   *channel;
+	bool		enabled;
+	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
+	Interval   *within;			/* NULL: a rule per event */
+	Numeric		threshold;		/* NULL when within is */
+	Interval   *cooldown;		/* NULL: none */
+	Datum		predicate;		/* jsonpath */
+	Datum		group_by;		/* jsonpath */
+	Datum		measure_path;	/* jsonpath or 0 */
+	int			nkinds;
+	char	  **kinds;			/* NULL: any kind */
+	int			ntables;
+	Oid		   *tables;			/* NULL: any table */
+	bool		guarded;		/* evaluated inside a subtransaction */
+	bool		logged;			/* an evaluation error was logged */
+} AmRule;
+
 extern uint64 am_rules_generation(void);
+extern int	am_rules_all(AmRule **out);
 extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
 								MemoryContext cxt);
 extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);
+
+/* The rows of a captured event, for its event document (capture.c fills it). */
+typedef struct AmEventRows
+{
+	Datum		old_row;		/* jsonb, the whole old row; 0: none */
+	Datum		new_row;		/* jsonb, the whole new row; 0: none */
+	int			nchanged;
+	const char **changed;		/* the names of the changed columns */
+} AmEventRows;
+extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *rows);
 
 /* subxact.c */
 extern bool am_subxact_try(void (*fn) (void *arg), void *arg, ErrorData **edata);

@@ -4,13 +4,15 @@
  *	  The alert engine: applies windows, thresholds and cooldowns to the
  *	  committed events that matched rules, fires alerts and notifies.
  *
- * activity_monitor._process_alerts() is called by the worker (worker.c).  It
- * takes the events that committed since the last batch (visible in the
- * current snapshot and not in the last one, PgQ's technique), in id order,
- * at most max_events per call, and inserts alerts and sends NOTIFY in the
- * same transaction that moves alert_state forward: every committed event
- * is handled once, none from a rolled-back transaction, and a crash replays
- * the batch.
+ * The worker (worker.c) calls am_process_alerts() inside the transaction it
+ * opened; activity_monitor._process_alerts() runs the same batch from SQL
+ * (tests, and by hand: superuser only).  A batch takes the events that
+ * committed since the last batch (visible in the current snapshot and not
+ * in the last one, PgQ's technique), in id order, at most max_events per
+ * call, and inserts alerts and sends NOTIFY in the same transaction that
+ * moves alert_state forward: every committed event is handled once, none
+ * from a rolled-back transaction, and a crash replays the batch.  The rules
+ * come from the rule cache the capture trigger uses too (rules.c).
  *
  * Window state (per rule and group key: the events inside the window, the
  * running count and sum, how often each distinct value occurs) lives in
@@ -56,7 +58,10 @@ PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
 #define KEYLEN 96				/* hashed keys: longer texts are cut + hashed */
 #define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
 
-/* A rule, as loaded at the start of each call. */
+/*
+ * A rule as one call sees it: the rule cache's fields (pointing into the
+ * cache, see load_rules) and the call's counters.
+ */
 typedef struct Rule
 {
 	int64		id;
@@ -125,8 +130,7 @@ static int	nrules;
 static uint64 key_seed = 0;
 
 /* The engine's statements, prepared once per backend (run_saved). */
-static SPIPlanPtr plan_rules,
-			plan_lock,
+static SPIPlanPtr plan_lock,
 			plan_state,
 			plan_batch,
 			plan_rebuild,
@@ -536,39 +540,35 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 	return SPI_execute_plan(*plan, args, nulls, false, 0);
 }
 
+/*
+ * The rules of this call: the rule cache's (rules.c), in id order, with
+ * this call's counters.  The cache's rules stay valid until the end of the
+ * transaction, whatever reloads it meanwhile; the array lives in the
+ * call's memory.
+ */
 static void
 load_rules(void)
 {
-	int			rc = run_saved(&plan_rules, "SELECT id, name, severity, channel, enabled, within, threshold, "
-							   "measure, measure_path IS NOT NULL, cooldown "
-							   "FROM activity_monitor.alert_rule ORDER BY id", 0, NULL, NULL, NULL);
+	AmRule	   *cache;
 
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read activity_monitor.alert_rule: %s", SPI_result_code_string(rc));
-	nrules = SPI_processed;
+	nrules = am_rules_all(&cache);
 	rules = palloc0(sizeof(Rule) * Max(nrules, 1));
 	for (int i = 0; i < nrules; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
+		AmRule	   *c = &cache[i];
 		Rule	   *r = &rules[i];
-		bool		isnull;
-		Datum		x;
 
-		r->id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		r->name = SPI_getvalue(t, d, 2);
-		r->severity = SPI_getvalue(t, d, 3);
-		r->channel = SPI_getvalue(t, d, 4);
-		r->enabled = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-		x = SPI_getbinval(t, d, 6, &isnull);
-		r->windowed = !isnull;
-		r->within = isnull ? NULL : DatumGetIntervalP(datumCopy(x, false, sizeof(Interval)));
-		x = SPI_getbinval(t, d, 7, &isnull);
-		r->threshold = isnull ? NULL : DatumGetNumeric(datumCopy(x, false, -1));
-		r->measure = SPI_getvalue(t, d, 8)[0];
-		r->has_measure_path = DatumGetBool(SPI_getbinval(t, d, 9, &isnull));
-		x = SPI_getbinval(t, d, 10, &isnull);
-		r->cooldown = isnull ? NULL : DatumGetIntervalP(datumCopy(x, false, sizeof(Interval)));
+		r->id = c->id;
+		r->name = c->name;
+		r->severity = c->severity;
+		r->channel = c->channel;
+		r->enabled = c->enabled;
+		r->windowed = c->within != NULL;
+		r->within = c->within;
+		r->threshold = c->threshold;
+		r->measure = c->measure;
+		r->has_measure_path = c->measure_path != (Datum) 0;
+		r->cooldown = c->cooldown;
 	}
 }
 
@@ -912,16 +912,16 @@ write_counters(void)
 }
 
 /*
- * activity_monitor._process_alerts(max_events int, OUT events int,
- * OUT fired int, OUT more boolean): one bounded batch (see the header).
+ * One bounded batch (see the file header): the events committed since the
+ * last batch, at most max_events of them.  Sets *events_out (events
+ * processed) and *fired_out (alerts fired); returns whether more events
+ * wait.  Runs in the caller's transaction, which must be able to write
+ * (the worker's own, or that of a _process_alerts() call); an ERROR
+ * leaves alert_state as it was once that transaction rolls back.
  */
-Datum
-activity_monitor_process_alerts(PG_FUNCTION_ARGS)
+bool
+am_process_alerts(int max_events, int *events_out, int *fired_out)
 {
-	int32		max_events = PG_GETARG_INT32(0);
-	TupleDesc	rdesc;
-	Datum		result[3];
-	bool		rnulls[3] = {false, false, false};
 	char	   *last;
 	char	   *batch;
 	int64		after_id;
@@ -936,13 +936,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	TupleDesc	sd;
 	int			rc;
 
-	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (max_events < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_events must be positive")));
-
+	Assert(max_events > 0);
 	SPI_connect();
 
 	/*
@@ -1092,6 +1086,34 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	engine_valid = true;
 	SPI_finish();
 
+	*events_out = events;
+	*fired_out = fired;
+	return more;
+}
+
+/*
+ * activity_monitor._process_alerts(max_events int, OUT events int,
+ * OUT fired int, OUT more boolean): one batch from SQL, for tests and by
+ * hand (superuser only); the worker calls am_process_alerts directly.
+ */
+Datum
+activity_monitor_process_alerts(PG_FUNCTION_ARGS)
+{
+	int32		max_events = PG_GETARG_INT32(0);
+	TupleDesc	rdesc;
+	Datum		result[3];
+	bool		rnulls[3] = {false, false, false};
+	int			events;
+	int			fired;
+	bool		more;
+
+	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (max_events < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be positive")));
+	more = am_process_alerts(max_events, &events, &fired);
 	result[0] = Int32GetDatum(events);
 	result[1] = Int32GetDatum(fired);
 	result[2] = BoolGetDatum(more);

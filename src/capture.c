@@ -29,10 +29,7 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
-#include "access/genam.h"
-#include "access/htup_details.h"
 #include "access/sysattr.h"
-#include "access/table.h"
 #include "catalog/partition.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
@@ -45,15 +42,12 @@
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/datum.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -62,16 +56,6 @@ PG_FUNCTION_INFO_V1(activity_monitor_capture);
 
 /* The masked value a redacted column is recorded with. */
 #define REDACTED_VALUE "[redacted]"
-
-/* Attribute numbers of activity_monitor.tracked. */
-#define Anum_tracked_tbl 1
-#define Anum_tracked_kind 2
-#define Anum_tracked_subject 3
-#define Anum_tracked_status 4
-#define Anum_tracked_critical 5
-#define Anum_tracked_ignore 6
-#define Anum_tracked_redact 7
-#define Natts_tracked 7
 
 typedef struct CaptureColumn
 {
@@ -169,39 +153,6 @@ am_name_in_array(Datum arr, const char *name)
 }
 
 /*
- * Read the settings of the tracked table rootid into values/nulls (tracked's
- * columns); false if it has none (then it is captured as kind "system").
- * Reads the table directly, like a catalog: the writer needs no privilege.
- */
-static bool
-load_settings(Oid rootid, Datum *values, bool *nulls, MemoryContext cxt)
-{
-	Oid			indexoid;
-	Oid			trackedoid = am_tracked_relid(&indexoid);
-	Relation	rel = table_open(trackedoid, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	bool		found = false;
-
-	ScanKeyInit(&key, Anum_tracked_tbl, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(rootid));
-	scan = systable_beginscan(rel, indexoid, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		heap_deform_tuple(heap_copytuple(tup), RelationGetDescr(rel), values, nulls);
-		MemoryContextSwitchTo(old);
-		found = true;
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
-/*
  * A generated column computed from a redacted column holds the secret too
  * (GENERATED ALWAYS AS (password_hash) STORED): redact it.  Generated
  * columns cannot use one another, so one pass does.
@@ -236,8 +187,7 @@ static void
 build_table(CaptureTable *ct, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		cfg[Natts_tracked];
-	bool		cfgnull[Natts_tracked];
+	AmTrackedRow cfg;
 	MemoryContext old;
 	Oid			pkoid;
 	char	   *subject = NULL;
@@ -245,7 +195,7 @@ build_table(CaptureTable *ct, Relation rel)
 	bool		have;
 
 	/* a trigger on the extension's own tables would recurse */
-	if (am_sink_is_activity_rel(ct->relid))
+	if (am_is_extension_rel(ct->relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 				 errmsg("activity_monitor cannot capture its own table \"%s\"",
@@ -275,17 +225,18 @@ build_table(CaptureTable *ct, Relation rel)
 		quote_qualified_identifier(get_namespace_name(get_rel_namespace(ct->rootid)),
 								   get_rel_name(ct->rootid)));
 
-	have = load_settings(ct->rootid, cfg, cfgnull, ct->cxt);
-	ct->kind = have ? datumCopy(cfg[Anum_tracked_kind - 1], false, -1) :
+	/* catalog snapshot: the writer needs no privilege on tracked */
+	have = am_tracked_read(ct->rootid, NULL, ct->cxt, &cfg);
+	ct->kind = have ? datumCopy(cfg.values[TC_KIND], false, -1) :
 		CStringGetTextDatum("system");
 	ct->kindstr = TextDatumGetCString(ct->kind);
 	ct->rules_gen = 0;			/* the rule list is built on first use */
 	ct->nrules = 0;
 	ct->rules = NULL;
-	if (have && !cfgnull[Anum_tracked_subject - 1])
-		subject = NameStr(*DatumGetName(cfg[Anum_tracked_subject - 1]));
-	if (have && !cfgnull[Anum_tracked_status - 1])
-		status = NameStr(*DatumGetName(cfg[Anum_tracked_status - 1]));
+	if (have && !cfg.nulls[TC_SUBJECT])
+		subject = NameStr(*DatumGetName(cfg.values[TC_SUBJECT]));
+	if (have && !cfg.nulls[TC_STATUS])
+		status = NameStr(*DatumGetName(cfg.values[TC_STATUS]));
 
 	ct->natts = desc->natts;
 	ct->cols = palloc0(sizeof(CaptureColumn) * Max(desc->natts, 1));
@@ -305,9 +256,9 @@ build_table(CaptureTable *ct, Relation rel)
 		am_init_json_type(&col->type, att->atttypid, ct->cxt);
 		if (have)
 		{
-			col->skip = am_name_in_array(cfg[Anum_tracked_ignore - 1], col->name);
-			col->redact = am_name_in_array(cfg[Anum_tracked_redact - 1], col->name);
-			col->critical = am_name_in_array(cfg[Anum_tracked_critical - 1], col->name);
+			col->skip = am_name_in_array(cfg.values[TC_IGNORE], col->name);
+			col->redact = am_name_in_array(cfg.values[TC_REDACT], col->name);
+			col->critical = am_name_in_array(cfg.values[TC_CRITICAL], col->name);
 		}
 		if (subject && strcmp(subject, col->name) == 0)
 			ct->subject_att = att->attnum;
@@ -572,119 +523,31 @@ capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls, RowEv
 	return true;
 }
 
-static void
-doc_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
-static void
-doc_string(JsonbParseState **state, const char *key, const char *s)
-{
-	JsonbValue	v;
-
-	doc_key(state, key);
-	if (s == NULL)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvString;
-		v.val.string.val = (char *) s;
-		v.val.string.len = strlen(s);
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-static void
-doc_text(JsonbParseState **state, const char *key, Datum *values, bool *nulls, int c)
-{
-	doc_string(state, key, nulls[c] ? NULL : TextDatumGetCString(values[c]));
-}
-
-static void
-doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
-{
-	JsonbValue	v;
-
-	doc_key(state, key);
-	if (jsonb == (Datum) 0)
-		v.type = jbvNull;
-	else
-	{
-		Jsonb	   *jb = DatumGetJsonbP(jsonb);
-
-		v.type = jbvBinary;
-		v.val.binary.data = &jb->root;
-		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /*
- * The event document alert predicates see (see README): the event's fields,
- * the names of the changed columns, and the whole old and new rows (ignored
- * columns left out, redacted ones masked), although the activity row keeps
- * only what changed.  Built only when some rule applies to the table.
+ * What the event document needs of the rows (see am_event_document in
+ * rules.c): the whole old and new rows (ignored columns left out, redacted
+ * ones masked) and the names of the changed columns (every recorded column
+ * for an insert or a delete, none for a truncate).
  */
-static Datum
-event_document(CaptureTable *ct, Datum *values, bool *nulls, RowEvent *re)
+static void
+event_rows(CaptureTable *ct, Datum *values, RowEvent *re, AmEventRows *rows)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue	v;
-	char		buf[MAXDATELEN + 1];
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	doc_key(&state, "id");
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(DatumGetInt64(values[AC_ID]));
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	JsonEncodeDateTime(buf, values[AC_OCCURRED_AT], TIMESTAMPTZOID, NULL);
-	doc_string(&state, "occurred_at", buf);
-	doc_text(&state, "kind", values, nulls, AC_KIND);
-	doc_text(&state, "action", values, nulls, AC_ACTION);
-	doc_text(&state, "table", values, nulls, AC_TABLE_NAME);
-	doc_text(&state, "row_key", values, nulls, AC_ROW_KEY);
-	doc_text(&state, "subject_id", values, nulls, AC_SUBJECT_ID);
-	doc_text(&state, "actor_type", values, nulls, AC_ACTOR_TYPE);
-	doc_text(&state, "actor_id", values, nulls, AC_ACTOR_ID);
-	doc_text(&state, "actor_reason", values, nulls, AC_ACTOR_REASON);
-	doc_text(&state, "status_from", values, nulls, AC_STATUS_FROM);
-	doc_text(&state, "status_to", values, nulls, AC_STATUS_TO);
-	doc_key(&state, "critical");
-	v.type = jbvBool;
-	v.val.boolean = DatumGetBool(values[AC_CRITICAL]);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-
-	doc_key(&state, "changed");
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	/* insert and delete recorded the whole row already; an update only the diff */
+	rows->old_row = re->oldslot == NULL ? (Datum) 0 :
+		re->changed == NULL ? values[AC_OLD_VALUES] : row_jsonb(ct, re->oldslot, NULL);
+	rows->new_row = re->newslot == NULL ? (Datum) 0 :
+		re->changed == NULL ? values[AC_NEW_VALUES] : row_jsonb(ct, re->newslot, NULL);
+	rows->nchanged = 0;
+	rows->changed = palloc(sizeof(char *) * Max(ct->natts, 1));
 	if (re->oldslot || re->newslot)
 	{
 		for (int i = 0; i < ct->natts; i++)
 		{
 			if (ct->cols[i].skip || (re->changed && !re->changed[i]))
 				continue;
-			v.type = jbvString;
-			v.val.string.val = ct->cols[i].name;
-			v.val.string.len = ct->cols[i].namelen;
-			pushJsonbValue(&state, WJB_ELEM, &v);
+			rows->changed[rows->nchanged++] = ct->cols[i].name;
 		}
 	}
-	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	/* insert and delete recorded the whole row already; an update only the diff */
-	doc_jsonb(&state, "old", re->oldslot == NULL ? (Datum) 0 :
-			  re->changed == NULL ? values[AC_OLD_VALUES] : row_jsonb(ct, re->oldslot, NULL));
-	doc_jsonb(&state, "new", re->newslot == NULL ? (Datum) 0 :
-			  re->changed == NULL ? values[AC_NEW_VALUES] : row_jsonb(ct, re->newslot, NULL));
-	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
-	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
-	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
-			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /*
@@ -804,10 +667,15 @@ activity_monitor_capture(PG_FUNCTION_ARGS)
 		ct->nrules = am_rules_applicable(ct->rootid, ct->kindstr, &ct->rules, ct->cxt);
 		ct->rules_gen = am_rules_generation();
 	}
-	if (ct->nrules > 0 &&
-		am_rules_evaluate(ct->rules, ct->nrules, event_document(ct, values, nulls, &re),
-						  values, nulls))
-		am_wake_at_commit();
+	if (ct->nrules > 0)
+	{
+		AmEventRows rows;
+
+		event_rows(ct, values, &re, &rows);
+		if (am_rules_evaluate(ct->rules, ct->nrules, am_event_document(values, nulls, &rows),
+							  values, nulls))
+			am_wake_at_commit();
+	}
 	am_sink_insert(values, nulls);
 	return PointerGetDatum(NULL);
 }

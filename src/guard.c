@@ -100,15 +100,6 @@
 PG_FUNCTION_INFO_V1(activity_monitor_guard_ddl);
 PG_FUNCTION_INFO_V1(activity_monitor_guard_sql_drop);
 
-/* Attribute numbers of activity_monitor.tracked (as in capture.c). */
-#define Anum_tracked_tbl 1
-#define Anum_tracked_subject 3
-#define Anum_tracked_status 4
-#define Anum_tracked_critical 5
-#define Anum_tracked_ignore 6
-#define Anum_tracked_redact 7
-#define Natts_tracked_min 7
-
 #define ADMIN_ROLE "activity_monitor_admin"
 
 /* What one guarded statement needs to know, looked up once per statement. */
@@ -142,39 +133,22 @@ static TrackedRow
 read_tracked(Oid relid)
 {
 	TrackedRow	row = {0};
-	Oid			indexoid;
-	Oid			trackedoid = am_tracked_relid(&indexoid);
-	Relation	rel = table_open(trackedoid, AccessShareLock);
+	AmTrackedRow tr;
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
 
-	ScanKeyInit(&key, Anum_tracked_tbl, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, indexoid, true, snap, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup) && RelationGetDescr(rel)->natts >= Natts_tracked_min)
+	if (am_tracked_read(relid, snap, CurrentMemoryContext, &tr))
 	{
-		HeapTuple	copy = heap_copytuple(tup);
-		Datum	   *values = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
-		bool	   *nulls = palloc(sizeof(bool) * RelationGetDescr(rel)->natts);
-
-		heap_deform_tuple(copy, RelationGetDescr(rel), values, nulls);
 		row.found = true;
-		row.written_here =
-			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
-		if (!nulls[Anum_tracked_subject - 1])
-			row.subject = NameStr(*DatumGetName(values[Anum_tracked_subject - 1]));
-		if (!nulls[Anum_tracked_status - 1])
-			row.status = NameStr(*DatumGetName(values[Anum_tracked_status - 1]));
-		for (int i = 0; i < 3; i++)
-			row.arrays[i] = nulls[Anum_tracked_critical - 1 + i] ? (Datum) 0 :
-				values[Anum_tracked_critical - 1 + i];
+		row.written_here = tr.written_here;
+		if (!tr.nulls[TC_SUBJECT])
+			row.subject = NameStr(*DatumGetName(tr.values[TC_SUBJECT]));
+		if (!tr.nulls[TC_STATUS])
+			row.status = NameStr(*DatumGetName(tr.values[TC_STATUS]));
+		row.arrays[0] = tr.values[TC_CRITICAL];
+		row.arrays[1] = tr.values[TC_IGNORE];
+		row.arrays[2] = tr.values[TC_REDACT];
 	}
-	systable_endscan(scan);
 	UnregisterSnapshot(snap);
-	table_close(rel, AccessShareLock);
 	return row;
 }
 
@@ -410,8 +384,7 @@ update_settings(GuardState *gs, Oid root, const char *oldname, const char *newna
 {
 	Oid			save_userid;
 	int			save_sec;
-	Oid			indexoid;
-	Oid			trackedoid = am_tracked_relid(&indexoid);
+	Oid			trackedoid = am_catalog()->tracked;
 	Oid			types[3] = {OIDOID, NAMEOID, NAMEOID};
 	Datum		args[3];
 	char		argnulls[3] = {' ', ' ', ' '};
@@ -804,28 +777,11 @@ guard_rename_column(GuardState *gs, RenameStmt *stmt)
 static void
 guard_tracked_where(GuardState *gs, Oid nspoid, List *roles, const char *what)
 {
-	Oid			indexoid;
-	Oid			trackedoid = am_tracked_relid(&indexoid);
-	Relation	rel = table_open(trackedoid, AccessShareLock);
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	SysScanDesc scan;
-	HeapTuple	tup;
-	List	   *roots = NIL;
+	List	   *roots = am_tracked_tables(snap);
 	ListCell   *lc;
 
-	scan = systable_beginscan(rel, InvalidOid, false, snap, 0, NULL);
-	while ((tup = systable_getnext(scan)) != NULL)
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_tracked_tbl, RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			roots = lappend_oid(roots, DatumGetObjectId(d));
-	}
-	systable_endscan(scan);
 	UnregisterSnapshot(snap);
-	table_close(rel, AccessShareLock);
-
 	foreach(lc, roots)
 	{
 		Oid			root = lfirst_oid(lc);

@@ -1,16 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * rules.c
- *	  Alert rule predicates, evaluated by the capture trigger.
+ *	  The rule cache, the event document alert predicates read, and the
+ *	  evaluation of the predicates by the capture trigger.
  *
- * The rules (activity_monitor.alert_rule) are loaded once per backend into
- * CacheMemoryContext and reloaded after any change to the table: its
- * statement trigger (_rules_changed) sends a relcache invalidation that
- * every backend receives at its next transaction.  A reload builds a new
- * list and replaces the old one only once complete (an error while loading
- * leaves the old list, invalid).  A generation counter tells capture.c when
- * its per-table list of applicable rules (by kinds and tables) is stale.  A
- * table no rule applies to pays one integer compare.
+ * The rules (activity_monitor.alert_rule, its columns found by name in
+ * catalog.c) are loaded once per backend into CacheMemoryContext and
+ * reloaded after any change to the table: its statement trigger
+ * (_rules_changed) sends a relcache invalidation that every backend
+ * receives at its next transaction.  This one cache serves both readers of
+ * the rules: the capture trigger (capture.c), which evaluates the enabled
+ * rules that apply to a table, and the worker's alert engine (alerts.c),
+ * which reads every rule's window, threshold and cooldown.  A reload builds
+ * a new list and replaces the old one only once complete (an error while
+ * loading leaves the old list, invalid); the old one is freed at the end of
+ * the transaction.  A generation counter tells capture.c when its per-table
+ * list of applicable rules (by kinds and tables) is stale.  A table no rule
+ * applies to pays one integer compare.
+ *
+ * The event document (am_event_document) is what predicates see of a
+ * captured event; capture.c builds the rows' parts of it, the shape is
+ * defined here, next to the rules that read it, and documented in README.
  *
  * Predicates run with jsonb_path_match_tz(..., silent => true): a missing
  * field or a type mismatch makes a rule not match (NULL, counted as an
@@ -46,43 +56,21 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/formatting.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/jsonpath.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
 PG_FUNCTION_INFO_V1(activity_monitor_check_rule);
-
-/* Attribute numbers of activity_monitor.alert_rule. */
-#define Anum_rule_id 1
-#define Anum_rule_name 2
-#define Anum_rule_predicate 3
-#define Anum_rule_kinds 5
-#define Anum_rule_tables 6
-#define Anum_rule_measure_path 10
-#define Anum_rule_group_by 11
-#define Anum_rule_enabled 15
-
-struct AmRule
-{
-	int64		id;
-	char		key[24];		/* id as text: the key in "matched" */
-	Datum		predicate;		/* jsonpath */
-	Datum		group_by;		/* jsonpath */
-	Datum		measure_path;	/* jsonpath or 0 */
-	int			nkinds;
-	char	  **kinds;			/* NULL: any kind */
-	int			ntables;
-	Oid		   *tables;			/* NULL: any table */
-	bool		guarded;		/* evaluated inside a subtransaction */
-	bool		logged;			/* an evaluation error was logged */
-};
 
 /*
  * Paths nested deeper than this are evaluated guarded (evaluation recurses
@@ -118,7 +106,7 @@ typedef struct RuleResult
 } RuleResult;
 
 static MemoryContext rules_cxt = NULL;
-static AmRule *rules = NULL;
+static AmRule *rules = NULL;	/* in id order */
 static int	nrules = 0;
 static bool rules_valid = false;
 static uint64 rules_gen = 0;
@@ -126,6 +114,9 @@ static Oid	rules_relid = InvalidOid;
 static Datum empty_vars;
 
 static uint64 rules_invals = 0;	/* invalidations received */
+
+/* Replaced caches, kept until the end of the transaction (see load_rules). */
+static MemoryContext rules_retired = NULL;
 
 static void
 rules_relcache_callback(Datum arg, Oid relid)
@@ -135,6 +126,35 @@ rules_relcache_callback(Datum arg, Oid relid)
 		rules_valid = false;
 		rules_invals++;
 	}
+}
+
+/* At the end of a transaction, free the caches it replaced. */
+static void
+rules_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			if (rules_retired != NULL)
+				MemoryContextReset(rules_retired);
+			break;
+		default:
+			break;
+	}
+}
+
+/* Order of rules by id (ids are unique). */
+static int
+rule_cmp(const void *a, const void *b)
+{
+	int64		x = ((const AmRule *) a)->id;
+	int64		y = ((const AmRule *) b)->id;
+
+	return x < y ? -1 : x > y;
 }
 
 /*
@@ -334,13 +354,17 @@ rule_needs_guard(AmRule *r)
 }
 
 /*
- * Read every enabled rule into a new context and make it the cache only
- * once complete.  The load can fail (a lock wait cancelled, a statement
- * timeout): the new context is then a child of the caller's, freed with
- * it, and the old cache, its generation and the lists capture.c built from
- * it stay as they were, marked invalid, so the next use loads again.  An
- * invalidation that arrives while loading leaves the cache invalid: the
- * caller loads once more.
+ * Read every rule (disabled ones too: the alert engine counts their
+ * evaluation errors) into a new context, in id order, and make it the
+ * cache only once complete.  The load can fail (a lock wait cancelled, a
+ * statement timeout): the new context is then a child of the caller's,
+ * freed with it, and the old cache, its generation and the lists capture.c
+ * built from it stay as they were, marked invalid, so the next use loads
+ * again.  An invalidation that arrives while loading leaves the cache
+ * invalid: the caller loads once more.  The cache it replaces is freed at
+ * the end of the transaction, not at once: a caller may still hold rules
+ * of it (the alert engine holds them for a batch, and a capture trigger
+ * fired by the engine's own writes could reload meanwhile).
  */
 static void
 load_rules(void)
@@ -355,6 +379,7 @@ load_rules(void)
 	AmRule	   *new_rules;
 	int			new_nrules = 0;
 	uint64		invals;
+	AttrNumber	att[RC_NUM_COLUMNS];
 	static bool callback_done = false;
 
 	if (!callback_done)
@@ -362,7 +387,11 @@ load_rules(void)
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 		CacheRegisterRelcacheCallback(rules_relcache_callback, (Datum) 0);
+		RegisterXactCallback(rules_xact_callback, NULL);
 		empty_vars = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		rules_retired = AllocSetContextCreate(CacheMemoryContext,
+											  "activity_monitor replaced rules",
+											  ALLOCSET_SMALL_SIZES);
 		MemoryContextSwitchTo(old);
 		callback_done = true;
 	}
@@ -371,7 +400,8 @@ load_rules(void)
 	new_rules = MemoryContextAlloc(new_cxt, sizeof(AmRule) * cap);
 
 	invals = rules_invals;
-	rules_relid = am_alert_rule_relid();
+	rules_relid = am_catalog()->alert_rule;
+	memcpy(att, am_catalog()->rule_att, sizeof(att));
 	rel = table_open(rules_relid, AccessShareLock);
 	/* sized by the table: later versions add columns (0.2.0: full_payload) */
 	v = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
@@ -383,8 +413,6 @@ load_rules(void)
 		MemoryContext old;
 
 		heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
-		if (!DatumGetBool(v[Anum_rule_enabled - 1]))
-			continue;
 		old = MemoryContextSwitchTo(new_cxt);
 		if (new_nrules == cap)
 		{
@@ -393,31 +421,44 @@ load_rules(void)
 		}
 		r = &new_rules[new_nrules++];
 		memset(r, 0, sizeof(*r));
-		r->id = DatumGetInt64(v[Anum_rule_id - 1]);
+		r->id = DatumGetInt64(v[att[RC_ID] - 1]);
 		snprintf(r->key, sizeof(r->key), INT64_FORMAT, r->id);
+		r->enabled = DatumGetBool(v[att[RC_ENABLED] - 1]);
+		r->name = TextDatumGetCString(v[att[RC_NAME] - 1]);
+		r->severity = TextDatumGetCString(v[att[RC_SEVERITY] - 1]);
+		r->channel = TextDatumGetCString(v[att[RC_CHANNEL] - 1]);
+		r->measure = TextDatumGetCString(v[att[RC_MEASURE] - 1])[0];
+		if (!n[att[RC_WITHIN] - 1])
+			r->within = DatumGetIntervalP(datumCopy(v[att[RC_WITHIN] - 1], false,
+													sizeof(Interval)));
+		if (!n[att[RC_THRESHOLD] - 1])
+			r->threshold = DatumGetNumericCopy(v[att[RC_THRESHOLD] - 1]);
+		if (!n[att[RC_COOLDOWN] - 1])
+			r->cooldown = DatumGetIntervalP(datumCopy(v[att[RC_COOLDOWN] - 1], false,
+													  sizeof(Interval)));
 		/* detoasted once here, not at every evaluation */
-		r->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_predicate - 1]));
-		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_group_by - 1]));
-		if (!n[Anum_rule_measure_path - 1])
-			r->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[Anum_rule_measure_path - 1]));
+		r->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_PREDICATE] - 1]));
+		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_GROUP_BY] - 1]));
+		if (!n[att[RC_MEASURE_PATH] - 1])
+			r->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_MEASURE_PATH] - 1]));
 		r->guarded = rule_needs_guard(r);
-		if (!n[Anum_rule_kinds - 1])
+		if (!n[att[RC_KINDS] - 1])
 		{
 			Datum	   *elems;
 			bool	   *enulls;
 
-			deconstruct_array(DatumGetArrayTypeP(v[Anum_rule_kinds - 1]), TEXTOID, -1, false,
+			deconstruct_array(DatumGetArrayTypeP(v[att[RC_KINDS] - 1]), TEXTOID, -1, false,
 							  TYPALIGN_INT, &elems, &enulls, &r->nkinds);
 			r->kinds = palloc(sizeof(char *) * Max(r->nkinds, 1));
 			for (int i = 0; i < r->nkinds; i++)
 				r->kinds[i] = enulls[i] ? "" : TextDatumGetCString(elems[i]);
 		}
-		if (!n[Anum_rule_tables - 1])
+		if (!n[att[RC_TABLES] - 1])
 		{
 			Datum	   *elems;
 			bool	   *enulls;
 
-			deconstruct_array(DatumGetArrayTypeP(v[Anum_rule_tables - 1]), REGCLASSOID,
+			deconstruct_array(DatumGetArrayTypeP(v[att[RC_TABLES] - 1]), REGCLASSOID,
 							  sizeof(Oid), true, TYPALIGN_INT, &elems, &enulls, &r->ntables);
 			r->tables = palloc(sizeof(Oid) * Max(r->ntables, 1));
 			for (int i = 0; i < r->ntables; i++)
@@ -430,10 +471,12 @@ load_rules(void)
 	pfree(v);
 	pfree(n);
 
+	qsort(new_rules, new_nrules, sizeof(AmRule), rule_cmp);
+
 	/* complete: the new rules replace the old ones */
 	MemoryContextSetParent(new_cxt, CacheMemoryContext);
 	if (rules_cxt != NULL)
-		MemoryContextDelete(rules_cxt);
+		MemoryContextSetParent(rules_cxt, rules_retired);
 	rules_cxt = new_cxt;
 	rules = new_rules;
 	nrules = new_nrules;
@@ -451,8 +494,21 @@ am_rules_generation(void)
 }
 
 /*
- * The rules that apply to events of table rootid with this kind, as an
- * array allocated in cxt (valid while the generation stays the same).
+ * Every rule, disabled ones included, in id order, loading them if they
+ * changed: for the alert engine.  The array and the rules stay valid until
+ * the end of the transaction; a reload within it may replace them.
+ */
+int
+am_rules_all(AmRule **out)
+{
+	(void) am_rules_generation();
+	*out = rules;
+	return nrules;
+}
+
+/*
+ * The enabled rules that apply to events of table rootid with this kind, as
+ * an array allocated in cxt (valid while the generation stays the same).
  */
 int
 am_rules_applicable(Oid rootid, const char *kind, AmRule ***out, MemoryContext cxt)
@@ -464,9 +520,9 @@ am_rules_applicable(Oid rootid, const char *kind, AmRule ***out, MemoryContext c
 	for (int i = 0; i < nrules; i++)
 	{
 		AmRule	   *r = &rules[i];
-		bool		ok = true;
+		bool		ok = r->enabled;
 
-		if (r->kinds)
+		if (ok && r->kinds)
 		{
 			ok = false;
 			for (int k = 0; k < r->nkinds && !ok; k++)
@@ -598,31 +654,116 @@ evaluate_guarded(AmRule **list, int n, Datum doc, RuleResult *res)
 	}
 }
 
-/* Push "key": the jsonb datum d (or null) into the object being built. */
+/* Push the key of an object member. */
 static void
-push_result_value(JsonbParseState **state, const char *key, Datum d, bool isnull)
+doc_key(JsonbParseState **state, const char *key)
 {
 	JsonbValue	k;
-	JsonbValue	v;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
 	pushJsonbValue(state, WJB_KEY, &k);
-	if (isnull)
-	{
+}
+
+/* Push "key": s (NULL: null). */
+static void
+doc_string(JsonbParseState **state, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	doc_key(state, key);
+	if (s == NULL)
 		v.type = jbvNull;
-		pushJsonbValue(state, WJB_VALUE, &v);
-	}
 	else
 	{
-		Jsonb	   *jb = DatumGetJsonbP(d);
+		v.type = jbvString;
+		v.val.string.val = (char *) s;
+		v.val.string.len = strlen(s);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* Push "key": the text activity column c. */
+static void
+doc_text(JsonbParseState **state, const char *key, Datum *values, bool *nulls, int c)
+{
+	doc_string(state, key, nulls[c] ? NULL : TextDatumGetCString(values[c]));
+}
+
+/* Push "key": the jsonb datum (0: null). */
+static void
+doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
+{
+	JsonbValue	v;
+
+	doc_key(state, key);
+	if (jsonb == (Datum) 0)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(jsonb);
 
 		v.type = jbvBinary;
 		v.val.binary.data = &jb->root;
 		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-		pushJsonbValue(state, WJB_VALUE, &v);
 	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * The event document alert predicates see (see README): the event's fields
+ * (the activity row's values, in ActivityColumn order), the names of the
+ * changed columns, and the whole old and new rows, although the activity
+ * row keeps only what changed (capture.c hands them in rows).  Built only
+ * when some rule applies to the table.
+ */
+Datum
+am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	char		buf[MAXDATELEN + 1];
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	doc_key(&state, "id");
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(DatumGetInt64(values[AC_ID]));
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	JsonEncodeDateTime(buf, values[AC_OCCURRED_AT], TIMESTAMPTZOID, NULL);
+	doc_string(&state, "occurred_at", buf);
+	doc_text(&state, "kind", values, nulls, AC_KIND);
+	doc_text(&state, "action", values, nulls, AC_ACTION);
+	doc_text(&state, "table", values, nulls, AC_TABLE_NAME);
+	doc_text(&state, "row_key", values, nulls, AC_ROW_KEY);
+	doc_text(&state, "subject_id", values, nulls, AC_SUBJECT_ID);
+	doc_text(&state, "actor_type", values, nulls, AC_ACTOR_TYPE);
+	doc_text(&state, "actor_id", values, nulls, AC_ACTOR_ID);
+	doc_text(&state, "actor_reason", values, nulls, AC_ACTOR_REASON);
+	doc_text(&state, "status_from", values, nulls, AC_STATUS_FROM);
+	doc_text(&state, "status_to", values, nulls, AC_STATUS_TO);
+	doc_key(&state, "critical");
+	v.type = jbvBool;
+	v.val.boolean = DatumGetBool(values[AC_CRITICAL]);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+
+	doc_key(&state, "changed");
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < rows->nchanged; i++)
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) rows->changed[i];
+		v.val.string.len = strlen(rows->changed[i]);
+		pushJsonbValue(&state, WJB_ELEM, &v);
+	}
+	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	doc_jsonb(&state, "old", rows->old_row);
+	doc_jsonb(&state, "new", rows->new_row);
+	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
+	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
+	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
+			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /*
@@ -657,7 +798,6 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 	for (int i = 0; i < n; i++)
 	{
 		AmRule	   *r = list[i];
-		JsonbValue	k;
 
 		if (results[i].outcome == RO_ERROR)
 		{
@@ -669,13 +809,10 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 		if (results[i].outcome == RO_NO_MATCH)
 			continue;
 		nmatched++;
-		k.type = jbvString;
-		k.val.string.val = r->key;
-		k.val.string.len = strlen(r->key);
-		pushJsonbValue(&state, WJB_KEY, &k);
+		doc_key(&state, r->key);
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_result_value(&state, "k", results[i].k, results[i].knull);
-		push_result_value(&state, "v", results[i].v, results[i].vnull);
+		doc_jsonb(&state, "k", results[i].knull ? (Datum) 0 : results[i].k);
+		doc_jsonb(&state, "v", results[i].vnull ? (Datum) 0 : results[i].v);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
@@ -756,6 +893,7 @@ activity_monitor_check_rule(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		d;
 	char	   *name;
+	AttrNumber	att[RC_NUM_COLUMNS];
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
@@ -764,19 +902,20 @@ activity_monitor_check_rule(PG_FUNCTION_ARGS)
 				 errmsg("activity_monitor._check_rule() must be called as a BEFORE INSERT OR UPDATE row trigger")));
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = RelationGetDescr(td->tg_relation);
+	memcpy(att, am_catalog()->rule_att, sizeof(att));
 
-	d = heap_getattr(tup, Anum_rule_enabled, desc, &isnull);
+	d = heap_getattr(tup, att[RC_ENABLED], desc, &isnull);
 	if (isnull || !DatumGetBool(d))
 		return PointerGetDatum(tup);
-	d = heap_getattr(tup, Anum_rule_name, desc, &isnull);
+	d = heap_getattr(tup, att[RC_NAME], desc, &isnull);
 	name = isnull ? "" : TextDatumGetCString(d);
-	d = heap_getattr(tup, Anum_rule_predicate, desc, &isnull);
+	d = heap_getattr(tup, att[RC_PREDICATE], desc, &isnull);
 	if (!isnull)
 		check_path(d, "predicate", name);
-	d = heap_getattr(tup, Anum_rule_group_by, desc, &isnull);
+	d = heap_getattr(tup, att[RC_GROUP_BY], desc, &isnull);
 	if (!isnull)
 		check_path(d, "group_by", name);
-	d = heap_getattr(tup, Anum_rule_measure_path, desc, &isnull);
+	d = heap_getattr(tup, att[RC_MEASURE_PATH], desc, &isnull);
 	if (!isnull)
 		check_path(d, "measure_path", name);
 	return PointerGetDatum(tup);

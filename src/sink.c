@@ -28,40 +28,17 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
-
-/* Names of the activity columns, in ActivityColumn order. */
-static const char *const activity_column_names[AC_NUM_COLUMNS] = {
-	"id", "occurred_at", "kind", "action", "table_name", "row_key",
-	"subject_id", "actor_type", "actor_id", "actor_reason", "actor_context",
-	"status_from", "status_to", "critical", "old_values", "new_values",
-	"db_user", "application_name", "client_addr", "backend_pid", "txid",
-	"matched", "rule_errors"
-};
-
-/* Where the extension's objects are; valid until a relcache invalidation. */
-typedef struct SinkCatalog
-{
-	bool		valid;
-	Oid			activity;		/* the partitioned parent */
-	Oid			sequence;		/* activity_id_seq */
-	Oid			tracked;		/* the configuration table */
-	Oid			tracked_pkey;	/* and its primary key index */
-	Oid			alert_rule;		/* the rules table */
-	int			natts;			/* parent's number of attributes */
-	AttrNumber	attnum[AC_NUM_COLUMNS]; /* parent attnum of each column */
-} SinkCatalog;
+#include "utils/timestamp.h"
 
 /* One partition opened in this transaction. */
 typedef struct SinkPart
@@ -84,17 +61,8 @@ typedef struct SinkXact
 	SinkPart	parts[SINK_MAX_PARTS];
 } SinkXact;
 
-static SinkCatalog catalog;
 static SinkXact xact;
 static bool callbacks_registered = false;
-
-/* Forget the catalog when any of its relations changes (or all do). */
-static void
-sink_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == catalog.activity || relid == catalog.tracked)
-		catalog.valid = false;
-}
 
 /* Close what the transaction opened; before commit only (see header). */
 static void
@@ -158,91 +126,15 @@ am_sink_init(void)
 {
 	if (callbacks_registered)
 		return;
-	CacheRegisterRelcacheCallback(sink_relcache_callback, (Datum) 0);
 	RegisterXactCallback(sink_xact_callback, NULL);
 	callbacks_registered = true;
-}
-
-/* Look up the extension's relations and the activity columns. */
-static void
-sink_load_catalog(void)
-{
-	Oid			nsp = am_extension_schema(NULL, NULL);
-	Relation	rel;
-	TupleDesc	desc;
-
-	if (!OidIsValid(nsp) ||
-		!OidIsValid(catalog.activity = get_relname_relid("activity", nsp)) ||
-		!OidIsValid(catalog.sequence = get_relname_relid("activity_id_seq", nsp)) ||
-		!OidIsValid(catalog.tracked = get_relname_relid("tracked", nsp)) ||
-		!OidIsValid(catalog.tracked_pkey = get_relname_relid("tracked_pkey", nsp)) ||
-		!OidIsValid(catalog.alert_rule = get_relname_relid("alert_rule", nsp)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"activity_monitor\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION activity_monitor.")));
-
-	rel = table_open(catalog.activity, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	catalog.natts = desc->natts;
-	for (int c = 0; c < AC_NUM_COLUMNS; c++)
-	{
-		catalog.attnum[c] = InvalidAttrNumber;
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped &&
-				strcmp(NameStr(att->attname), activity_column_names[c]) == 0)
-				catalog.attnum[c] = att->attnum;
-		}
-		if (catalog.attnum[c] == InvalidAttrNumber)
-			elog(ERROR, "activity_monitor.activity has no column \"%s\"",
-				 activity_column_names[c]);
-	}
-	table_close(rel, AccessShareLock);
-	catalog.valid = true;
-}
-
-static void
-ensure_catalog(void)
-{
-	while (!catalog.valid)
-		sink_load_catalog();
-}
-
-/* The configuration table's oid (and its primary key's), for capture.c. */
-Oid
-am_tracked_relid(Oid *indexoid)
-{
-	ensure_catalog();
-	*indexoid = catalog.tracked_pkey;
-	return catalog.tracked;
-}
-
-/* The rules table's oid, for rules.c. */
-Oid
-am_alert_rule_relid(void)
-{
-	ensure_catalog();
-	return catalog.alert_rule;
 }
 
 /* The next activity id (capture needs it before the row is written). */
 int64
 am_sink_next_id(void)
 {
-	ensure_catalog();
-	return nextval_internal(catalog.sequence, false);
-}
-
-/* Is relid the activity table or one of its partitions? */
-bool
-am_sink_is_activity_rel(Oid relid)
-{
-	ensure_catalog();
-	return relid == catalog.activity ||
-		get_rel_namespace(relid) == get_rel_namespace(catalog.activity);
+	return nextval_internal(am_catalog()->activity_seq, false);
 }
 
 /* Open the parent and the executor state for this transaction. */
@@ -255,7 +147,7 @@ sink_open_xact(void)
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	PG_TRY();
 	{
-		xact.parent = table_open(catalog.activity, RowExclusiveLock);
+		xact.parent = table_open(am_catalog()->activity, RowExclusiveLock);
 		xact.estate = CreateExecutorState();
 		xact.nparts = 0;
 		xact.open = true;
@@ -355,8 +247,8 @@ am_sink_insert(Datum *values, bool *nulls)
 	TupleTableSlot *slot;
 	bool		is_default;
 	Oid			partoid;
+	const AmCatalog *catalog;
 
-	ensure_catalog();
 	if (!xact.open)
 		sink_open_xact();
 
@@ -369,13 +261,15 @@ am_sink_insert(Datum *values, bool *nulls)
 		p = sink_part(partoid);
 	}
 
+	/* after opening: what opening invalidated is looked up again */
+	catalog = am_catalog();
 	slot = p->slot;
 	ExecClearTuple(slot);
 	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
 		slot->tts_isnull[i] = true;
 	for (int c = 0; c < AC_NUM_COLUMNS; c++)
 	{
-		int			parent_att = catalog.attnum[c];
+		int			parent_att = catalog->activity_att[c];
 		int			att = parent_att;
 
 		if (p->map != NULL)
@@ -387,7 +281,7 @@ am_sink_insert(Datum *values, bool *nulls)
 					att = i + 1;
 			if (att == InvalidAttrNumber)
 				elog(ERROR, "partition %u lacks activity column %s",
-					 partoid, activity_column_names[c]);
+					 partoid, am_activity_column_name(c));
 		}
 		slot->tts_values[att - 1] = values[c];
 		slot->tts_isnull[att - 1] = nulls[c];

@@ -20,16 +20,19 @@
  * is logged, recorded in activity_monitor.worker_state and retried next
  * round, and never stops the worker or the other duties.  The alert duty
  * runs whenever a committing transaction with matched events sets the
- * worker's latch (wake.c), and at least every naptime; partition
- * maintenance runs once per naptime.
+ * worker's latch (wake.c), and at least every naptime: it calls the alert
+ * engine (alerts.c) directly, inside a transaction of its own per batch of
+ * activity_monitor.alert_batch_size events.  Partition maintenance runs
+ * once per naptime.
  *
  * The worker runs as the bootstrap superuser in a database whose owner may
  * be hostile: before any SQL it pins search_path (pg_catalog, pg_temp) with
  * a source ALTER DATABASE ... SET cannot override, and resets the settings
  * a database owner could use to stop it (read-only transactions, timeouts);
  * it runs SQL only through the extension's own functions, which pin their
- * search_path too, and only once the schema named activity_monitor is the
- * extension's (found by OID through pg_extension).
+ * search_path too, and the alert engine's own statements (schema-qualified,
+ * under the pinned search_path), and only once the schema named
+ * activity_monitor is the extension's (found by OID through pg_extension).
  *
  * It exits for good (code 0) only when its database or its extension goes
  * away: DROP EXTENSION, or a DROP DATABASE that passed its permission checks
@@ -97,6 +100,7 @@ PGDLLEXPORT void activity_monitor_worker_main(Datum main_arg);
 static int	naptime = 10;		/* activity_monitor.naptime, seconds */
 static int	min_retention = 30 * MINS_PER_HOUR * HOURS_PER_DAY; /* activity_monitor.min_retention, minutes */
 static int	alert_delay = 10;	/* activity_monitor.alert_delay, milliseconds */
+static int	alert_batch_size = 10000;	/* activity_monitor.alert_batch_size, events */
 static bool start_at_commit = false;
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -143,6 +147,11 @@ am_define_worker_gucs(void)
 							"Events committed meanwhile are processed together; "
 							"a notification waits at most this long more.",
 							&alert_delay, 10, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.alert_batch_size",
+							"Most events the activity_monitor worker processes in one alert transaction.",
+							"A longer backlog is worked through in several transactions, each committing its alerts.",
+							&alert_batch_size, 10000, 1, 100000, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("activity_monitor.min_retention",
 							"Shortest retention of activity partitions that configure() accepts and maintenance applies.",
@@ -537,24 +546,69 @@ duty_partitions(void)
 }
 
 /*
- * Alert duty: process the events committed since the last batch (see
- * _process_alerts in the install script).  Errors are recorded like the
+ * One alert batch (at most alert_batch_size events) in a transaction of its
+ * own, the alert engine called directly (alerts.c).  Returns true on
+ * success, with *more telling whether events are left; on ERROR logs it,
+ * rolls back and returns false with the message in *error, allocated in
+ * the caller's memory context (as run_sql).
+ */
+static bool
+run_alert_batch(bool *more, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	*more = false;
+	*error = NULL;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		int			events;
+		int			fired;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "alert processing");
+		*more = am_process_alerts(alert_batch_size, &events, &fired);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		*error = psprintf("alert processing: %s", edata->message);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+/*
+ * Alert duty: process the events committed since the last batch, in
+ * batches of alert_batch_size events.  An error is recorded like the
  * partition duty's; the batch is retried on the next wake-up.
  */
 static void
 duty_alerts(void)
 {
-	char	   *result;
+	bool		more;
 	char	   *error;
 
-	/* a large batch is processed a bounded number of events at a time */
 	for (;;)
 	{
-		if (!run_sql("alert processing",
-					 "SELECT p.more FROM activity_monitor._process_alerts() p",
-					 &result, &error))
+		if (!run_alert_batch(&more, &error))
 			break;
-		if (result == NULL || strcmp(result, "t") != 0 || got_sigterm)
+		if (!more || got_sigterm)
 			return;
 		CHECK_FOR_INTERRUPTS();
 	}
