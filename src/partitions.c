@@ -72,9 +72,6 @@
 PG_FUNCTION_INFO_V1(activity_monitor_sync_capture);
 PG_FUNCTION_INFO_V1(activity_monitor_partitions_ddl);
 
-/* Attribute number of activity_monitor.tracked.tbl (as in capture.c). */
-#define Anum_tracked_tbl 1
-
 /* tgtype of the two capture triggers (AFTER is 0) */
 #define ROW_TRIGGER_TYPE \
 	(TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT | TRIGGER_TYPE_DELETE | TRIGGER_TYPE_UPDATE)
@@ -106,29 +103,6 @@ capture_function(Oid *extowner)
 						   ObjectIdGetDatum(schema));
 }
 
-/* Every tracked table (rows of activity_monitor.tracked), as of snap. */
-static List *
-tracked_tables(Snapshot snap)
-{
-	Oid			indexoid;
-	Relation	rel = table_open(am_tracked_relid(&indexoid), AccessShareLock);
-	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snap, 0, NULL);
-	HeapTuple	tup;
-	List	   *result = NIL;
-
-	while ((tup = systable_getnext(scan)) != NULL)
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_tracked_tbl, RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			result = lappend_oid(result, DatumGetObjectId(d));
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return result;
-}
-
 /* The outermost of relid and its partition ancestors that is in tracked. */
 static Oid
 governing_in(Oid relid, List *tracked)
@@ -155,8 +129,10 @@ governing_in(Oid relid, List *tracked)
 Oid
 am_governing_table(Oid relid, Snapshot snap)
 {
-	Oid			indexoid;
-	Relation	rel = table_open(am_tracked_relid(&indexoid), AccessShareLock);
+	const AmCatalog *c = am_catalog();
+	Oid			indexoid = c->tracked_pkey;
+	AttrNumber	tbl_att = c->tracked_att[TC_TBL];
+	Relation	rel = table_open(c->tracked, AccessShareLock);
 	List	   *candidates = list_make1_oid(relid);
 	Oid			gov = InvalidOid;
 	ListCell   *lc;
@@ -168,7 +144,7 @@ am_governing_table(Oid relid, Snapshot snap)
 		ScanKeyData key;
 		SysScanDesc scan;
 
-		ScanKeyInit(&key, Anum_tracked_tbl, BTEqualStrategyNumber, F_OIDEQ,
+		ScanKeyInit(&key, tbl_att, BTEqualStrategyNumber, F_OIDEQ,
 					ObjectIdGetDatum(lfirst_oid(lc)));
 		scan = systable_beginscan(rel, indexoid, true, snap, 1, &key);
 		if (HeapTupleIsValid(systable_getnext(scan)))
@@ -350,7 +326,7 @@ am_partitions_sync(Oid relid, Oid reset_root)
 		return;
 	top = lock_tree(relid);
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	tracked = tracked_tables(snap);
+	tracked = am_tracked_tables(snap);
 	UnregisterSnapshot(snap);
 	if (OidIsValid(reset_root))
 		reset = find_all_inheritors(reset_root, NoLock, NULL);
