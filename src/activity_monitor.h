@@ -88,6 +88,9 @@ typedef struct JsonColumnType
 extern void _PG_init(void);
 extern Oid	am_extension_schema(Oid *owner, char **version);
 
+/* alerts.c */
+extern void am_define_alert_gucs(void);
+
 /* actor.c */
 extern void am_actor_init(void);
 extern void am_fill_actor(Datum *values, bool *nulls);
