@@ -709,6 +709,30 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 	return SPI_execute_plan(saved_plan(plan, sql, nargs, types), args, nulls, false, 0);
 }
 
+/*
+ * Switch jit off until jit_restore(level): the engine's reads run again and
+ * again on plans kept for the backend's life, and a plan whose estimate
+ * passes jit_above_cost (the rebuild's, on a large activity table) would be
+ * compiled at every execution: seconds, and tens of MB outside any memory
+ * context.  The plans are made under this setting too.  An error restores
+ * it with the transaction.
+ */
+static int
+jit_off(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+static void
+jit_restore(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
 static void
 load_rules(void)
 {
@@ -816,6 +840,7 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	Portal		portal;
 	MemoryContext fetch_cxt;
 	bool		any = false;
+	int			jit_level;
 
 	engine_reset();
 	for (int i = 0; i < nrules; i++)
@@ -826,6 +851,7 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
 	args[3] = IntervalPGetDatum(max_window_interval());
+	jit_level = jit_off();
 	portal = SPI_cursor_open(NULL,
 							 saved_plan(&plan_rebuild,
 										"SELECT a.id, a.occurred_at, a.matched "
@@ -866,6 +892,7 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	}
 	SPI_freetuptable(SPI_tuptable);
 	SPI_cursor_close(portal);
+	jit_restore(jit_level);
 	MemoryContextDelete(fetch_cxt);
 }
 
@@ -1193,12 +1220,14 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	{
 		Datum		args[4];
 		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+		int			jit_level;
 
 		args[0] = CStringGetTextDatum(last);
 		args[1] = CStringGetTextDatum(batch);
 		args[2] = Int64GetDatum(after_id);
 		args[3] = Int32GetDatum(max_events);
 		/* (no condition on occurred_at: it would invite a scan of its index) */
+		jit_level = jit_off();
 		rc = run_saved(&plan_batch,
 					   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 					   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
@@ -1209,6 +1238,7 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 					   "  AND a.id > $3 "
 					   "ORDER BY a.id LIMIT $4",
 					   4, types, args, NULL);
+		jit_restore(jit_level);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	}
