@@ -161,6 +161,9 @@ extern List *am_tracked_tables(Snapshot snap);
 /* alerts.c */
 extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);
 
+/* alerts.c */
+extern void am_define_alert_gucs(void);
+
 /* actor.c */
 extern void am_actor_init(void);
 extern void am_fill_actor(Datum *values, bool *nulls);

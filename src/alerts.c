@@ -28,6 +28,19 @@
  * are forgotten (a transaction open longer than that could commit an event
  * whose window is then incomplete).
  *
+ * The windows are bounded, so that no writer can grow the worker at will
+ * (settings activity_monitor.max_*, reloaded on SIGHUP): a rule keeps at
+ * most max_keys_per_rule group keys and max_events_per_rule events in all
+ * its windows, a window at most max_events_per_window events (a count
+ * window only as many as its threshold: that loses nothing), and a window
+ * is at most max_window long.  Beyond a bound the oldest go first: the
+ * least recently active key of the rule, the oldest events of a window;
+ * rule_stats counts them (keys_evicted, events_evicted).  An eviction can
+ * cost an alert; a rule that evicted may also rebuild slightly different
+ * windows after a restart (the replay evicts what it meets in id order).
+ * The rebuild reads its events through a cursor, a bounded number at a
+ * time.
+ *
  * IDENTIFICATION
  *	  src/alerts.c
  *
@@ -42,10 +55,12 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/ilist.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -57,6 +72,13 @@ PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
 
 #define KEYLEN 96				/* hashed keys: longer texts are cut + hashed */
 #define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
+#define REBUILD_FETCH 1000		/* events the rebuild reads at a time */
+
+/* Bounds of the windows (see the header); PGC_SIGHUP. */
+static int	max_window_secs = SECS_PER_DAY; /* activity_monitor.max_window */
+static int	max_keys_per_rule = 10000;	/* activity_monitor.max_keys_per_rule */
+static int	max_events_per_window = 1000;	/* activity_monitor.max_events_per_window */
+static int	max_events_per_rule = 100000;	/* activity_monitor.max_events_per_rule */
 
 /*
  * A rule as one call sees it: the rule cache's fields (pointing into the
@@ -78,6 +100,8 @@ typedef struct Rule
 	int64		matched;		/* counters of this call */
 	int64		errors;
 	int64		fired;
+	int64		keys_evicted;
+	int64		events_evicted;
 } Rule;
 
 /* One event inside a window. */
@@ -89,6 +113,15 @@ typedef struct Entry
 	char	   *val;			/* distinct: its ValueCount's key (NULL: none) */
 } Entry;
 
+/* A rule's windows, least recently active first, and what they hold. */
+typedef struct RuleWindows
+{
+	int64		rule_id;		/* hash key: first */
+	dlist_head	lru;
+	int			nkeys;
+	int64		nevents;		/* entries of all its windows */
+} RuleWindows;
+
 typedef struct Window
 {
 	char		key[KEYLEN];	/* hash key (rule id and group key): first */
@@ -98,8 +131,10 @@ typedef struct Window
 	int			head;
 	int			n;
 	int			cap;
-	Numeric		total;			/* sum of the live entries' num */
+	Numeric		total;			/* sum: of the live entries' num (else NULL) */
 	int64		distinct;
+	RuleWindows *rw;			/* its rule's */
+	dlist_node	lru;			/* in rw->lru */
 } Window;
 
 /*
@@ -116,6 +151,7 @@ typedef struct ValueCount
 /* The engine's state; valid while "processed" matches alert_state. */
 static MemoryContext engine_cxt = NULL;
 static HTAB *windows = NULL;
+static HTAB *rule_windows = NULL;
 static HTAB *value_counts = NULL;
 static bool engine_valid = false;
 static int64 engine_processed;
@@ -301,6 +337,10 @@ engine_reset(void)
 	ctl.hcxt = engine_cxt;
 	windows = hash_create("activity_monitor windows", 1024, &ctl,
 						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RuleWindows);
+	rule_windows = hash_create("activity_monitor rule windows", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ctl.keysize = 2 * KEYLEN;
 	ctl.entrysize = sizeof(ValueCount);
 	value_counts = hash_create("activity_monitor distinct values", 1024, &ctl,
@@ -310,14 +350,48 @@ engine_reset(void)
 	engine_swept = GetCurrentTimestamp();
 }
 
-/* Drop the entries at or before cutoff (all: DT_NOEND). */
-static void
-window_evict(Window *w, TimestampTz cutoff)
+/* activity_monitor.max_window as an interval (days and time). */
+static Interval *
+max_window_interval(void)
 {
-	while (w->head < w->n && w->ent[w->head].at <= cutoff)
+	static Interval iv;
+
+	iv.month = 0;
+	iv.day = max_window_secs / SECS_PER_DAY;
+	iv.time = (int64) (max_window_secs % SECS_PER_DAY) * USECS_PER_SEC;
+	return &iv;
+}
+
+/* The rule's window: its "within", at most activity_monitor.max_window. */
+static Interval *
+rule_within(Rule *r)
+{
+	Interval   *cap = max_window_interval();
+
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(r->within),
+										 IntervalPGetDatum(cap))))
+		return cap;
+	return r->within;
+}
+
+/*
+ * Drop a window's oldest entries: those at or before cutoff, then more
+ * while more than keep remain.  Returns how many went for the second
+ * reason (before their time).
+ */
+static int
+window_trim(Window *w, TimestampTz cutoff, int keep)
+{
+	int			early = 0;
+
+	while (w->head < w->n &&
+		   (w->ent[w->head].at <= cutoff || w->n - w->head > keep))
 	{
 		Entry	   *e = &w->ent[w->head++];
 
+		if (e->at > cutoff)
+			early++;
+		w->rw->nevents--;
 		if (e->num)
 		{
 			window_set_total(w, num_add(w->total, e->num, true));
@@ -334,37 +408,131 @@ window_evict(Window *w, TimestampTz cutoff)
 			}
 		}
 	}
+	return early;
 }
 
-/* Free a window's memory (its entries' values counted no more). */
+/*
+ * Fit a window's array to its live entries plus one more: they move to its
+ * start, and it doubles when full and halves when at most a quarter of it
+ * is used (at least 2 entries: most keys of a flood hold one event), so
+ * that it never holds much more than its bound or its live entries.
+ */
 static void
-window_free(Window *w)
+window_fit(Window *w)
 {
-	window_evict(w, DT_NOEND);
+	int			live = w->n - w->head;
+	int			cap = w->cap;
+
+	if (live + 1 > cap)
+		cap = cap ? cap * 2 : 2;
+	else if (cap > 2 && live + 1 <= cap / 4)
+		cap /= 2;
+	if (w->head > 0 && (cap != w->cap || w->n == w->cap || w->head >= w->n / 2))
+	{
+		memmove(w->ent, w->ent + w->head, sizeof(Entry) * live);
+		w->n = live;
+		w->head = 0;
+	}
+	if (cap == w->cap)
+		return;
+	w->ent = w->ent ? repalloc(w->ent, sizeof(Entry) * cap) :
+		MemoryContextAlloc(engine_cxt, sizeof(Entry) * cap);
+	w->cap = cap;
+}
+
+/* Forget a window: its entries (their values counted no more), its key. */
+static void
+window_drop(Window *w)
+{
+	RuleWindows *rw = w->rw;
+
+	window_trim(w, DT_NOEND, 0);
 	if (w->ent)
 		pfree(w->ent);
-	pfree(w->total);
+	if (w->total)
+		pfree(w->total);
+	dlist_delete(&w->lru);
+	if (--rw->nkeys == 0)
+		hash_search(rule_windows, &rw->rule_id, HASH_REMOVE, NULL);
+	hash_search(windows, w->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * Evict the least recently active keys of w's rule (never w) while the rule
+ * holds more keys or events than its bounds; returns how many.
+ */
+static int
+rule_evict_keys(Window *w)
+{
+	RuleWindows *rw = w->rw;
+	int			evicted = 0;
+
+	while (rw->nkeys > max_keys_per_rule || rw->nevents > max_events_per_rule)
+	{
+		Window	   *old = dlist_head_element(Window, lru, &rw->lru);
+
+		if (old == w)
+			break;
+		window_drop(old);
+		evicted++;
+	}
+	return evicted;
+}
+
+/* The rule's windows (a new, empty entry if it has none). */
+static RuleWindows *
+rule_windows_get(int64 rule_id)
+{
+	bool		found;
+	RuleWindows *rw = hash_search(rule_windows, &rule_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		dlist_init(&rw->lru);
+		rw->nkeys = 0;
+		rw->nevents = 0;
+	}
+	return rw;
+}
+
+/* The window's measure, in the caller's memory. */
+static Numeric
+window_measure(Rule *r, Window *w)
+{
+	switch (r->measure)
+	{
+		case 'c':
+			return num_int(w->n - w->head);
+		case 's':
+			return DatumGetNumeric(datumCopy(NumericGetDatum(w->total), false, -1));
+		default:
+			return num_int(w->distinct);
+	}
 }
 
 /*
  * Add one event to its window.  Returns false if the event is already out of
  * the window (older than the newest event minus "within").  Otherwise sets
- * *val and *before, the measure with and without this event.
+ * *val and *before, the measure with this event and just before it came.
+ * The bounds apply (see the header); evictions are counted in the rule's
+ * counters unless replay (the rebuild replays what was counted before).
  */
 static bool
 window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
-		   Window **wp, Numeric *val, Numeric *before)
+		   bool replay, Window **wp, Numeric *val, Numeric *before)
 {
 	Window	   *w;
 	bool		found;
 	TimestampTz cutoff;
 	Entry		e;
 	int			pos;
-	bool		new_value = false;
+	int			keep;
 	Numeric		num = NULL;
 	char		vkey[KEYLEN];
 	char		vcount_key[2 * KEYLEN]; /* window key, value key */
 	bool		counted = false;
+	int			keys_evicted = 0;
+	int			events_evicted;
 
 	/* what the event brings, computed outside the engine's memory */
 	if (r->measure == 's' && v != NULL)
@@ -385,17 +553,29 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		w->newest = at;
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
-		w->total = num_keep(num_int(0));
+		w->total = r->measure == 's' ? num_keep(num_int(0)) : NULL;
 		w->distinct = 0;
+		w->rw = rule_windows_get(r->id);
+		dlist_push_tail(&w->rw->lru, &w->lru);
+		w->rw->nkeys++;
+		keys_evicted = rule_evict_keys(w);
 	}
+	else
+		dlist_move_tail(&w->rw->lru, &w->lru);
 	*wp = w;
 	if (at > w->newest)
 		w->newest = at;
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(w->newest),
-													 IntervalPGetDatum(r->within)));
+													 IntervalPGetDatum(rule_within(r))));
 	if (at <= cutoff)
+	{
+		if (!replay)
+			r->keys_evicted += keys_evicted;
 		return false;
+	}
+	window_trim(w, cutoff, INT_MAX);
+	*before = window_measure(r, w);
 
 	e.at = at;
 	e.id = id;
@@ -414,25 +594,13 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 		{
 			vc->count = 0;
 			w->distinct++;
-			new_value = true;
 		}
 		vc->count++;
 		e.val = vc->key;		/* entries of a hash table never move */
 	}
 
 	/* insert keeping (at, id) order: late events are rare, search from the end */
-	if (w->head > 0 && w->head >= w->n / 2)
-	{
-		memmove(w->ent, w->ent + w->head, sizeof(Entry) * (w->n - w->head));
-		w->n -= w->head;
-		w->head = 0;
-	}
-	if (w->n == w->cap)
-	{
-		w->cap = w->cap ? w->cap * 2 : 8;
-		w->ent = w->ent ? repalloc(w->ent, sizeof(Entry) * w->cap) :
-			MemoryContextAlloc(engine_cxt, sizeof(Entry) * w->cap);
-	}
+	window_fit(w);
 	pos = w->n;
 	while (pos > w->head && (w->ent[pos - 1].at > at ||
 							 (w->ent[pos - 1].at == at && w->ent[pos - 1].id > id)))
@@ -442,24 +610,25 @@ window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
 	}
 	w->ent[pos] = e;
 	w->n++;
+	w->rw->nevents++;
 
-	window_evict(w, cutoff);
-
-	switch (r->measure)
+	/*
+	 * A count window needs no more events than its threshold: the count
+	 * crosses it exactly as if it kept them all (and it lists them all when
+	 * it does).  Then the bounds: of the window, of the rule.
+	 */
+	if (r->measure == 'c' && num_ge(num_int(w->n - w->head - 1), r->threshold))
+		window_trim(w, cutoff, w->n - w->head - 1);
+	keep = Min(max_events_per_window, max_events_per_rule);
+	events_evicted = window_trim(w, cutoff, keep);
+	keys_evicted += rule_evict_keys(w);
+	window_fit(w);
+	if (!replay)
 	{
-		case 'c':
-			*val = num_int(w->n - w->head);
-			*before = num_int(w->n - w->head - 1);
-			break;
-		case 's':
-			*val = w->total;
-			*before = e.num ? num_add(w->total, e.num, true) : w->total;
-			break;
-		default:
-			*val = num_int(w->distinct);
-			*before = num_int(w->distinct - (new_value ? 1 : 0));
-			break;
+		r->keys_evicted += keys_evicted;
+		r->events_evicted += events_evicted;
 	}
+	*val = window_measure(r, w);
 	return true;
 }
 
@@ -485,15 +654,12 @@ engine_sweep(TimestampTz now)
 		{
 			TimestampTz end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 																	  TimestampTzGetDatum(w->newest),
-																	  IntervalPGetDatum(r->within)));
+																	  IntervalPGetDatum(rule_within(r))));
 
 			drop = end + IDLE_MARGIN_USEC < now;
 		}
 		if (drop)
-		{
-			window_free(w);
-			hash_search(windows, w->key, HASH_REMOVE, NULL);
-		}
+			window_drop(w);
 	}
 	engine_swept = now;
 }
@@ -523,9 +689,8 @@ rule_find(int64 id)
  * Run one of the engine's statements with a plan prepared once and kept for
  * the backend's life (the worker runs them on every wake-up).
  */
-static int
-run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
-		  Datum *args, const char *nulls)
+static SPIPlanPtr
+saved_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
 {
 	if (*plan == NULL)
 	{
@@ -537,7 +702,38 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 			elog(ERROR, "could not keep a plan");
 		*plan = p;
 	}
-	return SPI_execute_plan(*plan, args, nulls, false, 0);
+	return *plan;
+}
+
+static int
+run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+		  Datum *args, const char *nulls)
+{
+	return SPI_execute_plan(saved_plan(plan, sql, nargs, types), args, nulls, false, 0);
+}
+
+/*
+ * Switch jit off until jit_restore(level): the engine's reads run again and
+ * again on plans kept for the backend's life, and a plan whose estimate
+ * passes jit_above_cost (the rebuild's, on a large activity table) would be
+ * compiled at every execution: seconds, and tens of MB outside any memory
+ * context.  The plans are made under this setting too.  An error restores
+ * it with the transaction.
+ */
+static int
+jit_off(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+static void
+jit_restore(int level)
+{
+	AtEOXact_GUC(true, level);
 }
 
 /*
@@ -625,18 +821,25 @@ replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 		return;
 	value_key(r->id, k, key);
 	(void) window_add(r, key, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
-					  &w, &val, &before);
+					  true, &w, &val, &before);
 }
 
+/*
+ * Rebuild the windows from the processed events of the longest window (at
+ * most max_window) plus an hour, in id order, read through a cursor a
+ * bounded number at a time: its memory does not depend on how many there
+ * are (the sort spills to disk beyond work_mem).
+ */
 static void
 engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 {
-	Datum		args[3];
-	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
-	char		nulls[3] = {' ', batch ? ' ' : 'n', ' '};
-	int			rc;
-
+	Datum		args[4];
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INTERVALOID};
+	char		nulls[4] = {' ', batch ? ' ' : 'n', ' ', ' '};
+	Portal		portal;
+	MemoryContext fetch_cxt;
 	bool		any = false;
+	int			jit_level;
 
 	engine_reset();
 	for (int i = 0; i < nrules; i++)
@@ -646,31 +849,50 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	args[0] = CStringGetTextDatum(last);
 	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
-	rc = run_saved(&plan_rebuild,
-				   "SELECT a.id, a.occurred_at, a.matched "
-				   "FROM activity_monitor.activity a, activity_monitor.alert_state s "
-				   "WHERE a.matched IS NOT NULL "
-				   "  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
-				   "      (SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r)) "
-				   "  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)::txid_snapshot) "
-				   "  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
-				   "       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
-				   "ORDER BY a.id",
-				   3, types, args, nulls);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	args[3] = IntervalPGetDatum(max_window_interval());
+	jit_level = jit_off();
+	portal = SPI_cursor_open(NULL,
+							 saved_plan(&plan_rebuild,
+										"SELECT a.id, a.occurred_at, a.matched "
+										"FROM activity_monitor.activity a, activity_monitor.alert_state s "
+										"WHERE a.matched IS NOT NULL "
+										"  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
+										"      LEAST((SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r), $4)) "
+										"  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)::txid_snapshot) "
+										"  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
+										"       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
+										"ORDER BY a.id",
+										4, types),
+							 args, nulls, false);
+	fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor rebuild",
+									  ALLOCSET_DEFAULT_SIZES);
+	for (;;)
 	{
-		Datum		ev[2];
-		bool		isnull;
-		Jsonb	   *m;
+		MemoryContext old;
 
-		ev[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		ev[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		m = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
-		for_each_match(m, replay_match, ev);
+		SPI_cursor_fetch(portal, true, REBUILD_FETCH);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(fetch_cxt);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			Datum		ev[2];
+			bool		isnull;
+			Jsonb	   *m;
+
+			ev[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			ev[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+			m = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+			for_each_match(m, replay_match, ev);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(fetch_cxt);
 	}
 	SPI_freetuptable(SPI_tuptable);
+	SPI_cursor_close(portal);
+	jit_restore(jit_level);
+	MemoryContextDelete(fetch_cxt);
 }
 
 /* What processing one event needs: its row and the call's totals. */
@@ -859,7 +1081,7 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 		Window	   *w;
 
 		value_key(r->id, k, key);
-		if (!window_add(r, key, ec->at, ec->id, v, &w, &val, &before))
+		if (!window_add(r, key, ec->at, ec->id, v, false, &w, &val, &before))
 			return;
 		if (!num_ge(val, r->threshold) || num_ge(before, r->threshold))
 			return;
@@ -872,42 +1094,49 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 static void
 write_counters(void)
 {
-	Datum	   *d[4];
-	Datum		args[4];
-	Oid			types[4] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum	   *d[6];
+	Datum		args[6];
+	Oid			types[6] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	INT8ARRAYOID, INT8ARRAYOID};
 	int			n = 0;
 
-	for (int c = 0; c < 4; c++)
+	for (int c = 0; c < 6; c++)
 		d[c] = palloc(sizeof(Datum) * Max(nrules, 1));
 	for (int i = 0; i < nrules; i++)
 	{
 		Rule	   *r = &rules[i];
 
-		if (r->matched == 0 && r->errors == 0)
+		if (r->matched == 0 && r->errors == 0 && r->keys_evicted == 0 && r->events_evicted == 0)
 			continue;
 		d[0][n] = Int64GetDatum(r->id);
 		d[1][n] = Int64GetDatum(r->matched);
 		d[2][n] = Int64GetDatum(r->errors);
 		d[3][n] = Int64GetDatum(r->fired);
+		d[4][n] = Int64GetDatum(r->keys_evicted);
+		d[5][n] = Int64GetDatum(r->events_evicted);
 		n++;
 	}
 	if (n == 0)
 		return;
-	for (int c = 0; c < 4; c++)
+	for (int c = 0; c < 6; c++)
 		args[c] = PointerGetDatum(construct_array(d[c], n, INT8OID, sizeof(int64), true,
 												  TYPALIGN_DOUBLE));
 	if (run_saved(&plan_counters,
 				  "INSERT INTO activity_monitor.rule_stats AS s "
-				  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at) "
-				  "SELECT u.id, u.m, u.e, u.f, CASE WHEN u.f > 0 THEN pg_catalog.now() END "
+				  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at, "
+				  "   keys_evicted, events_evicted) "
+				  "SELECT u.id, u.m, u.e, u.f, CASE WHEN u.f > 0 THEN pg_catalog.now() END, u.k, u.v "
 				  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-				  "  pg_catalog.unnest($3), pg_catalog.unnest($4)) u(id, m, e, f) "
+				  "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
+				  "  pg_catalog.unnest($6)) u(id, m, e, f, k, v) "
 				  "ON CONFLICT (rule_id) DO UPDATE "
 				  "  SET events_matched = s.events_matched + excluded.events_matched, "
 				  "      evaluation_errors = s.evaluation_errors + excluded.evaluation_errors, "
 				  "      alerts_fired = s.alerts_fired + excluded.alerts_fired, "
-				  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at)",
-				  4, types, args, NULL) != SPI_OK_INSERT)
+				  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at), "
+				  "      keys_evicted = s.keys_evicted + excluded.keys_evicted, "
+				  "      events_evicted = s.events_evicted + excluded.events_evicted",
+				  6, types, args, NULL) != SPI_OK_INSERT)
 		elog(ERROR, "could not update activity_monitor.rule_stats");
 }
 
@@ -984,12 +1213,14 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	{
 		Datum		args[4];
 		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+		int			jit_level;
 
 		args[0] = CStringGetTextDatum(last);
 		args[1] = CStringGetTextDatum(batch);
 		args[2] = Int64GetDatum(after_id);
 		args[3] = Int32GetDatum(max_events);
 		/* (no condition on occurred_at: it would invite a scan of its index) */
+		jit_level = jit_off();
 		rc = run_saved(&plan_batch,
 					   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 					   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
@@ -1000,6 +1231,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 					   "  AND a.id > $3 "
 					   "ORDER BY a.id LIMIT $4",
 					   4, types, args, NULL);
+		jit_restore(jit_level);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	}
@@ -1118,4 +1350,54 @@ activity_monitor_process_alerts(PG_FUNCTION_ARGS)
 	result[1] = Int32GetDatum(fired);
 	result[2] = BoolGetDatum(more);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rdesc), result, rnulls)));
+}
+
+/* Define the windows' bounds; called from _PG_init. */
+void
+am_define_alert_gucs(void)
+{
+	DefineCustomIntVariable("activity_monitor.max_window",
+							"Longest window (within) of an alert rule.",
+							"create_rule() refuses a longer one; the worker cuts a longer "
+							"window of an existing rule to this.",
+							&max_window_secs, SECS_PER_DAY, 1, 366 * SECS_PER_DAY,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.max_keys_per_rule",
+							"Most group keys the windows of one alert rule keep.",
+							"Beyond it the least recently active key is forgotten.",
+							&max_keys_per_rule, 10000, 1, 100000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.max_events_per_window",
+							"Most events one window (one rule and group key) keeps.",
+							"Beyond it the window's oldest event is forgotten.",
+							&max_events_per_window, 1000, 1, 10000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.max_events_per_rule",
+							"Most events the windows of one alert rule keep together.",
+							"Beyond it the least recently active key is forgotten.",
+							&max_events_per_rule, 100000, 1, 1000000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+PG_FUNCTION_INFO_V1(activity_monitor_window_limits);
+
+/*
+ * _window_limits(OUT max_window interval, OUT max_events_per_window int):
+ * the longest window a rule may have, and the most events a window keeps
+ * (a count or distinct threshold above it is never reached).
+ */
+Datum
+activity_monitor_window_limits(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	Interval   *iv = palloc(sizeof(Interval));
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	*iv = *max_window_interval();
+	values[0] = IntervalPGetDatum(iv);
+	values[1] = Int32GetDatum(Min(max_events_per_window, max_events_per_rule));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
