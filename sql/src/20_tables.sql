@@ -162,7 +162,9 @@ CREATE TABLE activity_monitor.rule_stats (
 	events_matched		bigint NOT NULL DEFAULT 0,
 	alerts_fired		bigint NOT NULL DEFAULT 0,
 	evaluation_errors	bigint NOT NULL DEFAULT 0,
-	last_fired_at		timestamptz
+	last_fired_at		timestamptz,
+	keys_evicted		bigint NOT NULL DEFAULT 0,	/* by the window bounds */
+	events_evicted		bigint NOT NULL DEFAULT 0
 );
 
 CREATE TABLE activity_monitor.alerts (

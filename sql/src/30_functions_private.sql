@@ -434,6 +434,55 @@ AS 'MODULE_PATHNAME', 'activity_monitor_rules_changed'
 LANGUAGE C;
 
 /*
+ * The longest window a rule may have (activity_monitor.max_window) and the
+ * most events one window keeps (a count or distinct threshold above it is
+ * never reached).  In C: calling it loads the library, which defines the
+ * settings, so the value is the server's, never a placeholder.
+ */
+CREATE FUNCTION activity_monitor._window_limits(OUT max_window interval,
+												OUT max_events_per_window int)
+AS 'MODULE_PATHNAME', 'activity_monitor_window_limits'
+LANGUAGE C STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * Refuse a rule whose window is longer than max_window, or whose count or
+ * distinct threshold is above what a window keeps (it could never fire):
+ * 22023 with a hint, which create_rule()'s exception block (unique_violation
+ * only) lets through.  A restore (pg_dump scripts run with row_security off)
+ * keeps what was dumped: the worker cuts a longer window to max_window.
+ */
+CREATE FUNCTION activity_monitor._check_rule_bounds()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	lim		record;
+BEGIN
+	IF NEW.within IS NULL OR NOT pg_catalog.current_setting('row_security')::boolean THEN
+		RETURN NEW;
+	END IF;
+	lim := activity_monitor._window_limits();
+	IF NEW.within OPERATOR(pg_catalog.>) lim.max_window THEN
+		RAISE EXCEPTION 'within must be at most %', lim.max_window
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The rule asks for %s; the worker keeps windows of at most activity_monitor.max_window in memory and reads them back after a restart.',
+									   NEW.within),
+			HINT = 'Use a shorter window, or have a superuser raise activity_monitor.max_window (ALTER SYSTEM, then pg_reload_conf()).';
+	END IF;
+	IF NEW.measure OPERATOR(pg_catalog.=) ANY ('{count,distinct}'::text[])
+	   AND NEW.threshold OPERATOR(pg_catalog.>) lim.max_events_per_window THEN
+		RAISE EXCEPTION 'threshold of a % rule must be at most %', NEW.measure, lim.max_events_per_window
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A window keeps at most activity_monitor.max_events_per_window events (and no more than activity_monitor.max_events_per_rule): a higher count could never be reached.',
+			HINT = 'Use a lower threshold, or have a superuser raise activity_monitor.max_events_per_window (ALTER SYSTEM, then pg_reload_conf()).';
+	END IF;
+	RETURN NEW;
+END
+$fn$;
+
+/*
  * Rules can never break a platform write (issue 10).
  *
  * The capture trigger evaluates rules with the _tz semantics and guards the

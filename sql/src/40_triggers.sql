@@ -16,6 +16,10 @@ CREATE TRIGGER alert_rule_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON activity_monitor.alert_rule
 	FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor._rules_changed();
 
+CREATE TRIGGER alert_rule_bounds
+	BEFORE INSERT OR UPDATE OF within, threshold, measure ON activity_monitor.alert_rule
+	FOR EACH ROW EXECUTE FUNCTION activity_monitor._check_rule_bounds();
+
 CREATE TRIGGER alert_rule_check
 	BEFORE INSERT OR UPDATE ON activity_monitor.alert_rule
 	FOR EACH ROW EXECUTE FUNCTION activity_monitor._check_rule();

@@ -140,7 +140,9 @@ CREATE VIEW activity_monitor.rules AS
 		   coalesce(s.alerts_fired, 0) AS alerts_fired,
 		   coalesce(s.evaluation_errors, 0) AS evaluation_errors,
 		   s.last_fired_at,
-		   r.full_payload
+		   r.full_payload,
+		   coalesce(s.keys_evicted, 0) AS keys_evicted,
+		   coalesce(s.events_evicted, 0) AS events_evicted
 	FROM activity_monitor.alert_rule r
 	LEFT JOIN activity_monitor.rule_stats s ON s.rule_id OPERATOR(pg_catalog.=) r.id
 	ORDER BY r.id;

@@ -24,6 +24,7 @@ REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass),
 	activity_monitor._session_is_superuser(), activity_monitor._tracked_check_owner(),
 	activity_monitor._guard_ddl(), activity_monitor._guard_sql_drop(),
 	activity_monitor._rules_changed(), activity_monitor._check_rule(),
+	activity_monitor._window_limits(), activity_monitor._check_rule_bounds(),
 	activity_monitor._set_alert_status(bigint, text, text),
 	activity_monitor.capture(), activity_monitor._kinds() FROM PUBLIC;
 
