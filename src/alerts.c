@@ -167,6 +167,7 @@ static uint64 key_seed = 0;
 
 /* The engine's statements, prepared once per backend (run_saved). */
 static SPIPlanPtr plan_lock,
+			plan_lock_tid,
 			plan_state,
 			plan_batch,
 			plan_rebuild,
@@ -174,8 +175,28 @@ static SPIPlanPtr plan_lock,
 			plan_notify,
 			plan_error,
 			plan_counters,
+			plan_counters_tid,
 			plan_more,
 			plan_done;
+
+/*
+ * The row versions of alert_state and of each rule's rule_stats this backend
+ * last locked or wrote: both rows are updated at every batch, and while an
+ * old snapshot (a transaction left open, a long pg_dump) keeps their dead
+ * versions, finding the row by a scan or its index reads them all, every
+ * batch, ever more.  The batch goes straight to the version it knows (a TID
+ * scan), and searches only when that is no longer the row's current one.
+ */
+static ItemPointerData state_tid;
+static bool state_tid_valid = false;
+
+typedef struct StatsTid
+{
+	int64		rule_id;		/* hash key */
+	ItemPointerData tid;
+} StatsTid;
+
+static HTAB *stats_tids = NULL;
 
 /*
  * Key of a jsonb value for hashing: type-tagged text, prefixed with the rule
@@ -713,27 +734,58 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 }
 
 /*
- * Switch jit off until jit_restore(level): the engine's reads run again and
- * again on plans kept for the backend's life, and a plan whose estimate
- * passes jit_above_cost (the rebuild's, on a large activity table) would be
- * compiled at every execution: seconds, and tens of MB outside any memory
- * context.  The plans are made under this setting too.  An error restores
- * it with the transaction.
+ * Plan and run the engine's statements with generic plans, without
+ * sequential scans and jit, until engine_settings_pop(level).  Its
+ * statements run again and again on plans kept for the backend's life:
+ * a custom plan (the plan cache's choice while it estimates it cheaper)
+ * plans the batch query, over every partition and its indexes, at every
+ * batch, which costs more than running it; a plan made while a partition
+ * was empty scans it whole at every batch once it has filled (until an
+ * ANALYZE), where its indexes find the few rows wanted; and a plan whose
+ * estimate passes jit_above_cost (the rebuild's, on a large activity table)
+ * would be compiled at every execution: seconds, and tens of MB outside any
+ * memory context.  An error restores the settings with the transaction.
  */
 static int
-jit_off(void)
+engine_settings_push(void)
 {
 	int			level = NewGUCNestLevel();
 
+	(void) set_config_option("plan_cache_mode", "force_generic_plan", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
 static void
-jit_restore(int level)
+engine_settings_pop(int level)
 {
 	AtEOXact_GUC(true, level);
+}
+
+/*
+ * run_saved() for a statement that finds its rows by TID (see state_tid):
+ * planned and run with index and bitmap scans off too, or the planner,
+ * believing the table a page long, would walk its index through every dead
+ * version.
+ */
+static int
+run_by_tid(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+		   Datum *args, const char *nulls)
+{
+	int			level = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = run_saved(plan, sql, nargs, types, args, nulls);
+	AtEOXact_GUC(true, level);
+	return rc;
 }
 
 /*
@@ -839,7 +891,6 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	Portal		portal;
 	MemoryContext fetch_cxt;
 	bool		any = false;
-	int			jit_level;
 
 	engine_reset();
 	for (int i = 0; i < nrules; i++)
@@ -850,7 +901,6 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
 	args[3] = IntervalPGetDatum(max_window_interval());
-	jit_level = jit_off();
 	portal = SPI_cursor_open(NULL,
 							 saved_plan(&plan_rebuild,
 										"SELECT a.id, a.occurred_at, a.matched "
@@ -891,8 +941,40 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	}
 	SPI_freetuptable(SPI_tuptable);
 	SPI_cursor_close(portal);
-	jit_restore(jit_level);
 	MemoryContextDelete(fetch_cxt);
+}
+
+/*
+ * Lock alert_state's row, and set state_tid to the version locked: the one
+ * this backend wrote last if it is still current (a TID scan), else the one
+ * a scan finds (see state_tid).  A version another caller updated meanwhile
+ * is not current: the TID scan finds nothing, or, waiting for that caller,
+ * re-checks the updated version against "ctid = $1", which fails.
+ */
+static void
+state_lock(void)
+{
+	int			rc;
+	bool		isnull;
+	Datum		tid;
+
+	if (state_tid_valid)
+	{
+		Datum		arg = PointerGetDatum(&state_tid);
+		Oid			type = TIDOID;
+
+		rc = run_by_tid(&plan_lock_tid, "SELECT ctid FROM activity_monitor.alert_state "
+					    "WHERE ctid = $1 FOR UPDATE", 1, &type, &arg, NULL);
+		if (rc == SPI_OK_SELECT && SPI_processed == 1)
+			return;
+	}
+	rc = run_saved(&plan_lock, "SELECT ctid FROM activity_monitor.alert_state FOR UPDATE",
+				   0, NULL, NULL, NULL);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "activity_monitor.alert_state must hold one row");
+	tid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	state_tid = *(ItemPointer) DatumGetPointer(tid);
+	state_tid_valid = true;
 }
 
 /* What processing one event needs: its row and the call's totals. */
@@ -1090,30 +1172,70 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	fire(r, ec, k, val, ids);
 }
 
-/* Write the call's per-rule counters, once (not a row update per event). */
+/* Remember the rule_stats row versions an update returned (rule_id, ctid). */
+static void
+stats_tids_note(void)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		tid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		StatsTid   *st = hash_search(stats_tids, &id, HASH_ENTER, NULL);
+
+		st->tid = *(ItemPointer) DatumGetPointer(tid);
+	}
+}
+
+/*
+ * Write the call's per-rule counters, once (not a row update per event):
+ * first straight at the row versions this backend wrote last (see
+ * state_tid), then, for the rules that one did not reach, by rule id.
+ */
 static void
 write_counters(void)
 {
-	Datum	   *d[6];
-	Datum		args[6];
-	Oid			types[6] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT8ARRAYOID, INT8ARRAYOID};
+	Datum	   *d[7];
+	Datum		args[7];
+	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	INT8ARRAYOID, INT8ARRAYOID, TIDARRAYOID};
 	int			n = 0;
+	int			ntid = 0;
 
-	for (int c = 0; c < 6; c++)
+	if (stats_tids == NULL || hash_get_num_entries(stats_tids) > 4 * nrules + 64)
+	{
+		HASHCTL		ctl;
+
+		/* (rules come and go: forget them all now and then) */
+		if (stats_tids != NULL)
+			hash_destroy(stats_tids);
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(StatsTid);
+		ctl.hcxt = TopMemoryContext;
+		stats_tids = hash_create("activity_monitor rule_stats versions", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	for (int c = 0; c < 7; c++)
 		d[c] = palloc(sizeof(Datum) * Max(nrules, 1));
 	for (int i = 0; i < nrules; i++)
 	{
 		Rule	   *r = &rules[i];
+		StatsTid   *st;
 
 		if (r->matched == 0 && r->errors == 0 && r->keys_evicted == 0 && r->events_evicted == 0)
 			continue;
+		st = hash_search(stats_tids, &r->id, HASH_FIND, NULL);
 		d[0][n] = Int64GetDatum(r->id);
 		d[1][n] = Int64GetDatum(r->matched);
 		d[2][n] = Int64GetDatum(r->errors);
 		d[3][n] = Int64GetDatum(r->fired);
 		d[4][n] = Int64GetDatum(r->keys_evicted);
 		d[5][n] = Int64GetDatum(r->events_evicted);
+		if (st != NULL)
+		{
+			d[6][ntid] = PointerGetDatum(&st->tid);
+			ntid++;
+		}
 		n++;
 	}
 	if (n == 0)
@@ -1121,6 +1243,41 @@ write_counters(void)
 	for (int c = 0; c < 6; c++)
 		args[c] = PointerGetDatum(construct_array(d[c], n, INT8OID, sizeof(int64), true,
 												  TYPALIGN_DOUBLE));
+	if (ntid > 0)
+	{
+		args[6] = PointerGetDatum(construct_array(d[6], ntid, TIDOID, sizeof(ItemPointerData),
+												  false, TYPALIGN_SHORT));
+		if (run_by_tid(&plan_counters_tid,
+					   "UPDATE activity_monitor.rule_stats s "
+					   "SET events_matched = s.events_matched + u.m, "
+					   "    evaluation_errors = s.evaluation_errors + u.e, "
+					   "    alerts_fired = s.alerts_fired + u.f, "
+					   "    last_fired_at = CASE WHEN u.f > 0 THEN pg_catalog.now() ELSE s.last_fired_at END, "
+					   "    keys_evicted = s.keys_evicted + u.k, "
+					   "    events_evicted = s.events_evicted + u.v "
+					   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+					   "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
+					   "  pg_catalog.unnest($6)) u(id, m, e, f, k, v) "
+					   "WHERE s.ctid = ANY ($7) AND s.rule_id = u.id "
+					   "RETURNING s.rule_id, s.ctid",
+					   7, types, args, NULL) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not update activity_monitor.rule_stats");
+		stats_tids_note();
+		if (SPI_processed == n)
+			return;
+		/* the others by rule id (they are not updated twice: "NOT = ANY") */
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			d[6][i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		}
+		args[6] = PointerGetDatum(construct_array(d[6], SPI_processed, INT8OID, sizeof(int64), true,
+												  TYPALIGN_DOUBLE));
+	}
+	else
+		args[6] = PointerGetDatum(construct_empty_array(INT8OID));
+	types[6] = INT8ARRAYOID;
 	if (run_saved(&plan_counters,
 				  "INSERT INTO activity_monitor.rule_stats AS s "
 				  "  (rule_id, events_matched, evaluation_errors, alerts_fired, last_fired_at, "
@@ -1129,15 +1286,18 @@ write_counters(void)
 				  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
 				  "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
 				  "  pg_catalog.unnest($6)) u(id, m, e, f, k, v) "
+				  "WHERE NOT u.id = ANY ($7) "
 				  "ON CONFLICT (rule_id) DO UPDATE "
 				  "  SET events_matched = s.events_matched + excluded.events_matched, "
 				  "      evaluation_errors = s.evaluation_errors + excluded.evaluation_errors, "
 				  "      alerts_fired = s.alerts_fired + excluded.alerts_fired, "
 				  "      last_fired_at = coalesce(excluded.last_fired_at, s.last_fired_at), "
 				  "      keys_evicted = s.keys_evicted + excluded.keys_evicted, "
-				  "      events_evicted = s.events_evicted + excluded.events_evicted",
-				  6, types, args, NULL) != SPI_OK_INSERT)
+				  "      events_evicted = s.events_evicted + excluded.events_evicted "
+				  "RETURNING s.rule_id, s.ctid",
+				  7, types, args, NULL) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not update activity_monitor.rule_stats");
+	stats_tids_note();
 }
 
 /*
@@ -1164,9 +1324,11 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	HeapTuple	st;
 	TupleDesc	sd;
 	int			rc;
+	int			settings_level;
 
 	Assert(max_events > 0);
 	SPI_connect();
+	settings_level = engine_settings_push();
 
 	/*
 	 * Lock alert_state first, then read it and take the batch snapshot in a
@@ -1176,14 +1338,16 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	 * in between processed twice).  (In a repeatable read transaction the
 	 * lock fails instead when another caller got there first.)
 	 */
-	rc = run_saved(&plan_lock, "SELECT 1 FROM activity_monitor.alert_state FOR UPDATE",
-				   0, NULL, NULL, NULL);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "activity_monitor.alert_state must hold one row");
-	rc = run_saved(&plan_state, "SELECT last_snapshot::text, since, batch_snapshot::text, "
-				   "coalesce(batch_last_id, 0), events_processed, "
-				   "pg_catalog.txid_current_snapshot()::text "
-				   "FROM activity_monitor.alert_state", 0, NULL, NULL, NULL);
+	state_lock();
+	{
+		Datum		arg = PointerGetDatum(&state_tid);
+		Oid			type = TIDOID;
+
+		rc = run_by_tid(&plan_state, "SELECT last_snapshot::text, since, batch_snapshot::text, "
+					    "coalesce(batch_last_id, 0), events_processed, "
+					    "pg_catalog.txid_current_snapshot()::text "
+					    "FROM activity_monitor.alert_state WHERE ctid = $1", 1, &type, &arg, NULL);
+	}
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "activity_monitor.alert_state must hold one row");
 	st = SPI_copytuple(SPI_tuptable->vals[0]);
@@ -1213,25 +1377,35 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	{
 		Datum		args[4];
 		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
-		int			jit_level;
 
 		args[0] = CStringGetTextDatum(last);
 		args[1] = CStringGetTextDatum(batch);
 		args[2] = Int64GetDatum(after_id);
 		args[3] = Int32GetDatum(max_events);
-		/* (no condition on occurred_at: it would invite a scan of its index) */
-		jit_level = jit_off();
+
+		/*
+		 * The events visible in the batch snapshot and not in the last one:
+		 * those of transactions that started after the last snapshot (txid
+		 * from its xmax), and those of the transactions it saw in progress
+		 * (its xip list) that have committed since, looked up by txid.  Not
+		 * "txid >= the last snapshot's xmin": a transaction left open keeps
+		 * that xmin back, and every batch would read every event committed
+		 * since it began (PgQ's batch query avoids it the same way).  (No
+		 * condition on occurred_at: it would invite a scan of its index.)
+		 */
 		rc = run_saved(&plan_batch,
 					   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 					   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
-					   "  AND a.txid >= pg_catalog.txid_snapshot_xmin($1::txid_snapshot) "
-					   "  AND a.txid < pg_catalog.txid_snapshot_xmax($2::txid_snapshot) "
+					   "  AND ((a.txid >= pg_catalog.txid_snapshot_xmax($1::txid_snapshot) "
+					   "        AND a.txid < pg_catalog.txid_snapshot_xmax($2::txid_snapshot)) "
+					   "       OR a.txid = ANY (ARRAY(SELECT x "
+					   "             FROM pg_catalog.txid_snapshot_xip($1::txid_snapshot) x "
+					   "             WHERE pg_catalog.txid_visible_in_snapshot(x, $2::txid_snapshot)))) "
 					   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) "
 					   "  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
 					   "  AND a.id > $3 "
 					   "ORDER BY a.id LIMIT $4",
 					   4, types, args, NULL);
-		jit_restore(jit_level);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	}
@@ -1284,28 +1458,35 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	write_counters();
 	more = rows == max_events;
 	{
-		Datum		args[3];
-		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+		Datum		args[4];
+		Oid			types[4] = {TEXTOID, INT8OID, INT4OID, TIDOID};
+		Datum		tid;
 
 		args[0] = CStringGetTextDatum(batch);
 		args[1] = Int64GetDatum(after_id);
 		args[2] = Int32GetDatum(events);
+		args[3] = PointerGetDatum(&state_tid);
 		if (more)
-			rc = run_saved(&plan_more,
-						   "UPDATE activity_monitor.alert_state "
-						   "SET batch_snapshot = $1::txid_snapshot, batch_last_id = $2, "
-						   "    last_run_at = pg_catalog.clock_timestamp(), "
-						   "    events_processed = events_processed + $3",
-						   3, types, args, NULL);
+			rc = run_by_tid(&plan_more,
+						    "UPDATE activity_monitor.alert_state "
+						    "SET batch_snapshot = $1::txid_snapshot, batch_last_id = $2, "
+						    "    last_run_at = pg_catalog.clock_timestamp(), "
+						    "    events_processed = events_processed + $3 "
+						    "WHERE ctid = $4 RETURNING ctid",
+						    4, types, args, NULL);
 		else
-			rc = run_saved(&plan_done,
-						   "UPDATE activity_monitor.alert_state "
-						   "SET last_snapshot = $1::txid_snapshot, batch_snapshot = NULL, "
-						   "    batch_last_id = NULL, last_run_at = pg_catalog.clock_timestamp(), "
-						   "    events_processed = events_processed + $3",
-						   3, types, args, NULL);
-		if (rc != SPI_OK_UPDATE)
+			rc = run_by_tid(&plan_done,
+						    "UPDATE activity_monitor.alert_state "
+						    "SET last_snapshot = $1::txid_snapshot, batch_snapshot = NULL, "
+						    "    batch_last_id = NULL, last_run_at = pg_catalog.clock_timestamp(), "
+						    "    events_processed = events_processed + $3 "
+						    "WHERE ctid = $4 RETURNING ctid",
+						    4, types, args, NULL);
+		if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 			elog(ERROR, "could not update activity_monitor.alert_state");
+		/* the next call's, if this transaction commits (else it searches) */
+		tid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		state_tid = *(ItemPointer) DatumGetPointer(tid);
 	}
 
 	/* what alert_state says once this commits; checked by the next call */
@@ -1316,6 +1497,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		pfree(engine_snapshot);
 	engine_snapshot = MemoryContextStrdup(engine_cxt, more ? last : batch);
 	engine_valid = true;
+	engine_settings_pop(settings_level);
 	SPI_finish();
 
 	*events_out = events;
