@@ -9,7 +9,8 @@
  * extension's schema, relations and columns, found by OID and by name
  * once), rules.c (the rule cache the trigger and the alert engine share,
  * the event document, predicate evaluation), alerts.c (the worker's alert
- * engine: windows, thresholds, cooldowns, NOTIFY), wake.c (waking the
+ * engine: batches, thresholds, cooldowns, NOTIFY), window.c (its
+ * in-memory windows; window.h, for alerts.c alone), wake.c (waking the
  * worker at commit), worker.c (the background workers), guard.c (the DDL
  * guard: event triggers that keep capture from being switched off),
  * partitions.c (capture triggers across partition trees), subxact.c

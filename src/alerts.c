@@ -16,20 +16,22 @@
  *
  * Window state (per rule and group key: the events inside the window, the
  * running count and sum, how often each distinct value occurs) lives in
- * this backend's memory, not in tables: updating a row per event is what
- * made a SQL engine slow.  It is a function of the processed events, so it
- * is rebuilt from the activity table (the events' "matched" column holds
- * each rule's group key and measure) whenever it may not match alert_state:
- * at the first call in a backend, after a transaction that did not commit,
- * or after another backend processed a batch.  A window keeps the events
- * newer than its newest event minus the rule's "within"; that set does not
- * depend on the order the events arrived in, so replaying them in id order
- * rebuilds it exactly.  Keys idle for more than an hour past their window
- * are forgotten (a transaction open longer than that could commit an event
- * whose window is then incomplete).
+ * this backend's memory, in the window engine (window.c), not in tables:
+ * updating a row per event is what made a SQL engine slow.  It is a
+ * function of the processed events, so it is rebuilt from the activity
+ * table (the events' "matched" column holds each rule's group key and
+ * measure) whenever it may not match alert_state: at the first call in a
+ * backend, after a transaction that did not commit, or after another
+ * backend processed a batch.  A window keeps the events newer than its
+ * newest event minus the rule's "within"; that set does not depend on the
+ * order the events arrived in, so replaying them in id order rebuilds it
+ * exactly.  Keys idle for more than an hour past their window are forgotten
+ * (a transaction open longer than that could commit an event whose window
+ * is then incomplete).
  *
  * The windows are bounded, so that no writer can grow the worker at will
- * (settings activity_monitor.max_*, reloaded on SIGHUP): a rule keeps at
+ * (settings activity_monitor.max_*, reloaded on SIGHUP, that this file
+ * hands to window.c with each rule, which applies them): a rule keeps at
  * most max_keys_per_rule group keys and max_events_per_rule events in all
  * its windows, a window at most max_events_per_window events (a count
  * window only as many as its threshold: that loses nothing), and a window
@@ -51,27 +53,21 @@
 #include "activity_monitor.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "lib/ilist.h"
-#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "window.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
 
-#define KEYLEN 96				/* hashed keys: longer texts are cut + hashed */
-#define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
 #define REBUILD_FETCH 1000		/* events the rebuild reads at a time */
 
 /* Bounds of the windows (see the header); PGC_SIGHUP. */
@@ -104,66 +100,18 @@ typedef struct Rule
 	int64		events_evicted;
 } Rule;
 
-/* One event inside a window. */
-typedef struct Entry
-{
-	TimestampTz at;
-	int64		id;
-	Numeric		num;			/* sum: the measure (NULL: none) */
-	char	   *val;			/* distinct: its ValueCount's key (NULL: none) */
-} Entry;
-
-/* A rule's windows, least recently active first, and what they hold. */
-typedef struct RuleWindows
-{
-	int64		rule_id;		/* hash key: first */
-	dlist_head	lru;
-	int			nkeys;
-	int64		nevents;		/* entries of all its windows */
-} RuleWindows;
-
-typedef struct Window
-{
-	char		key[KEYLEN];	/* hash key (rule id and group key): first */
-	int64		rule_id;
-	TimestampTz newest;
-	Entry	   *ent;			/* sorted by (at, id); ent[head .. n) live */
-	int			head;
-	int			n;
-	int			cap;
-	Numeric		total;			/* sum: of the live entries' num (else NULL) */
-	int64		distinct;
-	RuleWindows *rw;			/* its rule's */
-	dlist_node	lru;			/* in rw->lru */
-} Window;
-
 /*
- * distinct: how often a value occurs in a window.  The key is the window key
- * and the value key, each in a field of its own of KEYLEN bytes padded with
- * zeros (keys hold no zero byte): there is no separator a value could hold.
+ * Whether the windows are what the events processed so far made them:
+ * valid while "processed" matches alert_state.
  */
-typedef struct ValueCount
-{
-	char		key[2 * KEYLEN];
-	int64		count;
-} ValueCount;
-
-/* The engine's state; valid while "processed" matches alert_state. */
-static MemoryContext engine_cxt = NULL;
-static HTAB *windows = NULL;
-static HTAB *rule_windows = NULL;
-static HTAB *value_counts = NULL;
 static bool engine_valid = false;
 static int64 engine_processed;
-static char *engine_snapshot = NULL;
+static char *engine_snapshot = NULL;	/* in am_window_memory() */
 static int64 engine_last_id;
 static TimestampTz engine_swept;
 
 static Rule *rules;
 static int	nrules;
-
-/* the seed of the hash of long keys (drawn at the engine's first reset) */
-static uint64 key_seed = 0;
 
 /* The engine's statements, prepared once per backend (run_saved). */
 static SPIPlanPtr plan_lock,
@@ -198,53 +146,6 @@ typedef struct StatsTid
 
 static HTAB *stats_tids = NULL;
 
-/*
- * Key of a jsonb value for hashing: type-tagged text, prefixed with the rule
- * id when rule_id >= 0, cut and hashed if long.  Equal jsonb values (1 and
- * 1.0 among them) give equal keys.  A text of up to KEYLEN - 2 bytes is the
- * key; a longer one becomes exactly KEYLEN - 1 bytes (its start, '#' and a
- * hash seeded per backend), so that no short text can pose as the key of a
- * long one.
- */
-static void
-value_key(int64 rule_id, JsonbValue *v, char *out)
-{
-	char	   *s;
-	size_t		len;
-	char		prefix[24] = "";
-
-	if (rule_id >= 0)
-		snprintf(prefix, sizeof(prefix), INT64_FORMAT "|", rule_id);
-	memset(out, 0, KEYLEN);
-	switch (v->type)
-	{
-		case jbvNull:
-			s = psprintf("%sz", prefix);
-			break;
-		case jbvString:
-			s = psprintf("%ss%.*s", prefix, v->val.string.len, v->val.string.val);
-			break;
-		case jbvNumeric:
-			s = psprintf("%sn%s", prefix, numeric_normalize(v->val.numeric));
-			break;
-		case jbvBool:
-			s = psprintf("%s%s", prefix, v->val.boolean ? "bt" : "bf");
-			break;
-		default:
-			s = psprintf("%sj%s", prefix, JsonbToCString(NULL, v->val.binary.data, v->val.binary.len));
-			break;
-	}
-	len = strlen(s);
-	if (len < KEYLEN - 1)
-		memcpy(out, s, len);
-	else
-	{
-		memcpy(out, s, KEYLEN - 18);
-		snprintf(out + KEYLEN - 18, 18, "#%016" INT64_MODIFIER "x",
-				 (uint64) hash_bytes_extended((unsigned char *) s, len, key_seed));
-	}
-}
-
 /* The value as ->> renders it (NULL for JSON null). */
 static char *
 value_text(JsonbValue *v)
@@ -264,43 +165,6 @@ value_text(JsonbValue *v)
 	}
 }
 
-/* A measure as numeric: numbers and numeric strings, about 1,000 digits at most. */
-static Numeric
-value_num(JsonbValue *v)
-{
-	if (v->type == jbvNumeric)
-		return VARSIZE_ANY(v->val.numeric) <= 512 ? v->val.numeric : NULL;
-	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 998)
-	{
-		const char *p = v->val.string.val;
-		const char *end = p + v->val.string.len;
-		bool		digits = false;
-
-		if (*p == '-')
-			p++;
-		while (p < end && isdigit((unsigned char) *p))
-			p++, digits = true;
-		if (digits && p < end && *p == '.')
-		{
-			digits = false;
-			for (p++; p < end && isdigit((unsigned char) *p); p++)
-				digits = true;
-		}
-		if (digits && p == end)
-			return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-													   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
-													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	}
-	return NULL;
-}
-
-static Numeric
-num_add(Numeric a, Numeric b, bool subtract)
-{
-	return DatumGetNumeric(DirectFunctionCall2(subtract ? numeric_sub : numeric_add,
-											   NumericGetDatum(a), NumericGetDatum(b)));
-}
-
 static bool
 num_ge(Numeric a, Numeric b)
 {
@@ -313,59 +177,11 @@ num_int(int64 i)
 	return int64_to_numeric(i);
 }
 
-/*
- * A copy of n in the engine's memory.  Only what a window keeps is
- * allocated there, computed elsewhere (arithmetic leaves temporaries): the
- * engine lives as long as the worker.
- */
-static Numeric
-num_keep(Numeric n)
-{
-	MemoryContext old = MemoryContextSwitchTo(engine_cxt);
-	Numeric		copy = DatumGetNumeric(datumCopy(NumericGetDatum(n), false, -1));
-
-	MemoryContextSwitchTo(old);
-	return copy;
-}
-
-/* Make the window's total t (computed in the caller's memory). */
-static void
-window_set_total(Window *w, Numeric t)
-{
-	Numeric		keep = num_keep(t);
-
-	pfree(w->total);
-	w->total = keep;
-}
-
 /* Forget every window (the next call rebuilds them). */
 static void
 engine_reset(void)
 {
-	HASHCTL		ctl;
-
-	if (engine_cxt == NULL)
-	{
-		engine_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor alert windows",
-										   ALLOCSET_DEFAULT_SIZES);
-		/* unknown to writers: they cannot make two long values collide */
-		if (!pg_strong_random(&key_seed, sizeof(key_seed)))
-			key_seed = (uint64) GetCurrentTimestamp() ^ (uint64) MyProcPid;
-	}
-	MemoryContextReset(engine_cxt);
-	ctl.keysize = KEYLEN;
-	ctl.entrysize = sizeof(Window);
-	ctl.hcxt = engine_cxt;
-	windows = hash_create("activity_monitor windows", 1024, &ctl,
-						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RuleWindows);
-	rule_windows = hash_create("activity_monitor rule windows", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.keysize = 2 * KEYLEN;
-	ctl.entrysize = sizeof(ValueCount);
-	value_counts = hash_create("activity_monitor distinct values", 1024, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	am_window_reset();			/* frees engine_snapshot too */
 	engine_snapshot = NULL;
 	engine_valid = false;
 	engine_swept = GetCurrentTimestamp();
@@ -395,293 +211,59 @@ rule_within(Rule *r)
 	return r->within;
 }
 
-/*
- * Drop a window's oldest entries: those at or before cutoff, then more
- * while more than keep remain.  Returns how many went for the second
- * reason (before their time).
- */
-static int
-window_trim(Window *w, TimestampTz cutoff, int keep)
+/* What the windows need of rule r (window.h), with the bounds in force. */
+static WindowRule
+window_rule(Rule *r)
 {
-	int			early = 0;
+	WindowRule	wr;
 
-	while (w->head < w->n &&
-		   (w->ent[w->head].at <= cutoff || w->n - w->head > keep))
-	{
-		Entry	   *e = &w->ent[w->head++];
-
-		if (e->at > cutoff)
-			early++;
-		w->rw->nevents--;
-		if (e->num)
-		{
-			window_set_total(w, num_add(w->total, e->num, true));
-			pfree(e->num);
-		}
-		if (e->val)
-		{
-			ValueCount *vc = hash_search(value_counts, e->val, HASH_FIND, NULL);
-
-			if (vc && --vc->count == 0)
-			{
-				hash_search(value_counts, e->val, HASH_REMOVE, NULL);
-				w->distinct--;
-			}
-		}
-	}
-	return early;
+	wr.id = r->id;
+	wr.measure = r->measure;
+	wr.within = rule_within(r);
+	wr.threshold = r->threshold;
+	wr.max_keys = max_keys_per_rule;
+	wr.max_events = max_events_per_rule;
+	wr.max_window_events = max_events_per_window;
+	return wr;
 }
 
 /*
- * Fit a window's array to its live entries plus one more: they move to its
- * start, and it doubles when full and halves when at most a quarter of it
- * is used (at least 2 entries: most keys of a flood hold one event), so
- * that it never holds much more than its bound or its live entries.
- */
-static void
-window_fit(Window *w)
-{
-	int			live = w->n - w->head;
-	int			cap = w->cap;
-
-	if (live + 1 > cap)
-		cap = cap ? cap * 2 : 2;
-	else if (cap > 2 && live + 1 <= cap / 4)
-		cap /= 2;
-	if (w->head > 0 && (cap != w->cap || w->n == w->cap || w->head >= w->n / 2))
-	{
-		memmove(w->ent, w->ent + w->head, sizeof(Entry) * live);
-		w->n = live;
-		w->head = 0;
-	}
-	if (cap == w->cap)
-		return;
-	w->ent = w->ent ? repalloc(w->ent, sizeof(Entry) * cap) :
-		MemoryContextAlloc(engine_cxt, sizeof(Entry) * cap);
-	w->cap = cap;
-}
-
-/* Forget a window: its entries (their values counted no more), its key. */
-static void
-window_drop(Window *w)
-{
-	RuleWindows *rw = w->rw;
-
-	window_trim(w, DT_NOEND, 0);
-	if (w->ent)
-		pfree(w->ent);
-	if (w->total)
-		pfree(w->total);
-	dlist_delete(&w->lru);
-	if (--rw->nkeys == 0)
-		hash_search(rule_windows, &rw->rule_id, HASH_REMOVE, NULL);
-	hash_search(windows, w->key, HASH_REMOVE, NULL);
-}
-
-/*
- * Evict the least recently active keys of w's rule (never w) while the rule
- * holds more keys or events than its bounds; returns how many.
- */
-static int
-rule_evict_keys(Window *w)
-{
-	RuleWindows *rw = w->rw;
-	int			evicted = 0;
-
-	while (rw->nkeys > max_keys_per_rule || rw->nevents > max_events_per_rule)
-	{
-		Window	   *old = dlist_head_element(Window, lru, &rw->lru);
-
-		if (old == w)
-			break;
-		window_drop(old);
-		evicted++;
-	}
-	return evicted;
-}
-
-/* The rule's windows (a new, empty entry if it has none). */
-static RuleWindows *
-rule_windows_get(int64 rule_id)
-{
-	bool		found;
-	RuleWindows *rw = hash_search(rule_windows, &rule_id, HASH_ENTER, &found);
-
-	if (!found)
-	{
-		dlist_init(&rw->lru);
-		rw->nkeys = 0;
-		rw->nevents = 0;
-	}
-	return rw;
-}
-
-/* The window's measure, in the caller's memory. */
-static Numeric
-window_measure(Rule *r, Window *w)
-{
-	switch (r->measure)
-	{
-		case 'c':
-			return num_int(w->n - w->head);
-		case 's':
-			return DatumGetNumeric(datumCopy(NumericGetDatum(w->total), false, -1));
-		default:
-			return num_int(w->distinct);
-	}
-}
-
-/*
- * Add one event to its window.  Returns false if the event is already out of
- * the window (older than the newest event minus "within").  Otherwise sets
- * *val and *before, the measure with this event and just before it came.
- * The bounds apply (see the header); evictions are counted in the rule's
- * counters unless replay (the rebuild replays what was counted before).
+ * Add one event to the window of rule r and group key k (am_window_add).
+ * The bounds' evictions are counted in the rule's counters unless replay
+ * (the rebuild replays what was counted before).
  */
 static bool
-window_add(Rule *r, const char *key, TimestampTz at, int64 id, JsonbValue *v,
+window_add(Rule *r, JsonbValue *k, TimestampTz at, int64 id, JsonbValue *v,
 		   bool replay, Window **wp, Numeric *val, Numeric *before)
 {
-	Window	   *w;
-	bool		found;
-	TimestampTz cutoff;
-	Entry		e;
-	int			pos;
-	int			keep;
-	Numeric		num = NULL;
-	char		vkey[KEYLEN];
-	char		vcount_key[2 * KEYLEN]; /* window key, value key */
-	bool		counted = false;
-	int			keys_evicted = 0;
-	int			events_evicted;
+	WindowRule	wr = window_rule(r);
+	WindowEvictions evicted;
+	bool		added;
 
-	/* what the event brings, computed outside the engine's memory */
-	if (r->measure == 's' && v != NULL)
-		num = value_num(v);
-	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
-	{
-		value_key(-1, v, vkey);
-		memset(vcount_key, 0, KEYLEN);
-		strlcpy(vcount_key, key, KEYLEN);
-		memcpy(vcount_key + KEYLEN, vkey, KEYLEN);
-		counted = true;
-	}
-
-	w = hash_search(windows, key, HASH_ENTER, &found);
-	if (!found)
-	{
-		w->rule_id = r->id;
-		w->newest = at;
-		w->ent = NULL;
-		w->head = w->n = w->cap = 0;
-		w->total = r->measure == 's' ? num_keep(num_int(0)) : NULL;
-		w->distinct = 0;
-		w->rw = rule_windows_get(r->id);
-		dlist_push_tail(&w->rw->lru, &w->lru);
-		w->rw->nkeys++;
-		keys_evicted = rule_evict_keys(w);
-	}
-	else
-		dlist_move_tail(&w->rw->lru, &w->lru);
-	*wp = w;
-	if (at > w->newest)
-		w->newest = at;
-	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-													 TimestampTzGetDatum(w->newest),
-													 IntervalPGetDatum(rule_within(r))));
-	if (at <= cutoff)
-	{
-		if (!replay)
-			r->keys_evicted += keys_evicted;
-		return false;
-	}
-	window_trim(w, cutoff, INT_MAX);
-	*before = window_measure(r, w);
-
-	e.at = at;
-	e.id = id;
-	e.num = NULL;
-	e.val = NULL;
-	if (num)
-	{
-		e.num = num_keep(num);
-		window_set_total(w, num_add(w->total, e.num, false));
-	}
-	if (counted)
-	{
-		ValueCount *vc = hash_search(value_counts, vcount_key, HASH_ENTER, &found);
-
-		if (!found)
-		{
-			vc->count = 0;
-			w->distinct++;
-		}
-		vc->count++;
-		e.val = vc->key;		/* entries of a hash table never move */
-	}
-
-	/* insert keeping (at, id) order: late events are rare, search from the end */
-	window_fit(w);
-	pos = w->n;
-	while (pos > w->head && (w->ent[pos - 1].at > at ||
-							 (w->ent[pos - 1].at == at && w->ent[pos - 1].id > id)))
-	{
-		w->ent[pos] = w->ent[pos - 1];
-		pos--;
-	}
-	w->ent[pos] = e;
-	w->n++;
-	w->rw->nevents++;
-
-	/*
-	 * A count window needs no more events than its threshold: the count
-	 * crosses it exactly as if it kept them all (and it lists them all when
-	 * it does).  Then the bounds: of the window, of the rule.
-	 */
-	if (r->measure == 'c' && num_ge(num_int(w->n - w->head - 1), r->threshold))
-		window_trim(w, cutoff, w->n - w->head - 1);
-	keep = Min(max_events_per_window, max_events_per_rule);
-	events_evicted = window_trim(w, cutoff, keep);
-	keys_evicted += rule_evict_keys(w);
-	window_fit(w);
+	added = am_window_add(&wr, k, at, id, v, wp, val, before, &evicted);
 	if (!replay)
 	{
-		r->keys_evicted += keys_evicted;
-		r->events_evicted += events_evicted;
+		r->keys_evicted += evicted.keys;
+		r->events_evicted += evicted.events;
 	}
-	*val = window_measure(r, w);
-	return true;
+	return added;
 }
 
-/* Forget keys idle for more than an hour past their window. */
+/*
+ * Forget keys idle for more than an hour past their window, and the windows
+ * of rules that have none any more (am_window_sweep).
+ */
 static void
 engine_sweep(TimestampTz now)
 {
-	HASH_SEQ_STATUS seq;
-	Window	   *w;
+	WindowRule *wr = palloc(sizeof(WindowRule) * Max(nrules, 1));
+	int			n = 0;
 
-	hash_seq_init(&seq, windows);
-	while ((w = hash_seq_search(&seq)) != NULL)
-	{
-		Rule	   *r = NULL;
-		bool		drop;
-
-		for (int i = 0; i < nrules; i++)
-			if (rules[i].id == w->rule_id)
-				r = &rules[i];
-		if (r == NULL || !r->windowed)
-			drop = true;
-		else
-		{
-			TimestampTz end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-																	  TimestampTzGetDatum(w->newest),
-																	  IntervalPGetDatum(rule_within(r))));
-
-			drop = end + IDLE_MARGIN_USEC < now;
-		}
-		if (drop)
-			window_drop(w);
-	}
+	for (int i = 0; i < nrules; i++)
+		if (rules[i].windowed)
+			wr[n++] = window_rule(&rules[i]);
+	am_window_sweep(wr, n, now);
+	pfree(wr);
 	engine_swept = now;
 }
 
@@ -864,15 +446,13 @@ static void
 replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 {
 	Datum	   *ev = (Datum *) arg;
-	char		key[KEYLEN];
 	Window	   *w;
 	Numeric		val,
 				before;
 
 	if (!r->windowed)
 		return;
-	value_key(r->id, k, key);
-	(void) window_add(r, key, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
+	(void) window_add(r, k, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
 					  true, &w, &val, &before);
 }
 
@@ -1114,31 +694,6 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 	}
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The event ids of a window, in id order, as bigint[]. */
-static ArrayType *
-window_ids(Window *w)
-{
-	int			n = w->n - w->head;
-	int64	   *ids = palloc(sizeof(int64) * n);
-	Datum	   *d = palloc(sizeof(Datum) * n);
-
-	for (int i = 0; i < n; i++)
-		ids[i] = w->ent[w->head + i].id;
-	qsort(ids, n, sizeof(int64), cmp_int64);
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(ids[i]);
-	return construct_array(d, n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
-}
-
 /* One rule an event matched: per event, or through its window. */
 static void
 process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
@@ -1151,7 +706,7 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	r->matched++;
 	if (!r->windowed)
 	{
-		Numeric		n = r->has_measure_path ? value_num(v) : NULL;
+		Numeric		n = r->has_measure_path ? am_window_measure_num(v) : NULL;
 		Datum		id = Int64GetDatum(ec->id);
 
 		val = n ? n : num_int(1);
@@ -1159,15 +714,13 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	}
 	else
 	{
-		char		key[KEYLEN];
 		Window	   *w;
 
-		value_key(r->id, k, key);
-		if (!window_add(r, key, ec->at, ec->id, v, false, &w, &val, &before))
+		if (!window_add(r, k, ec->at, ec->id, v, false, &w, &val, &before))
 			return;
 		if (!num_ge(val, r->threshold) || num_ge(before, r->threshold))
 			return;
-		ids = window_ids(w);
+		ids = am_window_ids(w);
 	}
 	fire(r, ec, k, val, ids);
 }
@@ -1495,7 +1048,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	/* the previous one is freed: the worker calls this for ever */
 	if (engine_snapshot != NULL)
 		pfree(engine_snapshot);
-	engine_snapshot = MemoryContextStrdup(engine_cxt, more ? last : batch);
+	engine_snapshot = MemoryContextStrdup(am_window_memory(), more ? last : batch);
 	engine_valid = true;
 	engine_settings_pop(settings_level);
 	SPI_finish();

@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ *
+ * window.h
+ *	  The window engine's interface: what alerts.c, its only caller, calls
+ *	  in window.c.
+ *
+ * The engine keeps the alert rules' windows in this backend's memory: pure
+ * data structures, no SPI, no catalog access, nothing else of ours.  What it
+ * needs of a rule comes in a WindowRule the caller fills; what the bounds
+ * evicted goes back in a WindowEvictions the caller counts (or not).
+ *
+ * IDENTIFICATION
+ *	  src/window.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef AM_WINDOW_H
+#define AM_WINDOW_H
+
+#include "datatype/timestamp.h"
+#include "utils/array.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+/* One window (a rule and group key); its fields are window.c's. */
+typedef struct Window Window;
+
+/*
+ * What the windows need of a rule: its id, measure, window and threshold,
+ * and the bounds in force (the settings activity_monitor.max_*).
+ */
+typedef struct WindowRule
+{
+	int64		id;
+	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
+	Interval   *within;			/* the window, at most max_window */
+	Numeric		threshold;		/* a count window keeps no more events */
+	int			max_keys;		/* group keys of all the rule's windows */
+	int			max_events;		/* events of all the rule's windows */
+	int			max_window_events;	/* events of one window */
+} WindowRule;
+
+/* What one am_window_add evicted to keep the bounds. */
+typedef struct WindowEvictions
+{
+	int			keys;			/* other keys of the rule, with their events */
+	int			events;			/* events of this window, before their time */
+} WindowEvictions;
+
+extern void am_window_reset(void);
+extern MemoryContext am_window_memory(void);
+extern bool am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
+						  JsonbValue *v, Window **wp, Numeric *val, Numeric *before,
+						  WindowEvictions *evicted);
+extern ArrayType *am_window_ids(Window *w);
+extern void am_window_sweep(const WindowRule *rules, int nrules, TimestampTz now);
+extern Numeric am_window_measure_num(JsonbValue *v);
+
+#endif							/* AM_WINDOW_H */
