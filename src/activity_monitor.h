@@ -33,7 +33,6 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
-#include "utils/snapshot.h"
 
 #define AM_SCHEMA "activity_monitor"
 
@@ -156,8 +155,8 @@ extern const AmCatalog *am_catalog(void);
 extern Oid	am_extension_schema(Oid *owner, char **version);
 extern const char *am_activity_column_name(ActivityColumn c);
 extern bool am_is_extension_rel(Oid relid);
-extern bool am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row);
-extern List *am_tracked_tables(Snapshot snap);
+extern bool am_tracked_read(Oid relid, bool latest, MemoryContext cxt, AmTrackedRow *row);
+extern List *am_tracked_tables(bool latest);
 
 /* alerts.c */
 extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);

@@ -226,7 +226,7 @@ build_table(CaptureTable *ct, Relation rel)
 								   get_rel_name(ct->rootid)));
 
 	/* catalog snapshot: the writer needs no privilege on tracked */
-	have = am_tracked_read(ct->rootid, NULL, ct->cxt, &cfg);
+	have = am_tracked_read(ct->rootid, false, ct->cxt, &cfg);
 	ct->kind = have ? datumCopy(cfg.values[TC_KIND], false, -1) :
 		CStringGetTextDatum("system");
 	ct->kindstr = TextDatumGetCString(ct->kind);

@@ -41,6 +41,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 /* Names of the activity columns, in ActivityColumn order. */
 static const char *const activity_column_names[AC_NUM_COLUMNS] = {
@@ -234,16 +235,19 @@ am_is_extension_rel(Oid relid)
 /*
  * Read the settings row of table relid from activity_monitor.tracked into
  * row (values and nulls in TrackedColumn order, copied into cxt); false if
- * the table has none.  snap NULL reads with the catalog snapshot.
+ * the table has none.  latest: with the latest snapshot, taken once the
+ * table is locked (a row this transaction wrote is seen); else with the
+ * catalog snapshot.
  */
 bool
-am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row)
+am_tracked_read(Oid relid, bool latest, MemoryContext cxt, AmTrackedRow *row)
 {
 	const AmCatalog *c = am_catalog();
 	Oid			tracked = c->tracked;
 	Oid			pkey = c->tracked_pkey;
 	AttrNumber	att[TC_NUM_COLUMNS];
 	Relation	rel;
+	Snapshot	snap = NULL;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
@@ -252,6 +256,8 @@ am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row)
 	memcpy(att, c->tracked_att, sizeof(att));
 	memset(row, 0, sizeof(*row));
 	rel = table_open(tracked, AccessShareLock);
+	if (latest)
+		snap = RegisterSnapshot(GetLatestSnapshot());
 	ScanKeyInit(&key, att[TC_TBL], BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(rel, pkey, true, snap, 1, &key);
@@ -270,17 +276,23 @@ am_tracked_read(Oid relid, Snapshot snap, MemoryContext cxt, AmTrackedRow *row)
 			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
 	}
 	systable_endscan(scan);
+	if (snap)
+		UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 	return row->found;
 }
 
-/* The tables activity_monitor.tracked has a row for (snap NULL: catalog snapshot). */
+/*
+ * The tables activity_monitor.tracked has a row for; latest as for
+ * am_tracked_read.
+ */
 List *
-am_tracked_tables(Snapshot snap)
+am_tracked_tables(bool latest)
 {
 	const AmCatalog *c = am_catalog();
 	AttrNumber	tbl_att = c->tracked_att[TC_TBL];
 	Relation	rel = table_open(c->tracked, AccessShareLock);
+	Snapshot	snap = latest ? RegisterSnapshot(GetLatestSnapshot()) : NULL;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	List	   *result = NIL;
@@ -295,6 +307,8 @@ am_tracked_tables(Snapshot snap)
 			result = lappend_oid(result, DatumGetObjectId(d));
 	}
 	systable_endscan(scan);
+	if (snap)
+		UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 	return result;
 }

@@ -93,7 +93,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -134,9 +133,8 @@ read_tracked(Oid relid)
 {
 	TrackedRow	row = {0};
 	AmTrackedRow tr;
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 
-	if (am_tracked_read(relid, snap, CurrentMemoryContext, &tr))
+	if (am_tracked_read(relid, true, CurrentMemoryContext, &tr))
 	{
 		row.found = true;
 		row.written_here = tr.written_here;
@@ -148,7 +146,6 @@ read_tracked(Oid relid)
 		row.arrays[1] = tr.values[TC_IGNORE];
 		row.arrays[2] = tr.values[TC_REDACT];
 	}
-	UnregisterSnapshot(snap);
 	return row;
 }
 
@@ -777,11 +774,9 @@ guard_rename_column(GuardState *gs, RenameStmt *stmt)
 static void
 guard_tracked_where(GuardState *gs, Oid nspoid, List *roles, const char *what)
 {
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	List	   *roots = am_tracked_tables(snap);
+	List	   *roots = am_tracked_tables(true);
 	ListCell   *lc;
 
-	UnregisterSnapshot(snap);
 	foreach(lc, roots)
 	{
 		Oid			root = lfirst_oid(lc);
