@@ -174,7 +174,7 @@ extern bool am_name_in_array(Datum arr, const char *name);
 /* partitions.c: the names of the capture triggers track() installs */
 #define AM_CAPTURE_TRIGGER "activity_monitor_capture"
 #define AM_TRUNCATE_TRIGGER "activity_monitor_truncate"
-extern Oid	am_governing_table(Oid relid, Snapshot snap);
+extern Oid	am_governing_table(Oid relid, bool latest);
 extern void am_partitions_sync(Oid relid, Oid reset_root);
 extern void am_partitions_before_attach(Oid parent, Oid part);
 

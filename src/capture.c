@@ -206,7 +206,7 @@ build_table(CaptureTable *ct, Relation rel)
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ct->cxt);
 
-	ct->rootid = am_governing_table(ct->relid, NULL);
+	ct->rootid = am_governing_table(ct->relid, false);
 	ct->governed = OidIsValid(ct->rootid);
 	if (!ct->governed)
 		ct->rootid = rel->rd_rel->relispartition ?

@@ -123,16 +123,18 @@ governing_in(Oid relid, List *tracked)
 
 /*
  * The tracked table whose settings govern the rows of relid (see the file
- * header), InvalidOid if none; activity_monitor.tracked read as of snap
- * (NULL: the catalog snapshot, as capture reads settings).
+ * header), InvalidOid if none; activity_monitor.tracked read with the
+ * latest snapshot (latest), or the catalog snapshot, as capture reads
+ * settings.
  */
 Oid
-am_governing_table(Oid relid, Snapshot snap)
+am_governing_table(Oid relid, bool latest)
 {
 	const AmCatalog *c = am_catalog();
 	Oid			indexoid = c->tracked_pkey;
 	AttrNumber	tbl_att = c->tracked_att[TC_TBL];
 	Relation	rel = table_open(c->tracked, AccessShareLock);
+	Snapshot	snap = latest ? RegisterSnapshot(GetLatestSnapshot()) : NULL;
 	List	   *candidates = list_make1_oid(relid);
 	Oid			gov = InvalidOid;
 	ListCell   *lc;
@@ -151,6 +153,8 @@ am_governing_table(Oid relid, Snapshot snap)
 			gov = lfirst_oid(lc);
 		systable_endscan(scan);
 	}
+	if (snap)
+		UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 	return gov;
 }
@@ -316,7 +320,6 @@ am_partitions_sync(Oid relid, Oid reset_root)
 	Oid			capture_fn = capture_function(&extowner);
 	Oid			save_userid;
 	int			save_sec;
-	Snapshot	snap;
 	List	   *tracked;
 	List	   *reset = NIL;
 	ListCell   *lc;
@@ -325,9 +328,7 @@ am_partitions_sync(Oid relid, Oid reset_root)
 	if (!OidIsValid(capture_fn) || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		return;
 	top = lock_tree(relid);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	tracked = am_tracked_tables(snap);
-	UnregisterSnapshot(snap);
+	tracked = am_tracked_tables(true);
 	if (OidIsValid(reset_root))
 		reset = find_all_inheritors(reset_root, NoLock, NULL);
 
@@ -403,15 +404,12 @@ am_partitions_before_attach(Oid parent, Oid part)
 {
 	Oid			extowner;
 	Oid			capture_fn = capture_function(&extowner);
-	Snapshot	snap;
 	bool		governed;
 	ListCell   *lc;
 
 	if (!OidIsValid(capture_fn))
 		return;
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	governed = OidIsValid(am_governing_table(parent, snap));
-	UnregisterSnapshot(snap);
+	governed = OidIsValid(am_governing_table(parent, true));
 	if (!governed)
 		return;
 	foreach(lc, find_all_inheritors(part, AccessExclusiveLock, NULL))
