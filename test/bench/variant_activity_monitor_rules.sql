@@ -15,5 +15,5 @@ SELECT activity_monitor.create_rule('employee_payment', '$.actor_type == "employ
 SELECT activity_monitor.create_rule('payment_burst', '$.action == "insert"', kinds => '{payment}', within => '1 minute', threshold => 1000);
 SELECT activity_monitor.create_rule('deposit_velocity', '$.action == "insert"', kinds => '{payment}', within => '1 hour', threshold => 1e9, measure => 'sum', measure_path => '$.new.amount');
 SELECT activity_monitor.create_rule('completion_burst', '$.status_to == "completed"', kinds => '{payment}', within => '10 minutes', threshold => 1000);
-SELECT activity_monitor.create_rule('many_amounts', '$.action == "insert"', kinds => '{payment}', within => '1 hour', threshold => 1e6, measure => 'distinct', measure_path => '$.new.amount');
+SELECT activity_monitor.create_rule('many_amounts', '$.action == "insert"', kinds => '{payment}', within => '1 hour', threshold => 1000, measure => 'distinct', measure_path => '$.new.amount');
 SELECT activity_monitor.create_rule('failed_payments', '$.status_to == "failed"', kinds => '{payment}', within => '1 hour', threshold => 5);
