@@ -37,7 +37,8 @@
 # HISTORY_SESSIONS (100), HISTORY_PGBENCH_SECONDS (10), HISTORY_SMOKE=1
 # (defaults 400 days in steps of 8, 200,000 events, 5 runs, 3 explains,
 # 10 sessions, 2 s), HISTORY_KEEP=1 (keep the two databases, am_history_short and
-# am_history_long, for study by hand), BENCH_RESULTS_DIR (test/bench/results:
+# am_history_long, for study by hand), HISTORY_REUSE=1 (measure the kept
+# databases again instead of loading), BENCH_RESULTS_DIR (test/bench/results:
 # the report is also written to history-latest.md there),
 # BENCH_USE_EXISTING=1.  The own cluster gets max_connections =
 # HISTORY_SESSIONS + 30 and the default max_locks_per_transaction.
@@ -291,8 +292,8 @@ probe() {
 		(
 			PGAPPNAME=am_history_probe psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >"$dir/s$i.out" 2>"$dir/s$i.err" <<SQL
 BEGIN;
-SELECT count(*) FROM ($(inst "${entry#*|}" "$i")) q;
-SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation';
+\o /dev/null
+$(inst "${entry#*|}" "$i");
 SELECT pg_advisory_xact_lock_shared(1634038889, 16);
 COMMIT;
 SQL
@@ -345,9 +346,24 @@ SQL
 # --- run --------------------------------------------------------------------------------
 
 : >"$work/loads"
-load am_history_short "$short_days" "$short_events"
-load am_history_long "$long_days" "$long_events"
-worker_done "$(psql -X -At -c "SELECT now()")" $dbs
+# reused DB: with HISTORY_REUSE=1 and DB there, describe the history it
+# holds (whatever its size) and return 0.
+reused() {
+	local db=$1
+	[ "${HISTORY_REUSE:-0}" = 1 ] || return 1
+	[ "$(psql -X -At -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 1 ] || return 1
+	IFS='|' read -r parts size n first <<<"$(p "$db" -At -c "SELECT count(*), pg_size_pretty(sum(pg_total_relation_size(relid))),
+			(SELECT count(*) FROM activity_monitor.activity),
+			(SELECT date_trunc('day', min(occurred_at))::date FROM activity_monitor.activity)
+		FROM pg_partition_tree('activity_monitor.activity') WHERE isleaf")"
+	echo "$db (reused, HISTORY_REUSE=1): $n events since $first, $parts partitions, $size" | tee -a "$work/loads" >&2
+}
+
+loaded=""
+reused am_history_short || { load am_history_short "$short_days" "$short_events"; loaded="$loaded am_history_short"; }
+reused am_history_long || { load am_history_long "$long_days" "$long_events"; loaded="$loaded am_history_long"; }
+[ -z "$loaded" ] || worker_done "$(psql -X -At -c "SELECT now()")" $loaded
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 declare -A res
 for qi in "${!queries[@]}"; do
@@ -364,6 +380,7 @@ for db in $dbs; do
 	echo "probe on $db: ${pr[$db]}" >&2
 done
 
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 slots=$(psql -X -At -c "SELECT current_setting('max_locks_per_transaction')::int
 	* (current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
 	   + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
@@ -377,11 +394,12 @@ report() {
 	echo
 	echo "- date: $started"
 	echo "- machine: $(bench_machine)"
-	echo "- command: \`$(for v in HISTORY_SMOKE HISTORY_DAYS HISTORY_EVENTS HISTORY_SHORT_DAYS HISTORY_SHORT_EVENTS HISTORY_RUNS HISTORY_SESSIONS; do
+	echo "- command: \`$(for v in HISTORY_SMOKE HISTORY_REUSE BENCH_USE_EXISTING HISTORY_DAYS HISTORY_EVENTS HISTORY_SHORT_DAYS HISTORY_SHORT_EVENTS HISTORY_RUNS HISTORY_SESSIONS; do
 		[ -n "${!v:-}" ] && printf '%s=%s ' "$v" "${!v}"; done)test/bench/history.sh\`"
 	while read -r line; do echo "- $line"; done <"$work/loads"
 	echo "- p50/p90: $runs runs as psql \\timing sees them, planning included; planning, execution: median of $explain_runs EXPLAIN (ANALYZE, TIMING OFF); locks: relation locks the query holds in its transaction (in brackets: beyond the 16 fast-path slots, in the shared lock table)"
 	echo "- shared lock table: $slots slots"
+	echo "- machine load average (1, 5, 15 min) before the measurements: $load_before; after the probe: $load_after"
 	while read -r line; do echo "- note: $line"; done <"$work/notes"
 	echo
 	echo "| query | ${short_days} d p50 ms | p90 ms | planning ms | execution ms | locks | ${long_days} d p50 ms | p90 ms | planning ms | execution ms | locks |"
