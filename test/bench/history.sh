@@ -33,7 +33,8 @@
 #
 # Environment: HISTORY_DAYS (1825), HISTORY_EVENTS (10000000),
 # HISTORY_SHORT_DAYS (31), HISTORY_SHORT_EVENTS (= HISTORY_EVENTS),
-# HISTORY_STEP_DAYS (1), HISTORY_RUNS (20), HISTORY_EXPLAIN_RUNS (5),
+# HISTORY_STEP_DAYS (1), HISTORY_BOUNDS (now: the time bounds as
+# now() - interval; literal: as timestamptz literals), HISTORY_RUNS (20), HISTORY_EXPLAIN_RUNS (5),
 # HISTORY_SESSIONS (100), HISTORY_PGBENCH_SECONDS (10), HISTORY_SMOKE=1
 # (defaults 400 days in steps of 8, 200,000 events, 5 runs, 3 explains,
 # 10 sessions, 2 s), HISTORY_KEEP=1 (keep the two databases, am_history_short and
@@ -205,20 +206,40 @@ worker_done() {
 
 # --- the queries ----------------------------------------------------------------------
 
-# name|SQL; @S@ is an account (subject_id), @E@ an employee number, both per run
+# name|SQL; @S@ is an account (subject_id; above 10,000: the capture
+# workload's accounts are 1 to 10,000), @E@ an employee number, both per
+# run; @AGO:interval@ a time bound: now() - interval (HISTORY_BOUNDS=now,
+# pruned only when the executor starts) or that instant as a timestamptz
+# literal, as an application computing its bounds would send it
+# (HISTORY_BOUNDS=literal: pruned at plan time; now() minus an interval is
+# not, timestamptz - interval being only stable)
 queries=(
 	"an account's latest 50 events|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' ORDER BY occurred_at DESC, id DESC LIMIT 50"
-	"an employee's day|SELECT * FROM activity_monitor.admin_actions WHERE employee_id = 'emp-@E@' AND occurred_at >= now() - interval '1 day' ORDER BY occurred_at DESC, id DESC"
-	"critical changes of the last 7 days, first 20|SELECT * FROM activity_monitor.critical_changes WHERE occurred_at >= now() - interval '7 days' ORDER BY occurred_at DESC, id DESC LIMIT 20"
-	"an account's last 30 days|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' AND occurred_at >= now() - interval '30 days' ORDER BY occurred_at DESC, id DESC"
+	"an employee's day|SELECT * FROM activity_monitor.admin_actions WHERE employee_id = 'emp-@E@' AND occurred_at >= @AGO:1 day@ ORDER BY occurred_at DESC, id DESC"
+	"critical changes of the last 7 days, first 20|SELECT * FROM activity_monitor.critical_changes WHERE occurred_at >= @AGO:7 days@ ORDER BY occurred_at DESC, id DESC LIMIT 20"
+	"an account's last 30 days|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' AND occurred_at >= @AGO:30 days@ ORDER BY occurred_at DESC, id DESC"
 	"the dashboard|SELECT * FROM activity_monitor.dashboard"
 )
+bounds=${HISTORY_BOUNDS:-now}
+case $bounds in
+now | literal) ;;
+*) echo "HISTORY_BOUNDS must be now or literal" >&2; exit 2 ;;
+esac
 
 # inst SQL I: the query for run I
 inst() {
-	local s=$1
-	s=${s//@S@/$((($2 * 7919 + 13) % 100000))}
-	echo "${s//@E@/$(($2 % 50))}"
+	local s=$1 iv
+	s=${s//@S@/$((10001 + ($2 * 7919 + 13) % 89999))}
+	s=${s//@E@/$(($2 % 50))}
+	while [[ $s =~ @AGO:([^@]*)@ ]]; do
+		iv=${BASH_REMATCH[1]}
+		if [ "$bounds" = literal ]; then
+			s=${s//"@AGO:$iv@"/"'$(date -u -d "now - $iv" '+%Y-%m-%d %H:%M:%S+00')'"}
+		else
+			s=${s//"@AGO:$iv@"/"now() - interval '$iv'"}
+		fi
+	done
+	echo "$s"
 }
 
 # measure DB SQL: "p50 p90 planning execution locks beyond-fast-path"
@@ -394,9 +415,10 @@ report() {
 	echo
 	echo "- date: $started"
 	echo "- machine: $(bench_machine)"
-	echo "- command: \`$(for v in HISTORY_SMOKE HISTORY_REUSE BENCH_USE_EXISTING HISTORY_DAYS HISTORY_EVENTS HISTORY_SHORT_DAYS HISTORY_SHORT_EVENTS HISTORY_RUNS HISTORY_SESSIONS; do
+	echo "- command: \`$(for v in HISTORY_SMOKE HISTORY_REUSE HISTORY_BOUNDS BENCH_USE_EXISTING HISTORY_DAYS HISTORY_EVENTS HISTORY_SHORT_DAYS HISTORY_SHORT_EVENTS HISTORY_RUNS HISTORY_SESSIONS; do
 		[ -n "${!v:-}" ] && printf '%s=%s ' "$v" "${!v}"; done)test/bench/history.sh\`"
 	while read -r line; do echo "- $line"; done <"$work/loads"
+	echo "- time bounds: HISTORY_BOUNDS=$bounds ($( [ "$bounds" = now ] && echo "now() - interval '...'" || echo "timestamptz literals computed by the client"))"
 	echo "- p50/p90: $runs runs as psql \\timing sees them, planning included; planning, execution: median of $explain_runs EXPLAIN (ANALYZE, TIMING OFF); locks: relation locks the query holds in its transaction (in brackets: beyond the 16 fast-path slots, in the shared lock table)"
 	echo "- shared lock table: $slots slots"
 	echo "- machine load average (1, 5, 15 min) before the measurements: $load_before; after the probe: $load_after"
