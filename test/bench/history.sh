@@ -402,12 +402,13 @@ for db in $dbs; do
 done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-slots=$(psql -X -At -c "SELECT current_setting('max_locks_per_transaction')::int
-	* (current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
-	   + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
-	   + current_setting('max_prepared_transactions')::int)
-	|| ' (max_locks_per_transaction ' || current_setting('max_locks_per_transaction')
-	|| ' × (max_connections ' || current_setting('max_connections') || ' + other backends and prepared transactions))'")
+slots=$(psql -X -At -c "SELECT n || ' locked objects, ' || 2 * n || ' holders (max_locks_per_transaction '
+	|| current_setting('max_locks_per_transaction') || ' × (max_connections ' || current_setting('max_connections')
+	|| ' + other backends and prepared transactions); the tables can grow into spare shared memory)'
+	FROM (SELECT current_setting('max_locks_per_transaction')::int
+		* (current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
+		   + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
+		   + current_setting('max_prepared_transactions')::int) AS n) s")
 
 report() {
 	local qi a b name
@@ -420,7 +421,7 @@ report() {
 	while read -r line; do echo "- $line"; done <"$work/loads"
 	echo "- time bounds: HISTORY_BOUNDS=$bounds ($( [ "$bounds" = now ] && echo "now() - interval '...'" || echo "timestamptz literals computed by the client"))"
 	echo "- p50/p90: $runs runs as psql \\timing sees them, planning included; planning, execution: median of $explain_runs EXPLAIN (ANALYZE, TIMING OFF); locks: relation locks the query holds in its transaction (in brackets: beyond the 16 fast-path slots, in the shared lock table)"
-	echo "- shared lock table: $slots slots"
+	echo "- shared lock table: $slots"
 	echo "- machine load average (1, 5, 15 min) before the measurements: $load_before; after the probe: $load_after"
 	while read -r line; do echo "- note: $line"; done <"$work/notes"
 	echo
