@@ -615,6 +615,29 @@ duty_alerts(void)
 	record_error(error);
 }
 
+/*
+ * Merge duty: one step of merging old partitions into months and years
+ * (_worker_merge(), one short transaction, which records what it did in
+ * worker_state).  Returns true when the next step should follow at once
+ * rather than a naptime later.
+ */
+static bool
+duty_merge(void)
+{
+	Datum		more;
+	bool		isnull;
+	char	   *error;
+
+	if (!run_sql_row("partition merge",
+					 "SELECT m.more FROM activity_monitor._worker_merge() m",
+					 NULL, 1, &more, &isnull, &error))
+	{
+		record_error(error);
+		return false;
+	}
+	return !isnull && DatumGetBool(more);
+}
+
 /* Rollup duty: the per-minute counts behind the dashboard view. */
 static void
 duty_rollup(void)
@@ -639,6 +662,7 @@ activity_monitor_worker_main(Datum main_arg)
 	TimestampTz last_partitions = 0;
 	TimestampTz last_alerts = 0;
 	ExtensionState last_state = EXT_ABSENT;
+	bool		merging = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -736,7 +760,8 @@ activity_monitor_worker_main(Datum main_arg)
 		 * Alerts on every wake-up, but at most one round per alert_delay: under
 		 * a stream of commits, each setting the latch, a round per commit would
 		 * keep a core busy on tiny batches.  Partitions and rollup once per
-		 * naptime.
+		 * naptime; a merge of old partitions step by step, one step between
+		 * two alert rounds, until it has nothing left to do.
 		 */
 		now = GetCurrentTimestamp();
 		if (alert_delay > 0 && !TimestampDifferenceExceeds(last_alerts, now, alert_delay))
@@ -751,12 +776,15 @@ activity_monitor_worker_main(Datum main_arg)
 		{
 			duty_partitions();
 			duty_rollup();
+			merging = true;
 			last_partitions = now;
 		}
+		if (merging && !got_sigterm)
+			merging = duty_merge();
 
 		MemoryContextReset(round_cxt);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 naptime * 1000L, PG_WAIT_EXTENSION);
+						 merging ? Max(alert_delay, 1) : naptime * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

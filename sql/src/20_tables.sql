@@ -27,10 +27,16 @@ SELECT pg_catalog.pg_extension_config_dump('activity_monitor.tracked', '');
 CREATE TABLE activity_monitor.config (
 	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
 	partition_interval	interval NOT NULL DEFAULT '1 day',
-	premake				int NOT NULL DEFAULT 7,
+	premake				int NOT NULL DEFAULT 2,
 	retention			interval,
-	retention_mode		text NOT NULL DEFAULT 'drop' CHECK (retention_mode IN ('drop', 'detach'))
+	retention_mode		text NOT NULL DEFAULT 'drop' CHECK (retention_mode IN ('drop', 'detach')),
+	merge_after			interval NOT NULL DEFAULT '7 days',
+	merge_interval		interval NOT NULL DEFAULT '1 year'
 );
+COMMENT ON COLUMN activity_monitor.config.merge_after IS
+	'a month (or year) is merged into one partition once it ended this long ago';
+COMMENT ON COLUMN activity_monitor.config.merge_interval IS
+	'the largest merged partition: 1 year (months, then years), 1 month, or 0 (no merging)';
 -- The dump of a database carries its own row (and pg_dump scripts run with
 -- row_security off): insert the defaults only outside a restore.
 DO $defaults$
@@ -124,9 +130,32 @@ CREATE TABLE activity_monitor.worker_state (
 	partitions_created	bigint NOT NULL DEFAULT 0,
 	partitions_retired	bigint NOT NULL DEFAULT 0,
 	last_error			text,
-	last_error_at		timestamptz
+	last_error_at		timestamptz,
+	partitions_merged	bigint NOT NULL DEFAULT 0,
+	last_merge			text,
+	last_merge_at		timestamptz
 );
 INSERT INTO activity_monitor.worker_state DEFAULT VALUES;
+
+/*
+ * The merge in progress (at most one; _merge_step()): the partitions of
+ * [lower, upper) are copied one by one into the free-standing table
+ * target (pieces: those copied so far, in order), which is then indexed
+ * (built_xid: the transaction that finished it) and swapped in for them
+ * once no snapshot older than built_xid is left.  Not dumped: the build
+ * table is an extension member until the swap, so a dump taken during a
+ * merge carries neither and its restore merges again.
+ */
+CREATE TABLE activity_monitor.merge (
+	target				name PRIMARY KEY,
+	lower				timestamptz NOT NULL,
+	upper				timestamptz NOT NULL,
+	pieces				oid[] NOT NULL DEFAULT '{}',
+	copied_to			timestamptz NOT NULL,
+	rows_copied			bigint NOT NULL DEFAULT 0,
+	built_xid			xid8,
+	started_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
 
 -- ---------------------------------------------------------------------------
 -- Alert rules and alerts

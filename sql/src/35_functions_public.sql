@@ -175,15 +175,17 @@ $fn$;
 -- ---------------------------------------------------------------------------
 
 /*
- * configure(): change partitioning and retention; NULL keeps a value.
- * retention_mode 'none' switches retention off.  A retention below
- * activity_monitor.min_retention is refused.  Everything is validated before
- * anything changes.
+ * configure(): change partitioning, retention and merging; NULL keeps a
+ * value.  retention_mode 'none' switches retention off, merge_interval '0'
+ * merging.  A retention below activity_monitor.min_retention is refused.
+ * Everything is validated before anything changes.
  */
 CREATE FUNCTION activity_monitor.configure(partition_interval interval DEFAULT NULL,
 										   premake int DEFAULT NULL,
 										   retention interval DEFAULT NULL,
-										   retention_mode text DEFAULT NULL)
+										   retention_mode text DEFAULT NULL,
+										   merge_after interval DEFAULT NULL,
+										   merge_interval interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -218,6 +220,19 @@ BEGIN
 		RAISE EXCEPTION 'retention_mode none cannot take a retention'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF merge_after IS NOT NULL THEN
+		PERFORM activity_monitor._check_interval('merge_after', merge_after);
+	END IF;
+	-- (field by field: interval '30 days' = interval '1 month')
+	IF merge_interval IS NOT NULL
+	   AND (extract(year FROM merge_interval), extract(month FROM merge_interval),
+			extract(day FROM merge_interval), extract(epoch FROM merge_interval))
+		   NOT IN ((0, 0, 0, 0), (0, 1, 0, 2592000), (1, 0, 0, 31557600)) THEN
+		RAISE EXCEPTION 'merge_interval must be 1 year, 1 month or 0'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The value given was %s.', merge_interval),
+			HINT = 'With 1 year old partitions merge into months, then years; with 0 they are never merged.';
+	END IF;
 
 	INSERT INTO activity_monitor.config DEFAULT VALUES ON CONFLICT DO NOTHING;
 	UPDATE activity_monitor.config c SET
@@ -226,7 +241,9 @@ BEGIN
 		retention = CASE WHEN configure.retention_mode = 'none' THEN NULL
 						 ELSE coalesce(configure.retention, c.retention) END,
 		retention_mode = CASE WHEN configure.retention_mode IN ('drop', 'detach')
-							  THEN configure.retention_mode ELSE c.retention_mode END;
+							  THEN configure.retention_mode ELSE c.retention_mode END,
+		merge_after = coalesce(configure.merge_after, c.merge_after),
+		merge_interval = coalesce(configure.merge_interval, c.merge_interval);
 END
 $fn$;
 

@@ -11,7 +11,8 @@
 CREATE VIEW activity_monitor.settings AS
 	SELECT c.partition_interval, c.premake, c.retention,
 		   CASE WHEN c.retention IS NULL THEN 'none' ELSE c.retention_mode END AS retention_mode,
-		   pg_catalog.current_setting('activity_monitor.naptime', true) AS naptime
+		   pg_catalog.current_setting('activity_monitor.naptime', true) AS naptime,
+		   c.merge_after, c.merge_interval
 	FROM activity_monitor.config c;
 
 CREATE VIEW activity_monitor.worker_status AS
@@ -20,7 +21,11 @@ CREATE VIEW activity_monitor.worker_status AS
 		   EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
 				   WHERE a.pid = w.pid AND a.backend_type = 'activity_monitor worker') AS running,
 		   w.started_at, w.starts, w.last_run_at, w.last_result,
-		   w.partitions_created, w.partitions_retired, w.last_error, w.last_error_at
+		   w.partitions_created, w.partitions_retired, w.last_error, w.last_error_at,
+		   w.partitions_merged, w.last_merge, w.last_merge_at,
+		   (SELECT pg_catalog.format('%s: %s rows copied, %s', m.target, m.rows_copied,
+									 CASE WHEN m.built_xid IS NULL THEN 'copying' ELSE 'built' END)
+			FROM activity_monitor.merge m) AS merge_in_progress
 	FROM activity_monitor.worker_state w;
 
 -- ---------------------------------------------------------------------------
