@@ -167,7 +167,7 @@ SELECT is((SELECT retention FROM activity_monitor.config), '30 days'::interval, 
 
 -- A retention below the floor already stored (0.1.0 allowed it) retires
 -- nothing younger than the floor.
-SELECT activity_monitor.maintain(now() - interval '20 days');
+SELECT activity_monitor.maintain(now() - d * interval '1 day') FROM generate_series(20, 1, -1) d;
 UPDATE activity_monitor.config SET retention = '1 hour';
 SET SESSION AUTHORIZATION am_sec_admin;
 SELECT lives_ok($$SELECT activity_monitor.maintain()$$, 'admin: maintain() with a stored retention of 1 hour');

@@ -61,7 +61,8 @@ SELECT activity_monitor.track('customers', 'profile', subject_column => 'id',
 SELECT activity_monitor.track('orders', 'payment', subject_column => 'customer_id',
 	status_column => 'status', critical_columns => '{total}');
 -- Settings that differ from the defaults the install script writes.
-UPDATE activity_monitor.config SET premake = 3, retention = '400 days', retention_mode = 'detach';
+UPDATE activity_monitor.config SET premake = 3, retention = '400 days', retention_mode = 'detach',
+	merge_after = '3 days', merge_interval = '1 month';
 -- Partitions for days in the past too.
 SELECT activity_monitor.maintain(now() - interval '10 days');
 
@@ -127,7 +128,8 @@ qd -c "CREATE SCHEMA am_cmp" || fail "cannot create the scratch schema"
 
 # Configuration row.
 cmp_load config "SELECT * FROM activity_monitor.config" \
-	"single boolean, partition_interval interval, premake int, retention interval, retention_mode text" ||
+	"single boolean, partition_interval interval, premake int, retention interval, retention_mode text,
+	 merge_after interval, merge_interval interval" ||
 	fail "cannot copy the configuration"
 cmp_diff "configuration row (activity_monitor.config)" config "SELECT * FROM activity_monitor.config"
 [ "$(qd -c "SELECT count(*) FROM activity_monitor.config")" = 1 ] || check "activity_monitor.config has not one row"

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Old partitions merge into months and years (issue 16), by the worker:
+#
+# 1. A history of daily partitions (two days at the end of a year long
+#    gone, the last ~70 days) with events: once merging is switched on, the
+#    worker merges every month that ended merge_after ago into one partition
+#    activity_mYYYYMM and the old year into activity_yYYYY; the rows are the
+#    same (every column), the merged partitions have the four indexes and
+#    the reader's grant, no build or detached piece is left, worker_status
+#    counts the partitions merged away.
+# 2. MVCC: a REPEATABLE READ transaction whose snapshot is older than a
+#    build still sees every row of the merged range after the worker is
+#    ready to swap (the worker waits for it: without the wait it would see
+#    the merged partition empty).
+# 3. Capture goes on during the merges: every insert into a tracked table
+#    succeeds and is captured once.
+# 4. pg_dump / pg_restore of the merged history gives the same rows.
+# 5. configure() refuses a bad merge_after or merge_interval with 22023 and
+#    changes nothing; settings shows the values.
+#
+# Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
+# pass.  Every wait has a deadline.
+set -euo pipefail
+db=am_merges
+. "$AM_ROOT/test/lib/shell.sh"
+work=$AM_TMP/merges
+rm -rf "$work"
+mkdir -p "$work"
+bpid=""
+wpid=""
+cleanup() {
+	exec 3>&- 2>/dev/null || true
+	[ -n "$bpid" ] && kill "$bpid" 2>/dev/null || true
+	[ -n "$wpid" ] && kill "$wpid" 2>/dev/null || true
+	am_db_drop
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS am_merges_restored WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+am_db_new
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL' || fail "setup failed"
+CREATE EXTENSION activity_monitor;
+SELECT activity_monitor.configure(merge_interval => '0');
+CREATE TABLE payments (id int PRIMARY KEY, amount numeric);
+SELECT activity_monitor.track('payments', 'payment');
+-- daily partitions: the turn of a year long gone, and the last 70 days
+DO $$
+DECLARE
+	d	timestamptz;
+BEGIN
+	FOR d IN SELECT g FROM generate_series(date_trunc('year', now() - interval '2 years') - interval '2 days',
+										   date_trunc('year', now() - interval '2 years'), interval '1 day') g
+		UNION ALL SELECT g FROM generate_series(now() - interval '70 days', now(), interval '1 day') g
+	LOOP
+		PERFORM activity_monitor.maintain(now => d);
+	END LOOP;
+END
+$$;
+-- an event every 2 hours wherever a partition is
+INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, subject_id, actor_type)
+SELECT g, 'payment', 'insert', 'public.payments', (g2 % 97)::text, 'user'
+FROM activity_monitor._partitions() p
+CROSS JOIN LATERAL generate_series(p.lower, least(p.upper, now()) - interval '1 second', interval '2 hours')
+	WITH ORDINALITY AS s(g, g2);
+SQL
+
+rows() { q "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id)) FROM activity_monitor.activity a"; }
+before=$(rows)
+parts_before=$(q "SELECT count(*) FROM activity_monitor._partitions()")
+# a month certainly due (ended more than merge_after ago) and its row count
+due_lo=$(q "SELECT date_trunc('month', now() - interval '45 days', 'UTC')")
+due_rows=$(q "SELECT count(*) FROM activity_monitor.activity
+			  WHERE occurred_at >= '$due_lo' AND occurred_at < '$due_lo'::timestamptz + interval '1 month'")
+[ "$due_rows" -gt 0 ] || fail "no events in the month from $due_lo"
+
+# 5. bad input
+for bad in "merge_interval => '30 days'" "merge_interval => '2 months'" "merge_interval => '-1 year'" \
+	"merge_after => '0'" "merge_after => '90 minutes'" "merge_after => '1 month'"; do
+	state=$(psql -X -At -d "$db" -c "\\set VERBOSITY sqlstate" -c "SELECT activity_monitor.configure($bad)" 2>&1 || true)
+	[ "$state" = "ERROR:  22023" ] || fail "configure($bad) gave: $state"
+done
+[ "$(q "SELECT merge_after || ' ' || merge_interval FROM activity_monitor.settings")" = "7 days 00:00:00" ] ||
+	fail "configure changed the settings: $(q "SELECT merge_after, merge_interval FROM activity_monitor.settings")"
+
+# 2. a REPEATABLE READ snapshot older than the merges, not touching activity
+rm -f "$work/b.fifo"
+mkfifo "$work/b.fifo"
+psql -X -q -At -d "$db" <"$work/b.fifo" >"$work/b.out" 2>&1 &
+bpid=$!
+exec 3>"$work/b.fifo"
+echo "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 'snapshot', count(*) FROM pg_class;" >&3
+am_wait_for 20 "$db" "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = '$db' AND state = 'idle in transaction'" ||
+	fail "session B did not start its transaction"
+
+# 3. capture during the merges: 3000 inserts, one a transaction, 5 ms apart
+for i in $(seq 1 3000); do echo "INSERT INTO payments VALUES ($i, $i); SELECT pg_sleep(0.005);"; done >"$work/writes.sql"
+psql -X -q -At -d "$db" -f "$work/writes.sql" >"$work/writes.out" 2>&1 &
+wpid=$!
+
+q "SELECT activity_monitor.configure(merge_interval => '1 year')" >/dev/null
+# the worker builds a merge and then waits for B's snapshot
+am_wait_for 120 "$db" "SELECT last_merge LIKE '%waits for snapshots older than its build%' FROM activity_monitor.worker_status" ||
+	fail "the worker did not come to wait for the old snapshot: $(q "SELECT last_merge, merge_in_progress FROM activity_monitor.worker_status")"
+sleep 3
+echo "SELECT 'seen', count(*) FROM activity_monitor.activity WHERE occurred_at >= '$due_lo' AND occurred_at < '$due_lo'::timestamptz + interval '1 month';" >&3
+for _ in $(seq 1 40); do grep -q '^seen|' "$work/b.out" && break; sleep 0.5; done
+seen=$(sed -n 's/^seen|//p' "$work/b.out")
+[ "$seen" = "$due_rows" ] || fail "the old snapshot saw $seen rows of the month from $due_lo, not $due_rows: $(cat "$work/b.out")"
+echo "COMMIT;" >&3
+exec 3>&-
+
+# 1. the worker merges everything due
+am_wait_for 300 "$db" "SELECT NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
+	AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE 'activity\\_merged\\_%' OR relname LIKE 'activity\\_build\\_%')
+	AND NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() p
+					GROUP BY date_trunc('month', p.lower, 'UTC')
+					HAVING date_trunc('month', p.lower, 'UTC') + interval '1 month' + interval '7 days' <= now()
+					   AND count(*) > 1)" ||
+	fail "the worker did not merge the due months: $(q "SELECT last_merge, merge_in_progress, last_error FROM activity_monitor.worker_status")"
+wait "$wpid" || true
+wpid=""
+grep -q ERROR "$work/writes.out" && fail "a write failed during the merges: $(grep -m 3 ERROR "$work/writes.out")"
+[ "$(q "SELECT count(*) FROM activity_monitor.activity WHERE table_name = 'public.payments' AND action = 'insert'
+		AND row_key IS NOT NULL")" = 3000 ] || fail "captured $(q "SELECT count(*) FROM activity_monitor.activity WHERE row_key IS NOT NULL") of 3000 inserts"
+
+after=$(q "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id)) FROM activity_monitor.activity a WHERE row_key IS NULL")
+[ "$after" = "$before" ] || fail "the merged history differs: $after, was $before"
+year=$(q "SELECT to_char(now() - interval '2 years', 'YYYY')")
+q "SELECT 1 FROM activity_monitor._partitions() WHERE part = 'activity_monitor.activity_y$year'::regclass
+	AND lower = date_trunc('year', now() - interval '2 years', 'UTC')" | grep -qx 1 ||
+	fail "no partition activity_y$year: $(q "SELECT string_agg(part::text, ' ') FROM activity_monitor._partitions()")"
+month=$(q "SELECT 'activity_m' || to_char('$due_lo'::timestamptz AT TIME ZONE 'UTC', 'YYYYMM')")
+[ "$(q "SELECT count(*) FROM activity_monitor.$month")" = "$due_rows" ] || fail "$month does not hold the month's $due_rows rows"
+[ "$(q "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = 'activity_monitor.$month'::regclass AND c.relname LIKE '${month}\\_%'")" = 4 ] ||
+	fail "$month lacks its four indexes: $(q "SELECT string_agg(indexrelid::regclass::text, ' ') FROM pg_index WHERE indrelid = 'activity_monitor.$month'::regclass")"
+[ "$(q "SELECT bool_and(has_table_privilege('activity_monitor_reader', part, 'SELECT'))
+		AND NOT bool_or(has_table_privilege('public', part, 'SELECT')) FROM activity_monitor._partitions()")" = t ] ||
+	fail "a merged partition lacks the reader's grant or is readable by PUBLIC"
+parts_after=$(q "SELECT count(*) FROM activity_monitor._partitions()")
+merged=$(q "SELECT partitions_merged FROM activity_monitor.worker_status")
+[ "$parts_after" -lt "$((parts_before - 30))" ] || fail "$parts_before partitions before, $parts_after after"
+[ "$merged" -ge "$((parts_before - parts_after))" ] || fail "worker_status counts $merged partitions merged away"
+[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status")" ] ||
+	fail "worker error: $(q "SELECT last_error FROM activity_monitor.worker_status")"
+
+# 4. dump and restore of the merged history
+pg_dump -Fc -f "$work/m.dump" "$db" 2>"$work/dump.err" || fail "pg_dump failed: $(cat "$work/dump.err")"
+psql -X -q -d postgres -c "CREATE DATABASE am_merges_restored" >/dev/null
+pg_restore -d am_merges_restored "$work/m.dump" >"$work/restore.out" 2>&1 || fail "pg_restore failed: $(head -5 "$work/restore.out")"
+restored=$(psql -X -At -d am_merges_restored -c "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id))
+	FROM activity_monitor.activity a WHERE row_key IS NULL")
+[ "$restored" = "$before" ] || fail "the restored history differs: $restored, was $before"
+[ "$(psql -X -At -d am_merges_restored -c "SELECT count(*) FROM activity_monitor._partitions()")" = "$parts_after" ] ||
+	fail "the restored database has other partitions"
+echo "ok: $parts_before partitions merged into $parts_after ($merged merged away); the old snapshot saw $seen of $due_rows rows"
