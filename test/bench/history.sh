@@ -5,7 +5,7 @@
 # its own:
 #   1. CREATE EXTENSION, then activity_monitor.maintain(now => ...) travelling
 #      from HISTORY_DAYS ago to today, day by day (HISTORY_STEP_DAYS; the
-#      default premake of 7 makes 8 days a call), each call its own
+#      default premake of 2 makes 3 days a call), each call its own
 #      transaction (a superuser may pass any past "now");
 #   2. the events (HISTORY_EVENTS, the 31-day history HISTORY_SHORT_EVENTS)
 #      spread evenly over the period, in time order, bulk-inserted through
@@ -14,7 +14,14 @@
 #      inserts, two thirds status changes, payment status changes critical;
 #   3. VACUUM ANALYZE and the dashboard's rollup of the last day, then the
 #      worker's own maintenance at the real time until a run of it finds
-#      nothing to do ("created 0, retired 0" after the load).
+#      nothing to do ("created 0, retired 0" after the load) and its merges
+#      of old partitions into months and years are done (no merge in
+#      progress, no month or year due with more than one partition).
+# The queries are the documented way to ask them: account_timeline() for
+# an account's events, the views with time bounds sent as timestamptz
+# literals (HISTORY_BOUNDS=literal, the default), the dashboard view; the
+# timeline view's form of the two account queries is measured too, for
+# reference (not in the probe).
 # Then, for each query: p50 and p90 over HISTORY_RUNS executions as psql
 # \timing sees them (a fresh statement each run, planning included, one
 # session, one warm-up run first), the median planning and execution time
@@ -33,21 +40,22 @@
 #
 # Environment: HISTORY_DAYS (1825), HISTORY_EVENTS (10000000),
 # HISTORY_SHORT_DAYS (31), HISTORY_SHORT_EVENTS (= HISTORY_EVENTS),
-# HISTORY_STEP_DAYS (1), HISTORY_BOUNDS (now: the time bounds as
-# now() - interval; literal: as timestamptz literals), HISTORY_RUNS (20), HISTORY_EXPLAIN_RUNS (5),
+# HISTORY_STEP_DAYS (1), HISTORY_BOUNDS (literal: the time bounds as
+# timestamptz literals; now: as now() - interval), HISTORY_RUNS (20), HISTORY_EXPLAIN_RUNS (5),
 # HISTORY_SESSIONS (100), HISTORY_PGBENCH_SECONDS (10), HISTORY_SMOKE=1
-# (defaults 400 days in steps of 8, 200,000 events, 5 runs, 3 explains,
+# (defaults 400 days in steps of 3, 200,000 events, 5 runs, 3 explains,
 # 10 sessions, 2 s), HISTORY_KEEP=1 (keep the two databases, am_history_short and
 # am_history_long, for study by hand), HISTORY_REUSE=1 (measure the kept
 # databases again instead of loading), BENCH_RESULTS_DIR (test/bench/results:
 # the report is also written to history-latest.md there),
-# BENCH_USE_EXISTING=1.  The own cluster gets max_connections =
+# BENCH_USE_EXISTING=1, HISTORY_MERGE_WAIT (seconds to wait for the
+# worker's merges, 7200).  The own cluster gets max_connections =
 # HISTORY_SESSIONS + 30 and the default max_locks_per_transaction.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 if [ "${HISTORY_SMOKE:-0}" = 1 ]; then
-	d_days=400 d_events=200000 d_step=8 d_runs=5 d_explain=3 d_sessions=10 d_pgb=2
+	d_days=400 d_events=200000 d_step=3 d_runs=5 d_explain=3 d_sessions=10 d_pgb=2
 else
 	d_days=1825 d_events=10000000 d_step=1 d_runs=20 d_explain=5 d_sessions=100 d_pgb=10
 fi
@@ -184,24 +192,35 @@ SQL
 }
 
 # worker_done SINCE DB...: wait until the worker of each DB has run its
-# maintenance at the real time after SINCE and found nothing to do.
+# maintenance at the real time after SINCE and found nothing to do, and
+# has merged every month and year due.
 worker_done() {
-	local since=$1 db deadline t0
+	local since=$1 db deadline t0 parts
 	shift
 	t0=$(date +%s)
-	deadline=$((t0 + 300))
+	deadline=$((t0 + ${HISTORY_MERGE_WAIT:-7200}))
 	for db in "$@"; do
 		until [ "$(p "$db" -At -c "SELECT coalesce(bool_or(last_run_at > '$since' AND last_result = 'created 0, retired 0'), false)
-				FROM activity_monitor.worker_status")" = t ]; do
+				AND NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
+				AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE 'activity\\_merged\\_%' OR relname LIKE 'activity\\_build\\_%')
+				AND NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() p
+								GROUP BY date_trunc('month', p.lower, 'UTC')
+								HAVING date_trunc('month', p.lower, 'UTC') + interval '1 month' + s.merge_after <= now()
+								   AND count(*) > 1)
+				FROM activity_monitor.worker_status, activity_monitor.settings s")" = t ]; do
 			if [ "$(date +%s)" -gt "$deadline" ]; then
-				note "$db: the worker did not finish its maintenance within 300 s: $(p "$db" -At -c "SELECT last_run_at, last_result, last_error FROM activity_monitor.worker_status")"
+				note "$db: the worker did not finish its maintenance and merges in time: $(p "$db" -At -c "SELECT last_run_at, last_result, last_merge, merge_in_progress, last_error FROM activity_monitor.worker_status")"
 				break
 			fi
-			sleep 0.5
+			sleep 1
 		done
+		parts=$(p "$db" -At -c "SELECT count(*) || ' partitions (' || count(*) FILTER (WHERE c.relname ~ '_y[0-9]') || ' years, '
+				|| count(*) FILTER (WHERE c.relname ~ '_m[0-9]') || ' months, ' || count(*) FILTER (WHERE c.relname ~ '_p[0-9]')
+				|| ' days, the default), ' || (SELECT partitions_merged FROM activity_monitor.worker_status) || ' merged away'
+			FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'activity_monitor.activity'::regclass")
+		echo "$db after the worker's maintenance and merges ($(($(date +%s) - t0)) s after the loads): $parts" |
+			tee -a "$work/loads" >&2
 	done
-	echo "the workers' maintenance at the real time found nothing left to do $(($(date +%s) - t0)) s after the loads" |
-		tee -a "$work/loads" >&2
 }
 
 # --- the queries ----------------------------------------------------------------------
@@ -214,13 +233,17 @@ worker_done() {
 # (HISTORY_BOUNDS=literal: pruned at plan time; now() minus an interval is
 # not, timestamptz - interval being only stable)
 queries=(
-	"an account's latest 50 events|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' ORDER BY occurred_at DESC, id DESC LIMIT 50"
+	"an account's latest 50 events|SELECT * FROM activity_monitor.account_timeline('@S@', 50)"
 	"an employee's day|SELECT * FROM activity_monitor.admin_actions WHERE employee_id = 'emp-@E@' AND occurred_at >= @AGO:1 day@ ORDER BY occurred_at DESC, id DESC"
 	"critical changes of the last 7 days, first 20|SELECT * FROM activity_monitor.critical_changes WHERE occurred_at >= @AGO:7 days@ ORDER BY occurred_at DESC, id DESC LIMIT 20"
-	"an account's last 30 days|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' AND occurred_at >= @AGO:30 days@ ORDER BY occurred_at DESC, id DESC"
+	"an account's last 30 days|SELECT * FROM activity_monitor.account_timeline('@S@', NULL, since => @AGO:30 days@)"
 	"the dashboard|SELECT * FROM activity_monitor.dashboard"
+	"(reference) latest 50 through the timeline view|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' ORDER BY occurred_at DESC, id DESC LIMIT 50"
+	"(reference) last 30 days through the timeline view|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' AND occurred_at >= @AGO:30 days@ ORDER BY occurred_at DESC, id DESC"
 )
-bounds=${HISTORY_BOUNDS:-now}
+# the probe runs the first probe_queries of them
+probe_queries=5
+bounds=${HISTORY_BOUNDS:-literal}
 case $bounds in
 now | literal) ;;
 *) echo "HISTORY_BOUNDS must be now or literal" >&2; exit 2 ;;
@@ -309,7 +332,7 @@ probe() {
 	local pgb_loop=$!
 	# the sessions
 	for i in $(seq 1 "$sessions"); do
-		entry=${queries[$(((i - 1) % ${#queries[@]}))]}
+		entry=${queries[$(((i - 1) % probe_queries))]}
 		(
 			PGAPPNAME=am_history_probe psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >"$dir/s$i.out" 2>"$dir/s$i.err" <<SQL
 BEGIN;
@@ -434,7 +457,7 @@ report() {
 		echo "| $name | ${a[0]} | ${a[1]} | ${a[2]} | ${a[3]} | ${a[4]} (${a[5]}) | ${b[0]} | ${b[1]} | ${b[2]} | ${b[3]} | ${b[4]} (${b[5]}) |"
 	done
 	echo
-	echo "Concurrency probe: $sessions sessions, each running one of the queries above (in turn) inside a transaction kept open until all have run; pgbench capture (workload.sql, 2 clients) all along and ${pgb_secs} s more while every session holds its locks."
+	echo "Concurrency probe: $sessions sessions, each running one of the first $probe_queries queries above (in turn) inside a transaction kept open until all have run; pgbench capture (workload.sql, 2 clients) all along and ${pgb_secs} s more while every session holds its locks."
 	echo
 	read -r -a a <<<"${pr[am_history_short]}"
 	read -r -a b <<<"${pr[am_history_long]}"
