@@ -107,6 +107,9 @@ typedef struct TimelineScan
 	TimestampTz since;
 	int64		lim;			/* PG_INT64_MAX: no limit */
 	Snapshot	snapshot;
+	Oid			at_family;		/* timestamptz's btree operator family */
+	RegProcedure at_lt;			/* its < and >= */
+	RegProcedure at_ge;
 	MemoryContext rowcxt;		/* the collected rows */
 	MemoryContext partcxt;		/* one partition's work, reset after it */
 	MemoryContext tuplecxt;		/* one row's work */
@@ -296,10 +299,10 @@ unit_in_range(const TimelineScan *ts, const TimelineUnit *u)
  * at are closed again, releasing their locks).
  */
 static Relation
-find_subject_index(Relation rel, AttrNumber subject_att, AttrNumber at_att)
+find_subject_index(const TimelineScan *ts, Relation rel, AttrNumber subject_att,
+				   AttrNumber at_att)
 {
 	Oid			subject_coll = TupleDescAttr(RelationGetDescr(rel), subject_att - 1)->attcollation;
-	Oid			at_family = get_opclass_family(GetDefaultOpClass(TIMESTAMPTZOID, BTREE_AM_OID));
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
 
@@ -319,7 +322,7 @@ find_subject_index(Relation rel, AttrNumber subject_att, AttrNumber at_att)
 			idx->rd_indcollation[0] == subject_coll &&
 			get_opfamily_member(idx->rd_opfamily[0], TEXTOID, TEXTOID,
 								BTEqualStrategyNumber) == TextEqualOperator &&
-			idx->rd_opfamily[1] == at_family)
+			idx->rd_opfamily[1] == ts->at_family)
 		{
 			list_free(indexes);
 			return idx;
@@ -388,7 +391,6 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
 {
 	ScanKeyData keys[3];
 	int			nkeys = 0;
-	Oid			at_family = idx->rd_opfamily[1];
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	ScanDirection dir;
@@ -399,18 +401,10 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
 						   idx->rd_indcollation[0], F_TEXTEQ, ts->subject);
 	if (ts->has_before)
 		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTLessStrategyNumber, InvalidOid,
-							   InvalidOid,
-							   get_opcode(get_opfamily_member(at_family, TIMESTAMPTZOID,
-															  TIMESTAMPTZOID,
-															  BTLessStrategyNumber)),
-							   TimestampTzGetDatum(ts->before));
+							   InvalidOid, ts->at_lt, TimestampTzGetDatum(ts->before));
 	if (ts->has_since)
 		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber,
-							   InvalidOid, InvalidOid,
-							   get_opcode(get_opfamily_member(at_family, TIMESTAMPTZOID,
-															  TIMESTAMPTZOID,
-															  BTGreaterEqualStrategyNumber)),
-							   TimestampTzGetDatum(ts->since));
+							   InvalidOid, InvalidOid, ts->at_ge, TimestampTzGetDatum(ts->since));
 
 	/* newest first whichever way the index orders occurred_at */
 	dir = (idx->rd_indoption[1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
@@ -508,7 +502,7 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 				 RelationGetRelationName(rel), name);
 	}
 
-	idx = find_subject_index(rel, subject_att, at_att);
+	idx = find_subject_index(ts, rel, subject_att, at_att);
 	if (idx != NULL)
 	{
 		n = read_index(ts, rel, idx, map, at_att, want);
@@ -582,6 +576,13 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	if (ts.has_since)
 		ts.since = PG_GETARG_TIMESTAMPTZ(3);
 	ts.snapshot = GetActiveSnapshot();
+	ts.at_family = get_opclass_family(GetDefaultOpClass(TIMESTAMPTZOID, BTREE_AM_OID));
+	ts.at_lt = get_opcode(get_opfamily_member(ts.at_family, TIMESTAMPTZOID, TIMESTAMPTZOID,
+											  BTLessStrategyNumber));
+	ts.at_ge = get_opcode(get_opfamily_member(ts.at_family, TIMESTAMPTZOID, TIMESTAMPTZOID,
+											  BTGreaterEqualStrategyNumber));
+	if (!RegProcedureIsValid(ts.at_lt) || !RegProcedureIsValid(ts.at_ge))
+		elog(ERROR, "no btree < or >= operator for timestamptz");
 	ts.out_id = attnum_by_name(ts.outdesc, "id") - 1;
 	ts.out_at = attnum_by_name(ts.outdesc, "occurred_at") - 1;
 	if (ts.out_id < 0 || ts.out_at < 0 ||
