@@ -110,7 +110,7 @@ typedef struct TimelineScan
 	Oid			at_family;		/* timestamptz's btree operator family */
 	RegProcedure at_lt;			/* its < and >= */
 	RegProcedure at_ge;
-	MemoryContext rowcxt;		/* the collected rows */
+	MemoryContext rowcxt;		/* the collected rows, the partition list */
 	MemoryContext partcxt;		/* one partition's work, reset after it */
 	MemoryContext tuplecxt;		/* one row's work */
 	TimelineRow *rows;
@@ -549,6 +549,7 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	List	   *dated = NIL;
 	int64		dated_rows = 0;
+	MemoryContext old;
 
 	cat = am_catalog();
 	activity = cat->activity;
@@ -599,7 +600,9 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	/* ACCESS SHARE on the parent until the end of the transaction */
 	parent = table_open(activity, AccessShareLock);
 	at_att = attnum_by_name(RelationGetDescr(parent), "occurred_at");
+	old = MemoryContextSwitchTo(ts.rowcxt);
 	units = list_units(parent, at_att);
+	MemoryContextSwitchTo(old);
 	table_close(parent, NoLock);
 
 	/* rows of any time first, whole (up to lim and ties each) */
@@ -611,7 +614,11 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 		if (!u->anytime)
 		{
 			if (unit_in_range(&ts, u))
+			{
+				old = MemoryContextSwitchTo(ts.rowcxt);
 				dated = lappend(dated, u);
+				MemoryContextSwitchTo(old);
+			}
 			continue;
 		}
 		foreach(lc2, u->leaves)
