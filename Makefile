@@ -15,10 +15,11 @@ OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c))
 # Install and upgrade scripts.  Shipped scripts are never edited.  The
 # install script of this release is built from sources by kind,
 # sql/src/[0-9]*.sql concatenated in file-name order (schema check, roles,
-# tables, functions, triggers, views, grants, init: sql/src/README.md), each
-# object written once as it is in this release.  The upgrade script from the
-# previous release is built from sql/src/<version>/*.sql, pieces that change
-# a database of the previous release into this one.  So every change of an
+# tables, functions, triggers, views, functions on views, grants, init:
+# sql/src/README.md), each object written once as it is in this release.
+# The upgrade script from the previous release is built from
+# sql/src/<version>/*.sql, pieces that change a database of the previous
+# release into this one.  So every change of an
 # object goes in two places: its kind file and an upgrade piece;
 # test/shell/upgrade.sh proves they agree (a fresh install and an updated
 # one are compared object by object).  At release the built install script

@@ -14,9 +14,10 @@
  * worker at commit), worker.c (the background workers), guard.c (the DDL
  * guard: event triggers that keep capture from being switched off),
  * partitions.c (capture triggers across partition trees), subxact.c
- * (surviving an ERROR in a subtransaction), activity_monitor.c (module
- * load, the utility hook).  This header declares only what one file calls
- * in another.
+ * (surviving an ERROR in a subtransaction), timeline.c (account_timeline():
+ * an account's events read partition by partition), activity_monitor.c
+ * (module load, the utility hook).  This header declares only what one
+ * file calls in another.
  *
  * IDENTIFICATION
  *	  src/activity_monitor.h

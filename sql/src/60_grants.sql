@@ -59,6 +59,13 @@ GRANT EXECUTE ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts
 	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int)
 	TO activity_monitor_reader;
 
+-- The timeline view's rows, read in C (src/timeline.c checks SELECT on the
+-- view): to those who may read the view.
+REVOKE ALL ON FUNCTION activity_monitor.account_timeline(text, int, timestamptz, timestamptz)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.account_timeline(text, int, timestamptz, timestamptz)
+	TO activity_monitor_reader;
+
 -- Views call it (user_sessions): the planner folds it into a constant as the
 -- role that queries them.
 REVOKE ALL ON FUNCTION activity_monitor._session_end_statuses() FROM PUBLIC;

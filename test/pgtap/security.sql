@@ -31,6 +31,7 @@ INSERT INTO fn_matrix VALUES
 	('_full_payload', false, true, true, true),
 	('_cut', false, true, true, true),
 	('_session_end_statuses', false, true, true, true),
+	('account_timeline', false, true, true, true),
 	('acknowledge', false, false, true, true),
 	('resolve', false, false, true, true),
 	('track', false, false, false, true),
