@@ -12,7 +12,8 @@
 #      the parent (INSERT ... SELECT, as queries.sh) one transaction per 30
 #      days: 100,000 accounts, 5 % employee actions (50 employees), a third
 #      inserts, two thirds status changes, payment status changes critical;
-#   3. VACUUM ANALYZE and the dashboard's rollup of the last day, then the
+#   3. VACUUM ANALYZE and the dashboard's rollup of the last day, merging
+#      switched on (off while the history was laid down), then the
 #      worker's own maintenance at the real time until a run of it finds
 #      nothing to do ("created 0, retired 0" after the load) and its merges
 #      of old partitions into months and years are done (no merge in
@@ -114,7 +115,9 @@ load() {
 	local db=$1 days=$2 n=$3 t0 t1 t2 t3
 	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 	t0=$(date +%s)
-	p "$db" -c "CREATE EXTENSION activity_monitor"
+	# (merging waits until the events are in: the worker then merges them
+	# at the real time, as it merges an installation of 0.2.0's first layout)
+	p "$db" -c "CREATE EXTENSION activity_monitor" -c "SELECT activity_monitor.configure(merge_interval => '0')"
 	# 1. maintenance travelling through the period, a transaction per call
 	p "$db" <<SQL
 DO \$travel\$
@@ -172,7 +175,8 @@ SQL
 	t2=$(date +%s)
 	# 3. statistics, the dashboard's rollup, and the capture workload's tables
 	p "$db" -c "VACUUM ANALYZE activity_monitor.activity" \
-		-c "SELECT activity_monitor._rollup(now() - interval '1 day')" >/dev/null
+		-c "SELECT activity_monitor._rollup(now() - interval '1 day')" \
+		-c "SELECT activity_monitor.configure(merge_interval => '1 year')" >/dev/null
 	p "$db" -f "$BENCH_DIR/schema.sql" >/dev/null
 	p "$db" >/dev/null <<'SQL'
 SELECT activity_monitor.track('accounts', 'profile',
