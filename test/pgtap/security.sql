@@ -31,6 +31,8 @@ INSERT INTO fn_matrix VALUES
 	('_full_payload', false, true, true, true),
 	('_cut', false, true, true, true),
 	('_session_end_statuses', false, true, true, true),
+	('_dashboard', false, true, true, true),
+	('_operational_activity', false, true, true, true),
 	('acknowledge', false, false, true, true),
 	('resolve', false, false, true, true),
 	('track', false, false, false, true),
