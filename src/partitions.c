@@ -33,6 +33,10 @@
  * records it.  An ATTACH needs one step before the command:
  * am_partitions_before_attach(), called by the guard on ddl_command_start.
  *
+ * It also lists the activity table's own partitions and their bounds for
+ * the partition maintenance (_partitions(), read from the relcache's
+ * partition descriptor).
+ *
  * IDENTIFICATION
  *	  src/partitions.c
  *
@@ -53,24 +57,30 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_sync_capture);
 PG_FUNCTION_INFO_V1(activity_monitor_partitions_ddl);
+PG_FUNCTION_INFO_V1(activity_monitor_partitions);
 
 /* tgtype of the two capture triggers (AFTER is 0) */
 #define ROW_TRIGGER_TYPE \
@@ -568,4 +578,86 @@ activity_monitor_partitions_ddl(PG_FUNCTION_ARGS)
 			am_partitions_sync(lfirst_oid(lc), InvalidOid);
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * activity_monitor._partitions(): the dated partitions of the activity table
+ * and their bounds (part, lower, upper), ordered by lower bound, the default
+ * partition left out; a MINVALUE lower bound or a MAXVALUE upper bound is
+ * NULL (and a partition from MINVALUE comes last, as NULLs sort).
+ *
+ * Read from the parent's partition descriptor, which the relcache keeps
+ * built between calls: the range bounds are already sorted there and each
+ * partition's upper bound points at it, so a call costs a pass over the
+ * bounds instead of deparsing and parsing every partition's relpartbound
+ * (the 0.1.0 SQL version: about 100 ms at 1,800 partitions).  The parent is
+ * locked ACCESS SHARE until the end of the transaction, so the list holds
+ * while the caller acts on it (DETACH and DROP of a partition need ACCESS
+ * EXCLUSIVE on the parent).  Only the extension's owner and superusers may
+ * execute it (60_grants.sql).
+ */
+Datum
+activity_monitor_partitions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	PartitionDesc pd;
+	PartitionBoundInfo bi;
+	Datum		values[3];
+	bool		nulls[3];
+	Oid			from_min = InvalidOid;	/* the partition from MINVALUE, if any */
+	Datum		from_min_upper = (Datum) 0;
+	bool		from_min_upper_null = false;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	rel = table_open(am_catalog()->activity, AccessShareLock);
+	pd = RelationGetPartitionDesc(rel, false);
+	bi = pd->boundinfo;
+	if (pd->nparts > 0 &&
+		(bi == NULL || bi->strategy != PARTITION_STRATEGY_RANGE ||
+		 get_partition_natts(RelationGetPartitionKey(rel)) != 1 ||
+		 get_partition_col_typid(RelationGetPartitionKey(rel), 0) != TIMESTAMPTZOID))
+		elog(ERROR, "activity_monitor.activity is not range-partitioned on one timestamptz column");
+
+	/*
+	 * indexes[i] is the partition whose upper bound is datums[i] (-1 for a
+	 * gap); its lower bound is datums[i - 1].  indexes[0] is always -1: the
+	 * first datum is nobody's upper bound.
+	 */
+	for (int i = 1; pd->nparts > 0 && i < bi->ndatums; i++)
+	{
+		int			p = bi->indexes[i];
+
+		if (p < 0)
+			continue;
+		values[0] = ObjectIdGetDatum(pd->oids[p]);
+		nulls[1] = bi->kind[i - 1][0] != PARTITION_RANGE_DATUM_VALUE;
+		values[1] = nulls[1] ? (Datum) 0 : bi->datums[i - 1][0];
+		nulls[2] = bi->kind[i][0] != PARTITION_RANGE_DATUM_VALUE;
+		values[2] = nulls[2] ? (Datum) 0 : bi->datums[i][0];
+		nulls[0] = false;
+		if (nulls[1])
+		{
+			from_min = pd->oids[p];
+			from_min_upper = values[2];
+			from_min_upper_null = nulls[2];
+			continue;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (OidIsValid(from_min))
+	{
+		values[0] = ObjectIdGetDatum(from_min);
+		nulls[0] = false;
+		values[1] = (Datum) 0;
+		nulls[1] = true;
+		values[2] = from_min_upper;
+		nulls[2] = from_min_upper_null;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	/* the lock stays until the end of the transaction */
+	table_close(rel, NoLock);
+	return (Datum) 0;
 }

@@ -8,22 +8,17 @@
 -- Partitions
 -- ---------------------------------------------------------------------------
 
-/* The dated partitions of the activity table and their bounds. */
+/*
+ * The dated partitions of the activity table and their bounds, by lower
+ * bound, the default partition left out (src/partitions.c: read from the
+ * partition descriptor, not by parsing every bound).  Locks the activity
+ * table ACCESS SHARE until the end of the transaction.
+ */
 CREATE FUNCTION activity_monitor._partitions(OUT part regclass, OUT lower timestamptz,
 											 OUT upper timestamptz)
 RETURNS SETOF record
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-	SELECT c.oid::regclass,
-		   (regexp_match(b, 'FROM \(''([^'']*)''\)'))[1]::timestamptz,
-		   (regexp_match(b, 'TO \(''([^'']*)''\)'))[1]::timestamptz
-	FROM pg_catalog.pg_inherits i
-	JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-	CROSS JOIN LATERAL pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS b
-	WHERE i.inhparent = 'activity_monitor.activity'::regclass AND b <> 'DEFAULT'
-	ORDER BY 2
-$fn$;
+AS 'MODULE_PATHNAME', 'activity_monitor_partitions'
+LANGUAGE C STABLE;
 
 /*
  * Create the partition for [lower, upper) unless a partition overlaps it,
@@ -128,8 +123,16 @@ BEGIN
 	step := extract(epoch FROM cfg.partition_interval);
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
 	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
-	FOR i IN 0 .. cfg.premake LOOP
-		lower := first + i * cfg.partition_interval;
+	-- The partitions are listed once (not once per candidate): only the
+	-- missing ones go to _create_partition().
+	FOR lower IN SELECT c.lower
+				 FROM pg_catalog.generate_series(0, cfg.premake) i
+				 CROSS JOIN LATERAL (SELECT first + i * cfg.partition_interval AS lower) c
+				 WHERE NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() q
+								   WHERE coalesce(q.lower, '-infinity') < c.lower + cfg.partition_interval
+									 AND coalesce(q.upper, 'infinity') > c.lower)
+				 ORDER BY c.lower
+	LOOP
 		BEGIN
 			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
 				created := created + 1;
@@ -811,4 +814,89 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
+$fn$;
+
+-- ---------------------------------------------------------------------------
+-- Views over a time range (dashboard, operational_activity)
+-- ---------------------------------------------------------------------------
+
+/*
+ * A view whose time filter is now() - interval cannot prune partitions at
+ * plan time (now() is only stable): the planner plans, and locks, every
+ * partition of the activity table and each of its indexes (issue 16: 9,174
+ * relation locks for the dashboard at 1,832 daily partitions).  These
+ * functions compute now() once and run the view's query as dynamic SQL,
+ * planned for this call alone with the bounds as constants (EXECUTE ...
+ * USING: the parameters are folded into the plan), so that only the
+ * partitions of the range are planned.  Their views select from them with
+ * the same columns and values.  SECURITY DEFINER, as a view reads with its
+ * owner's rights; executable by the roles that may read the view.
+ */
+
+/* The dashboard view's one row (see activity_monitor.dashboard). */
+CREATE FUNCTION activity_monitor._dashboard(OUT generated_at timestamptz, OUT events jsonb,
+											OUT active_sessions numeric, OUT open_alerts jsonb,
+											OUT busiest_employees jsonb, OUT latest_critical jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	t	timestamptz := pg_catalog.now();
+BEGIN
+	-- $1 now, $2 five minutes ago, $3 an hour ago, $4 a day ago
+	EXECUTE $q$
+	SELECT $1,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) ORDER BY e.last_day DESC, e.kind, e.actor_type), '[]')
+			FROM (SELECT m.kind, m.actor_type,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $2), 0) AS last_5m,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $3), 0) AS last_hour,
+						 pg_catalog.sum(m.events) AS last_day
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.minute >= $4
+				  GROUP BY m.kind, m.actor_type) e),
+		   (SELECT coalesce(pg_catalog.sum(m.sessions_started - m.sessions_ended), 0)
+			FROM activity_monitor.activity_minute m
+			WHERE m.minute >= $4),
+		   (SELECT pg_catalog.jsonb_build_object(
+					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
+					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
+					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
+			FROM activity_monitor.alerts a WHERE a.status <> 'resolved'),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) ORDER BY b.actions DESC, b.employee_id), '[]')
+			FROM (SELECT m.employee_id, pg_catalog.sum(m.events) AS actions
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.employee_id <> '' AND m.minute >= $4
+				  GROUP BY m.employee_id
+				  ORDER BY 2 DESC, 1 LIMIT 5) b),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
+			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+						 a.actor_type, a.actor_id, a.status_from, a.status_to
+				  FROM activity_monitor.activity a
+				  WHERE a.critical AND a.occurred_at >= $4
+				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c)
+	$q$
+	INTO generated_at, events, active_sessions, open_alerts, busiest_employees, latest_critical
+	USING t, t - interval '5 minutes', t - interval '1 hour', t - interval '1 day';
+END
+$fn$;
+
+/* The operational_activity view's rows: the last 24 hours by minute, kind and actor type. */
+CREATE FUNCTION activity_monitor._operational_activity()
+RETURNS TABLE (minute timestamptz, kind text, actor_type text, events bigint, critical_events bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	RETURN QUERY EXECUTE $q$
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
+		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical)
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= $1
+	GROUP BY 1, 2, 3
+	ORDER BY 1 DESC, 2, 3
+	$q$
+	USING pg_catalog.now() - interval '24 hours';
+END
 $fn$;

@@ -124,13 +124,14 @@ CREATE VIEW activity_monitor.user_sessions AS
 		GROUP BY a.table_name, a.row_key
 	) s;
 
+/*
+ * Events per minute, kind and actor type over the last 24 hours.  Read
+ * through _operational_activity(), which plans only the partitions of the
+ * last 24 hours (a now() - interval bound in the view would plan them all).
+ */
 CREATE VIEW activity_monitor.operational_activity AS
-	SELECT pg_catalog.date_trunc('minute', a.occurred_at) AS minute, a.kind, a.actor_type,
-		   pg_catalog.count(*) AS events,
-		   pg_catalog.count(*) FILTER (WHERE a.critical) AS critical_events
-	FROM activity_monitor.activity a
-	WHERE a.occurred_at >= pg_catalog.now() - interval '24 hours'
-	GROUP BY 1, 2, 3
+	SELECT o.minute, o.kind, o.actor_type, o.events, o.critical_events
+	FROM activity_monitor._operational_activity() o
 	ORDER BY 1 DESC, 2, 3;
 
 -- ---------------------------------------------------------------------------
@@ -171,35 +172,11 @@ CREATE VIEW activity_monitor.open_alerts AS
  * minus ended in the last day), open alerts by severity, the busiest
  * employees of the day and the latest critical changes.  Counts come from
  * activity_minute (up to one naptime behind); the critical changes are read
- * live, newest first through the partitions' occurred_at index.
+ * live, newest first through the partitions' occurred_at index, from the
+ * partitions of the last day only: _dashboard() runs the query with its
+ * bounds as constants.
  */
 CREATE VIEW activity_monitor.dashboard AS
-	SELECT pg_catalog.now() AS generated_at,
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) ORDER BY e.last_day DESC, e.kind, e.actor_type), '[]')
-			FROM (SELECT m.kind, m.actor_type,
-						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= pg_catalog.now() - interval '5 minutes'), 0) AS last_5m,
-						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= pg_catalog.now() - interval '1 hour'), 0) AS last_hour,
-						 pg_catalog.sum(m.events) AS last_day
-				  FROM activity_monitor.activity_minute m
-				  WHERE m.minute >= pg_catalog.now() - interval '1 day'
-				  GROUP BY m.kind, m.actor_type) e) AS events,
-		   (SELECT coalesce(pg_catalog.sum(m.sessions_started - m.sessions_ended), 0)
-			FROM activity_monitor.activity_minute m
-			WHERE m.minute >= pg_catalog.now() - interval '1 day') AS active_sessions,
-		   (SELECT pg_catalog.jsonb_build_object(
-					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
-					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
-					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
-			FROM activity_monitor.alerts a WHERE a.status <> 'resolved') AS open_alerts,
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) ORDER BY b.actions DESC, b.employee_id), '[]')
-			FROM (SELECT m.employee_id, pg_catalog.sum(m.events) AS actions
-				  FROM activity_monitor.activity_minute m
-				  WHERE m.employee_id <> '' AND m.minute >= pg_catalog.now() - interval '1 day'
-				  GROUP BY m.employee_id
-				  ORDER BY 2 DESC, 1 LIMIT 5) b) AS busiest_employees,
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
-			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
-						 a.actor_type, a.actor_id, a.status_from, a.status_to
-				  FROM activity_monitor.activity a
-				  WHERE a.critical AND a.occurred_at >= pg_catalog.now() - interval '1 day'
-				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c) AS latest_critical;
+	SELECT d.generated_at, d.events, d.active_sessions, d.open_alerts, d.busiest_employees,
+		   d.latest_critical
+	FROM activity_monitor._dashboard() d;

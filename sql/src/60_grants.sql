@@ -66,6 +66,14 @@ REVOKE ALL ON FUNCTION activity_monitor.account_timeline(text, int, timestamptz,
 GRANT EXECUTE ON FUNCTION activity_monitor.account_timeline(text, int, timestamptz, timestamptz)
 	TO activity_monitor_reader;
 
+-- The dashboard and operational_activity views read through these
+-- (SECURITY DEFINER: with the owner's rights, as a view); a function a view
+-- calls is executed as the role that queries the view, so whoever may read
+-- the views may execute them.
+REVOKE ALL ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity()
+	TO activity_monitor_reader;
+
 -- Views call it (user_sessions): the planner folds it into a constant as the
 -- role that queries them.
 REVOKE ALL ON FUNCTION activity_monitor._session_end_statuses() FROM PUBLIC;

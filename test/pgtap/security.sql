@@ -32,6 +32,8 @@ INSERT INTO fn_matrix VALUES
 	('_cut', false, true, true, true),
 	('_session_end_statuses', false, true, true, true),
 	('account_timeline', false, true, true, true),
+	('_dashboard', false, true, true, true),
+	('_operational_activity', false, true, true, true),
 	('acknowledge', false, false, true, true),
 	('resolve', false, false, true, true),
 	('track', false, false, false, true),

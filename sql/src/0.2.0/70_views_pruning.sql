@@ -1,0 +1,223 @@
+/*
+ * activity_monitor 0.2.0: years of history without locking every partition
+ * (issue 16).
+ *
+ * The dashboard and operational_activity views bounded their reads of the
+ * activity table with now() - interval, which cannot prune partitions at
+ * plan time: the planner planned and locked every partition and index
+ * (9,174 relation locks for the dashboard at 1,832 daily partitions).  They
+ * now read through _dashboard() and _operational_activity(), which run the
+ * same queries with constant bounds (same columns, same values).
+ * _partitions() is read from the partition descriptor in C instead of
+ * parsing every partition's bound, and _maintain() lists the partitions
+ * once per run instead of once per candidate partition.
+ */
+
+/*
+ * The dated partitions of the activity table and their bounds, by lower
+ * bound, the default partition left out (src/partitions.c: read from the
+ * partition descriptor, not by parsing every bound).  Locks the activity
+ * table ACCESS SHARE until the end of the transaction.
+ */
+CREATE OR REPLACE FUNCTION activity_monitor._partitions(OUT part regclass, OUT lower timestamptz,
+														OUT upper timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'activity_monitor_partitions'
+LANGUAGE C STABLE;
+
+/*
+ * The partition maintenance the worker runs and maintain() exposes: create
+ * every partition missing from the one holding "now" to premake intervals
+ * ahead, and retire (drop or detach) those wholly older than the retention,
+ * never than activity_monitor.min_retention (a retention configured below
+ * it, as 0.1.0 allowed, counts as the floor).  Each DDL is its own
+ * subtransaction under a short lock_timeout (2 s to create, 100 ms to retire,
+ * which blocks writers while it waits): one that cannot get its lock is
+ * skipped with a warning and retried next time.
+ */
+CREATE OR REPLACE FUNCTION activity_monitor._maintain("now" timestamptz DEFAULT pg_catalog.now(),
+													  OUT created int, OUT retired int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '2s'
+AS $fn$
+DECLARE
+	cfg		activity_monitor.config;
+	keep	interval;
+	step	double precision;
+	first	timestamptz;
+	lower	timestamptz;
+	p		record;
+BEGIN
+	IF "now" IS NULL THEN
+		RAISE EXCEPTION 'argument "now" must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	created := 0;
+	retired := 0;
+	-- One maintenance at a time (the worker's and an admin's maintain()).  A
+	-- table lock, not an advisory lock, which any role could take and hold.
+	LOCK TABLE activity_monitor.config IN SHARE UPDATE EXCLUSIVE MODE;
+	SELECT * INTO cfg FROM activity_monitor.config;
+	IF NOT FOUND THEN
+		INSERT INTO activity_monitor.config DEFAULT VALUES RETURNING * INTO cfg;
+	END IF;
+	step := extract(epoch FROM cfg.partition_interval);
+	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
+	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
+	-- The partitions are listed once (not once per candidate): only the
+	-- missing ones go to _create_partition().
+	FOR lower IN SELECT c.lower
+				 FROM pg_catalog.generate_series(0, cfg.premake) i
+				 CROSS JOIN LATERAL (SELECT first + i * cfg.partition_interval AS lower) c
+				 WHERE NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() q
+								   WHERE coalesce(q.lower, '-infinity') < c.lower + cfg.partition_interval
+									 AND coalesce(q.upper, 'infinity') > c.lower)
+				 ORDER BY c.lower
+	LOOP
+		BEGIN
+			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
+				created := created + 1;
+			END IF;
+		EXCEPTION WHEN lock_not_available THEN
+			RAISE WARNING 'activity_monitor: could not create the partition from % within lock_timeout', lower
+				USING HINT = 'It is retried on the next maintenance run.';
+		END;
+	END LOOP;
+
+	IF cfg.retention IS NOT NULL THEN
+		keep := GREATEST(cfg.retention, activity_monitor._min_retention());
+		-- Retiring takes ACCESS EXCLUSIVE on the activity table: waiting for
+		-- it behind a reader's long query would queue every captured write
+		-- behind the wait.  Wait briefly; a partition not retired now is
+		-- retired on a later run.
+		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+		FOR p IN SELECT q.part FROM activity_monitor._partitions() q
+				 WHERE q.upper <= _maintain."now" - keep ORDER BY q.lower
+		LOOP
+			BEGIN
+				IF cfg.retention_mode = 'detach' THEN
+					EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.activity DETACH PARTITION %s', p.part);
+				ELSE
+					EXECUTE pg_catalog.format('DROP TABLE %s', p.part);
+				END IF;
+				retired := retired + 1;
+			EXCEPTION WHEN lock_not_available THEN
+				RAISE WARNING 'activity_monitor: could not % partition % within lock_timeout',
+					cfg.retention_mode, p.part
+					USING HINT = 'It is retried on the next maintenance run.';
+			END;
+		END LOOP;
+	END IF;
+END
+$fn$;
+
+/*
+ * A view whose time filter is now() - interval cannot prune partitions at
+ * plan time (now() is only stable): the planner plans, and locks, every
+ * partition of the activity table and each of its indexes (issue 16: 9,174
+ * relation locks for the dashboard at 1,832 daily partitions).  These
+ * functions compute now() once and run the view's query as dynamic SQL,
+ * planned for this call alone with the bounds as constants (EXECUTE ...
+ * USING: the parameters are folded into the plan), so that only the
+ * partitions of the range are planned.  Their views select from them with
+ * the same columns and values.  SECURITY DEFINER, as a view reads with its
+ * owner's rights; executable by the roles that may read the view.
+ */
+
+/* The dashboard view's one row (see activity_monitor.dashboard). */
+CREATE FUNCTION activity_monitor._dashboard(OUT generated_at timestamptz, OUT events jsonb,
+											OUT active_sessions numeric, OUT open_alerts jsonb,
+											OUT busiest_employees jsonb, OUT latest_critical jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	t	timestamptz := pg_catalog.now();
+BEGIN
+	-- $1 now, $2 five minutes ago, $3 an hour ago, $4 a day ago
+	EXECUTE $q$
+	SELECT $1,
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) ORDER BY e.last_day DESC, e.kind, e.actor_type), '[]')
+			FROM (SELECT m.kind, m.actor_type,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $2), 0) AS last_5m,
+						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $3), 0) AS last_hour,
+						 pg_catalog.sum(m.events) AS last_day
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.minute >= $4
+				  GROUP BY m.kind, m.actor_type) e),
+		   (SELECT coalesce(pg_catalog.sum(m.sessions_started - m.sessions_ended), 0)
+			FROM activity_monitor.activity_minute m
+			WHERE m.minute >= $4),
+		   (SELECT pg_catalog.jsonb_build_object(
+					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
+					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
+					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
+			FROM activity_monitor.alerts a WHERE a.status <> 'resolved'),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) ORDER BY b.actions DESC, b.employee_id), '[]')
+			FROM (SELECT m.employee_id, pg_catalog.sum(m.events) AS actions
+				  FROM activity_monitor.activity_minute m
+				  WHERE m.employee_id <> '' AND m.minute >= $4
+				  GROUP BY m.employee_id
+				  ORDER BY 2 DESC, 1 LIMIT 5) b),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
+			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
+						 a.actor_type, a.actor_id, a.status_from, a.status_to
+				  FROM activity_monitor.activity a
+				  WHERE a.critical AND a.occurred_at >= $4
+				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c)
+	$q$
+	INTO generated_at, events, active_sessions, open_alerts, busiest_employees, latest_critical
+	USING t, t - interval '5 minutes', t - interval '1 hour', t - interval '1 day';
+END
+$fn$;
+
+/* The operational_activity view's rows: the last 24 hours by minute, kind and actor type. */
+CREATE FUNCTION activity_monitor._operational_activity()
+RETURNS TABLE (minute timestamptz, kind text, actor_type text, events bigint, critical_events bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	RETURN QUERY EXECUTE $q$
+	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
+		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical)
+	FROM activity_monitor.activity a
+	WHERE a.occurred_at >= $1
+	GROUP BY 1, 2, 3
+	ORDER BY 1 DESC, 2, 3
+	$q$
+	USING pg_catalog.now() - interval '24 hours';
+END
+$fn$;
+
+/*
+ * Events per minute, kind and actor type over the last 24 hours.  Read
+ * through _operational_activity(), which plans only the partitions of the
+ * last 24 hours (a now() - interval bound in the view would plan them all).
+ */
+CREATE OR REPLACE VIEW activity_monitor.operational_activity AS
+	SELECT o.minute, o.kind, o.actor_type, o.events, o.critical_events
+	FROM activity_monitor._operational_activity() o
+	ORDER BY 1 DESC, 2, 3;
+
+/*
+ * The one query an activity dashboard needs, one row: events in the last 5
+ * minutes, hour and day by kind and actor type, active sessions (started
+ * minus ended in the last day), open alerts by severity, the busiest
+ * employees of the day and the latest critical changes.  Counts come from
+ * activity_minute (up to one naptime behind); the critical changes are read
+ * live, newest first through the partitions' occurred_at index, from the
+ * partitions of the last day only: _dashboard() runs the query with its
+ * bounds as constants.
+ */
+CREATE OR REPLACE VIEW activity_monitor.dashboard AS
+	SELECT d.generated_at, d.events, d.active_sessions, d.open_alerts, d.busiest_employees,
+		   d.latest_critical
+	FROM activity_monitor._dashboard() d;
+
+REVOKE ALL ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity()
+	TO activity_monitor_reader;
