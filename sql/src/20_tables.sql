@@ -139,10 +139,12 @@ INSERT INTO activity_monitor.worker_state DEFAULT VALUES;
 
 /*
  * The merge in progress (at most one; _merge_step()): the partitions of
- * [lower, upper) are copied one by one into the free-standing table
- * target (pieces: those copied so far, in order), which is then indexed
- * (built_xid: the transaction that finished it) and swapped in for them
- * once no snapshot older than built_xid is left.  Not dumped: the build
+ * [lower, upper) are copied one by one, in chunks, into the free-standing
+ * indexed table target (pieces: those started, in order; copied_to: the
+ * upper bound of the last one finished; last_at, last_id: the last row
+ * copied of the one in progress), which is then finished (built_xid: the
+ * transaction that did it) and swapped in for them once no snapshot older
+ * than built_xid is left.  Not dumped: the build
  * table is an extension member until the swap, so a dump taken during a
  * merge carries neither and its restore merges again.
  */
@@ -152,6 +154,8 @@ CREATE TABLE activity_monitor.merge (
 	upper				timestamptz NOT NULL,
 	pieces				oid[] NOT NULL DEFAULT '{}',
 	copied_to			timestamptz NOT NULL,
+	last_at				timestamptz,
+	last_id				bigint,
 	rows_copied			bigint NOT NULL DEFAULT 0,
 	built_xid			xid8,
 	started_at			timestamptz NOT NULL DEFAULT pg_catalog.now()

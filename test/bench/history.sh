@@ -50,15 +50,15 @@
 # databases again instead of loading), BENCH_RESULTS_DIR (test/bench/results:
 # the report is also written to history-latest.md there),
 # BENCH_USE_EXISTING=1, HISTORY_MERGE_WAIT (seconds to wait for the
-# worker's merges, 7200).  The own cluster gets max_connections =
+# worker's merges, 7200; smoke 900).  The own cluster gets max_connections =
 # HISTORY_SESSIONS + 30 and the default max_locks_per_transaction.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 if [ "${HISTORY_SMOKE:-0}" = 1 ]; then
-	d_days=400 d_events=200000 d_step=3 d_runs=5 d_explain=3 d_sessions=10 d_pgb=2
+	d_days=400 d_events=200000 d_step=3 d_runs=5 d_explain=3 d_sessions=10 d_pgb=2 d_merge_wait=900
 else
-	d_days=1825 d_events=10000000 d_step=1 d_runs=20 d_explain=5 d_sessions=100 d_pgb=10
+	d_days=1825 d_events=10000000 d_step=1 d_runs=20 d_explain=5 d_sessions=100 d_pgb=10 d_merge_wait=7200
 fi
 long_days=${HISTORY_DAYS:-$d_days}
 long_events=${HISTORY_EVENTS:-$d_events}
@@ -202,16 +202,17 @@ worker_done() {
 	local since=$1 db deadline t0 parts
 	shift
 	t0=$(date +%s)
-	deadline=$((t0 + ${HISTORY_MERGE_WAIT:-7200}))
+	deadline=$((t0 + ${HISTORY_MERGE_WAIT:-$d_merge_wait}))
 	for db in "$@"; do
 		until [ "$(p "$db" -At -c "SELECT coalesce(bool_or(last_run_at > '$since' AND last_result = 'created 0, retired 0'), false)
 				AND NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
 				AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE 'activity\\_merged\\_%' OR relname LIKE 'activity\\_build\\_%')
 				AND NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() p
 								GROUP BY date_trunc('month', p.lower, 'UTC')
-								HAVING date_trunc('month', p.lower, 'UTC') + interval '1 month' + s.merge_after <= now()
+								HAVING date_trunc('month', p.lower, 'UTC') + interval '1 month'
+									   + (SELECT s.merge_after FROM activity_monitor.settings s) <= now()
 								   AND count(*) > 1)
-				FROM activity_monitor.worker_status, activity_monitor.settings s")" = t ]; do
+				FROM activity_monitor.worker_status")" = t ]; do
 			if [ "$(date +%s)" -gt "$deadline" ]; then
 				note "$db: the worker did not finish its maintenance and merges in time: $(p "$db" -At -c "SELECT last_run_at, last_result, last_merge, merge_in_progress, last_error FROM activity_monitor.worker_status")"
 				break

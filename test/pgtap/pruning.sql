@@ -16,6 +16,9 @@ SET LOCAL TimeZone = 'UTC';
 -- and 7 ahead.  Before any captured write (ATTACH PARTITION fails in a
 -- transaction that has captured one).
 -- ---------------------------------------------------------------------------
+-- (this test reads a daily layout: premake 7 as it was written for, and no
+-- merging)
+SELECT activity_monitor.configure(premake => 7, merge_interval => '0');
 SELECT activity_monitor.maintain(now() - d * interval '1 day') FROM generate_series(64, 8, -8) d;
 SELECT cmp_ok((SELECT count(*)::int FROM activity_monitor._partitions() WHERE upper <= now() - interval '1 day'),
 	'>=', 60, '60 and more daily partitions wholly older than a day');

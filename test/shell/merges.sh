@@ -7,7 +7,9 @@
 #    activity_mYYYYMM and the old year into activity_yYYYY; the rows are the
 #    same (every column), the merged partitions have the four indexes and
 #    the reader's grant, no build or detached piece is left, worker_status
-#    counts the partitions merged away.
+#    counts the partitions merged away; a day of 60,000 events is copied
+#    in two chunks, cut between events of the same instant; account_timeline()
+#    gives the view's rows over the merged layout.
 # 2. MVCC: a REPEATABLE READ transaction whose snapshot is older than a
 #    build still sees every row of the merged range after the worker is
 #    ready to swap (the worker waits for it: without the wait it would see
@@ -64,11 +66,17 @@ CROSS JOIN LATERAL generate_series(p.lower, least(p.upper, now()) - interval '1 
 	WITH ORDINALITY AS s(g, g2);
 SQL
 
+# a month certainly due (ended more than merge_after ago); one of its days
+# holds 60,000 more events, seven at each instant: the merge copies that
+# day in two chunks of at most 50,000, the cut between rows of one instant
+due_lo=$(q "SELECT date_trunc('month', now() - interval '45 days', 'UTC')")
+q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, subject_id, actor_type)
+   SELECT '$due_lo'::timestamptz + interval '5 days' + (g / 7) * interval '1 second', 'game', 'insert',
+		  'public.games', (g % 89)::text, 'user'
+   FROM generate_series(1, 60000) g" >/dev/null
 rows() { q "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id)) FROM activity_monitor.activity a"; }
 before=$(rows)
 parts_before=$(q "SELECT count(*) FROM activity_monitor._partitions()")
-# a month certainly due (ended more than merge_after ago) and its row count
-due_lo=$(q "SELECT date_trunc('month', now() - interval '45 days', 'UTC')")
 due_rows=$(q "SELECT count(*) FROM activity_monitor.activity
 			  WHERE occurred_at >= '$due_lo' AND occurred_at < '$due_lo'::timestamptz + interval '1 month'")
 [ "$due_rows" -gt 0 ] || fail "no events in the month from $due_lo"
@@ -134,6 +142,16 @@ month=$(q "SELECT 'activity_m' || to_char('$due_lo'::timestamptz AT TIME ZONE 'U
 [ "$(q "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 		WHERE i.indrelid = 'activity_monitor.$month'::regclass AND c.relname LIKE '${month}\\_%'")" = 4 ] ||
 	fail "$month lacks its four indexes: $(q "SELECT string_agg(indexrelid::regclass::text, ' ') FROM pg_index WHERE indrelid = 'activity_monitor.$month'::regclass")"
+# account_timeline() over the merged layout: the view's rows, in its order
+for s in 0 5 41 96; do
+	for lim in 3 50 NULL; do
+		[ "$(q "SELECT (SELECT coalesce(string_agg(t.id::text, ',' ORDER BY n), '') FROM
+				activity_monitor.account_timeline('$s', $lim) WITH ORDINALITY AS t(id, occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id, actor_reason, status_from, status_to, critical, old_values, new_values, client_addr, application_name, db_user, n))
+			= (SELECT coalesce(string_agg(v.id::text, ','), '') FROM (SELECT id FROM activity_monitor.timeline WHERE subject_id = '$s'
+				ORDER BY occurred_at DESC, id DESC LIMIT $lim) v)")" = t ] ||
+			fail "account_timeline('$s', $lim) differs from the view on the merged layout"
+	done
+done
 [ "$(q "SELECT bool_and(has_table_privilege('activity_monitor_reader', part, 'SELECT'))
 		AND NOT bool_or(has_table_privilege('public', part, 'SELECT')) FROM activity_monitor._partitions()")" = t ] ||
 	fail "a merged partition lacks the reader's grant or is readable by PUBLIC"

@@ -26,10 +26,12 @@ ALTER TABLE activity_monitor.worker_state
 
 /*
  * The merge in progress (at most one; _merge_step()): the partitions of
- * [lower, upper) are copied one by one into the free-standing table
- * target (pieces: those copied so far, in order), which is then indexed
- * (built_xid: the transaction that finished it) and swapped in for them
- * once no snapshot older than built_xid is left.  Not dumped: the build
+ * [lower, upper) are copied one by one, in chunks, into the free-standing
+ * indexed table target (pieces: those started, in order; copied_to: the
+ * upper bound of the last one finished; last_at, last_id: the last row
+ * copied of the one in progress), which is then finished (built_xid: the
+ * transaction that did it) and swapped in for them once no snapshot older
+ * than built_xid is left.  Not dumped: the build
  * table is an extension member until the swap, so a dump taken during a
  * merge carries neither and its restore merges again.
  */
@@ -39,6 +41,8 @@ CREATE TABLE activity_monitor.merge (
 	upper				timestamptz NOT NULL,
 	pieces				oid[] NOT NULL DEFAULT '{}',
 	copied_to			timestamptz NOT NULL,
+	last_at				timestamptz,
+	last_id				bigint,
 	rows_copied			bigint NOT NULL DEFAULT 0,
 	built_xid			xid8,
 	started_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -69,11 +73,13 @@ $fn$;
  * transaction, so that the worker runs alert rounds between steps:
  *
  *   start  a free-standing table activity_build_<m|y>... with a CHECK
- *          constraint matching the range (a row of activity_monitor.merge);
- *   copy   one partition of the range into it per step, that partition
- *          locked in SHARE mode (no writer in flight; capture writes at
- *          the current time, never into a month that ended);
- *   index  its indexes, grants and statistics, once every piece is copied;
+ *          constraint matching the range and the partitions' indexes (a
+ *          row of activity_monitor.merge);
+ *   copy   at most 50,000 rows of a partition of the range per step, in
+ *          (occurred_at, id) order, that partition locked in SHARE mode (no
+ *          writer in flight; capture writes at the current time, never into
+ *          a month that ended), partition after partition;
+ *   finish grants and statistics, once every piece is copied;
  *   swap   once no snapshot older than the build is left (the copies carry
  *          the build's transaction ids: an older snapshot would see the
  *          merged partition empty), in one transaction under a 100 ms
@@ -159,35 +165,54 @@ BEGIN
 			RETURN;
 		END IF;
 
-		-- copy the next partition of the range
+		-- copy the next chunk of the partition in progress, or of the next one
 		IF m.copied_to < m.upper THEN
-			SELECT q.part, q.upper INTO p FROM activity_monitor._partitions() q
-			WHERE q.lower >= m.copied_to AND q.upper <= m.upper ORDER BY q.lower LIMIT 1;
-			IF NOT FOUND THEN
-				UPDATE activity_monitor.merge SET copied_to = upper;
-				done := pg_catalog.format('copied every partition into %s', m.target);
-				RETURN;
+			IF m.last_at IS NULL THEN
+				SELECT q.part, q.upper INTO p FROM activity_monitor._partitions() q
+				WHERE q.lower >= m.copied_to AND q.upper <= m.upper ORDER BY q.lower LIMIT 1;
+				IF NOT FOUND THEN
+					UPDATE activity_monitor.merge SET copied_to = upper;
+					done := pg_catalog.format('copied every partition into %s', m.target);
+					RETURN;
+				END IF;
+				m.pieces := m.pieces || p.part::oid;
+				m.last_at := '-infinity';
+				m.last_id := -9223372036854775808;
+			ELSE
+				SELECT q.part, q.upper INTO p FROM activity_monitor._partitions() q
+				WHERE q.part = m.pieces[pg_catalog.cardinality(m.pieces)]::regclass;
 			END IF;
 			SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
 			FROM pg_catalog.pg_attribute a
 			WHERE a.attrelid = 'activity_monitor.activity'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
 			EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', p.part);
-			EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s', build, cols, cols, p.part);
-			GET DIAGNOSTICS n = ROW_COUNT;
-			UPDATE activity_monitor.merge
-			SET copied_to = p.upper, pieces = pieces || p.part::oid, rows_copied = rows_copied + n;
-			done := pg_catalog.format('copied %s rows of %s into %s', n, p.part, m.target);
+			EXECUTE pg_catalog.format(
+				'WITH c AS (INSERT INTO %s (%s) SELECT %s FROM %s WHERE (occurred_at, id) > ($1, $2) '
+				'ORDER BY occurred_at, id LIMIT 50000 RETURNING occurred_at, id) '
+				'SELECT (SELECT count(*) FROM c), l.occurred_at, l.id '
+				'FROM (SELECT 1) o LEFT JOIN (SELECT occurred_at, id FROM c ORDER BY occurred_at DESC, id DESC LIMIT 1) l ON true',
+				build, cols, cols, p.part)
+				INTO n, m.last_at, m.last_id USING m.last_at, m.last_id;
+			IF n < 50000 THEN
+				UPDATE activity_monitor.merge
+				SET copied_to = p.upper, pieces = m.pieces, last_at = NULL, last_id = NULL,
+					rows_copied = rows_copied + n;
+				done := pg_catalog.format('copied %s rows of %s into %s, the last of it', n, p.part, m.target);
+			ELSE
+				UPDATE activity_monitor.merge
+				SET pieces = m.pieces, last_at = m.last_at, last_id = m.last_id, rows_copied = rows_copied + n;
+				done := pg_catalog.format('copied %s rows of %s into %s', n, p.part, m.target);
+			END IF;
 			RETURN;
 		END IF;
 
-		-- index the build
+		-- finish the build
 		IF m.built_xid IS NULL THEN
-			PERFORM activity_monitor._index_partition(build);
 			EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', build);
 			EXECUTE pg_catalog.format('GRANT SELECT ON %s TO activity_monitor_reader', build);
 			EXECUTE pg_catalog.format('ANALYZE %s', build);
 			UPDATE activity_monitor.merge SET built_xid = pg_catalog.pg_current_xact_id();
-			done := pg_catalog.format('indexed %s (%s rows)', m.target, m.rows_copied);
+			done := pg_catalog.format('built %s (%s rows)', m.target, m.rows_copied);
 			RETURN;
 		END IF;
 
@@ -268,6 +293,8 @@ BEGIN
 			'CREATE TABLE activity_monitor.%I (LIKE activity_monitor.activity INCLUDING DEFAULTS, '
 			'CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L))',
 			'activity_build_' || pg_catalog.substr(final, 10), final || '_bounds', p.lo, p.hi);
+		PERFORM activity_monitor._index_partition(
+			pg_catalog.format('activity_monitor.%I', 'activity_build_' || pg_catalog.substr(final, 10))::regclass);
 		INSERT INTO activity_monitor.merge (target, lower, upper, copied_to)
 		VALUES ('activity_build_' || pg_catalog.substr(final, 10), p.lo, p.hi, p.lo);
 		done := pg_catalog.format('started merging %s partitions of [%s, %s) into %s', p.n, p.lo, p.hi, final);
