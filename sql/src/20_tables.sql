@@ -97,7 +97,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at)', part);
+	-- time order, ties by id: the views' ORDER BY occurred_at DESC, id DESC
+	-- read straight off it (a LIMIT stops early, no sort)
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at, id)', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
 	-- employees' actions (admin_actions); users are found by subject
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '

@@ -12,12 +12,14 @@
 #      the parent (INSERT ... SELECT, as queries.sh) one transaction per 30
 #      days: 100,000 accounts, 5 % employee actions (50 employees), a third
 #      inserts, two thirds status changes, payment status changes critical;
-#   3. VACUUM ANALYZE and the dashboard's rollup of the last day, merging
-#      switched on (off while the history was laid down), then the
-#      worker's own maintenance at the real time until a run of it finds
-#      nothing to do ("created 0, retired 0" after the load) and its merges
-#      of old partitions into months and years are done (no merge in
-#      progress, no month or year due with more than one partition).
+#   3. VACUUM ANALYZE and the dashboard's rollup of the last day; then,
+#      with pgbench capture running (workload.sql), 20 s more with merging
+#      off (as it was while the history was laid down) and then merging
+#      switched on: the worker's own maintenance at the real time until a
+#      run of it finds nothing to do ("created 0, retired 0" after the
+#      load) and its merges of old partitions into months and years are
+#      done (no merge in progress, no month or year due with more than one
+#      partition); the capture latencies of both phases are reported.
 # The queries are the documented way to ask them: account_timeline() for
 # an account's events, the views with time bounds sent as timestamptz
 # literals (HISTORY_BOUNDS=literal, the default), the dashboard view; the
@@ -175,8 +177,7 @@ SQL
 	t2=$(date +%s)
 	# 3. statistics, the dashboard's rollup, and the capture workload's tables
 	p "$db" -c "VACUUM ANALYZE activity_monitor.activity" \
-		-c "SELECT activity_monitor._rollup(now() - interval '1 day')" \
-		-c "SELECT activity_monitor.configure(merge_interval => '1 year')" >/dev/null
+		-c "SELECT activity_monitor._rollup(now() - interval '1 day')" >/dev/null
 	p "$db" -f "$BENCH_DIR/schema.sql" >/dev/null
 	p "$db" >/dev/null <<'SQL'
 SELECT activity_monitor.track('accounts', 'profile',
@@ -195,15 +196,46 @@ SQL
 		tee -a "$work/loads" >&2
 }
 
-# worker_done SINCE DB...: wait until the worker of each DB has run its
-# maintenance at the real time after SINCE and found nothing to do, and
-# has merged every month and year due.
+# capture_loop DB DIR: pgbench capture rounds of 5 s, transactions logged
+# in DIR, until DIR/stop exists.
+capture_loop() {
+	local db=$1 dir=$2 r=0
+	mkdir -p "$dir"
+	while [ ! -e "$dir/stop" ]; do
+		r=$((r + 1))
+		pgbench -n -M simple -c 2 -j 2 -T 5 -f "$BENCH_DIR/workload.sql" -l --log-prefix="$dir/log.$r" "$db" \
+			>"$dir/out.$r" 2>&1 || true
+	done
+}
+
+# latencies DIR: "transactions p50 p99 max errors" of capture_loop's
+# rounds in DIR, latencies in ms.
+latencies() {
+	local dir=$1
+	cat "$dir"/log.* 2>/dev/null | awk '{ print $3 / 1000 }' >"$dir/lat"
+	echo "$(wc -l <"$dir/lat") $(pct 0.5 <"$dir/lat") $(pct 0.99 <"$dir/lat") $(pct 1 <"$dir/lat") $(cat "$dir"/out.* | grep -c ERROR || true)"
+}
+
+# worker_done SINCE DB...: for each DB, capture with merging off for 20 s,
+# then merging on; wait until the worker has run its maintenance at the
+# real time after SINCE and found nothing to do, and has merged every month
+# and year due, capture running all along.
 worker_done() {
-	local since=$1 db deadline t0 parts
+	local since=$1 db deadline t0 parts dir loop_pid
+	local -a a b
 	shift
-	t0=$(date +%s)
-	deadline=$((t0 + ${HISTORY_MERGE_WAIT:-$d_merge_wait}))
 	for db in "$@"; do
+		dir=$work/merge_$db
+		capture_loop "$db" "$dir/before" &
+		loop_pid=$!
+		sleep 20
+		touch "$dir/before/stop"
+		wait "$loop_pid" || true
+		p "$db" -c "SELECT activity_monitor.configure(merge_interval => '1 year')" >/dev/null
+		t0=$(date +%s)
+		deadline=$((t0 + ${HISTORY_MERGE_WAIT:-$d_merge_wait}))
+		capture_loop "$db" "$dir/during" &
+		loop_pid=$!
 		until [ "$(p "$db" -At -c "SELECT coalesce(bool_or(last_run_at > '$since' AND last_result = 'created 0, retired 0'), false)
 				AND NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
 				AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE 'activity\\_merged\\_%' OR relname LIKE 'activity\\_build\\_%')
@@ -219,11 +251,17 @@ worker_done() {
 			fi
 			sleep 1
 		done
+		touch "$dir/during/stop"
+		wait "$loop_pid" || true
 		parts=$(p "$db" -At -c "SELECT count(*) || ' partitions (' || count(*) FILTER (WHERE c.relname ~ '_y[0-9]') || ' years, '
 				|| count(*) FILTER (WHERE c.relname ~ '_m[0-9]') || ' months, ' || count(*) FILTER (WHERE c.relname ~ '_p[0-9]')
 				|| ' days, the default), ' || (SELECT partitions_merged FROM activity_monitor.worker_status) || ' merged away'
 			FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'activity_monitor.activity'::regclass")
-		echo "$db after the worker's maintenance and merges ($(($(date +%s) - t0)) s after the loads): $parts" |
+		echo "$db after the worker's maintenance and merges ($(($(date +%s) - t0)) s after merging was switched on): $parts" |
+			tee -a "$work/loads" >&2
+		read -r -a a <<<"$(latencies "$dir/before")"
+		read -r -a b <<<"$(latencies "$dir/during")"
+		echo "$db capture (pgbench workload.sql, 2 clients) with merging off for 20 s: ${a[0]} transactions, latency p50 ${a[1]} / p99 ${a[2]} / max ${a[3]} ms, ${a[4]} errors; while the worker merged: ${b[0]} transactions, p50 ${b[1]} / p99 ${b[2]} / max ${b[3]} ms, ${b[4]} errors" |
 			tee -a "$work/loads" >&2
 	done
 }

@@ -7,8 +7,9 @@
 # day) and then merged by the worker (a year, months and the recent days:
 # at most 60 partitions), that each of the five back-office queries holds
 # at most 100 relation locks on both histories (locks do not depend on
-# timing), that every probe session ran and that nothing went wrong on the
-# way (no note); the times are not checked: a test never times anything.
+# timing), that capture ran without error while the worker merged, that
+# every probe session ran and that nothing went wrong on the way (no
+# note); the times are not checked: a test never times anything.
 set -euo pipefail
 root=${AM_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 out_dir=$(mktemp -d /tmp/activity_monitor_bench_history.XXXXXX)
@@ -47,6 +48,8 @@ parts=$(sed -n 's/^- am_history_long: 400 days, [0-9]* events, \([0-9]*\) partit
 check "the 400-day history has a partition per day ($parts partitions)" test "${parts:-0}" -ge 400
 merged=$(sed -n 's/^- am_history_long after the worker.s maintenance and merges.*: \([0-9]*\) partitions.*/\1/p' "$out_dir/out.md")
 check "the worker merged the 400-day history into at most 60 partitions ($merged)" test "${merged:-999}" -le 60
+check "capture ran with no error before and during the merges" \
+	grep -Eq "^- am_history_long capture .*: [1-9][0-9]* transactions, .*, 0 errors; while the worker merged: [1-9][0-9]* transactions, .*, 0 errors$" "$out_dir/out.md"
 check "every probe session ran, on both histories" \
 	awk -F' *\\| *' '$2 == "sessions that ran their query" { split($3, a, " "); split($4, b, " "); ran1 = a[1]; ran2 = b[1]; n = a[3] }
 		$2 == "sessions failed: out of shared memory" { oom1 = $3; oom2 = $4 }
