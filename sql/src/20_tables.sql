@@ -146,9 +146,9 @@ INSERT INTO activity_monitor.worker_state DEFAULT VALUES;
  * upper bound of the last one finished; last_at, last_id: the last row
  * copied of the one in progress), which is then finished (built_xid: the
  * transaction that did it) and swapped in for them once no snapshot older
- * than built_xid is left.  Not dumped: the build
- * table is an extension member until the swap, so a dump taken during a
- * merge carries neither and its restore merges again.
+ * than built_xid is left.  Its row is not dumped: a dump taken during a
+ * merge carries the build table, which the restored database's worker
+ * drops, and the merge starts again.
  */
 CREATE TABLE activity_monitor.merge (
 	target				name PRIMARY KEY,

@@ -118,7 +118,9 @@ BEGIN
 	LOCK TABLE activity_monitor.config IN SHARE UPDATE EXCLUSIVE MODE;
 	SELECT * INTO cfg FROM activity_monitor.config;
 	IF NOT FOUND THEN
-		INSERT INTO activity_monitor.config DEFAULT VALUES RETURNING * INTO cfg;
+		-- no configuration row: a dump being restored (it brings its own row
+		-- and its own partitions; CREATE EXTENSION inserts none then)
+		RETURN;
 	END IF;
 	step := extract(epoch FROM cfg.partition_interval);
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
@@ -154,6 +156,9 @@ BEGIN
 				 WHERE q.upper <= _maintain."now" - keep ORDER BY q.lower
 		LOOP
 			BEGIN
+				-- the partition first, without waiting: waiting for it while
+				-- holding the parent would hold up every captured write
+				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', p.part);
 				IF cfg.retention_mode = 'detach' THEN
 					EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.activity DETACH PARTITION %s', p.part);
 				ELSE
@@ -239,6 +244,11 @@ BEGIN
 	-- lock, not an advisory lock, which any role could take and hold.
 	LOCK TABLE activity_monitor.merge IN SHARE UPDATE EXCLUSIVE MODE;
 	SELECT * INTO cfg FROM activity_monitor.config;
+	IF NOT FOUND THEN
+		-- a dump being restored (see _maintain())
+		more := false;
+		RETURN;
+	END IF;
 	SELECT * INTO m FROM activity_monitor.merge;
 
 	-- Left over: pieces detached by a swap, builds no merge row names (a
@@ -253,6 +263,25 @@ BEGIN
 		final := build::text;
 		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 		BEGIN
+			-- A detached piece had every row copied, unless something wrote
+			-- into it after its copy (a superuser, a dump restored by psql
+			-- while the worker ran): such rows go back to the activity before
+			-- the piece goes.
+			IF final LIKE 'activity\_monitor.activity\_merged\_%' THEN
+				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', final);
+				SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+				FROM pg_catalog.pg_attribute a
+				WHERE a.attrelid = 'activity_monitor.activity'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+				EXECUTE pg_catalog.format(
+					'INSERT INTO activity_monitor.activity (%s) SELECT %s FROM %s p WHERE NOT EXISTS '
+					'(SELECT 1 FROM activity_monitor.activity a WHERE a.occurred_at = p.occurred_at AND a.id = p.id)',
+					cols, cols, final);
+				GET DIAGNOSTICS n = ROW_COUNT;
+				IF n > 0 THEN
+					RAISE WARNING 'activity_monitor: % rows were written into % after it was merged: they were put back',
+						n, final;
+				END IF;
+			END IF;
 			EXECUTE pg_catalog.format('DROP TABLE %s', final);
 			done := pg_catalog.format('dropped %s', final);
 		EXCEPTION WHEN lock_not_available THEN
@@ -339,16 +368,29 @@ BEGIN
 
 		-- swap, once every snapshot (here, or a standby's through its
 		-- walsender) sees the build's rows
-		IF EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-				   WHERE a.backend_xmin IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
-					 AND (a.datname = pg_catalog.current_database() OR a.backend_type = 'walsender')
-					 AND pg_catalog.age(a.backend_xmin) >= pg_catalog.age(pg_catalog.xid(m.built_xid))) THEN
-			done := pg_catalog.format('%s waits for snapshots older than its build', m.target);
+		SELECT pg_catalog.string_agg(w.who, ', ') INTO why FROM (
+			SELECT 'pid ' || a.pid AS who FROM pg_catalog.pg_stat_activity a
+			WHERE a.backend_xmin IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
+			  AND (a.datname = pg_catalog.current_database() OR a.backend_type = 'walsender')
+			  AND pg_catalog.age(a.backend_xmin) >= pg_catalog.age(pg_catalog.xid(m.built_xid))
+			UNION ALL
+			-- a hot standby's snapshots, reported through its slot
+			SELECT 'slot ' || s.slot_name FROM pg_catalog.pg_replication_slots s
+			WHERE s.xmin IS NOT NULL
+			  AND pg_catalog.age(s.xmin) >= pg_catalog.age(pg_catalog.xid(m.built_xid))) w;
+		IF why IS NOT NULL THEN
+			done := pg_catalog.format('%s waits for snapshots older than its build (%s)', m.target, why);
 			more := false;
 			RETURN;
 		END IF;
 		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 		BEGIN
+			-- the pieces first, without waiting (no writer waits for them),
+			-- then the parent (every captured write waits for this)
+			FOR p IN SELECT c.oid::regclass AS part FROM pg_catalog.pg_class c WHERE c.oid = ANY (m.pieces) LOOP
+				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', p.part);
+			END LOOP;
+			LOCK TABLE activity_monitor.activity IN ACCESS EXCLUSIVE MODE;
 			FOR p IN SELECT c.oid::regclass AS part, c.relname FROM pg_catalog.pg_class c
 					 WHERE c.oid = ANY (m.pieces)
 			LOOP
@@ -370,9 +412,15 @@ BEGIN
 			DELETE FROM activity_monitor.merge;
 			merged := pg_catalog.array_length(m.pieces, 1);
 			done := pg_catalog.format('merged %s partitions (%s rows) into %s', merged, m.rows_copied, final);
-		EXCEPTION WHEN lock_not_available THEN
-			done := pg_catalog.format('could not swap %s in within lock_timeout', final);
-			more := false;
+		EXCEPTION
+			WHEN lock_not_available THEN
+				done := pg_catalog.format('could not swap %s in within lock_timeout', final);
+				more := false;
+			WHEN OTHERS THEN
+				-- not to be retried as it is: start again from the layout
+				EXECUTE pg_catalog.format('DROP TABLE %s', build);
+				DELETE FROM activity_monitor.merge;
+				done := pg_catalog.format('abandoned the merge into %s: %s', final, SQLERRM);
 		END;
 		RETURN;
 	END IF;
@@ -406,7 +454,12 @@ BEGIN
 		final := 'activity_' || CASE WHEN p.span = interval '1 year' THEN 'y' || pg_catalog.to_char(p.lo, 'YYYY')
 									 ELSE 'm' || pg_catalog.to_char(p.lo, 'YYYYMM') END;
 		CONTINUE WHEN EXISTS (SELECT 1 FROM activity_monitor._partitions() q
-							  WHERE q.lower < p.lo AND q.upper > p.lo)
+							  WHERE coalesce(q.lower, '-infinity') < p.lo AND q.upper > p.lo)
+			-- every piece has its indexes (a dump restores them after the rows)
+			OR EXISTS (SELECT 1 FROM activity_monitor._partitions() q
+					   WHERE q.lower >= p.lo AND q.upper <= p.hi
+						 AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i
+							  WHERE i.indrelid = q.part AND i.indisvalid) < 4)
 			OR pg_catalog.to_regclass(pg_catalog.format('activity_monitor.%I', final)) IS NOT NULL
 			OR EXISTS (SELECT 1 FROM activity_monitor.activity_default d
 					   WHERE d.occurred_at >= p.lo AND d.occurred_at < p.hi);

@@ -19,6 +19,10 @@
 # 4. pg_dump / pg_restore of the merged history gives the same rows.
 # 5. configure() refuses a bad merge_after or merge_interval with 22023 and
 #    changes nothing; settings shows the values.
+# 6. A detached piece holding a row the activity lacks (written after its
+#    copy) gets that row put back before the worker drops it.
+# 7. Without a configuration row (a restore in progress) maintain() and the
+#    merges do nothing and insert no row.
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
 # pass.  Every wait has a deadline.
@@ -171,4 +175,26 @@ restored=$(psql -X -At -d am_merges_restored -c "SELECT count(*) || ' ' || md5(s
 [ "$restored" = "$before" ] || fail "the restored history differs: $restored, was $before"
 [ "$(psql -X -At -d am_merges_restored -c "SELECT count(*) FROM activity_monitor._partitions()")" = "$parts_after" ] ||
 	fail "the restored database has other partitions"
+# 6. a detached piece that received rows after its copy (a superuser, a
+#    dump restored with psql while the worker ran): the worker puts the
+#    rows the activity lacks back before dropping it
+n0=$(q "SELECT count(*) FROM activity_monitor.activity")
+q "CREATE TABLE activity_monitor.activity_merged_p19991231 (LIKE activity_monitor.activity INCLUDING DEFAULTS);
+   INSERT INTO activity_monitor.activity_merged_p19991231
+   SELECT * FROM activity_monitor.activity WHERE occurred_at >= '$due_lo' ORDER BY id LIMIT 1;
+   INSERT INTO activity_monitor.activity_merged_p19991231 (id, occurred_at, kind, action, table_name, subject_id, actor_type)
+   VALUES (-7, '$due_lo'::timestamptz + interval '3 days', 'payment', 'insert', 'public.late', 'late', 'user')" >/dev/null
+am_wait_for 60 "$db" "SELECT to_regclass('activity_monitor.activity_merged_p19991231') IS NULL" ||
+	fail "the worker did not drop activity_merged_p19991231: $(q "SELECT last_merge, last_error FROM activity_monitor.worker_status")"
+[ "$(q "SELECT count(*) FROM activity_monitor.activity")" = "$((n0 + 1))" ] &&
+	[ "$(q "SELECT tableoid::regclass FROM activity_monitor.activity WHERE id = -7")" = "activity_monitor.$month" ] ||
+	fail "the row written after the copy was not put back once: $(q "SELECT count(*) - $n0 FROM activity_monitor.activity")"
+
+# 7. no configuration row (a dump being restored brings its own): the
+#    maintenance and the merges do nothing and insert none
+psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "BEGIN; DELETE FROM activity_monitor.config;
+   SELECT activity_monitor.maintain(now() + interval '3 days');
+   SELECT s.done FROM activity_monitor._merge_step() s;
+   SELECT count(*) FROM activity_monitor.config; ROLLBACK" >"$work/noconfig.out"
+[ "$(tr '\n' ' ' <"$work/noconfig.out")" = "0  0 " ] || fail "without a configuration row: $(cat "$work/noconfig.out")"
 echo "ok: $parts_before partitions merged into $parts_after ($merged merged away); the old snapshot saw $seen of $due_rows rows"

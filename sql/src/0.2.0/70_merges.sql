@@ -31,9 +31,9 @@ ALTER TABLE activity_monitor.worker_state
  * upper bound of the last one finished; last_at, last_id: the last row
  * copied of the one in progress), which is then finished (built_xid: the
  * transaction that did it) and swapped in for them once no snapshot older
- * than built_xid is left.  Not dumped: the build
- * table is an extension member until the swap, so a dump taken during a
- * merge carries neither and its restore merges again.
+ * than built_xid is left.  Its row is not dumped: a dump taken during a
+ * merge carries the build table, which the restored database's worker
+ * drops, and the merge starts again.
  */
 CREATE TABLE activity_monitor.merge (
 	target				name PRIMARY KEY,
@@ -118,6 +118,11 @@ BEGIN
 	-- lock, not an advisory lock, which any role could take and hold.
 	LOCK TABLE activity_monitor.merge IN SHARE UPDATE EXCLUSIVE MODE;
 	SELECT * INTO cfg FROM activity_monitor.config;
+	IF NOT FOUND THEN
+		-- a dump being restored (see _maintain())
+		more := false;
+		RETURN;
+	END IF;
 	SELECT * INTO m FROM activity_monitor.merge;
 
 	-- Left over: pieces detached by a swap, builds no merge row names (a
@@ -132,6 +137,25 @@ BEGIN
 		final := build::text;
 		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 		BEGIN
+			-- A detached piece had every row copied, unless something wrote
+			-- into it after its copy (a superuser, a dump restored by psql
+			-- while the worker ran): such rows go back to the activity before
+			-- the piece goes.
+			IF final LIKE 'activity\_monitor.activity\_merged\_%' THEN
+				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', final);
+				SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+				FROM pg_catalog.pg_attribute a
+				WHERE a.attrelid = 'activity_monitor.activity'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+				EXECUTE pg_catalog.format(
+					'INSERT INTO activity_monitor.activity (%s) SELECT %s FROM %s p WHERE NOT EXISTS '
+					'(SELECT 1 FROM activity_monitor.activity a WHERE a.occurred_at = p.occurred_at AND a.id = p.id)',
+					cols, cols, final);
+				GET DIAGNOSTICS n = ROW_COUNT;
+				IF n > 0 THEN
+					RAISE WARNING 'activity_monitor: % rows were written into % after it was merged: they were put back',
+						n, final;
+				END IF;
+			END IF;
 			EXECUTE pg_catalog.format('DROP TABLE %s', final);
 			done := pg_catalog.format('dropped %s', final);
 		EXCEPTION WHEN lock_not_available THEN
@@ -218,16 +242,29 @@ BEGIN
 
 		-- swap, once every snapshot (here, or a standby's through its
 		-- walsender) sees the build's rows
-		IF EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-				   WHERE a.backend_xmin IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
-					 AND (a.datname = pg_catalog.current_database() OR a.backend_type = 'walsender')
-					 AND pg_catalog.age(a.backend_xmin) >= pg_catalog.age(pg_catalog.xid(m.built_xid))) THEN
-			done := pg_catalog.format('%s waits for snapshots older than its build', m.target);
+		SELECT pg_catalog.string_agg(w.who, ', ') INTO why FROM (
+			SELECT 'pid ' || a.pid AS who FROM pg_catalog.pg_stat_activity a
+			WHERE a.backend_xmin IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
+			  AND (a.datname = pg_catalog.current_database() OR a.backend_type = 'walsender')
+			  AND pg_catalog.age(a.backend_xmin) >= pg_catalog.age(pg_catalog.xid(m.built_xid))
+			UNION ALL
+			-- a hot standby's snapshots, reported through its slot
+			SELECT 'slot ' || s.slot_name FROM pg_catalog.pg_replication_slots s
+			WHERE s.xmin IS NOT NULL
+			  AND pg_catalog.age(s.xmin) >= pg_catalog.age(pg_catalog.xid(m.built_xid))) w;
+		IF why IS NOT NULL THEN
+			done := pg_catalog.format('%s waits for snapshots older than its build (%s)', m.target, why);
 			more := false;
 			RETURN;
 		END IF;
 		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 		BEGIN
+			-- the pieces first, without waiting (no writer waits for them),
+			-- then the parent (every captured write waits for this)
+			FOR p IN SELECT c.oid::regclass AS part FROM pg_catalog.pg_class c WHERE c.oid = ANY (m.pieces) LOOP
+				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', p.part);
+			END LOOP;
+			LOCK TABLE activity_monitor.activity IN ACCESS EXCLUSIVE MODE;
 			FOR p IN SELECT c.oid::regclass AS part, c.relname FROM pg_catalog.pg_class c
 					 WHERE c.oid = ANY (m.pieces)
 			LOOP
@@ -249,9 +286,15 @@ BEGIN
 			DELETE FROM activity_monitor.merge;
 			merged := pg_catalog.array_length(m.pieces, 1);
 			done := pg_catalog.format('merged %s partitions (%s rows) into %s', merged, m.rows_copied, final);
-		EXCEPTION WHEN lock_not_available THEN
-			done := pg_catalog.format('could not swap %s in within lock_timeout', final);
-			more := false;
+		EXCEPTION
+			WHEN lock_not_available THEN
+				done := pg_catalog.format('could not swap %s in within lock_timeout', final);
+				more := false;
+			WHEN OTHERS THEN
+				-- not to be retried as it is: start again from the layout
+				EXECUTE pg_catalog.format('DROP TABLE %s', build);
+				DELETE FROM activity_monitor.merge;
+				done := pg_catalog.format('abandoned the merge into %s: %s', final, SQLERRM);
 		END;
 		RETURN;
 	END IF;
@@ -285,7 +328,12 @@ BEGIN
 		final := 'activity_' || CASE WHEN p.span = interval '1 year' THEN 'y' || pg_catalog.to_char(p.lo, 'YYYY')
 									 ELSE 'm' || pg_catalog.to_char(p.lo, 'YYYYMM') END;
 		CONTINUE WHEN EXISTS (SELECT 1 FROM activity_monitor._partitions() q
-							  WHERE q.lower < p.lo AND q.upper > p.lo)
+							  WHERE coalesce(q.lower, '-infinity') < p.lo AND q.upper > p.lo)
+			-- every piece has its indexes (a dump restores them after the rows)
+			OR EXISTS (SELECT 1 FROM activity_monitor._partitions() q
+					   WHERE q.lower >= p.lo AND q.upper <= p.hi
+						 AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i
+							  WHERE i.indrelid = q.part AND i.indisvalid) < 4)
 			OR pg_catalog.to_regclass(pg_catalog.format('activity_monitor.%I', final)) IS NOT NULL
 			OR EXISTS (SELECT 1 FROM activity_monitor.activity_default d
 					   WHERE d.occurred_at >= p.lo AND d.occurred_at < p.hi);

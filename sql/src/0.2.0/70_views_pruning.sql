@@ -60,7 +60,9 @@ BEGIN
 	LOCK TABLE activity_monitor.config IN SHARE UPDATE EXCLUSIVE MODE;
 	SELECT * INTO cfg FROM activity_monitor.config;
 	IF NOT FOUND THEN
-		INSERT INTO activity_monitor.config DEFAULT VALUES RETURNING * INTO cfg;
+		-- no configuration row: a dump being restored (it brings its own row
+		-- and its own partitions; CREATE EXTENSION inserts none then)
+		RETURN;
 	END IF;
 	step := extract(epoch FROM cfg.partition_interval);
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
@@ -96,6 +98,9 @@ BEGIN
 				 WHERE q.upper <= _maintain."now" - keep ORDER BY q.lower
 		LOOP
 			BEGIN
+				-- the partition first, without waiting: waiting for it while
+				-- holding the parent would hold up every captured write
+				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', p.part);
 				IF cfg.retention_mode = 'detach' THEN
 					EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.activity DETACH PARTITION %s', p.part);
 				ELSE
