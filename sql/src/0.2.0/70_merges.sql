@@ -110,6 +110,8 @@ DECLARE
 	cols	text;
 	parts	oid[];
 	why		text;
+	lo		timestamptz;
+	hi		timestamptz;
 	n		bigint;
 BEGIN
 	merged := 0;
@@ -146,10 +148,14 @@ BEGIN
 				SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
 				FROM pg_catalog.pg_attribute a
 				WHERE a.attrelid = 'activity_monitor.activity'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+				-- (the piece's time range as constants: the look-ups go to the
+				-- partitions of that range only)
+				EXECUTE pg_catalog.format('SELECT min(occurred_at), max(occurred_at) FROM %s', final) INTO lo, hi;
 				EXECUTE pg_catalog.format(
 					'INSERT INTO activity_monitor.activity (%s) SELECT %s FROM %s p WHERE NOT EXISTS '
-					'(SELECT 1 FROM activity_monitor.activity a WHERE a.occurred_at = p.occurred_at AND a.id = p.id)',
-					cols, cols, final);
+					'(SELECT 1 FROM activity_monitor.activity a WHERE a.occurred_at = p.occurred_at AND a.id = p.id '
+					'AND a.occurred_at >= %L AND a.occurred_at <= %L)',
+					cols, cols, final, lo, hi);
 				GET DIAGNOSTICS n = ROW_COUNT;
 				IF n > 0 THEN
 					RAISE WARNING 'activity_monitor: % rows were written into % after it was merged: they were put back',
