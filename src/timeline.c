@@ -19,7 +19,13 @@
  * rows (rows of an older partition are all older).  Each partition and
  * index is closed as soon as it has been read, releasing its lock: what
  * the call leaves locked is the parent, whatever the number of partitions.
- * The rows are copied out (toasted values fetched) before the lock goes.
+ * The rows are copied out (toasted values fetched) before the lock goes,
+ * into a tuplesort in the view's order: it holds work_mem at most and
+ * spills to temporary files beyond that, and with a limit keeps only the
+ * first lim rows, so that an account of millions of rows read with no
+ * limit does not have them all in the backend's memory.  The sorted rows
+ * then go into the tuplestore the function returns (itself spilling beyond
+ * work_mem).
  *
  * Privileges: the function returns the view's rows, so it requires what
  * the view requires: SELECT on activity_monitor.timeline for the caller,
@@ -67,7 +73,9 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_account_timeline);
 
@@ -86,14 +94,6 @@ typedef struct TimelineUnit
 	TimestampTz hi;				/* exclusive */
 } TimelineUnit;
 
-/* A row collected, in the result's shape, with its sort key. */
-typedef struct TimelineRow
-{
-	TimestampTz at;
-	int64		id;
-	HeapTuple	tuple;
-} TimelineRow;
-
 /* What one call reads and what it has collected so far. */
 typedef struct TimelineScan
 {
@@ -110,27 +110,12 @@ typedef struct TimelineScan
 	Oid			at_family;		/* timestamptz's btree operator family */
 	RegProcedure at_lt;			/* its < and >= */
 	RegProcedure at_ge;
-	MemoryContext rowcxt;		/* the collected rows, the partition list */
+	MemoryContext unitcxt;		/* the partition list */
 	MemoryContext partcxt;		/* one partition's work, reset after it */
 	MemoryContext tuplecxt;		/* one row's work */
-	TimelineRow *rows;
-	int64		nrows;
-	int64		maxrows;
+	TupleTableSlot *rowslot;	/* one row in the result's shape (virtual) */
+	Tuplesortstate *sort;		/* the rows collected, in the view's order */
 } TimelineScan;
-
-/* Newest first: occurred_at DESC, id DESC (the view's order). */
-static int
-row_cmp(const void *a, const void *b)
-{
-	const TimelineRow *ra = (const TimelineRow *) a;
-	const TimelineRow *rb = (const TimelineRow *) b;
-
-	if (ra->at != rb->at)
-		return ra->at > rb->at ? -1 : 1;
-	if (ra->id != rb->id)
-		return ra->id > rb->id ? -1 : 1;
-	return 0;
-}
 
 /* Dated units newest first (by upper bound; the ranges do not overlap). */
 static int
@@ -334,56 +319,77 @@ find_subject_index(const TimelineScan *ts, Relation rel, AttrNumber subject_att,
 }
 
 /*
- * Copy the row in slot (deformed) into the collected rows, in the result's
- * shape (map: the partition's attribute number of each result column),
- * toasted values fetched now, while the partition is locked.
+ * Start the sort of the rows collected: occurred_at DESC, id DESC (the
+ * view's order; NULLS FIRST, as DESC is), by the ">" of each type's default
+ * btree operator class, whose sort support the tuplesort looks up.  It
+ * keeps work_mem in memory and spills to temporary files beyond it.  Given
+ * a limit, it keeps only the first lim rows (a bounded heap, as a sort
+ * under a LIMIT does) when lim rows fit in work_mem; otherwise it sorts
+ * them all on disk and the caller stops reading at lim.
+ */
+static Tuplesortstate *
+begin_sort(const TimelineScan *ts)
+{
+	AttrNumber	attnums[2];
+	Oid			operators[2];
+	Oid			collations[2] = {InvalidOid, InvalidOid};
+	bool		nulls_first[2] = {true, true};
+	bool		bounded = ts->lim < PG_INT64_MAX;
+	Tuplesortstate *sort;
+
+	attnums[0] = ts->out_at + 1;
+	attnums[1] = ts->out_id + 1;
+	operators[0] = lookup_type_cache(TIMESTAMPTZOID, TYPECACHE_GT_OPR)->gt_opr;
+	operators[1] = lookup_type_cache(INT8OID, TYPECACHE_GT_OPR)->gt_opr;
+	if (!OidIsValid(operators[0]) || !OidIsValid(operators[1]))
+		elog(ERROR, "no btree > operator for timestamptz or bigint");
+
+	sort = tuplesort_begin_heap(ts->outdesc, 2, attnums, operators, collations,
+								nulls_first, work_mem, NULL,
+								bounded ? TUPLESORT_ALLOWBOUNDED : TUPLESORT_NONE);
+	if (bounded)
+		tuplesort_set_bound(sort, ts->lim);
+	return sort;
+}
+
+/*
+ * Put the row in slot (deformed) into the sort, in the result's shape (map:
+ * the partition's attribute number of each result column), toasted values
+ * fetched now, while the partition is locked: the sort copies the row, and
+ * may write it to a temporary file, as it is.
  */
 static void
 collect_row(TimelineScan *ts, TupleTableSlot *slot, const AttrNumber *map)
 {
-	int			natts = ts->outdesc->natts;
-	Datum	   *values;
-	bool	   *nulls;
+	TupleTableSlot *row = ts->rowslot;
 	MemoryContext old;
-	TimelineRow *row;
 
 	MemoryContextReset(ts->tuplecxt);
 	old = MemoryContextSwitchTo(ts->tuplecxt);
-	values = palloc(sizeof(Datum) * natts);
-	nulls = palloc(sizeof(bool) * natts);
-	for (int i = 0; i < natts; i++)
+	ExecClearTuple(row);
+	for (int i = 0; i < ts->outdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(ts->outdesc, i);
+		Datum		value = slot->tts_values[map[i] - 1];
+		bool		isnull = slot->tts_isnull[map[i] - 1];
 
-		values[i] = slot->tts_values[map[i] - 1];
-		nulls[i] = slot->tts_isnull[map[i] - 1];
-		if (!nulls[i] && att->attlen == -1 &&
-			VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
-			values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
-															  DatumGetPointer(values[i])));
+		if (!isnull && att->attlen == -1 &&
+			VARATT_IS_EXTERNAL(DatumGetPointer(value)))
+			value = PointerGetDatum(detoast_external_attr((struct varlena *)
+														  DatumGetPointer(value)));
+		row->tts_values[i] = value;
+		row->tts_isnull[i] = isnull;
 	}
-
-	MemoryContextSwitchTo(ts->rowcxt);
-	if (ts->nrows == ts->maxrows)
-	{
-		ts->maxrows = ts->maxrows == 0 ? 64 : ts->maxrows * 2;
-		if (ts->rows == NULL)
-			ts->rows = palloc(sizeof(TimelineRow) * ts->maxrows);
-		else
-			ts->rows = repalloc_huge(ts->rows, sizeof(TimelineRow) * ts->maxrows);
-	}
-	row = &ts->rows[ts->nrows++];
-	row->tuple = heap_form_tuple(ts->outdesc, values, nulls);
-	row->at = DatumGetTimestampTz(values[ts->out_at]);
-	row->id = DatumGetInt64(values[ts->out_id]);
+	ExecStoreVirtualTuple(row);
+	tuplesort_puttupleslot(ts->sort, row);
 	MemoryContextSwitchTo(old);
 }
 
 /*
  * Read the account's rows of one leaf partition through index idx,
  * backward (newest first), with the time bounds as scan keys: want rows,
- * and those tied with the last on occurred_at (the order by id is made
- * later).  Returns the number of rows collected.
+ * and those tied with the last on occurred_at (the sort orders them by
+ * id).  Returns the number of rows collected.
  */
 static int64
 read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
@@ -431,7 +437,7 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
 /*
  * A partition without a (subject_id, occurred_at) btree (made by hand, or
  * one being rebuilt): read it whole, keeping the account's rows within the
- * bounds, in no order (every one is collected, the sort comes later).
+ * bounds, in no order (every one goes into the sort).
  */
 static int64
 read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map,
@@ -517,18 +523,6 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 	return n;
 }
 
-/* Keep only the first lim rows collected (in the view's order). */
-static void
-trim_rows(TimelineScan *ts)
-{
-	if (ts->nrows <= ts->lim)
-		return;
-	qsort(ts->rows, ts->nrows, sizeof(TimelineRow), row_cmp);
-	for (int64 i = ts->lim; i < ts->nrows; i++)
-		heap_freetuple(ts->rows[i].tuple);
-	ts->nrows = ts->lim;
-}
-
 /*
  * account_timeline(subject text, lim int DEFAULT 50, before timestamptz
  * DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS SETOF timeline:
@@ -549,6 +543,7 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	List	   *dated = NIL;
 	int64		dated_rows = 0;
+	TupleTableSlot *outslot;
 	MemoryContext old;
 
 	cat = am_catalog();
@@ -590,22 +585,24 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 		TupleDescAttr(ts.outdesc, ts.out_id)->atttypid != INT8OID ||
 		TupleDescAttr(ts.outdesc, ts.out_at)->atttypid != TIMESTAMPTZOID)
 		elog(ERROR, "the result type of account_timeline() has no id bigint or occurred_at timestamptz");
-	ts.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline rows",
-									  ALLOCSET_DEFAULT_SIZES);
+	ts.unitcxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline partitions",
+									   ALLOCSET_SMALL_SIZES);
 	ts.partcxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline partition",
 									   ALLOCSET_DEFAULT_SIZES);
 	ts.tuplecxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline row",
 										ALLOCSET_SMALL_SIZES);
+	ts.rowslot = MakeSingleTupleTableSlot(ts.outdesc, &TTSOpsVirtual);
+	ts.sort = begin_sort(&ts);
 
 	/* ACCESS SHARE on the parent until the end of the transaction */
 	parent = table_open(activity, AccessShareLock);
 	at_att = attnum_by_name(RelationGetDescr(parent), "occurred_at");
-	old = MemoryContextSwitchTo(ts.rowcxt);
+	old = MemoryContextSwitchTo(ts.unitcxt);
 	units = list_units(parent, at_att);
 	MemoryContextSwitchTo(old);
 	table_close(parent, NoLock);
 
-	/* rows of any time first, whole (up to lim and ties each) */
+	/* rows of any time first, whole (up to lim and ties each, the sort keeps lim) */
 	foreach(lc, units)
 	{
 		TimelineUnit *u = (TimelineUnit *) lfirst(lc);
@@ -615,17 +612,14 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 		{
 			if (unit_in_range(&ts, u))
 			{
-				old = MemoryContextSwitchTo(ts.rowcxt);
+				old = MemoryContextSwitchTo(ts.unitcxt);
 				dated = lappend(dated, u);
 				MemoryContextSwitchTo(old);
 			}
 			continue;
 		}
 		foreach(lc2, u->leaves)
-		{
 			read_partition(&ts, lfirst_oid(lc2), ts.lim);
-			trim_rows(&ts);
-		}
 	}
 
 	/*
@@ -642,20 +636,23 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 		if (dated_rows >= ts.lim)
 			break;
 		foreach(lc2, u->leaves)
-		{
 			dated_rows += read_partition(&ts, lfirst_oid(lc2), want);
-			trim_rows(&ts);
-		}
 	}
 
-	/* in the view's order, cut at lim */
-	if (ts.nrows > 0)
-		qsort(ts.rows, ts.nrows, sizeof(TimelineRow), row_cmp);
-	for (int64 i = 0; i < ts.nrows && i < ts.lim; i++)
-		tuplestore_puttuple(rsinfo->setResult, ts.rows[i].tuple);
+	/*
+	 * In the view's order, cut at lim (the bound cuts already, unless lim is
+	 * too large for a bounded sort).
+	 */
+	tuplesort_performsort(ts.sort);
+	outslot = MakeSingleTupleTableSlot(ts.outdesc, &TTSOpsMinimalTuple);
+	for (int64 i = 0; i < ts.lim && tuplesort_gettupleslot(ts.sort, true, false, outslot, NULL); i++)
+		tuplestore_puttupleslot(rsinfo->setResult, outslot);
 
+	ExecDropSingleTupleTableSlot(outslot);
+	tuplesort_end(ts.sort);
+	ExecDropSingleTupleTableSlot(ts.rowslot);
 	MemoryContextDelete(ts.tuplecxt);
 	MemoryContextDelete(ts.partcxt);
-	MemoryContextDelete(ts.rowcxt);
+	MemoryContextDelete(ts.unitcxt);
 	return (Datum) 0;
 }

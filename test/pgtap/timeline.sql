@@ -74,7 +74,7 @@ COMMIT;
 -- Tests
 -- ---------------------------------------------------------------------------
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 
 CREATE TEMP VIEW parts AS
 	SELECT h.inhrelid AS relid FROM pg_inherits h
@@ -207,6 +207,34 @@ ROLLBACK TO SAVEPOINT fallback;
 SELECT cmp_ok(:fallback_desc::int, '>=', 20, 'a third of the partitions got a DESC index, a third none');
 SELECT is(:fallback_bad::int, 0,
 	'without the index on a third of the partitions, DESC on another third: the same rows');
+
+-- A busy account read with no limit under a small work_mem: the rows are
+-- sorted in a tuplesort that spills to temporary files (20,000 rows, a few
+-- MB, against 64 kB), not gathered in the backend's memory; a limit too
+-- large for a bounded sort within work_mem spills too.  (In a savepoint
+-- rolled back after, SET LOCAL with it.)
+SAVEPOINT big;
+INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, actor_type, subject_id, row_key, new_values)
+SELECT date_trunc('day', now()) + interval '1 hour' - make_interval(mins => (g / 2) * 8),
+	   'profile', 'update', 'public.accounts', 'user', 'acct_big', g::text,
+	   jsonb_build_object('note', repeat(md5(g::text), 4))
+FROM generate_series(1, 20000) g;
+SET LOCAL work_mem = '64kB';
+SELECT (SELECT array_agg(t::text) FROM activity_monitor.account_timeline('acct_big', NULL) t)
+	   IS NOT DISTINCT FROM
+	   (SELECT array_agg(t::text) FROM (SELECT * FROM activity_monitor.timeline WHERE subject_id = 'acct_big'
+										ORDER BY occurred_at DESC, id DESC) t) AS big_all_same,
+	   (SELECT count(*) FROM activity_monitor.account_timeline('acct_big', NULL)) AS big_all_rows,
+	   (SELECT array_agg(t::text) FROM activity_monitor.account_timeline('acct_big', 15000, before => now() - interval '1 day') t)
+	   IS NOT DISTINCT FROM
+	   (SELECT array_agg(t::text) FROM (SELECT * FROM activity_monitor.timeline WHERE subject_id = 'acct_big'
+										  AND occurred_at < now() - interval '1 day'
+										ORDER BY occurred_at DESC, id DESC LIMIT 15000) t) AS big_lim_same \gset
+ROLLBACK TO SAVEPOINT big;
+SELECT ok(:'big_all_same'::bool AND :big_all_rows = 20000,
+	'lim NULL, 20,000 rows, work_mem 64kB: the view''s rows in its order (the sort spills)');
+SELECT ok(:'big_lim_same'::bool,
+	'lim 15000, work_mem 64kB (too small for a bounded sort): the view''s rows in its order');
 
 -- ---------------------------------------------------------------------------
 -- Bad input
