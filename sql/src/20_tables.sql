@@ -100,6 +100,9 @@ BEGIN
 	-- time order, ties by id: the views' ORDER BY occurred_at DESC, id DESC
 	-- read straight off it (a LIMIT stops early, no sort)
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at, id)', part);
+	-- critical events only, in that order (critical_changes, the dashboard):
+	-- the latest of them without reading every event of the period
+	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at, id) WHERE critical', part);
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
 	-- employees' actions (admin_actions); users are found by subject
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '

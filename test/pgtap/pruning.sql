@@ -32,10 +32,10 @@ CREATE TEMP VIEW activity_rels AS
 	SELECT t.relid AS rel, t.relid AS part FROM t
 	UNION ALL
 	SELECT i.indexrelid, t.relid FROM t JOIN pg_index i ON i.indrelid = t.relid;
--- What a read may lock: the parent, and 5 relations (a partition and its 4
+-- What a read may lock: the parent, and 6 relations (a partition and its 5
 -- indexes) per partition of the last day, premade partition and the default.
 CREATE TEMP TABLE allowed AS
-	SELECT 2 + 5 * ((SELECT count(*) FROM activity_monitor._partitions() WHERE upper > now() - interval '1 day') + 1)
+	SELECT 2 + 6 * ((SELECT count(*) FROM activity_monitor._partitions() WHERE upper > now() - interval '1 day') + 1)
 		AS locks;
 -- Relations of partitions wholly older than the last day.
 CREATE TEMP TABLE old_rels AS

@@ -115,7 +115,7 @@ SELECT is(:'fn_parent'::text, 'AccessShareLock',
 SELECT is(:absent_rows::int, 0, 'an absent account: no rows');
 SELECT is(:absent_locks, 0, 'an absent account, every partition read: no lock on any of them');
 SELECT is(:view_rows::int, 50, 'the view''s latest 50');
-SELECT is(:view_locks, 5 * :nparts, 'the view''s latest 50 hold 5 locks per partition (the table and its 4 indexes)');
+SELECT is(:view_locks, 6 * :nparts, 'the view''s latest 50 hold 6 locks per partition (the table and its 5 indexes)');
 SELECT diag(format('%s partitions: the view''s latest 50 hold %s locks on partitions and their indexes, account_timeline() %s',
 				   :nparts, :view_locks, :fn_locks));
 

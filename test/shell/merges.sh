@@ -5,7 +5,7 @@
 #    gone, the last ~70 days) with events: once merging is switched on, the
 #    worker merges every month that ended merge_after ago into one partition
 #    activity_mYYYYMM and the old year into activity_yYYYY; the rows are the
-#    same (every column), the merged partitions have the four indexes and
+#    same (every column), the merged partitions have the five indexes and
 #    the reader's grant, no build or detached piece is left, worker_status
 #    counts the partitions merged away; a day of 60,000 events is copied
 #    in two chunks, cut between events of the same instant; account_timeline()
@@ -144,8 +144,8 @@ q "SELECT 1 FROM activity_monitor._partitions() WHERE part = 'activity_monitor.a
 month=$(q "SELECT 'activity_m' || to_char('$due_lo'::timestamptz AT TIME ZONE 'UTC', 'YYYYMM')")
 [ "$(q "SELECT count(*) FROM activity_monitor.$month")" = "$due_rows" ] || fail "$month does not hold the month's $due_rows rows"
 [ "$(q "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE i.indrelid = 'activity_monitor.$month'::regclass AND c.relname LIKE '${month}\\_%'")" = 4 ] ||
-	fail "$month lacks its four indexes: $(q "SELECT string_agg(indexrelid::regclass::text, ' ') FROM pg_index WHERE indrelid = 'activity_monitor.$month'::regclass")"
+		WHERE i.indrelid = 'activity_monitor.$month'::regclass AND c.relname LIKE '${month}\\_%'")" = 5 ] ||
+	fail "$month lacks its five indexes: $(q "SELECT string_agg(indexrelid::regclass::text, ' ') FROM pg_index WHERE indrelid = 'activity_monitor.$month'::regclass")"
 # account_timeline() over the merged layout: the view's rows, in its order
 for s in 0 5 41 96; do
 	for lim in 3 50 NULL; do
