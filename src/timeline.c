@@ -6,7 +6,7 @@
  *
  * The timeline view, asked for one account's latest 50 events, is planned
  * over every partition of activity_monitor.activity: the planner opens and
- * locks each partition and its four indexes (five locks a partition, held
+ * locks each partition and its indexes (six locks a partition, held
  * to the end of the transaction), and with years of history a hundred
  * back-office sessions doing that at once fill the shared lock table.
  * account_timeline() returns the same rows in the same order, but reads
@@ -15,8 +15,10 @@
  * need ACCESS EXCLUSIVE on the parent), takes the partitions and their
  * range bounds from the parent's partition descriptor, and reads the
  * default partition and then the dated ones newest first, each through its
- * (subject_id, occurred_at) btree scanned backward, until it has enough
- * rows (rows of an older partition are all older).  Each partition and
+ * index led by subject_id (a merged partition's (subject_id, occurred_at)
+ * scanned backward and stopped early; a day's, on subject_id alone, read
+ * whole), until it has enough rows (rows of an older partition are all
+ * older).  Each partition and
  * index is closed as soon as it has been read, releasing its lock: what
  * the call leaves locked is the parent, whatever the number of partitions.
  * The rows are copied out (toasted values fetched) before the lock goes,
@@ -277,45 +279,58 @@ unit_in_range(const TimelineScan *ts, const TimelineUnit *u)
 }
 
 /*
- * The partition's btree whose first two key columns are subject_id and
- * occurred_at, found by its columns: valid, not partial, text equality in
- * the column's collation on the first, timestamptz's ordering on the
- * second.  Opened (ACCESS SHARE); NULL if there is none (the indexes looked
- * at are closed again, releasing their locks).
+ * The partition's btree led by subject_id: valid, not partial, text
+ * equality in the column's collation on its first key column.  One whose
+ * second key column is occurred_at (timestamptz's ordering) is preferred,
+ * and *ordered is then set: it is read newest first and stopped early
+ * (merged partitions have it); otherwise (the partitions capture writes
+ * to index subject_id alone) every row of the account is read.  Opened
+ * (ACCESS SHARE); NULL if there is none (the indexes looked at are closed
+ * again, releasing their locks).
  */
 static Relation
 find_subject_index(const TimelineScan *ts, Relation rel, AttrNumber subject_att,
-				   AttrNumber at_att)
+				   AttrNumber at_att, bool *ordered)
 {
 	Oid			subject_coll = TupleDescAttr(RelationGetDescr(rel), subject_att - 1)->attcollation;
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
+	Relation	found = NULL;
 
+	*ordered = false;
 	foreach(lc, indexes)
 	{
 		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
 		Form_pg_index ind = idx->rd_index;
+		bool		usable;
+		bool		by_time;
 
 		/* as the planner: an index some snapshots may not use is skipped */
-		if (idx->rd_rel->relam == BTREE_AM_OID && ind->indisvalid &&
+		usable = idx->rd_rel->relam == BTREE_AM_OID && ind->indisvalid &&
 			(!ind->indcheckxmin ||
 			 TransactionIdPrecedes(HeapTupleHeaderGetXmin(idx->rd_indextuple->t_data),
 								   TransactionXmin)) &&
-			ind->indnkeyatts >= 2 &&
-			ind->indkey.values[0] == subject_att && ind->indkey.values[1] == at_att &&
+			ind->indnkeyatts >= 1 && ind->indkey.values[0] == subject_att &&
 			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
 			idx->rd_indcollation[0] == subject_coll &&
 			get_opfamily_member(idx->rd_opfamily[0], TEXTOID, TEXTOID,
-								BTEqualStrategyNumber) == TextEqualOperator &&
-			idx->rd_opfamily[1] == ts->at_family)
+								BTEqualStrategyNumber) == TextEqualOperator;
+		by_time = usable && ind->indnkeyatts >= 2 &&
+			ind->indkey.values[1] == at_att && idx->rd_opfamily[1] == ts->at_family;
+		if (usable && (found == NULL || (by_time && !*ordered)))
 		{
-			list_free(indexes);
-			return idx;
+			if (found != NULL)
+				index_close(found, AccessShareLock);
+			found = idx;
+			*ordered = by_time;
+			if (by_time)
+				break;
+			continue;
 		}
 		index_close(idx, AccessShareLock);
 	}
 	list_free(indexes);
-	return NULL;
+	return found;
 }
 
 /*
@@ -386,34 +401,38 @@ collect_row(TimelineScan *ts, TupleTableSlot *slot, const AttrNumber *map)
 }
 
 /*
- * Read the account's rows of one leaf partition through index idx,
- * backward (newest first), with the time bounds as scan keys: want rows,
- * and those tied with the last on occurred_at (the sort orders them by
- * id).  Returns the number of rows collected.
+ * Read the account's rows of one leaf partition through index idx.  An
+ * ordered one ((subject_id, occurred_at)) is read backward (newest first),
+ * with the time bounds as scan keys: want rows, and those tied with the
+ * last on occurred_at (the sort orders them by id).  One on subject_id
+ * alone gives the account's rows in no particular order: all of them
+ * within the bounds are read.  Returns the number of rows collected.
  */
 static int64
-read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
-		   AttrNumber at_att, int64 want)
+read_index(TimelineScan *ts, Relation rel, Relation idx, bool ordered,
+		   const AttrNumber *map, AttrNumber at_att, int64 want)
 {
 	ScanKeyData keys[3];
 	int			nkeys = 0;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	ScanDirection dir;
+	ScanDirection dir = ForwardScanDirection;
 	int64		n = 0;
 	TimestampTz boundary = 0;
 
 	ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   idx->rd_indcollation[0], F_TEXTEQ, ts->subject);
-	if (ts->has_before)
-		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTLessStrategyNumber, InvalidOid,
-							   InvalidOid, ts->at_lt, TimestampTzGetDatum(ts->before));
-	if (ts->has_since)
-		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber,
-							   InvalidOid, InvalidOid, ts->at_ge, TimestampTzGetDatum(ts->since));
-
-	/* newest first whichever way the index orders occurred_at */
-	dir = (idx->rd_indoption[1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
+	if (ordered)
+	{
+		if (ts->has_before)
+			ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTLessStrategyNumber, InvalidOid,
+								   InvalidOid, ts->at_lt, TimestampTzGetDatum(ts->before));
+		if (ts->has_since)
+			ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber,
+								   InvalidOid, InvalidOid, ts->at_ge, TimestampTzGetDatum(ts->since));
+		/* newest first whichever way the index orders occurred_at */
+		dir = (idx->rd_indoption[1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
+	}
 	scan = index_beginscan(rel, idx, ts->snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, dir, slot))
@@ -422,7 +441,13 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
 		TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, at_att, &isnull));
 
 		CHECK_FOR_INTERRUPTS();
-		if (n >= want && at != boundary)
+		if (!ordered)
+		{
+			if (isnull || (ts->has_before && at >= ts->before) ||
+				(ts->has_since && at < ts->since))
+				continue;
+		}
+		else if (n >= want && at != boundary)
 			break;
 		slot_getallattrs(slot);
 		collect_row(ts, slot, map);
@@ -435,8 +460,8 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, const AttrNumber *map,
 }
 
 /*
- * A partition without a (subject_id, occurred_at) btree (made by hand, or
- * one being rebuilt): read it whole, keeping the account's rows within the
+ * A partition without a btree led by subject_id (made by hand, or one
+ * being rebuilt): read it whole, keeping the account's rows within the
  * bounds, in no order (every one goes into the sort).
  */
 static int64
@@ -485,6 +510,7 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 	AttrNumber	subject_att = attnum_by_name(desc, "subject_id");
 	AttrNumber	at_att = attnum_by_name(desc, "occurred_at");
 	Relation	idx;
+	bool		ordered;
 	int64		n;
 
 	if (rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE)
@@ -508,10 +534,10 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 				 RelationGetRelationName(rel), name);
 	}
 
-	idx = find_subject_index(ts, rel, subject_att, at_att);
+	idx = find_subject_index(ts, rel, subject_att, at_att, &ordered);
 	if (idx != NULL)
 	{
-		n = read_index(ts, rel, idx, map, at_att, want);
+		n = read_index(ts, rel, idx, ordered, map, at_att, want);
 		index_close(idx, AccessShareLock);
 	}
 	else

@@ -90,8 +90,20 @@ SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_id_seq', '
  * Indexes live on each partition, made by _index_partition(), not on the
  * parent: a parent index would make pg_restore's ATTACH PARTITION create
  * partition indexes that collide with the dump's own CREATE INDEX.
+ *
+ * An account's events are found through an index led by subject_id.  A
+ * partition that capture writes to (a day's, the default) has it on
+ * subject_id alone: every change inserts into it at a random place, and
+ * with the key alone the entries of one account share one deduplicated
+ * posting list, so the index is about a sixth of (subject_id, occurred_at)'s
+ * size and stays in shared buffers as the day's partition fills (on a
+ * partition of 5 million events: 34 MB against 225 MB).  A reader of one
+ * account's events of such a partition reads all of them and sorts them.
+ * A merged partition (merged true: a month or a year, which receives no
+ * more writes) has it on (subject_id, occurred_at), read newest first and
+ * stopped early.
  */
-CREATE FUNCTION activity_monitor._index_partition(part regclass)
+CREATE FUNCTION activity_monitor._index_partition(part regclass, merged boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -103,7 +115,11 @@ BEGIN
 	-- critical events only, in that order (critical_changes, the dashboard):
 	-- the latest of them without reading every event of the period
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (occurred_at, id) WHERE critical', part);
-	EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
+	IF merged THEN
+		EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id, occurred_at)', part);
+	ELSE
+		EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id)', part);
+	END IF;
 	-- employees' actions (admin_actions); users are found by subject
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '
 		'WHERE actor_type = ''employee''', part);

@@ -12,7 +12,7 @@
 REVOKE ALL ON activity_monitor.activity, activity_monitor.activity_default,
 	activity_monitor.activity_id_seq FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass),
+REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass, boolean),
 	activity_monitor._partitions(), activity_monitor._create_partition(timestamptz, timestamptz),
 	activity_monitor._maintain(timestamptz), activity_monitor._check_interval(text, interval),
 	activity_monitor._restoring(), activity_monitor._merge_step(timestamptz), activity_monitor._worker_merge(),

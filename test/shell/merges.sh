@@ -146,6 +146,16 @@ month=$(q "SELECT 'activity_m' || to_char('$due_lo'::timestamptz AT TIME ZONE 'U
 [ "$(q "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 		WHERE i.indrelid = 'activity_monitor.$month'::regclass AND c.relname LIKE '${month}\\_%'")" = 5 ] ||
 	fail "$month lacks its five indexes: $(q "SELECT string_agg(indexrelid::regclass::text, ' ') FROM pg_index WHERE indrelid = 'activity_monitor.$month'::regclass")"
+# a merged partition is read, not written: its subject index is ordered by
+# time; a day's partition (written) indexes subject_id alone
+[ "$(q "SELECT count(*) FROM pg_index i WHERE i.indrelid = 'activity_monitor.$month'::regclass
+		AND pg_get_indexdef(i.indexrelid) LIKE '%(subject_id, occurred_at)'")" = 1 ] ||
+	fail "$month has no (subject_id, occurred_at) index"
+[ "$(q "SELECT count(*) FILTER (WHERE pg_get_indexdef(i.indexrelid) LIKE '%(subject_id)') || ' '
+		|| count(*) FILTER (WHERE pg_get_indexdef(i.indexrelid) LIKE '%(subject_id, occurred_at)')
+		FROM pg_index i JOIN activity_monitor._partitions() p ON p.part = i.indrelid
+		WHERE p.lower >= date_trunc('day', now(), 'UTC')")" = "3 0" ] ||
+	fail "today's partition and the next two do not index subject_id alone"
 # account_timeline() over the merged layout: the view's rows, in its order
 for s in 0 5 41 96; do
 	for lim in 3 50 NULL; do

@@ -348,7 +348,7 @@ BEGIN
 			'CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L))',
 			'activity_build_' || pg_catalog.substr(final, 10), final || '_bounds', p.lo, p.hi);
 		PERFORM activity_monitor._index_partition(
-			pg_catalog.format('activity_monitor.%I', 'activity_build_' || pg_catalog.substr(final, 10))::regclass);
+			pg_catalog.format('activity_monitor.%I', 'activity_build_' || pg_catalog.substr(final, 10))::regclass, true);
 		INSERT INTO activity_monitor.merge (target, lower, upper, copied_to)
 		VALUES ('activity_build_' || pg_catalog.substr(final, 10), p.lo, p.hi, p.lo);
 		done := pg_catalog.format('started merging %s partitions of [%s, %s) into %s', p.n, p.lo, p.hi, final);
