@@ -141,31 +141,38 @@ AS $fn$
 DECLARE
 	t	timestamptz := pg_catalog.now();
 BEGIN
-	-- $1 now, $2 five minutes ago, $3 an hour ago, $4 a day ago
+	-- $1 now, $2 five minutes ago, $3 an hour ago, $4 a day ago; the day's
+	-- minute rows are read once, grouped both by kind and actor type and by
+	-- employee
 	EXECUTE $q$
+	WITH g AS MATERIALIZED (
+		SELECT m.kind, m.actor_type, m.employee_id, GROUPING(m.employee_id) = 1 AS by_kind,
+			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $2), 0) AS last_5m,
+			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $3), 0) AS last_hour,
+			   pg_catalog.sum(m.events) AS last_day,
+			   pg_catalog.sum(m.sessions_started - m.sessions_ended) AS sessions
+		FROM activity_monitor.activity_minute m
+		WHERE m.minute >= $4
+		GROUP BY GROUPING SETS ((m.kind, m.actor_type), (m.employee_id))
+	)
 	SELECT $1,
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) ORDER BY e.last_day DESC, e.kind, e.actor_type), '[]')
-			FROM (SELECT m.kind, m.actor_type,
-						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $2), 0) AS last_5m,
-						 coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $3), 0) AS last_hour,
-						 pg_catalog.sum(m.events) AS last_day
-				  FROM activity_monitor.activity_minute m
-				  WHERE m.minute >= $4
-				  GROUP BY m.kind, m.actor_type) e),
-		   (SELECT coalesce(pg_catalog.sum(m.sessions_started - m.sessions_ended), 0)
-			FROM activity_monitor.activity_minute m
-			WHERE m.minute >= $4),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+					'kind', g.kind, 'actor_type', g.actor_type, 'last_5m', g.last_5m,
+					'last_hour', g.last_hour, 'last_day', g.last_day)
+					ORDER BY g.last_day DESC, g.kind, g.actor_type), '[]')
+			FROM g WHERE g.by_kind),
+		   (SELECT coalesce(pg_catalog.sum(g.sessions), 0) FROM g WHERE g.by_kind),
 		   (SELECT pg_catalog.jsonb_build_object(
 					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
 					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
 					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
 			FROM activity_monitor.alerts a WHERE a.status <> 'resolved'),
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(b) ORDER BY b.actions DESC, b.employee_id), '[]')
-			FROM (SELECT m.employee_id, pg_catalog.sum(m.events) AS actions
-				  FROM activity_monitor.activity_minute m
-				  WHERE m.employee_id <> '' AND m.minute >= $4
-				  GROUP BY m.employee_id
-				  ORDER BY 2 DESC, 1 LIMIT 5) b),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('employee_id', b.employee_id,
+																			   'actions', b.last_day)
+												 ORDER BY b.last_day DESC, b.employee_id), '[]')
+			FROM (SELECT g.employee_id, g.last_day FROM g
+				  WHERE NOT g.by_kind AND g.employee_id <> ''
+				  ORDER BY g.last_day DESC, g.employee_id LIMIT 5) b),
 		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
 			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 						 a.actor_type, a.actor_id, a.status_from, a.status_to
