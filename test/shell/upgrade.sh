@@ -3,7 +3,8 @@
 # 0.1.0 installed with tracked tables, captured events, rules and alerts
 # (open, acknowledged, resolved), then updated.  Afterwards the extension's
 # objects are exactly those of a fresh install (test/lib/describe_extension.sql,
-# compared line by line), no event, rule or alert is lost or changed, and
+# compared line by line; and pg_dump --schema-only, outside the tables that
+# hold data), no event, rule or alert is lost or changed, and
 # capture and the worker go on: a new matching write is captured and alerted.
 #
 # The library is this release's: until the update, capture goes on and the
@@ -24,6 +25,17 @@ psql -X -q -v ON_ERROR_STOP=1 -d "$fresh" -c "CREATE EXTENSION activity_monitor"
 [ "$(psql -X -At -d "$fresh" -c "SELECT extversion FROM pg_extension WHERE extname = 'activity_monitor'")" = "$version" ] ||
 	fail "a fresh install is not version $version"
 describe "$fresh" >"$AM_TMP/upgrade.fresh"
+# pg_dump --schema-only of the database, leaving out what must differ: the
+# tables of public (the tracked ones) and the partitions of activity (which
+# hold data: their number, bounds and, for 0.1.0's, indexes differ).  What
+# remains is CREATE EXTENSION and whatever an update would leave different
+# from an install: privileges changed from the extension's initial ones,
+# objects outside the extension.
+schema_dump() {
+	pg_dump --schema-only --no-owner -N public -T 'activity_monitor.activity_*' "$1" |
+		grep -v -e '^--' -e '^$' -e '^\\restrict ' -e '^\\unrestrict '
+}
+schema_dump "$fresh" >"$AM_TMP/upgrade.fresh.dump"
 psql -X -q -d postgres -c "DROP DATABASE $fresh WITH (FORCE)" >/dev/null
 
 am_db_new
@@ -78,6 +90,14 @@ if ! diff "$AM_TMP/upgrade.fresh" "$AM_TMP/upgrade.updated" >"$AM_TMP/upgrade.di
 	fail "the updated extension differs from a fresh install of $version (above: < fresh, > updated)"
 fi
 echo "ok: updated objects equal a fresh install ($(wc -l <"$AM_TMP/upgrade.fresh") lines compared)"
+schema_dump "$db" >"$AM_TMP/upgrade.updated.dump"
+if ! diff "$AM_TMP/upgrade.fresh.dump" "$AM_TMP/upgrade.updated.dump" >"$AM_TMP/upgrade.dump.diff"; then
+	head -40 "$AM_TMP/upgrade.dump.diff"
+	fail "pg_dump --schema-only of the updated database differs from a fresh install's (above: < fresh, > updated)"
+fi
+grep -q 'CREATE EXTENSION IF NOT EXISTS activity_monitor' "$AM_TMP/upgrade.fresh.dump" ||
+	fail "the schema dump has no CREATE EXTENSION: $(head -5 "$AM_TMP/upgrade.fresh.dump")"
+echo "ok: pg_dump --schema-only equal to a fresh install's ($(wc -l <"$AM_TMP/upgrade.fresh.dump") lines)"
 
 # capture and alerting go on after the update; the events captured before
 # it are alerted now
