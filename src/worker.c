@@ -638,15 +638,33 @@ duty_merge(void)
 	return !isnull && DatumGetBool(more);
 }
 
-/* Rollup duty: the per-minute counts behind the dashboard view. */
+/*
+ * Rollup duty: the per-minute counts behind the dashboard view, from the
+ * minutes the previous round said may still change (_worker_rollup();
+ * the first round after the worker's start: the last 10 minutes).
+ */
 static void
 duty_rollup(void)
 {
-	char	   *result;
+	static TimestampTz since;
+	static bool since_known = false;
+	char	   *sql;
 	char	   *error;
+	Datum		next;
+	bool		isnull;
 
-	if (!run_sql("rollup", "SELECT activity_monitor._rollup()", &result, &error))
+	sql = since_known ?
+		psprintf("SELECT activity_monitor._worker_rollup('%s'::timestamptz)",
+				 timestamptz_to_str(since)) :
+		pstrdup("SELECT activity_monitor._worker_rollup(NULL)");
+	if (!run_sql_row("rollup", sql, NULL, 1, &next, &isnull, &error))
+	{
 		record_error(error);
+		return;
+	}
+	since_known = !isnull;
+	if (!isnull)
+		since = DatumGetTimestampTz(next);
 }
 
 /*

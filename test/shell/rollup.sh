@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The worker's rollup (the dashboard's per-minute counts) reads the events
+# since its previous round, not the last 10 minutes every round:
+# 1. a minute rolled up 3 minutes ago is not rewritten by later rounds (its
+#    rows keep their xmin; 0.1.0's rollup rewrote the last 10 minutes every
+#    naptime, at 10,000 changes a second 6 million events every 10 s);
+# 2. a transaction that writes at second 50 of a minute and commits in the
+#    next minute, after rounds have run, is counted in the minute of its
+#    events: each round goes back to the start of the oldest transaction
+#    that holds a transaction id;
+# 3. the counts equal a count of the activity table, minute by minute.
+set -euo pipefail
+db=am_rollup
+. "$AM_ROOT/test/lib/shell.sh"
+cleanup() {
+	psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	am_db_drop
+}
+trap cleanup EXIT
+am_db_new
+psql -X -q -d postgres -c "ALTER SYSTEM SET activity_monitor.naptime = 1" -c "SELECT pg_reload_conf()" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL' >/dev/null
+CREATE EXTENSION activity_monitor;
+CREATE TABLE payments (id int PRIMARY KEY, account_id int, amount numeric, status text);
+SELECT activity_monitor.track('payments', 'payment', subject_column => 'account_id', status_column => 'status');
+SQL
+am_wait_for 15 "$db" "SELECT last_run_at IS NOT NULL FROM activity_monitor.worker_status" || fail "the worker did not run"
+
+# two worker rounds (maintenance then rollup) completed after the call
+rounds() {
+	local t
+	t=$(q "SELECT clock_timestamp()")
+	am_wait_for 20 "$db" "SELECT last_run_at > '$t'::timestamptz + interval '1.05 s' FROM activity_monitor.worker_status" ||
+		fail "the worker ran no two rounds"
+	am_wait_for 20 "$db" "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'activity_monitor worker'
+		AND datname = current_database() AND query = 'rollup' AND state = 'active')" || fail "the rollup did not end"
+}
+
+# 1. events of three minutes ago (written by hand as the owner may), rolled
+# up by hand; the worker's rounds leave that minute alone
+q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, actor_type)
+	SELECT date_trunc('minute', now()) - interval '3 minutes' + interval '10 s', 'payment', 'insert', 'public.payments', 'user'
+	FROM generate_series(1, 100)" >/dev/null
+q "SELECT activity_monitor._rollup(now() - interval '10 minutes')" >/dev/null
+old=$(q "SELECT string_agg(xmin::text || ':' || events, ',') FROM activity_monitor.activity_minute
+	WHERE minute = date_trunc('minute', now()) - interval '3 minutes'")
+[ -n "$old" ] || fail "the rollup by hand counted nothing"
+rounds
+rounds
+now=$(q "SELECT string_agg(xmin::text || ':' || events, ',') FROM activity_monitor.activity_minute
+	WHERE minute = date_trunc('minute', now()) - interval '3 minutes'")
+[ "$now" = "$old" ] || fail "the worker's rollup rewrote a minute 3 minutes old ($old, now $now)"
+echo "ok: a minute 3 minutes old is not rolled up again"
+
+# 2. a transaction writing at second 50 and committing in the next minute
+until [ "$(q "SELECT extract(second FROM now())::int BETWEEN 48 AND 52")" = t ]; do sleep 0.5; done
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "BEGIN" \
+	-c "INSERT INTO payments SELECT g, g, 10, 'pending' FROM generate_series(1, 40) g" \
+	-c "SELECT pg_sleep(14)" -c "COMMIT" >/dev/null &
+late=$!
+# meanwhile other writes commit, and rounds run
+for i in 1 2 3 4 5; do
+	q "INSERT INTO payments VALUES (100 + $i, $i, 1, 'pending')" >/dev/null
+	sleep 2
+done
+wait "$late"
+rounds
+rounds
+[ "$(q "SELECT count(*) FROM payments")" = 45 ] || fail "the late transaction did not commit"
+
+# 3. the counts are those of the events, minute by minute
+diff <(q "SELECT minute, kind, actor_type, events FROM activity_monitor.activity_minute
+		WHERE minute >= date_trunc('minute', now()) - interval '3 minutes' ORDER BY 1, 2, 3") \
+	<(q "SELECT date_trunc('minute', occurred_at), kind, actor_type, count(*) FROM activity_monitor.activity
+		WHERE occurred_at >= date_trunc('minute', now()) - interval '3 minutes' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3") ||
+	fail "the minute counts differ from the events (above: < activity_minute, > activity)"
+[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status WHERE last_error LIKE 'rollup%'")" ] ||
+	fail "the worker's rollup failed"
+echo "ok: a transaction committed in the next minute is counted in the minute of its events"
