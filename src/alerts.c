@@ -60,6 +60,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/resowner.h"
@@ -289,6 +290,23 @@ rule_find(int64 id)
 }
 
 /*
+ * A snapshot as the engine keeps it (txid_snapshot text, from alert_state)
+ * made a txid_snapshot value once, passed to the statements as such: given
+ * as text and cast in the statement, it was parsed again for every row the
+ * batch query looked at (the cast of a parameter is not folded in a saved
+ * plan), a quarter of the worker's time under a stream of commits.
+ */
+static Datum
+snapshot_datum(const char *s)
+{
+	Oid			typinput;
+	Oid			typioparam;
+
+	getTypeInputInfo(TXID_SNAPSHOTOID, &typinput, &typioparam);
+	return OidInputFunctionCall(typinput, (char *) s, typioparam, -1);
+}
+
+/*
  * Run one of the engine's statements with a plan prepared once and kept for
  * the backend's life (the worker runs them on every wake-up).
  */
@@ -466,7 +484,7 @@ static void
 engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 {
 	Datum		args[4];
-	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INTERVALOID};
+	Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, INTERVALOID};
 	char		nulls[4] = {' ', batch ? ' ' : 'n', ' ', ' '};
 	Portal		portal;
 	MemoryContext fetch_cxt;
@@ -477,8 +495,8 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 		any |= rules[i].windowed && rules[i].enabled;
 	if (!any)
 		return;					/* no window to rebuild */
-	args[0] = CStringGetTextDatum(last);
-	args[1] = batch ? CStringGetTextDatum(batch) : (Datum) 0;
+	args[0] = snapshot_datum(last);
+	args[1] = batch ? snapshot_datum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
 	args[3] = IntervalPGetDatum(max_window_interval());
 	portal = SPI_cursor_open(NULL,
@@ -488,9 +506,9 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 										"WHERE a.matched IS NOT NULL "
 										"  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
 										"      LEAST((SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r), $4)) "
-										"  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)::txid_snapshot) "
-										"  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
-										"       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) AND a.id <= $3)) "
+										"  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)) "
+										"  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1) "
+										"       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2) AND a.id <= $3)) "
 										"ORDER BY a.id",
 										4, types),
 							 args, nulls, false);
@@ -929,10 +947,10 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	 */
 	{
 		Datum		args[4];
-		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+		Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, INT4OID};
 
-		args[0] = CStringGetTextDatum(last);
-		args[1] = CStringGetTextDatum(batch);
+		args[0] = snapshot_datum(last);
+		args[1] = snapshot_datum(batch);
 		args[2] = Int64GetDatum(after_id);
 		args[3] = Int32GetDatum(max_events);
 
@@ -949,13 +967,13 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		rc = run_saved(&plan_batch,
 					   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 					   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
-					   "  AND ((a.txid >= pg_catalog.txid_snapshot_xmax($1::txid_snapshot) "
-					   "        AND a.txid < pg_catalog.txid_snapshot_xmax($2::txid_snapshot)) "
+					   "  AND ((a.txid >= pg_catalog.txid_snapshot_xmax($1) "
+					   "        AND a.txid < pg_catalog.txid_snapshot_xmax($2)) "
 					   "       OR a.txid = ANY (ARRAY(SELECT x "
-					   "             FROM pg_catalog.txid_snapshot_xip($1::txid_snapshot) x "
-					   "             WHERE pg_catalog.txid_visible_in_snapshot(x, $2::txid_snapshot)))) "
-					   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2::txid_snapshot) "
-					   "  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, $1::txid_snapshot) "
+					   "             FROM pg_catalog.txid_snapshot_xip($1) x "
+					   "             WHERE pg_catalog.txid_visible_in_snapshot(x, $2)))) "
+					   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
+					   "  AND NOT pg_catalog.txid_visible_in_snapshot(a.txid, $1) "
 					   "  AND a.id > $3 "
 					   "ORDER BY a.id LIMIT $4",
 					   4, types, args, NULL);
