@@ -242,15 +242,17 @@ DECLARE
 BEGIN
 	merged := 0;
 	more := true;
-	-- One merge step at a time (the worker's, an admin's test).  A table
-	-- lock, not an advisory lock, which any role could take and hold.
-	LOCK TABLE activity_monitor.merge IN SHARE UPDATE EXCLUSIVE MODE;
+	-- config first, as the worker's other duties (DROP EXTENSION locks
+	-- them in that order, so that it cannot deadlock with the worker)
 	SELECT * INTO cfg FROM activity_monitor.config;
 	IF NOT FOUND THEN
 		-- a dump being restored (see _maintain())
 		more := false;
 		RETURN;
 	END IF;
+	-- One merge step at a time (the worker's, an admin's test).  A table
+	-- lock, not an advisory lock, which any role could take and hold.
+	LOCK TABLE activity_monitor.merge IN SHARE UPDATE EXCLUSIVE MODE;
 	SELECT * INTO m FROM activity_monitor.merge;
 
 	-- Left over: pieces detached by a swap, builds no merge row names (a
