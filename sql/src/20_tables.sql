@@ -297,3 +297,15 @@ CREATE TABLE activity_monitor.activity_minute (
 	sessions_ended		bigint NOT NULL,
 	PRIMARY KEY (minute, kind, actor_type, employee_id)
 );
+
+-- The dashboard's counts as the last rollup left them (one row): computed
+-- once per rollup from the day's minute rows, read by every dashboard
+-- query (no row: the dashboard computes them itself).  Derived data, not
+-- dumped: the first rollup after a restore writes it.
+CREATE TABLE activity_monitor.dashboard_counts (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	computed_at			timestamptz NOT NULL,
+	events				jsonb NOT NULL,
+	active_sessions		numeric NOT NULL,
+	busiest_employees	jsonb NOT NULL
+);

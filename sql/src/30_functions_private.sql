@@ -639,6 +639,13 @@ BEGIN
 	GROUP BY 1, 2, 3, 4;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
+	-- the dashboard's counts, once per rollup rather than once per query
+	INSERT INTO activity_monitor.dashboard_counts (computed_at, events, active_sessions, busiest_employees)
+	SELECT pg_catalog.now(), d.events, d.active_sessions, d.busiest_employees
+	FROM activity_monitor._dashboard_counts(pg_catalog.now()) d
+	ON CONFLICT (single) DO UPDATE
+		SET computed_at = excluded.computed_at, events = excluded.events,
+			active_sessions = excluded.active_sessions, busiest_employees = excluded.busiest_employees;
 	RETURN n;
 END
 $fn$;
@@ -937,6 +944,42 @@ AS $fn$
 	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
 $fn$;
 
+/*
+ * The dashboard's counts at t from the minute rows of the day before it:
+ * per kind and actor type, events of the last 5 minutes, hour and day;
+ * sessions started minus ended; the day's five busiest employees.  The
+ * minute rows are read once, grouped both by kind and actor type and by
+ * employee.
+ */
+CREATE FUNCTION activity_monitor._dashboard_counts(t timestamptz, OUT events jsonb,
+												   OUT active_sessions numeric, OUT busiest_employees jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	WITH g AS MATERIALIZED (
+		SELECT m.kind, m.actor_type, m.employee_id, GROUPING(m.employee_id) = 1 AS by_kind,
+			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= t - interval '5 minutes'), 0) AS last_5m,
+			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= t - interval '1 hour'), 0) AS last_hour,
+			   pg_catalog.sum(m.events) AS last_day,
+			   pg_catalog.sum(m.sessions_started - m.sessions_ended) AS sessions
+		FROM activity_monitor.activity_minute m
+		WHERE m.minute >= t - interval '1 day'
+		GROUP BY GROUPING SETS ((m.kind, m.actor_type), (m.employee_id))
+	)
+	SELECT (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+					'kind', g.kind, 'actor_type', g.actor_type, 'last_5m', g.last_5m,
+					'last_hour', g.last_hour, 'last_day', g.last_day)
+					ORDER BY g.last_day DESC, g.kind, g.actor_type), '[]')
+			FROM g WHERE g.by_kind),
+		   (SELECT coalesce(pg_catalog.sum(g.sessions), 0) FROM g WHERE g.by_kind),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('employee_id', b.employee_id,
+																			   'actions', b.last_day)
+												 ORDER BY b.last_day DESC, b.employee_id), '[]')
+			FROM (SELECT g.employee_id, g.last_day FROM g
+				  WHERE NOT g.by_kind AND g.employee_id <> ''
+				  ORDER BY g.last_day DESC, g.employee_id LIMIT 5) b)
+$fn$;
+
 -- ---------------------------------------------------------------------------
 -- Views over a time range (dashboard, operational_activity)
 -- ---------------------------------------------------------------------------
@@ -955,6 +998,13 @@ $fn$;
  */
 
 /* The dashboard view's one row (see activity_monitor.dashboard). */
+/*
+ * The dashboard view's row: the counts the last rollup computed (up to a
+ * naptime old, as the minute rows they come from; computed here when no
+ * rollup has run), the open alerts, and the latest critical changes read
+ * live from the partitions of the last day (EXECUTE with the bounds as
+ * parameters: pruned at plan time).
+ */
 CREATE FUNCTION activity_monitor._dashboard(OUT generated_at timestamptz, OUT events jsonb,
 											OUT active_sessions numeric, OUT open_alerts jsonb,
 											OUT busiest_employees jsonb, OUT latest_critical jsonb)
@@ -965,47 +1015,28 @@ AS $fn$
 DECLARE
 	t	timestamptz := pg_catalog.now();
 BEGIN
-	-- $1 now, $2 five minutes ago, $3 an hour ago, $4 a day ago; the day's
-	-- minute rows are read once, grouped both by kind and actor type and by
-	-- employee
+	generated_at := t;
+	SELECT c.events, c.active_sessions, c.busiest_employees INTO events, active_sessions, busiest_employees
+	FROM activity_monitor.dashboard_counts c;
+	IF NOT FOUND THEN
+		SELECT d.events, d.active_sessions, d.busiest_employees INTO events, active_sessions, busiest_employees
+		FROM activity_monitor._dashboard_counts(t) d;
+	END IF;
 	EXECUTE $q$
-	WITH g AS MATERIALIZED (
-		SELECT m.kind, m.actor_type, m.employee_id, GROUPING(m.employee_id) = 1 AS by_kind,
-			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $2), 0) AS last_5m,
-			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $3), 0) AS last_hour,
-			   pg_catalog.sum(m.events) AS last_day,
-			   pg_catalog.sum(m.sessions_started - m.sessions_ended) AS sessions
-		FROM activity_monitor.activity_minute m
-		WHERE m.minute >= $4
-		GROUP BY GROUPING SETS ((m.kind, m.actor_type), (m.employee_id))
-	)
-	SELECT $1,
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-					'kind', g.kind, 'actor_type', g.actor_type, 'last_5m', g.last_5m,
-					'last_hour', g.last_hour, 'last_day', g.last_day)
-					ORDER BY g.last_day DESC, g.kind, g.actor_type), '[]')
-			FROM g WHERE g.by_kind),
-		   (SELECT coalesce(pg_catalog.sum(g.sessions), 0) FROM g WHERE g.by_kind),
-		   (SELECT pg_catalog.jsonb_build_object(
+	SELECT (SELECT pg_catalog.jsonb_build_object(
 					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
 					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
 					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
 			FROM activity_monitor.alerts a WHERE a.status <> 'resolved'),
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('employee_id', b.employee_id,
-																			   'actions', b.last_day)
-												 ORDER BY b.last_day DESC, b.employee_id), '[]')
-			FROM (SELECT g.employee_id, g.last_day FROM g
-				  WHERE NOT g.by_kind AND g.employee_id <> ''
-				  ORDER BY g.last_day DESC, g.employee_id LIMIT 5) b),
 		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
 			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 						 a.actor_type, a.actor_id, a.status_from, a.status_to
 				  FROM activity_monitor.activity a
-				  WHERE a.critical AND a.occurred_at >= $4
+				  WHERE a.critical AND a.occurred_at >= $1
 				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c)
 	$q$
-	INTO generated_at, events, active_sessions, open_alerts, busiest_employees, latest_critical
-	USING t, t - interval '5 minutes', t - interval '1 hour', t - interval '1 day';
+	INTO open_alerts, latest_critical
+	USING t - interval '1 day';
 END
 $fn$;
 

@@ -44,7 +44,7 @@ GRANT EXECUTE ON FUNCTION activity_monitor.capture() TO PUBLIC;
 
 GRANT SELECT ON activity_monitor.activity, activity_monitor.activity_default,
 	activity_monitor.tracked, activity_monitor.config, activity_monitor.worker_state,
-	activity_monitor.alerts, activity_monitor.activity_minute,
+	activity_monitor.alerts, activity_monitor.activity_minute, activity_monitor.dashboard_counts,
 	activity_monitor.settings, activity_monitor.worker_status, activity_monitor.tracked_tables,
 	activity_monitor.timeline, activity_monitor.admin_actions, activity_monitor.critical_changes,
 	activity_monitor.user_sessions, activity_monitor.operational_activity, activity_monitor.rules,
@@ -71,6 +71,7 @@ GRANT EXECUTE ON FUNCTION activity_monitor.account_timeline(text, int, timestamp
 -- calls is executed as the role that queries the view, so whoever may read
 -- the views may execute them.
 REVOKE ALL ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity() FROM PUBLIC;
+REVOKE ALL ON FUNCTION activity_monitor._dashboard_counts(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity()
 	TO activity_monitor_reader;
 

@@ -95,7 +95,7 @@ SELECT set_eq(
 	  WHERE c.relnamespace = 'activity_monitor'::regnamespace AND c.relkind IN ('r', 'p', 'v')
 		AND has_table_privilege('activity_monitor_reader', c.oid, 'SELECT')
 		AND c.relname !~ '^activity_p[0-9]'$$,
-	$$VALUES ('activity'), ('activity_default'), ('tracked'), ('config'), ('alerts'), ('activity_minute'),
+	$$VALUES ('activity'), ('activity_default'), ('tracked'), ('config'), ('alerts'), ('activity_minute'), ('dashboard_counts'),
 			 ('worker_state'), ('rules'), ('open_alerts'), ('settings'), ('worker_status'), ('dashboard'),
 			 ('tracked_tables'), ('timeline'), ('admin_actions'), ('critical_changes'), ('user_sessions'),
 			 ('operational_activity')$$,

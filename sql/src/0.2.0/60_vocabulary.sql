@@ -234,6 +234,13 @@ BEGIN
 	GROUP BY 1, 2, 3, 4;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
+	-- the dashboard's counts, once per rollup rather than once per query
+	INSERT INTO activity_monitor.dashboard_counts (computed_at, events, active_sessions, busiest_employees)
+	SELECT pg_catalog.now(), d.events, d.active_sessions, d.busiest_employees
+	FROM activity_monitor._dashboard_counts(pg_catalog.now()) d
+	ON CONFLICT (single) DO UPDATE
+		SET computed_at = excluded.computed_at, events = excluded.events,
+			active_sessions = excluded.active_sessions, busiest_employees = excluded.busiest_employees;
 	RETURN n;
 END
 $fn$;

@@ -131,6 +131,61 @@ $fn$;
  */
 
 /* The dashboard view's one row (see activity_monitor.dashboard). */
+-- The dashboard's counts as the last rollup left them (one row): computed
+-- once per rollup from the day's minute rows, read by every dashboard
+-- query (no row: the dashboard computes them itself).  Derived data, not
+-- dumped: the first rollup after a restore writes it.
+CREATE TABLE activity_monitor.dashboard_counts (
+	single				boolean PRIMARY KEY DEFAULT true CHECK (single),
+	computed_at			timestamptz NOT NULL,
+	events				jsonb NOT NULL,
+	active_sessions		numeric NOT NULL,
+	busiest_employees	jsonb NOT NULL
+);
+
+/*
+ * The dashboard's counts at t from the minute rows of the day before it:
+ * per kind and actor type, events of the last 5 minutes, hour and day;
+ * sessions started minus ended; the day's five busiest employees.  The
+ * minute rows are read once, grouped both by kind and actor type and by
+ * employee.
+ */
+CREATE FUNCTION activity_monitor._dashboard_counts(t timestamptz, OUT events jsonb,
+												   OUT active_sessions numeric, OUT busiest_employees jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	WITH g AS MATERIALIZED (
+		SELECT m.kind, m.actor_type, m.employee_id, GROUPING(m.employee_id) = 1 AS by_kind,
+			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= t - interval '5 minutes'), 0) AS last_5m,
+			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= t - interval '1 hour'), 0) AS last_hour,
+			   pg_catalog.sum(m.events) AS last_day,
+			   pg_catalog.sum(m.sessions_started - m.sessions_ended) AS sessions
+		FROM activity_monitor.activity_minute m
+		WHERE m.minute >= t - interval '1 day'
+		GROUP BY GROUPING SETS ((m.kind, m.actor_type), (m.employee_id))
+	)
+	SELECT (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+					'kind', g.kind, 'actor_type', g.actor_type, 'last_5m', g.last_5m,
+					'last_hour', g.last_hour, 'last_day', g.last_day)
+					ORDER BY g.last_day DESC, g.kind, g.actor_type), '[]')
+			FROM g WHERE g.by_kind),
+		   (SELECT coalesce(pg_catalog.sum(g.sessions), 0) FROM g WHERE g.by_kind),
+		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('employee_id', b.employee_id,
+																			   'actions', b.last_day)
+												 ORDER BY b.last_day DESC, b.employee_id), '[]')
+			FROM (SELECT g.employee_id, g.last_day FROM g
+				  WHERE NOT g.by_kind AND g.employee_id <> ''
+				  ORDER BY g.last_day DESC, g.employee_id LIMIT 5) b)
+$fn$;
+
+/*
+ * The dashboard view's row: the counts the last rollup computed (up to a
+ * naptime old, as the minute rows they come from; computed here when no
+ * rollup has run), the open alerts, and the latest critical changes read
+ * live from the partitions of the last day (EXECUTE with the bounds as
+ * parameters: pruned at plan time).
+ */
 CREATE FUNCTION activity_monitor._dashboard(OUT generated_at timestamptz, OUT events jsonb,
 											OUT active_sessions numeric, OUT open_alerts jsonb,
 											OUT busiest_employees jsonb, OUT latest_critical jsonb)
@@ -141,47 +196,28 @@ AS $fn$
 DECLARE
 	t	timestamptz := pg_catalog.now();
 BEGIN
-	-- $1 now, $2 five minutes ago, $3 an hour ago, $4 a day ago; the day's
-	-- minute rows are read once, grouped both by kind and actor type and by
-	-- employee
+	generated_at := t;
+	SELECT c.events, c.active_sessions, c.busiest_employees INTO events, active_sessions, busiest_employees
+	FROM activity_monitor.dashboard_counts c;
+	IF NOT FOUND THEN
+		SELECT d.events, d.active_sessions, d.busiest_employees INTO events, active_sessions, busiest_employees
+		FROM activity_monitor._dashboard_counts(t) d;
+	END IF;
 	EXECUTE $q$
-	WITH g AS MATERIALIZED (
-		SELECT m.kind, m.actor_type, m.employee_id, GROUPING(m.employee_id) = 1 AS by_kind,
-			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $2), 0) AS last_5m,
-			   coalesce(pg_catalog.sum(m.events) FILTER (WHERE m.minute >= $3), 0) AS last_hour,
-			   pg_catalog.sum(m.events) AS last_day,
-			   pg_catalog.sum(m.sessions_started - m.sessions_ended) AS sessions
-		FROM activity_monitor.activity_minute m
-		WHERE m.minute >= $4
-		GROUP BY GROUPING SETS ((m.kind, m.actor_type), (m.employee_id))
-	)
-	SELECT $1,
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-					'kind', g.kind, 'actor_type', g.actor_type, 'last_5m', g.last_5m,
-					'last_hour', g.last_hour, 'last_day', g.last_day)
-					ORDER BY g.last_day DESC, g.kind, g.actor_type), '[]')
-			FROM g WHERE g.by_kind),
-		   (SELECT coalesce(pg_catalog.sum(g.sessions), 0) FROM g WHERE g.by_kind),
-		   (SELECT pg_catalog.jsonb_build_object(
+	SELECT (SELECT pg_catalog.jsonb_build_object(
 					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
 					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
 					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
 			FROM activity_monitor.alerts a WHERE a.status <> 'resolved'),
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('employee_id', b.employee_id,
-																			   'actions', b.last_day)
-												 ORDER BY b.last_day DESC, b.employee_id), '[]')
-			FROM (SELECT g.employee_id, g.last_day FROM g
-				  WHERE NOT g.by_kind AND g.employee_id <> ''
-				  ORDER BY g.last_day DESC, g.employee_id LIMIT 5) b),
 		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
 			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 						 a.actor_type, a.actor_id, a.status_from, a.status_to
 				  FROM activity_monitor.activity a
-				  WHERE a.critical AND a.occurred_at >= $4
+				  WHERE a.critical AND a.occurred_at >= $1
 				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c)
 	$q$
-	INTO generated_at, events, active_sessions, open_alerts, busiest_employees, latest_critical
-	USING t, t - interval '5 minutes', t - interval '1 hour', t - interval '1 day';
+	INTO open_alerts, latest_critical
+	USING t - interval '1 day';
 END
 $fn$;
 
@@ -231,5 +267,7 @@ CREATE OR REPLACE VIEW activity_monitor.dashboard AS
 	FROM activity_monitor._dashboard() d;
 
 REVOKE ALL ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity() FROM PUBLIC;
+REVOKE ALL ON FUNCTION activity_monitor._dashboard_counts(timestamptz) FROM PUBLIC;
+GRANT SELECT ON activity_monitor.dashboard_counts TO activity_monitor_reader;
 GRANT EXECUTE ON FUNCTION activity_monitor._dashboard(), activity_monitor._operational_activity()
 	TO activity_monitor_reader;
