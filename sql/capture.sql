@@ -116,9 +116,16 @@ ALTER ROLE am_clerk RENAME TO am_clerk2;
 SET ROLE am_clerk2;
 INSERT INTO accounts (id) VALUES (6);
 RESET ROLE;
-SELECT row_key, db_user, actor_id = session_user AS actor_is_session_user
-FROM activity_monitor.activity WHERE row_key IN ('5', '6') ORDER BY id;
-DELETE FROM accounts WHERE id IN (5, 6);
+-- back and forth between roles: each change names its own
+INSERT INTO accounts (id) VALUES (7);
+SET ROLE am_clerk2;
+INSERT INTO accounts (id) VALUES (8);
+RESET ROLE;
+SELECT row_key, db_user, pg_typeof(db_user), actor_id = session_user AS actor_is_session_user
+FROM activity_monitor.activity WHERE row_key IN ('5', '6', '8') AND action = 'insert' ORDER BY id;
+SELECT db_user = current_user AS db_user_ok FROM activity_monitor.activity
+WHERE row_key = '7' AND action = 'insert';
+DELETE FROM accounts WHERE id IN (5, 6, 7, 8);
 REVOKE ALL ON accounts FROM am_clerk2;
 DROP ROLE am_clerk2;
 

@@ -71,7 +71,7 @@ CREATE TABLE activity_monitor.activity (
 	critical			boolean NOT NULL DEFAULT false,
 	old_values			jsonb,
 	new_values			jsonb,
-	db_user				name NOT NULL DEFAULT CURRENT_USER,
+	db_user				text NOT NULL DEFAULT CURRENT_USER,
 	application_name	text,
 	client_addr			inet,
 	backend_pid			int NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
