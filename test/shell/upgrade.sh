@@ -90,16 +90,22 @@ before=$(snapshot)
 
 # A view of the platform's over a view the update recreates: the update
 # refuses, names it and says what to do, and changes nothing
+# (or over db_user of a partition, or a function returning admin_actions' rows)
 q "CREATE VIEW public.my_timeline AS SELECT id, db_user FROM activity_monitor.timeline" >/dev/null
+q "CREATE VIEW public.my_default AS SELECT db_user FROM activity_monitor.activity_default" >/dev/null
+q "CREATE FUNCTION public.my_rows() RETURNS SETOF activity_monitor.admin_actions LANGUAGE sql
+	AS 'SELECT * FROM activity_monitor.admin_actions'" >/dev/null
 got=$(psql -X -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d "$db" -c "ALTER EXTENSION activity_monitor UPDATE" 2>&1) &&
-	fail "the update went ahead with a view depending on activity_monitor.timeline"
+	fail "the update went ahead with views depending on activity_monitor.timeline and a partition's db_user"
 echo "$got" | grep -q "2BP01" && echo "$got" | grep -q "view public.my_timeline" &&
+	echo "$got" | grep -q "view public.my_default" && echo "$got" | grep -q "function public.my_rows()" &&
 	echo "$got" | grep -q "HINT:  Save and drop these objects" ||
-	fail "the update's refusal does not name the dependent view: $got"
+	fail "the update's refusal does not name the dependent views: $got"
 [ "$(q "SELECT extversion FROM pg_extension WHERE extname = 'activity_monitor'")" = 0.1.0 ] ||
 	fail "a refused update changed the version"
-q "DROP VIEW public.my_timeline" >/dev/null
-echo "ok: a view depending on timeline stops the update with its name and a hint"
+q "DROP VIEW public.my_timeline, public.my_default" >/dev/null
+q "DROP FUNCTION public.my_rows()" >/dev/null
+echo "ok: views over timeline or a partition's db_user, a function returning admin_actions' rows stop the update, named, with a hint"
 
 q "ALTER EXTENSION activity_monitor UPDATE" >/dev/null
 [ "$(q "SELECT extversion FROM pg_extension WHERE extname = 'activity_monitor'")" = "$version" ] ||

@@ -10,9 +10,10 @@
 -- depend on the column: they are dropped and created again as they are,
 -- with their privileges.  This piece runs before 70_timeline.sql, which
 -- creates account_timeline() on timeline's row type.  Objects outside the
--- extension that depend on the column or on those views (a view of the
--- platform's over activity_monitor.timeline) would make the update fail
--- with PostgreSQL's own message: they are named first, with what to do.
+-- extension that depend on the column (of the table or of a partition) or
+-- on those views (a view of the platform's over activity_monitor.timeline,
+-- a function returning its rows) would make the update fail with
+-- PostgreSQL's own message: they are named first, with what to do.
 -- ---------------------------------------------------------------------------
 
 DO $check$
@@ -26,15 +27,18 @@ BEGIN
 		ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
 		   AND r.oid OPERATOR(pg_catalog.=) d.objid
 	WHERE d.deptype OPERATOR(pg_catalog.=) 'n'
-	  AND (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-		   AND (d.refobjid OPERATOR(pg_catalog.=) 'activity_monitor.activity'::pg_catalog.regclass
-				AND d.refobjsubid OPERATOR(pg_catalog.=)
-					(SELECT a.attnum FROM pg_catalog.pg_attribute a
-					 WHERE a.attrelid OPERATOR(pg_catalog.=) 'activity_monitor.activity'::pg_catalog.regclass
-					   AND a.attname OPERATOR(pg_catalog.=) 'db_user')
-				OR d.refobjid OPERATOR(pg_catalog.=) ANY
-					(ARRAY['activity_monitor.timeline'::pg_catalog.regclass,
-						   'activity_monitor.admin_actions'::pg_catalog.regclass]::pg_catalog.oid[]))
+	  AND (-- db_user of the activity table or of one of its partitions
+		   d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree('activity_monitor.activity') t
+					   JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) t.relid
+					   WHERE t.relid OPERATOR(pg_catalog.=) d.refobjid
+						 AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid
+						 AND a.attname OPERATOR(pg_catalog.=) 'db_user')
+		   -- the views dropped below, and their row types
+		   OR d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+			  AND d.refobjid OPERATOR(pg_catalog.=) ANY
+				  (ARRAY['activity_monitor.timeline'::pg_catalog.regclass,
+						 'activity_monitor.admin_actions'::pg_catalog.regclass]::pg_catalog.oid[])
 		   OR d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
 			  AND d.refobjid OPERATOR(pg_catalog.=) ANY
 				  (ARRAY['activity_monitor.timeline'::pg_catalog.regtype,
