@@ -116,9 +116,16 @@ ALTER ROLE am_clerk RENAME TO am_clerk2;
 SET ROLE am_clerk2;
 INSERT INTO accounts (id) VALUES (6);
 RESET ROLE;
-SELECT row_key, db_user, actor_id = session_user AS actor_is_session_user
-FROM activity_monitor.activity WHERE row_key IN ('5', '6') ORDER BY id;
-DELETE FROM accounts WHERE id IN (5, 6);
+-- back and forth between roles: each change names its own
+INSERT INTO accounts (id) VALUES (7);
+SET ROLE am_clerk2;
+INSERT INTO accounts (id) VALUES (8);
+RESET ROLE;
+SELECT row_key, db_user, pg_typeof(db_user), actor_id = session_user AS actor_is_session_user
+FROM activity_monitor.activity WHERE row_key IN ('5', '6', '8') AND action = 'insert' ORDER BY id;
+SELECT db_user = current_user AS db_user_ok FROM activity_monitor.activity
+WHERE row_key = '7' AND action = 'insert';
+DELETE FROM accounts WHERE id IN (5, 6, 7, 8);
 REVOKE ALL ON accounts FROM am_clerk2;
 DROP ROLE am_clerk2;
 
@@ -158,6 +165,36 @@ UPDATE payments SET status = 'completed' WHERE id % 2 = 0;
 SELECT action, count(*), count(*) FILTER (WHERE critical) AS critical,
 	   string_agg(DISTINCT status_to, ',') AS status_to
 FROM activity_monitor.activity WHERE table_name = 'public.payments' GROUP BY action ORDER BY action;
+
+-- critical is chosen: a status transition is critical only into a status
+-- of critical_statuses (none by default, as payments above); an insert is no
+-- transition; critical columns, deletes and truncates stay critical
+CREATE TABLE orders (id int PRIMARY KEY, status text, amount numeric);
+SELECT activity_monitor.track('orders', 'payment', status_column => 'status',
+		critical_columns => '{amount}', critical_statuses => '{refunded,chargeback}');
+SELECT table_name, status_column, critical_columns, critical_statuses
+FROM activity_monitor.tracked_tables WHERE table_name = 'public.orders';
+INSERT INTO orders VALUES (1, 'pending', 10), (2, 'pending', 20), (3, 'refunded', 30);
+UPDATE orders SET status = 'completed' WHERE id = 1;
+UPDATE orders SET status = 'refunded' WHERE id = 1;
+UPDATE orders SET status = 'chargeback' WHERE id = 2;
+UPDATE orders SET status = NULL WHERE id = 2;
+UPDATE orders SET amount = 31 WHERE id = 3;
+DELETE FROM orders WHERE id = 3;
+-- NULL: a transition into any status is critical (0.1.0's behaviour)
+SELECT activity_monitor.track('orders', 'payment', status_column => 'status',
+		critical_statuses => NULL);
+SELECT critical_statuses IS NULL AS every_status FROM activity_monitor.tracked_tables
+WHERE table_name = 'public.orders';
+UPDATE orders SET status = 'completed' WHERE id = 1;
+UPDATE orders SET status = 'pending' WHERE id = 2;
+UPDATE orders SET amount = 11 WHERE id = 1;
+-- re-tracking without it: back to the default, none
+SELECT activity_monitor.track('orders', 'payment', status_column => 'status');
+UPDATE orders SET status = 'refunded' WHERE id = 1;
+TRUNCATE orders;
+SELECT action, status_from, status_to, critical, new_values
+FROM activity_monitor.activity WHERE table_name = 'public.orders' ORDER BY id;
 
 -- partitioned tables: events name the root; a cross-partition update is delete + insert
 CREATE TABLE user_sessions (id int, account_id int, region text, status text,

@@ -105,8 +105,17 @@ typedef enum TrackedColumn
 	TC_CRITICAL,
 	TC_IGNORE,
 	TC_REDACT,
+	TC_CRITICAL_STATUSES,		/* text[]; NULL: every status is critical */
 	TC_NUM_COLUMNS
 } TrackedColumn;
+
+/*
+ * Columns of tracked from TC_FIRST_OPTIONAL on were added by 0.2.0: a
+ * database still of 0.1.0 (the library loaded before ALTER EXTENSION
+ * UPDATE) lacks them, and am_tracked_read() reads them as NULL, which
+ * means 0.1.0's behaviour.
+ */
+#define TC_FIRST_OPTIONAL TC_CRITICAL_STATUSES
 
 /* catalog.c: columns of activity_monitor.alert_rule the C code reads */
 typedef enum RuleColumn
@@ -138,7 +147,7 @@ typedef struct AmCatalog
 	Oid			tracked_pkey;	/* and its primary key index (on tbl) */
 	Oid			alert_rule;		/* the rules table */
 	AttrNumber	activity_att[AC_NUM_COLUMNS];
-	AttrNumber	tracked_att[TC_NUM_COLUMNS];
+	AttrNumber	tracked_att[TC_NUM_COLUMNS];	/* optional ones: 0 if missing */
 	AttrNumber	rule_att[RC_NUM_COLUMNS];
 } AmCatalog;
 

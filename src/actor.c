@@ -28,6 +28,7 @@
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/inet.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -52,19 +53,77 @@ static char *actor_type_names = NULL;	/* the list for messages, made at init */
 static Datum client_addr_datum;
 static bool client_addr_done = false;
 static bool client_addr_null = true;
-static Oid	db_user_oid = InvalidOid;
-static NameData db_user_name;
+static HTAB *db_users = NULL;	/* role OID -> its name as text (DbUser) */
+static MemoryContext db_users_cxt = NULL;
+static bool db_users_stale = false;	/* a role changed: rebuild before use */
 static Oid	session_user_oid = InvalidOid;
 static char session_user_name[NAMEDATALEN];
 static char *context_text = NULL;	/* the string context_jsonb was parsed from */
 static Datum context_jsonb;
 
-/* A role was renamed or dropped: look the cached names up again. */
+/* One cached db_user value: a role's name as a text datum. */
+typedef struct DbUser
+{
+	Oid			roleid;			/* hash key */
+	Datum		name;			/* text, in db_users_cxt */
+} DbUser;
+
+/*
+ * A role was renamed or dropped: look the cached names up again.  The
+ * db_user cache is only marked here, and emptied by the next
+ * am_fill_actor(): an invalidation can arrive while a row's values still
+ * point to a cached name (between filling and writing the row).
+ */
 static void
 role_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
-	db_user_oid = InvalidOid;
+	db_users_stale = true;
 	session_user_oid = InvalidOid;
+}
+
+/*
+ * The name of role roleid as a text datum for the db_user column, cached
+ * per role OID for the backend's life (until a role changes): no palloc
+ * per row, and SET ROLE or SECURITY DEFINER functions switching between a
+ * few roles do not rebuild it each time.
+ */
+static Datum
+db_user_datum(Oid roleid)
+{
+	DbUser	   *e;
+	bool		found;
+
+	if (db_users == NULL || db_users_stale)
+	{
+		HASHCTL		ctl;
+
+		db_users = NULL;
+		if (db_users_cxt == NULL)
+			db_users_cxt = AllocSetContextCreate(CacheMemoryContext,
+												 "activity_monitor db_user names",
+												 ALLOCSET_SMALL_SIZES);
+		else
+			MemoryContextReset(db_users_cxt);
+		db_users_stale = false;
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(DbUser);
+		ctl.hcxt = db_users_cxt;
+		db_users = hash_create("activity_monitor db_user names", 16, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(db_users, &roleid, HASH_FIND, &found);
+	if (e == NULL)
+	{
+		/* looked up before the entry exists: an error leaves no half entry */
+		char	   *name = GetUserNameFromId(roleid, false);
+		MemoryContext old = MemoryContextSwitchTo(db_users_cxt);
+		Datum		d = CStringGetTextDatum(name);
+
+		MemoryContextSwitchTo(old);
+		e = hash_search(db_users, &roleid, HASH_ENTER, &found);
+		e->name = d;
+	}
+	return e->name;
 }
 
 static bool
@@ -207,7 +266,7 @@ set_text(Datum *values, bool *nulls, int col, const char *s)
 
 /*
  * Fill the actor and session columns of an activity row.  Only the context
- * jsonb and the user name are cached; everything else is read as it is now.
+ * jsonb and the user names are cached; everything else is read as it is now.
  */
 void
 am_fill_actor(Datum *values, bool *nulls)
@@ -256,12 +315,8 @@ am_fill_actor(Datum *values, bool *nulls)
 		nulls[AC_ACTOR_CONTEXT] = false;
 	}
 
-	if (userid != db_user_oid)
-	{
-		namestrcpy(&db_user_name, GetUserNameFromId(userid, false));
-		db_user_oid = userid;
-	}
-	values[AC_DB_USER] = NameGetDatum(&db_user_name);
+	/* text; the sink makes it a name for an activity table of 0.1.0 */
+	values[AC_DB_USER] = db_user_datum(userid);
 	nulls[AC_DB_USER] = false;
 
 	set_text(values, nulls, AC_APPLICATION_NAME, application_name);

@@ -88,6 +88,9 @@ typedef struct CaptureTable
 	CaptureColumn *cols;		/* by attnum - 1 */
 	AttrNumber	subject_att;	/* 0 if none */
 	AttrNumber	status_att;
+	bool		every_status_critical;	/* critical_statuses NULL */
+	int			ncritical_statuses;
+	char	  **critical_statuses;	/* statuses a transition into is critical */
 	int			nkeys;
 	AttrNumber *keyatts;
 } CaptureTable;
@@ -237,6 +240,23 @@ build_table(CaptureTable *ct, Relation rel)
 		subject = NameStr(*DatumGetName(cfg.values[TC_SUBJECT]));
 	if (have && !cfg.nulls[TC_STATUS])
 		status = NameStr(*DatumGetName(cfg.values[TC_STATUS]));
+	/* NULL: every transition is critical (0.1.0's behaviour, kept by the update) */
+	ct->every_status_critical = have && cfg.nulls[TC_CRITICAL_STATUSES];
+	ct->ncritical_statuses = 0;
+	ct->critical_statuses = NULL;
+	if (have && !cfg.nulls[TC_CRITICAL_STATUSES])
+	{
+		Datum	   *elems;
+		bool	   *elnulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(cfg.values[TC_CRITICAL_STATUSES]), TEXTOID,
+						  -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
+		ct->critical_statuses = palloc(sizeof(char *) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			if (!elnulls[i])
+				ct->critical_statuses[ct->ncritical_statuses++] = TextDatumGetCString(elems[i]);
+	}
 
 	ct->natts = desc->natts;
 	ct->cols = palloc0(sizeof(CaptureColumn) * Max(desc->natts, 1));
@@ -432,6 +452,32 @@ column_changed(CaptureColumn *col, TupleTableSlot *oldslot, TupleTableSlot *news
 	return !datum_image_eq(o, n, col->type.typbyval, col->type.typlen);
 }
 
+/*
+ * Is a transition into status (the status_to recorded: text, masked if the
+ * column is redacted) critical?  Into any status when the table's
+ * critical_statuses is NULL, else into one it lists.
+ */
+static bool
+status_critical(CaptureTable *ct, Datum status, bool isnull)
+{
+	text	   *t;
+	const char *s;
+	int			len;
+
+	if (ct->every_status_critical)
+		return true;
+	if (isnull || ct->ncritical_statuses == 0)
+		return false;
+	t = DatumGetTextPP(status);
+	s = VARDATA_ANY(t);
+	len = VARSIZE_ANY_EXHDR(t);
+	for (int i = 0; i < ct->ncritical_statuses; i++)
+		if (strncmp(ct->critical_statuses[i], s, len) == 0 &&
+			ct->critical_statuses[i][len] == '\0')
+			return true;
+	return false;
+}
+
 static inline void
 set_datum(Datum *values, bool *nulls, int c, Datum d, bool isnull)
 {
@@ -509,7 +555,8 @@ capture_row(TriggerData *td, CaptureTable *ct, Datum *values, bool *nulls, RowEv
 		{
 			values[AC_STATUS_FROM] = column_text(ct, oldslot, ct->status_att, &nulls[AC_STATUS_FROM]);
 			values[AC_STATUS_TO] = column_text(ct, newslot, ct->status_att, &nulls[AC_STATUS_TO]);
-			critical = true;
+			if (status_critical(ct, values[AC_STATUS_TO], nulls[AC_STATUS_TO]))
+				critical = true;
 		}
 		keyslot = newslot;
 	}

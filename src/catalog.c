@@ -55,7 +55,7 @@ static const char *const activity_column_names[AC_NUM_COLUMNS] = {
 /* Names of the tracked columns, in TrackedColumn order. */
 static const char *const tracked_column_names[TC_NUM_COLUMNS] = {
 	"tbl", "kind", "subject_column", "status_column", "critical_columns",
-	"ignore_columns", "redact_columns"
+	"ignore_columns", "redact_columns", "critical_statuses"
 };
 
 /* Names of the alert_rule columns, in RuleColumn order. */
@@ -152,15 +152,19 @@ catalog_relid(Oid nsp, const char *name)
 	return relid;
 }
 
-/* The attribute numbers of the named columns of relid; raises if one is missing. */
+/*
+ * The attribute numbers of the named columns of relid; raises if one of
+ * the first nrequired is missing (the others are InvalidAttrNumber then).
+ */
 static void
-catalog_attnums(Oid relid, const char *const *names, int n, AttrNumber *out)
+catalog_attnums(Oid relid, const char *const *names, int n, int nrequired,
+				AttrNumber *out)
 {
 	for (int c = 0; c < n; c++)
 	{
 		/* get_attnum skips dropped columns */
 		out[c] = get_attnum(relid, names[c]);
-		if (out[c] == InvalidAttrNumber)
+		if (out[c] == InvalidAttrNumber && c < nrequired)
 			elog(ERROR, "activity_monitor.%s has no column \"%s\"",
 				 get_rel_name(relid), names[c]);
 	}
@@ -191,9 +195,12 @@ catalog_load(void)
 	c.tracked = catalog_relid(c.schema, "tracked");
 	c.tracked_pkey = catalog_relid(c.schema, "tracked_pkey");
 	c.alert_rule = catalog_relid(c.schema, "alert_rule");
-	catalog_attnums(c.activity, activity_column_names, AC_NUM_COLUMNS, c.activity_att);
-	catalog_attnums(c.tracked, tracked_column_names, TC_NUM_COLUMNS, c.tracked_att);
-	catalog_attnums(c.alert_rule, rule_column_names, RC_NUM_COLUMNS, c.rule_att);
+	catalog_attnums(c.activity, activity_column_names, AC_NUM_COLUMNS, AC_NUM_COLUMNS,
+					c.activity_att);
+	catalog_attnums(c.tracked, tracked_column_names, TC_NUM_COLUMNS, TC_FIRST_OPTIONAL,
+					c.tracked_att);
+	catalog_attnums(c.alert_rule, rule_column_names, RC_NUM_COLUMNS, RC_NUM_COLUMNS,
+					c.rule_att);
 	catalog_loading = false;
 	catalog = c;
 	catalog_valid = catalog_invals == invals;
@@ -234,8 +241,9 @@ am_is_extension_rel(Oid relid)
 
 /*
  * Read the settings row of table relid from activity_monitor.tracked into
- * row (values and nulls in TrackedColumn order, copied into cxt); false if
- * the table has none.  latest: with the latest snapshot, taken once the
+ * row (values and nulls in TrackedColumn order, copied into cxt; a column
+ * the table lacks, see TC_FIRST_OPTIONAL, as NULL); false if the table has
+ * none.  latest: with the latest snapshot, taken once the
  * table is locked (a row this transaction wrote is seen); else with the
  * catalog snapshot.
  */
@@ -268,8 +276,17 @@ am_tracked_read(Oid relid, bool latest, MemoryContext cxt, AmTrackedRow *row)
 		HeapTuple	copy = heap_copytuple(tup);
 
 		for (int i = 0; i < TC_NUM_COLUMNS; i++)
+		{
+			/* a column a 0.1.0 database lacks reads as NULL */
+			if (att[i] == InvalidAttrNumber)
+			{
+				row->values[i] = (Datum) 0;
+				row->nulls[i] = true;
+				continue;
+			}
 			row->values[i] = heap_getattr(copy, att[i], RelationGetDescr(rel),
 										  &row->nulls[i]);
+		}
 		MemoryContextSwitchTo(old);
 		row->found = true;
 		row->written_here =

@@ -759,7 +759,7 @@ am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	doc_jsonb(&state, "old", rows->old_row);
 	doc_jsonb(&state, "new", rows->new_row);
-	doc_string(&state, "db_user", NameStr(*DatumGetName(values[AC_DB_USER])));
+	doc_text(&state, "db_user", values, nulls, AC_DB_USER);
 	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
 	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
 			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));

@@ -16,6 +16,12 @@
  * table is needed by the writer, which is what we want: capture is not the
  * writer's choice.
  *
+ * db_user comes as text.  An activity table of 0.1.0 (this library loaded
+ * before ALTER EXTENSION UPDATE) has it as name: the value is converted
+ * for the partition actually written, after it is opened and locked, so
+ * that a row filled before the update's rewrite committed is still written
+ * in the type the partition has.
+ *
  * IDENTIFICATION
  *	  src/sink.c
  *
@@ -28,11 +34,13 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/partcache.h"
@@ -285,6 +293,9 @@ am_sink_insert(Datum *values, bool *nulls)
 		}
 		slot->tts_values[att - 1] = values[c];
 		slot->tts_isnull[att - 1] = nulls[c];
+		if (c == AC_DB_USER && !nulls[c] &&
+			TupleDescAttr(slot->tts_tupleDescriptor, att - 1)->atttypid == NAMEOID)
+			slot->tts_values[att - 1] = DirectFunctionCall1(text_name, values[c]);
 	}
 	ExecStoreVirtualTuple(slot);
 

@@ -532,6 +532,11 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 		if (map[i] == InvalidAttrNumber)
 			elog(ERROR, "partition \"%s\" has no column \"%s\"",
 				 RelationGetRelationName(rel), name);
+		/* values are copied as they are: the types must be the view's */
+		if (TupleDescAttr(desc, map[i] - 1)->atttypid !=
+			TupleDescAttr(ts->outdesc, i)->atttypid)
+			elog(ERROR, "column \"%s\" of partition \"%s\" is not of the type of the timeline view's",
+				 name, RelationGetRelationName(rel));
 	}
 
 	idx = find_subject_index(ts, rel, subject_att, at_att, &ordered);

@@ -19,8 +19,15 @@ CREATE TABLE activity_monitor.tracked (
 	critical_columns	name[] NOT NULL DEFAULT '{}',
 	ignore_columns		name[] NOT NULL DEFAULT '{}',
 	redact_columns		name[] NOT NULL DEFAULT '{}',
-	tracked_since		timestamptz NOT NULL DEFAULT pg_catalog.now()
+	tracked_since		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	-- (added by 0.2.0, hence last)
+	critical_statuses	text[] DEFAULT '{}'
+		CONSTRAINT tracked_critical_statuses_check
+		CHECK (pg_catalog.array_position(critical_statuses, NULL) IS NULL
+			   AND '' OPERATOR(pg_catalog.<>) ALL (critical_statuses))
 );
+COMMENT ON COLUMN activity_monitor.tracked.critical_statuses IS
+	'a status transition into one of these statuses is critical; NULL: into any status (0.1.0''s behaviour)';
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.tracked', '');
 
 -- One-row table of partitioning settings.
@@ -71,7 +78,7 @@ CREATE TABLE activity_monitor.activity (
 	critical			boolean NOT NULL DEFAULT false,
 	old_values			jsonb,
 	new_values			jsonb,
-	db_user				name NOT NULL DEFAULT CURRENT_USER,
+	db_user				text NOT NULL DEFAULT CURRENT_USER,
 	application_name	text,
 	client_addr			inet,
 	backend_pid			int NOT NULL DEFAULT pg_catalog.pg_backend_pid(),

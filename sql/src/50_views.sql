@@ -35,7 +35,8 @@ CREATE VIEW activity_monitor.worker_status AS
 CREATE VIEW activity_monitor.tracked_tables AS
 	SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name,
 		   t.kind, t.subject_column, t.status_column,
-		   t.critical_columns, t.ignore_columns, t.redact_columns, t.tracked_since
+		   t.critical_columns, t.ignore_columns, t.redact_columns, t.tracked_since,
+		   t.critical_statuses
 	FROM activity_monitor.tracked t
 	JOIN pg_catalog.pg_class c ON c.oid = t.tbl
 	JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

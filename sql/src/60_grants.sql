@@ -93,7 +93,7 @@ GRANT EXECUTE ON FUNCTION activity_monitor.acknowledge(bigint, text), activity_m
 -- activity_monitor_admin: tracks tables, configures, manages rules
 -- ---------------------------------------------------------------------------
 
-REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]),
+REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[], text[]),
 	activity_monitor.untrack(regclass),
 	activity_monitor.configure(interval, int, interval, text, interval, interval), activity_monitor.maintain(timestamptz),
 	activity_monitor.start_worker(),
@@ -101,7 +101,7 @@ REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[]
 		numeric, text, jsonpath, jsonpath, interval, text, text, boolean),
 	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
 	activity_monitor.set_rule_full_payload(text, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]),
+GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[], text[]),
 	activity_monitor.untrack(regclass),
 	activity_monitor.configure(interval, int, interval, text, interval, interval), activity_monitor.maintain(timestamptz),
 	activity_monitor.start_worker(),

@@ -183,9 +183,10 @@ SQL
 SELECT activity_monitor.track('accounts', 'profile',
 	subject_column => 'id', status_column => 'status',
 	critical_columns => '{balance,kyc_level}', ignore_columns => '{updated_at}',
-	redact_columns => '{password_hash}');
+	redact_columns => '{password_hash}', critical_statuses => '{suspended,closed}');
 SELECT activity_monitor.track('payments', 'payment',
-	subject_column => 'account_id', status_column => 'status');
+	subject_column => 'account_id', status_column => 'status',
+	critical_statuses => '{failed,refunded}');
 SELECT activity_monitor.track('user_sessions', 'login',
 	subject_column => 'account_id', status_column => 'status');
 SQL

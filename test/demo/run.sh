@@ -180,7 +180,7 @@ echo "created database $db"
 step "3. the platform's tables, tracked (test/demo/schema.sql)"
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$here/schema.sql" >/dev/null || die "schema.sql failed"
 show "-- what is recorded, table by table" \
-	"SELECT table_name, kind, subject_column AS subject, status_column AS status, critical_columns AS critical, ignore_columns AS ignored, redact_columns AS redacted FROM activity_monitor.tracked_tables ORDER BY table_name;"
+	"SELECT table_name, kind, subject_column AS subject, status_column AS status, critical_columns AS critical, critical_statuses AS \"critical statuses\", ignore_columns AS ignored, redact_columns AS redacted FROM activity_monitor.tracked_tables ORDER BY table_name;"
 
 # --- the rule pack -----------------------------------------------------------------
 step "4. the rule pack (test/demo/rules.sql)"
@@ -310,6 +310,8 @@ show "-- administrators: what employee emp-04 did today" \
 	"SELECT to_char(occurred_at, 'HH24:MI:SS.MS') AS at, table_name, row_key, reason, actor_context ->> 'section' AS section, old_values, new_values FROM activity_monitor.admin_actions WHERE employee_id = 'emp-04' AND occurred_at >= date_trunc('day', now()) LIMIT 15;"
 show "-- compliance: critical changes made by employees in the last hour" \
 	"SELECT to_char(occurred_at, 'HH24:MI:SS.MS') AS at, actor_id AS employee, actor_reason AS reason, table_name, row_key, status_from, status_to, old_values, new_values FROM activity_monitor.critical_changes WHERE actor_type = 'employee' AND occurred_at >= now() - interval '1 hour' LIMIT 10;"
+show "-- compliance: the status transitions of the day marked critical (into the tables' critical_statuses)" \
+	"SELECT table_name, status_from, status_to, count(*) AS events FROM activity_monitor.critical_changes WHERE action = 'update' AND status_to IS DISTINCT FROM status_from AND occurred_at >= date_trunc('day', now()) GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC;"
 show "-- the rules' counters" \
 	"SELECT name, events_matched, alerts_fired, evaluation_errors FROM activity_monitor.rules ORDER BY id;"
 

@@ -109,22 +109,27 @@ SELECT i, 'player' || i, 'player' || i || '@mail.example',
 	   i % 4, i % 20 = 0, i IN (1187, 1333, 1399), md5('secret' || i)
 FROM generate_series(1001, 1400) i;
 
--- What activity_monitor records, table by table.
+-- What activity_monitor records, table by table.  critical_statuses: the
+-- status transitions compliance reviews (an account suspended or closed, a
+-- payment failed or refunded, a round cancelled); routine ones (a payment
+-- completing, a logout, a round settling) are recorded, not flagged critical.
 SELECT activity_monitor.track('public.accounts', kind => 'profile',
 		subject_column => 'id', status_column => 'status',
 		critical_columns => '{kyc_level,vip,self_excluded,email}',
-		ignore_columns => '{updated_at}', redact_columns => '{password_hash}');
+		ignore_columns => '{updated_at}', redact_columns => '{password_hash}',
+		critical_statuses => '{suspended,closed}');
 SELECT activity_monitor.track('public.payments', kind => 'payment',
 		subject_column => 'account_id', status_column => 'status',
-		critical_columns => '{amount}', ignore_columns => '{updated_at}');
+		critical_columns => '{amount}', ignore_columns => '{updated_at}',
+		critical_statuses => '{failed,refunded}');
 SELECT activity_monitor.track('public.user_sessions', kind => 'login',
 		subject_column => 'account_id', status_column => 'status',
 		ignore_columns => '{last_seen_at}', redact_columns => '{session_token}');
--- A round going from open to settled is routine: no status column, so that
--- settling a round is not flagged critical (the change is recorded all the same).
-SELECT activity_monitor.track('public.game_rounds', kind => 'game', subject_column => 'account_id');
+SELECT activity_monitor.track('public.game_rounds', kind => 'game',
+		subject_column => 'account_id', status_column => 'status',
+		critical_statuses => '{cancelled}');
 SELECT activity_monitor.track('public.provider_callbacks', kind => 'provider',
 		subject_column => 'account_id', status_column => 'status',
-		redact_columns => '{signature}');
+		redact_columns => '{signature}', critical_statuses => '{failed,rollback}');
 SELECT activity_monitor.track('public.backoffice_adjustments', kind => 'admin',
 		subject_column => 'account_id', critical_columns => '{amount}');

@@ -2,7 +2,7 @@
 -- settings and maintain(): the SQLSTATE and the exact message, and nothing
 -- changed afterwards (configuration, triggers, actor, partitions, activity).
 BEGIN;
-SELECT plan(80);
+SELECT plan(86);
 SET LOCAL client_min_messages = warning;
 
 -- ---------------------------------------------------------------------------
@@ -31,12 +31,12 @@ CREATE FOREIGN TABLE ft (id int) SERVER dummy_srv;
 SELECT activity_monitor.track('accounts', 'profile',
 		subject_column => 'id', status_column => 'status',
 		critical_columns => '{balance}', ignore_columns => '{updated_at}',
-		redact_columns => '{secret}');
+		redact_columns => '{secret}', critical_statuses => '{blocked}');
 
 -- What must not change.
 CREATE TEMP TABLE tracked_before AS
 	SELECT tbl, kind, subject_column, status_column, critical_columns,
-		   ignore_columns, redact_columns, tracked_since
+		   ignore_columns, redact_columns, tracked_since, critical_statuses
 	FROM activity_monitor.tracked;
 CREATE TEMP TABLE partitions_before AS
 	SELECT inhrelid FROM pg_inherits WHERE inhparent = 'activity_monitor.activity'::regclass;
@@ -215,11 +215,35 @@ SELECT throws_ok($$SELECT activity_monitor.track('accounts', 'profile', redact_c
 	'track(): a column both ignored and redacted');
 
 -- ---------------------------------------------------------------------------
+-- track(): critical_statuses (NULL itself is allowed: every transition)
+-- ---------------------------------------------------------------------------
+SELECT throws_ok($$SELECT activity_monitor.track('accounts', 'profile', status_column => 'status',
+		critical_statuses => '{closed,NULL}')$$,
+	'22004', 'critical_statuses must not contain null',
+	'track(): a NULL critical status');
+SELECT is(pg_temp.err_hint($$SELECT activity_monitor.track('accounts', 'profile', critical_statuses => ARRAY[NULL::text])$$),
+	'Pass critical_statuses => NULL to make every status transition critical.',
+	'track(): a NULL critical status, the hint says what NULL itself means');
+SELECT throws_ok($$SELECT activity_monitor.track('accounts', 'profile', status_column => 'status',
+		critical_statuses => '{closed,""}')$$,
+	'22023', 'critical_statuses must not contain an empty string',
+	'track(): an empty critical status');
+SELECT throws_ok($$SELECT activity_monitor.track('accounts', 'profile', status_column => 'status',
+		critical_statuses => '{{closed,blocked}}')$$,
+	'22023', 'critical_statuses must be a one-dimensional array',
+	'track(): a two-dimensional array of critical statuses');
+-- the table's check refuses the same written directly (a superuser)
+SELECT throws_ok($$UPDATE activity_monitor.tracked SET critical_statuses = '{a,NULL}' WHERE tbl = 'accounts'::regclass$$,
+	'23514', NULL, 'tracked: a NULL critical status written directly is refused');
+SELECT throws_ok($$UPDATE activity_monitor.tracked SET critical_statuses = '{""}' WHERE tbl = 'accounts'::regclass$$,
+	'23514', NULL, 'tracked: an empty critical status written directly is refused');
+
+-- ---------------------------------------------------------------------------
 -- After the failed track() calls: nothing changed
 -- ---------------------------------------------------------------------------
 SELECT results_eq(
 	$$SELECT tbl, kind, subject_column, status_column, critical_columns, ignore_columns,
-			 redact_columns, tracked_since FROM activity_monitor.tracked ORDER BY tbl$$,
+			 redact_columns, tracked_since, critical_statuses FROM activity_monitor.tracked ORDER BY tbl$$,
 	$$SELECT * FROM tracked_before ORDER BY tbl$$,
 	'failed track() calls left the configuration as it was');
 SELECT results_eq(
@@ -242,10 +266,11 @@ SELECT is((SELECT count(*)::int FROM activity_monitor.tracked WHERE tbl = 'accou
 SELECT results_eq(
 	$$SELECT kind, subject_column::text COLLATE "default", status_column::text COLLATE "default",
 			 critical_columns::text[] COLLATE "default", ignore_columns::text[] COLLATE "default",
-			 redact_columns::text[] COLLATE "default"
+			 redact_columns::text[] COLLATE "default", critical_statuses
 	  FROM activity_monitor.tracked WHERE tbl = 'accounts'::regclass$$,
-	$$VALUES ('payment'::text, 'email'::text, NULL::text, '{status}'::text[], '{}'::text[], '{secret,balance}'::text[])$$,
-	're-track: every setting replaced, a NULL array stored as empty');
+	$$VALUES ('payment'::text, 'email'::text, NULL::text, '{status}'::text[], '{}'::text[], '{secret,balance}'::text[],
+			  '{}'::text[])$$,
+	're-track: every setting replaced, a NULL column array stored as empty, critical_statuses back to its default');
 SELECT is((SELECT tracked_since FROM activity_monitor.tracked WHERE tbl = 'accounts'::regclass),
 	(SELECT tracked_since FROM tracked_before WHERE tbl = 'accounts'::regclass),
 	're-track: tracked_since kept');

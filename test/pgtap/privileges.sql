@@ -22,7 +22,7 @@ CREATE TABLE wallet (id int PRIMARY KEY, balance numeric, status text);
 ALTER TABLE wallet OWNER TO am_tap_owner;
 GRANT INSERT, UPDATE ON wallet TO am_tap_writer;
 SELECT activity_monitor.track('wallet', 'payment', subject_column => 'id',
-	status_column => 'status', critical_columns => '{balance}');
+	status_column => 'status', critical_columns => '{balance}', critical_statuses => '{closed}');
 
 -- The dated partitions every install must have: today (UTC) and 7 days ahead.
 CREATE TEMP TABLE expected_parts AS
@@ -261,14 +261,14 @@ SELECT is((SELECT count(*)::int FROM activity_monitor.activity), 6,
 -- ---------------------------------------------------------------------------
 SELECT ok(p.prosecdef, p.oid::regprocedure || ' is SECURITY DEFINER')
 FROM pg_proc p
-WHERE p.oid IN ('activity_monitor.track(regclass,text,name,name,name[],name[],name[])'::regprocedure,
+WHERE p.oid IN ('activity_monitor.track(regclass,text,name,name,name[],name[],name[],text[])'::regprocedure,
 				'activity_monitor.untrack(regclass)'::regprocedure,
 				'activity_monitor.maintain(timestamptz)'::regprocedure)
 ORDER BY p.proname;
 SELECT ok('search_path=pg_catalog, pg_temp' = ANY (p.proconfig),
 	p.oid::regprocedure || ' pins search_path to pg_catalog, pg_temp')
 FROM pg_proc p
-WHERE p.oid IN ('activity_monitor.track(regclass,text,name,name,name[],name[],name[])'::regprocedure,
+WHERE p.oid IN ('activity_monitor.track(regclass,text,name,name,name[],name[],name[],text[])'::regprocedure,
 				'activity_monitor.untrack(regclass)'::regprocedure,
 				'activity_monitor.maintain(timestamptz)'::regprocedure)
 ORDER BY p.proname;
@@ -284,7 +284,7 @@ SELECT is(proconfig, NULL,
 	'set_actor() has no SET clause (it would undo SET LOCAL)')
 FROM pg_proc WHERE oid = 'activity_monitor.set_actor(text,text,text,jsonb,boolean)'::regprocedure;
 SELECT ok(has_function_privilege('activity_monitor_admin',
-		  'activity_monitor.track(regclass,text,name,name,name[],name[],name[])', 'EXECUTE')
+		  'activity_monitor.track(regclass,text,name,name,name[],name[],name[],text[])', 'EXECUTE')
 	  AND has_function_privilege('activity_monitor_admin', 'activity_monitor.untrack(regclass)', 'EXECUTE')
 	  AND has_function_privilege('activity_monitor_admin', 'activity_monitor.maintain(timestamptz)', 'EXECUTE'),
 	'admin may execute track(), untrack() and maintain()');

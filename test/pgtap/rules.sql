@@ -7,7 +7,7 @@
 -- measure, type mismatches, kinds/tables limits, disabling, whole old/new
 -- rows, redaction.  The worker never sees this transaction (it rolls back).
 BEGIN;
-SELECT plan(101);
+SELECT plan(104);
 SET LOCAL client_min_messages = warning;
 
 -- ---------------------------------------------------------------------------
@@ -451,6 +451,28 @@ UPDATE profiles SET email = 'd@example.com' WHERE id = 3;
 SELECT ok((pg_temp.last_event('public.profiles')).matched ? :'doc_id',
 	'the document has id, occurred_at, kind, action, table, row_key, subject_id, actor_*, changed, old, new, db_user, critical, ...');
 SELECT is((pg_temp.last_event('public.profiles')).rule_errors, NULL, '... evaluated without error');
+
+-- the document's critical is the event's: a transition into a listed
+-- critical status only, into any with critical_statuses NULL
+CREATE TABLE shipments (id int PRIMARY KEY, status text);
+SELECT activity_monitor.track('shipments', 'game', status_column => 'status',
+		critical_statuses => '{lost}');
+SELECT activity_monitor.create_rule('critical_doc', '$.critical == true', tables => '{shipments}') AS crit_id \gset
+INSERT INTO shipments VALUES (1, 'packed');
+UPDATE shipments SET status = 'sent';
+UPDATE shipments SET status = 'lost';
+SELECT activity_monitor.track('shipments', 'game', status_column => 'status', critical_statuses => NULL);
+UPDATE shipments SET status = 'found';
+SELECT results_eq(
+	$$SELECT status_to, critical, coalesce(matched ? $$ || quote_literal(:'crit_id') || $$, false)
+	  FROM activity_monitor.activity WHERE table_name = 'public.shipments' ORDER BY id$$,
+	$$VALUES ('packed'::text, false, false), ('sent', false, false), ('lost', true, true), ('found', true, true)$$,
+	'the document''s critical follows the event''s: into a listed status, or any with critical_statuses NULL');
+SELECT is((SELECT count(*)::int FROM activity_monitor.activity WHERE table_name = 'public.shipments'
+		   AND critical IS DISTINCT FROM coalesce((matched ? :'crit_id'), false)), 0,
+	'every shipment event: critical in the table and in the document agree');
+SELECT is((SELECT rule_errors FROM activity_monitor.activity WHERE table_name = 'public.shipments'
+		   AND rule_errors IS NOT NULL LIMIT 1), NULL, '... evaluated without error');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -56,6 +56,29 @@ for run in 1 2; do
 	done
 	echo "  the consumer printed $lines alert lines"
 
+	# critical_changes holds the chosen transitions only: a critical update
+	# changed a critical column or went into one of its table's critical_statuses
+	routine=$(q "SELECT string_agg(DISTINCT format('%s %s -> %s', c.table_name, c.status_from, c.status_to), ', ')
+				 FROM activity_monitor.critical_changes c
+				 JOIN activity_monitor.tracked_tables t ON t.table_name = c.table_name
+				 WHERE c.action = 'update' AND NOT c.new_values ?| t.critical_columns::text[]
+				   AND NOT coalesce(c.status_to = ANY (t.critical_statuses), false)")
+	[ -z "$routine" ] || fail "routine transitions in critical_changes: $routine"
+	chosen=$(q "SELECT string_agg(DISTINCT format('%s -> %s', c.table_name, c.status_to), ', ' ORDER BY format('%s -> %s', c.table_name, c.status_to))
+				FROM activity_monitor.critical_changes c
+				JOIN activity_monitor.tracked_tables t ON t.table_name = c.table_name
+				WHERE c.action = 'update' AND c.status_to = ANY (t.critical_statuses)")
+	for want in "public.accounts -> suspended" "public.payments -> failed" "public.game_rounds -> cancelled"; do
+		case ", $chosen," in *", $want,"*) ;; *) fail "no critical transition $want (critical: $chosen)" ;; esac
+	done
+	[ "$(q "SELECT count(*) FROM activity_monitor.activity WHERE action = 'update'
+			AND status_to IN ('completed', 'closed', 'settled') AND status_from IS DISTINCT FROM status_to")" -gt 0 ] &&
+		[ "$(q "SELECT count(*) FROM activity_monitor.critical_changes WHERE action = 'update'
+			AND status_to IN ('completed', 'closed', 'settled') AND table_name <> 'public.accounts'
+			AND NOT new_values ? 'amount'")" = 0 ] ||
+		fail "routine completions, logouts or settlements are critical, or the demo made none"
+	echo "  critical transitions: $chosen"
+
 	grep -q "every rule of the pack fired" "$out" || fail "the demo's own check line is missing"
 	grep -q "no alert on the ordinary traffic" "$out" || fail "the demo's ordinary-traffic line is missing"
 	grep -q "^SELECT \* FROM activity_monitor.dashboard;" "$out" || fail "no dashboard"

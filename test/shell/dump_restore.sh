@@ -55,11 +55,13 @@ CREATE TABLE orders (
 	status			text,
 	PRIMARY KEY (region, no)
 );
+-- critical_statuses: NULL (every transition) and a list survive the restore
 SELECT activity_monitor.track('customers', 'profile', subject_column => 'id',
 	status_column => 'status', critical_columns => '{email}',
-	ignore_columns => '{updated_at}', redact_columns => '{password_hash}');
+	ignore_columns => '{updated_at}', redact_columns => '{password_hash}',
+	critical_statuses => NULL);
 SELECT activity_monitor.track('orders', 'payment', subject_column => 'customer_id',
-	status_column => 'status', critical_columns => '{total}');
+	status_column => 'status', critical_columns => '{total}', critical_statuses => '{shipped,lost}');
 -- Settings that differ from the defaults the install script writes.
 UPDATE activity_monitor.config SET premake = 3, retention = '400 days', retention_mode = 'detach',
 	merge_after = '3 days', merge_interval = '1 month';
@@ -138,13 +140,18 @@ echo "config: $(qd -c "SELECT premake, retention, retention_mode FROM activity_m
 # Tracked tables: every column of tracked, and the view.
 cmp_load tracked "SELECT * FROM activity_monitor.tracked" \
 	"tbl regclass, kind text, subject_column name, status_column name, critical_columns name[],
-	 ignore_columns name[], redact_columns name[], tracked_since timestamptz" || fail "cannot copy tracked"
+	 ignore_columns name[], redact_columns name[], tracked_since timestamptz, critical_statuses text[]" ||
+	fail "cannot copy tracked"
 cmp_diff "tracked settings (activity_monitor.tracked)" tracked "SELECT * FROM activity_monitor.tracked"
 cmp_load tracked_tables "SELECT * FROM activity_monitor.tracked_tables" \
 	"table_name text, kind text, subject_column name, status_column name, critical_columns name[],
-	 ignore_columns name[], redact_columns name[], tracked_since timestamptz" || fail "cannot copy tracked_tables"
+	 ignore_columns name[], redact_columns name[], tracked_since timestamptz, critical_statuses text[]" ||
+	fail "cannot copy tracked_tables"
 cmp_diff "tracked_tables view" tracked_tables "SELECT * FROM activity_monitor.tracked_tables"
 echo "tracked: $(qd -c "SELECT string_agg(table_name, ', ' ORDER BY 1) FROM activity_monitor.tracked_tables")"
+[ "$(qd -c "SELECT string_agg(format('%s %s', table_name, coalesce(critical_statuses::text, 'NULL')), '|' ORDER BY 1)
+	FROM activity_monitor.tracked_tables")" = "public.customers NULL|public.orders {shipped,lost}" ] ||
+	check "critical_statuses NULL and a list did not survive the restore"
 
 # Activity rows, all columns, and which partition holds each.
 cmp_load activity "SELECT tableoid::regclass::text AS part, * FROM activity_monitor.activity" \

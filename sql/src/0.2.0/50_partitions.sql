@@ -44,20 +44,28 @@ CREATE EVENT TRIGGER activity_monitor_partitions ON ddl_command_end
 	WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA', 'ALTER TABLE')
 	EXECUTE FUNCTION activity_monitor._partitions_ddl();
 
+-- track() gains critical_statuses (issue 13, see 80_critical_statuses.sql):
+-- a new signature, so the 0.1.0 function goes and its privileges are given
+-- again below.
+DROP FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[]);
+
 /*
  * Start (or re-configure) capture on a table.  Validates everything first,
  * then records the settings and replaces the capture triggers of the table
  * and its partitions (_sync_capture); trigger changes invalidate every
  * backend's cached metadata for the table.  A partition may be tracked
  * unless a table above it is: its rows are captured with that table's
- * settings.
+ * settings.  critical_statuses: a status transition into one of them is
+ * critical; NULL (unlike the column arrays, where NULL means none) makes
+ * every transition critical, as 0.1.0 did.
  */
-CREATE OR REPLACE FUNCTION activity_monitor.track(tbl regclass, kind text,
-												  subject_column name DEFAULT NULL,
-												  status_column name DEFAULT NULL,
-												  critical_columns name[] DEFAULT '{}',
-												  ignore_columns name[] DEFAULT '{}',
-												  redact_columns name[] DEFAULT '{}')
+CREATE FUNCTION activity_monitor.track(tbl regclass, kind text,
+									   subject_column name DEFAULT NULL,
+									   status_column name DEFAULT NULL,
+									   critical_columns name[] DEFAULT '{}',
+									   ignore_columns name[] DEFAULT '{}',
+									   redact_columns name[] DEFAULT '{}',
+									   critical_statuses text[] DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -81,6 +89,20 @@ BEGIN
 	critical_columns := coalesce(critical_columns, '{}');
 	ignore_columns := coalesce(ignore_columns, '{}');
 	redact_columns := coalesce(redact_columns, '{}');
+	-- critical_statuses NULL stays NULL: every transition is critical
+	IF pg_catalog.array_ndims(critical_statuses) > 1 THEN
+		RAISE EXCEPTION 'critical_statuses must be a one-dimensional array'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF pg_catalog.array_position(critical_statuses, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'critical_statuses must not contain null'
+			USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Pass critical_statuses => NULL to make every status transition critical.';
+	END IF;
+	IF '' = ANY (critical_statuses) THEN
+		RAISE EXCEPTION 'critical_statuses must not contain an empty string'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 
 	SELECT c.relkind, n.nspname INTO relkind, relns
 	FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -148,16 +170,23 @@ BEGIN
 	END IF;
 
 	INSERT INTO activity_monitor.tracked AS t
-		(tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns)
-	VALUES (tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns)
+		(tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns,
+		 critical_statuses)
+	VALUES (tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns,
+			critical_statuses)
 	ON CONFLICT ON CONSTRAINT tracked_pkey DO UPDATE
 		SET kind = excluded.kind, subject_column = excluded.subject_column,
 			status_column = excluded.status_column, critical_columns = excluded.critical_columns,
-			ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns;
+			ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns,
+			critical_statuses = excluded.critical_statuses;
 
 	PERFORM activity_monitor._sync_capture(tbl, true);
 END
 $fn$;
+REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[], text[])
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[], text[])
+	TO activity_monitor_admin;
 
 /*
  * Stop capture.  The history stays.  A tracked table below tbl (tracked
