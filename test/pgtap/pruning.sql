@@ -10,6 +10,12 @@ BEGIN;
 SELECT plan(20);
 SET LOCAL client_min_messages = warning;
 SET LOCAL TimeZone = 'UTC';
+-- The tables the worker's duties lock first, so that it waits for this
+-- transaction rather than deadlock with it: maintain() below holds ACCESS
+-- EXCLUSIVE on activity_default (it attaches partitions) until the end, and
+-- a rollup reading the activity would hold the parent that CREATE TABLE ...
+-- PARTITION OF needs.
+LOCK activity_monitor.alert_state, activity_monitor.config, activity_monitor.activity_minute;
 
 -- ---------------------------------------------------------------------------
 -- 64 past days of daily partitions: maintain(now => a day) makes that day's
