@@ -15,17 +15,19 @@
 # ratio to the PL/pgSQL figure; from the median over runs the WAL bytes per
 # change added over the untracked table.
 #
-# BENCH_PRELOAD=N adds a second phase after the first (common.sh,
-# bench_preload_sql): the capture tables are emptied once, today's
-# partition of activity_monitor.activity gets N events and
-# audit.record_version N rows (over BENCH_PRELOAD_SUBJECTS accounts), then
-# VACUUM ANALYZE and CHECKPOINT, and the runs are repeated without emptying
-# the capture tables (each run's own rows, 2 x MICRO_ROWS, stay on top of
-# the N: 0.8 % of 5 million after 5 runs of 20,000 rows, not worth a DELETE
-# and the VACUUM it would need); the tracked tables are still emptied.
-# PgQ's queue is not pre-loaded (its event tables rotate; shown emptied, as
-# in the first phase, with a note).  The report then gives both phases side
-# by side and the ratio of the preloaded figure to the empty one.
+# BENCH_PRELOAD=N measures each run twice (common.sh, bench_preload_sql):
+# in the database above, and in a second one set up alike whose capture
+# tables were pre-loaded once: today's partition of activity_monitor.activity
+# N events, audit.record_version N rows (over BENCH_PRELOAD_SUBJECTS
+# accounts), then VACUUM ANALYZE and CHECKPOINT.  The one session switches
+# database (\c) before each run, so that both sides see the same machine
+# load; in the pre-loaded database the capture tables are not emptied
+# (each run's own rows, 2 x MICRO_ROWS, stay on top of the N: 0.8 % of 5
+# million after 5 runs of 20,000 rows, not worth a DELETE and the VACUUM it
+# would need); the tracked tables are still emptied.  PgQ's queue is not
+# pre-loaded (its event tables rotate; emptied before each run in both,
+# with a note).  The report then gives both side by side and the ratio of
+# the pre-loaded figure to the empty one.
 #
 #   test/bench/micro.sh          (or test/bench/run.sh micro)
 #   BENCH_PRELOAD=5000000 MICRO_VARIANTS='plain activity_monitor plpgsql am_rules' test/bench/micro.sh
@@ -53,6 +55,7 @@ work=$BENCH_WORK
 
 bench_cluster_up
 db=am_bench_micro_$$
+dbp=${db}_pre
 notes=()
 
 # The table each variant writes to, and what empties its capture.
@@ -112,8 +115,15 @@ esac
 has() { case " ${variants[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # --- setup ----------------------------------------------------------------------
-"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-cleanup_db() { psql -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; bench_cleanup; }
+dbs=$db
+[ "$preload" -gt 0 ] && dbs="$db $dbp"
+for d in $dbs; do
+	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $d WITH (FORCE)" -c "CREATE DATABASE $d"
+done
+cleanup_db() {
+	for d in $dbs; do psql -X -q -c "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true; done
+	bench_cleanup
+}
 trap cleanup_db EXIT
 {
 	cat <<-'EOF'
@@ -165,56 +175,17 @@ trap cleanup_db EXIT
 		echo "	FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('micro');"
 	fi
 } >"$work/micro_setup.sql"
-if ! (cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$db" -f "$work/micro_setup.sql") >"$work/micro_setup.log" 2>&1; then
-	cat "$work/micro_setup.log" >&2
-	exit 1
-fi
+for d in $dbs; do
+	if ! (cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$d" -f "$work/micro_setup.sql") >"$work/micro_setup.log" 2>&1; then
+		cat "$work/micro_setup.log" >&2
+		exit 1
+	fi
+done
 
-# --- the timed script: one session, runs interleaved table by table ----------------
-# phase PHASE (empty or preloaded): MICRO_RUNS runs of every variant; lines
-# "R phase variant op run µs wal-bytes" and, for the last run, "C phase
-# variant captured".  In the preloaded phase the capture tables that were
-# pre-loaded are not emptied.
-phase() {
-	local ph=$1 r v t
-	for r in $(seq 1 "$runs"); do
-		for v in "${variants[@]}"; do
-			t=$(table_of "$v")
-			echo "SELECT clock_timestamp() AS t_run \\gset"
-			echo "TRUNCATE $t;"
-			if [ "$ph" = empty ] || [ -z "$(preload_kind "$v")" ]; then
-				capture_truncate "$v"
-			fi
-			echo "CHECKPOINT;"
-			echo "SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \\gset"
-			echo "INSERT INTO $t (id, account_id, amount, currency, status)"
-			echo "	SELECT g, 1 + g % 10000, (g % 50000) / 100.0, 'EUR', 'pending' FROM generate_series(1, $rows) g;"
-			echo "SELECT 'R $ph $v insert $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint"
-			echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0');"
-			echo "SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \\gset"
-			echo "UPDATE $t SET status = 'completed', updated_at = now();"
-			echo "SELECT 'R $ph $v update $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint"
-			echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0');"
-			# What the last run captured, to check that capture really happened.
-			if [ "$r" = "$runs" ] && [ "$v" != plain ]; then
-				echo "SELECT 'C $ph $v ' || ($(capture_count "$v"));"
-			fi
-		done
-	done
-}
-phases="empty"
-{
-	echo '\set ON_ERROR_STOP 1'
-	phase empty
-} >"$work/micro_run.sql"
-echo "micro: ${variants[*]}; $runs runs of $rows rows" >&2
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-t_start=$(date +%s)
-psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$work/micro_run.sql" >"$work/micro_times" 2>"$work/micro_run.log" ||
-	{ cat "$work/micro_run.log" >&2; exit 1; }
-t_empty=$(($(date +%s) - t_start))
-
+# --- pre-load ------------------------------------------------------------------------
+# BENCH_PRELOAD: the second database's capture tables get the pre-load.
 preload_desc=""
+phases="empty"
 if [ "$preload" -gt 0 ]; then
 	phases="empty preloaded"
 	kinds=""
@@ -222,32 +193,66 @@ if [ "$preload" -gt 0 ]; then
 		k=$(preload_kind "$v")
 		[ -n "$k" ] && case " $kinds " in *" $k "*) ;; *) kinds="$kinds $k" ;; esac
 	done
-	has pgq && notes+=("pgq is not pre-loaded: its queue is emptied before each run in both phases")
-	# empty the capture tables once (the first phase's last rows), then load
-	{
-		echo "SET client_min_messages = warning;"
-		for k in $kinds; do
-			case $k in
-			activity) echo "TRUNCATE activity_monitor.activity;" ;;
-			audit) echo "TRUNCATE audit.record_version;" ;;
-			esac
-		done
-	} | "${BENCH_PSQL[@]}" -d "$db" >/dev/null
+	has pgq && notes+=("pgq is not pre-loaded: its queue is emptied before each run in both databases")
 	for k in $kinds; do
 		t0=$(date +%s)
 		echo "pre-loading $preload rows into the $k capture table ($subjects accounts)" >&2
-		bench_preload_sql "$k" "$preload" "$subjects" | "${BENCH_PSQL[@]}" -d "$db" >/dev/null
-		preload_desc="$preload_desc; $k: $(psql -X -At -d "$db" -c "SELECT count(*) FROM $([ "$k" = activity ] && echo activity_monitor.activity || echo audit.record_version)") rows in $(($(date +%s) - t0)) s ($(psql -X -At -d "$db" -c "$(bench_index_sizes "$k")" | paste -sd ';' | sed 's/;/; /g'))"
+		bench_preload_sql "$k" "$preload" "$subjects" | "${BENCH_PSQL[@]}" -d "$dbp" >/dev/null
+		preload_desc="$preload_desc; $k: $(psql -X -At -d "$dbp" -c "SELECT count(*) FROM $([ "$k" = activity ] && echo activity_monitor.activity || echo audit.record_version)") rows in $(($(date +%s) - t0)) s ($(psql -X -At -d "$dbp" -c "$(bench_index_sizes "$k")" | paste -sd ';' | sed 's/;/; /g'))"
 	done
-	{
-		echo '\set ON_ERROR_STOP 1'
-		phase preloaded
-	} >"$work/micro_run2.sql"
-	t_start=$(date +%s)
-	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$work/micro_run2.sql" >>"$work/micro_times" 2>"$work/micro_run.log" ||
-		{ cat "$work/micro_run.log" >&2; exit 1; }
-	t_pre=$(($(date +%s) - t_start))
 fi
+
+# --- the timed script: one session, runs interleaved table by table ----------------
+# MICRO_RUNS runs of every variant, each (with BENCH_PRELOAD) once on the
+# empty database and once on the pre-loaded one, the session switching
+# between them (\c; the TRUNCATE that follows loads the new backend's
+# caches); lines "R phase variant op run µs wal-bytes" and, for the last
+# run, "C phase variant captured".  In the pre-loaded database the capture
+# tables that were pre-loaded are not emptied.
+one_run() {
+	local ph=$1 v=$2 r=$3 t
+	t=$(table_of "$v")
+	echo "SELECT clock_timestamp() AS t_run \\gset"
+	echo "TRUNCATE $t;"
+	if [ "$ph" = empty ] || [ -z "$(preload_kind "$v")" ]; then
+		capture_truncate "$v"
+	fi
+	echo "CHECKPOINT;"
+	echo "SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \\gset"
+	echo "INSERT INTO $t (id, account_id, amount, currency, status)"
+	echo "	SELECT g, 1 + g % 10000, (g % 50000) / 100.0, 'EUR', 'pending' FROM generate_series(1, $rows) g;"
+	echo "SELECT 'R $ph $v insert $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint"
+	echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0');"
+	echo "SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \\gset"
+	echo "UPDATE $t SET status = 'completed', updated_at = now();"
+	echo "SELECT 'R $ph $v update $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint"
+	echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0');"
+	# What the last run captured, to check that capture really happened.
+	if [ "$r" = "$runs" ] && [ "$v" != plain ]; then
+		echo "SELECT 'C $ph $v ' || ($(capture_count "$v"));"
+	fi
+}
+{
+	echo '\set ON_ERROR_STOP 1'
+	for r in $(seq 1 "$runs"); do
+		for v in "${variants[@]}"; do
+			if [ "$preload" -gt 0 ]; then
+				echo "\\c $db"
+				one_run empty "$v" "$r"
+				echo "\\c $dbp"
+				one_run preloaded "$v" "$r"
+			else
+				one_run empty "$v" "$r"
+			fi
+		done
+	done
+} >"$work/micro_run.sql"
+echo "micro: ${variants[*]}; $runs runs of $rows rows" >&2
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+t_start=$(date +%s)
+psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$work/micro_run.sql" >"$work/micro_times" 2>"$work/micro_run.log" ||
+	{ cat "$work/micro_run.log" >&2; exit 1; }
+t_timed=$(($(date +%s) - t_start))
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -266,7 +271,7 @@ per_row() { awk -v a="$(tmin "$1" plain "$2")" -v n="$rows" 'BEGIN { printf "%.2
 phase_title() {
 	case $1 in
 	empty) echo "capture tables emptied before each run" ;;
-	preloaded) echo "today's partition holding $preload events (the PL/pgSQL reference's table $preload rows)" ;;
+	preloaded) echo "today's partition holding $preload events (the PL/pgSQL reference's table $preload rows), another database" ;;
 	esac
 }
 # the per-phase table (its rows' shape is what test/shell/bench_smoke.sh checks)
@@ -296,10 +301,10 @@ phase_table() {
 		"INSERT ... SELECT of $rows rows, then UPDATE of all of them," \
 		"each variant's table in turn, min of $runs interleaved runs; µs per row change added over the untracked table" \
 		"(untracked, $(phase_title empty): $(per_row empty insert) µs per inserted row, $(per_row empty update) µs per updated row$(
-			[ "$preload" -gt 0 ] && printf '; %s: %s and %s' "preloaded" "$(per_row preloaded insert)" "$(per_row preloaded update)")). Timed phases: $t_empty s$(
-			[ "$preload" -gt 0 ] && printf ' (emptied), %s s (preloaded)' "$t_pre")."
+			[ "$preload" -gt 0 ] && printf '; %s: %s and %s' "preloaded" "$(per_row preloaded insert)" "$(per_row preloaded update)")). Timed runs: $t_timed s$(
+			[ "$preload" -gt 0 ] && printf ' (each run once on an empty and once on the pre-loaded database, in turn)')."
 	if [ "$preload" -gt 0 ]; then
-		echo "Pre-load: $preload rows over $subjects accounts into each pre-loaded capture table, then VACUUM ANALYZE and CHECKPOINT$preload_desc." \
+		echo "Pre-load, in a second database set up alike: $preload rows over $subjects accounts into each pre-loadable capture table, then VACUUM ANALYZE and CHECKPOINT$preload_desc." \
 			"shared_buffers $(psql -X -At -c "SHOW shared_buffers"). Each preloaded run's own $((2 * rows)) rows stay on top."
 	fi
 	echo "Machine load average (1, 5, 15 min) before the runs: $load_before; after: $load_after."
