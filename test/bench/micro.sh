@@ -13,7 +13,10 @@
 # the checkpoint).  From the minimum over runs it reports the µs per row
 # change added over the untracked table, insert and update apart, and the
 # ratio to the PL/pgSQL figure; from the median over runs the WAL bytes per
-# change added over the untracked table.
+# change added over the untracked table; and the same from the writing
+# backend's CPU time (utime + stime of /proc/PID/stat, read by the server
+# itself through pg_read_file, so the server must run on Linux), steadier
+# than the wall clock on a loaded machine.
 #
 # BENCH_PRELOAD=N measures each run twice (common.sh, bench_preload_sql):
 # in the database above, and in a second one set up alike whose capture
@@ -206,9 +209,13 @@ fi
 # MICRO_RUNS runs of every variant, each (with BENCH_PRELOAD) once on the
 # empty database and once on the pre-loaded one, the session switching
 # between them (\c; the TRUNCATE that follows loads the new backend's
-# caches); lines "R phase variant op run µs wal-bytes" and, for the last
+# caches); lines "R phase variant op run µs wal-bytes cpu-µs" and, for the last
 # run, "C phase variant captured".  In the pre-loaded database the capture
 # tables that were pre-loaded are not emptied.
+# The backend's CPU time so far (utime + stime, clock ticks), read by the
+# server from its own /proc entry (superuser: pg_read_file).
+cpu_sql="(SELECT a[12]::bigint + a[13]::bigint FROM pg_catalog.string_to_array(pg_catalog.split_part(pg_catalog.pg_read_file('/proc/' || pg_catalog.pg_backend_pid() || '/stat'), ') ', 2), ' ') a)"
+tick_us=$((1000000 / $(getconf CLK_TCK)))
 one_run() {
 	local ph=$1 v=$2 r=$3 t
 	t=$(table_of "$v")
@@ -218,15 +225,15 @@ one_run() {
 		capture_truncate "$v"
 	fi
 	echo "CHECKPOINT;"
-	echo "SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \\gset"
+	echo "SELECT pg_current_wal_insert_lsn() AS l0, $cpu_sql AS c0, clock_timestamp() AS t0 \\gset"
 	echo "INSERT INTO $t (id, account_id, amount, currency, status)"
 	echo "	SELECT g, 1 + g % 10000, (g % 50000) / 100.0, 'EUR', 'pending' FROM generate_series(1, $rows) g;"
 	echo "SELECT 'R $ph $v insert $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint"
-	echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0');"
-	echo "SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \\gset"
+	echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0') || ' ' || ($cpu_sql - :c0) * $tick_us;"
+	echo "SELECT pg_current_wal_insert_lsn() AS l0, $cpu_sql AS c0, clock_timestamp() AS t0 \\gset"
 	echo "UPDATE $t SET status = 'completed', updated_at = now();"
 	echo "SELECT 'R $ph $v update $r ' || (extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6)::bigint"
-	echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0');"
+	echo "	|| ' ' || pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0') || ' ' || ($cpu_sql - :c0) * $tick_us;"
 	# What the last run captured, to check that capture really happened.
 	if [ "$r" = "$runs" ] && [ "$v" != plain ]; then
 		echo "SELECT 'C $ph $v ' || ($(capture_count "$v"));"
@@ -265,6 +272,9 @@ wmed() { awk -v ph="$1" -v v="$2" -v op="$3" '$1 == "R" && $2 == ph && $3 == v &
 added() { awk -v a="$(tmin "$1" "$2" "$3")" -v b="$(tmin "$1" plain "$3")" -v n="$rows" 'BEGIN { printf "%.2f", (a - b) / n }'; }
 # WAL bytes per row added over plain: phase, variant, op
 wadded() { awk -v a="$(wmed "$1" "$2" "$3")" -v b="$(wmed "$1" plain "$3")" -v n="$rows" 'BEGIN { printf "%.0f", (a - b) / n }'; }
+# min over runs of the backend's CPU µs of phase $1, variant $2, op $3, and per row added over plain
+cmin() { awk -v ph="$1" -v v="$2" -v op="$3" '$1 == "R" && $2 == ph && $3 == v && $4 == op { if (m == "" || $8 < m) m = $8 } END { print m }' "$work/micro_times"; }
+cadded() { awk -v a="$(cmin "$1" "$2" "$3")" -v b="$(cmin "$1" plain "$3")" -v n="$rows" 'BEGIN { printf "%.2f", (a - b) / n }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; }
 avg2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (a + b) / 2 }'; }
 per_row() { awk -v a="$(tmin "$1" plain "$2")" -v n="$rows" 'BEGIN { printf "%.2f", a / n }'; }
@@ -341,6 +351,35 @@ phase_table() {
 		done
 		echo
 	done
+	echo
+	echo "### CPU time of the writing backend per row change added over the untracked table"
+	echo
+	echo "utime + stime of the backend (/proc, read by the server; $tick_us µs ticks) around each statement, minimum of the runs," \
+		"minus the untracked table's, per row: steadier than the wall clock on a loaded machine; the worker's work (alert rules) is not in it."
+	echo
+	printf '| variant |'
+	for ph in $phases; do printf ' insert, %s | update, %s | both, %s | both vs plpgsql, %s |' "$ph" "$ph" "$ph" "$ph"; done
+	echo
+	printf '|---|'
+	for ph in $phases; do printf -- '---|---|---|---|'; done
+	echo
+	for v in "${variants[@]}"; do
+		printf '| %s |' "$v"
+		for ph in $phases; do
+			if [ "$v" = plain ]; then
+				awk -v i="$(cmin "$ph" plain insert)" -v u="$(cmin "$ph" plain update)" -v n="$rows" \
+					'BEGIN { printf " (%.2f per row) | (%.2f per row) | (%.2f per change) | |", i / n, u / n, (i + u) / 2 / n }'
+			else
+				ci=$(cadded "$ph" "$v" insert)
+				cu=$(cadded "$ph" "$v" update)
+				cb=$(avg2 "$ci" "$cu")
+				cp=""
+				has plpgsql && cp=$(avg2 "$(cadded "$ph" plpgsql insert)" "$(cadded "$ph" plpgsql update)")
+				printf ' %s | %s | %s | %s |' "$ci" "$cu" "$cb" "$(ratio "$cb" "${cp:-0}")"
+			fi
+		done
+		echo
+	done
 	if [ "$preload" -gt 0 ]; then
 		echo
 		echo "### Summary: today's partition empty against holding $preload events"
@@ -348,8 +387,10 @@ phase_table() {
 		echo "Both: the mean of insert and update, µs per change added over the untracked table (×empty: preloaded / empty);" \
 			"vs plpgsql: divided by the PL/pgSQL reference's figure of the same phase."
 		echo
-		echo "| variant | µs added per change, emptied | µs added per change, $preload events | ×empty | vs plpgsql, emptied | vs plpgsql, $preload events | WAL bytes added per change, emptied | WAL, $preload events |"
-		echo "|---|---|---|---|---|---|---|---|"
+		echo "CPU: the same from the backend's CPU time (the table above)."
+		echo
+		echo "| variant | µs added per change, emptied | µs added per change, $preload events | ×empty | vs plpgsql, emptied | vs plpgsql, $preload events | WAL bytes added per change, emptied | WAL, $preload events | CPU µs added per change, emptied | CPU, $preload events | CPU ×empty |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|"
 		pe=""
 		pp=""
 		if has plpgsql; then
@@ -362,7 +403,9 @@ phase_table() {
 			q=$(avg2 "$(added preloaded "$v" insert)" "$(added preloaded "$v" update)")
 			we=$(awk -v a="$(wadded empty "$v" insert)" -v b="$(wadded empty "$v" update)" 'BEGIN { printf "%.0f", (a + b) / 2 }')
 			wq=$(awk -v a="$(wadded preloaded "$v" insert)" -v b="$(wadded preloaded "$v" update)" 'BEGIN { printf "%.0f", (a + b) / 2 }')
-			echo "| $v$([ -z "$(preload_kind "$v")" ] && echo ' (not pre-loaded)') | $e | $q | $(ratio "$q" "$e") | $(ratio "$e" "${pe:-0}") | $(ratio "$q" "${pp:-0}") | $we | $wq |"
+			ce=$(avg2 "$(cadded empty "$v" insert)" "$(cadded empty "$v" update)")
+			cq=$(avg2 "$(cadded preloaded "$v" insert)" "$(cadded preloaded "$v" update)")
+			echo "| $v$([ -z "$(preload_kind "$v")" ] && echo ' (not pre-loaded)') | $e | $q | $(ratio "$q" "$e") | $(ratio "$e" "${pe:-0}") | $(ratio "$q" "${pp:-0}") | $we | $wq | $ce | $cq | $(ratio "$cq" "$ce") |"
 		done
 	fi
 	echo

@@ -66,8 +66,8 @@ check "micro pre-loaded both capture tables" \
 for v in activity_monitor plpgsql; do
 	check "micro tables have numbers for $v and it captured every row, empty and pre-loaded" \
 		test "$(grep -Ec "^\| $v \| -?$num \| -?$num \| -?$num \| -?$num \| -?$num \| -?$num \| 1000 of 1000 \|$" "$out_dir/out.md")" = 2
-	check "micro summary has WAL figures for $v" \
-		grep -Eq "^\| $v \| -?$num \| -?$num \| (-?$num|–) \| (-?$num|–) \| (-?$num|–) \| -?[0-9]+ \| -?[0-9]+ \|$" "$out_dir/out.md"
+	check "micro summary has WAL and CPU figures for $v" \
+		grep -Eq "^\| $v \| -?$num \| -?$num \| (-?$num|–) \| (-?$num|–) \| (-?$num|–) \| -?[0-9]+ \| -?[0-9]+ \| -?$num \| -?$num \| (-?$num|–) \|$" "$out_dir/out.md"
 done
 check "no template database left behind" \
 	test "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname LIKE 'am\\_bench\\_%'")" = 0
