@@ -265,3 +265,23 @@ bench_index_sizes() {
 		;;
 	esac
 }
+
+# CPU time the server has used so far, in µs: the postmaster's own and that
+# of its children, live (utime + stime) or exited (the postmaster's cutime +
+# cstime); empty when the server's data directory (PGDATA) is not readable
+# here.  A backend that exits between the two reads is missed: let a run's
+# sessions end before calling it.
+bench_server_cpu_us() {
+	local pm c
+	[ -n "${PGDATA:-}" ] && [ -r "$PGDATA/postmaster.pid" ] || return 0
+	pm=$(head -n 1 "$PGDATA/postmaster.pid")
+	[ -r "/proc/$pm/stat" ] || return 0
+	{
+		echo "P $(cat "/proc/$pm/stat")"
+		for c in $(ps --ppid "$pm" -o pid= 2>/dev/null); do
+			c=$(cat "/proc/$c/stat" 2>/dev/null) && echo "C $c"
+		done
+	} | sed 's/^\([PC]\) [0-9]* (.*) /\1 /' |
+		awk -v tck="$(getconf CLK_TCK)" '$1 == "P" { t += $13 + $14 + $15 + $16 } $1 == "C" { t += $13 + $14 }
+			END { printf "%.0f\n", t * 1000000 / tck }'
+}

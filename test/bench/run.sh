@@ -183,12 +183,23 @@ clone_db() {
 	return 1
 }
 
+# Wait (at most 10 s) until no pgbench session is left in database $1.
+am_wait_for_quiet() {
+	local i
+	for i in $(seq 1 100); do
+		[ "$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$1' AND application_name = 'pgbench'")" = 0 ] && return 0
+		sleep 0.1
+	done
+}
+
 # One run: variant $1, round $2, on a copy of the variant's template when
 # $3 is "pre"; appends "round variant tps txns bytes changes wal-bytes
-# load-average" to $work/raw (variant: NAME+pre for a pre-loaded run; load:
-# the machine's 1-minute load at the end).
+# server-cpu-µs load-average" to $work/raw (variant: NAME+pre for a
+# pre-loaded run; server CPU: common.sh's bench_server_cpu_us over the
+# pgbench run, "-" when the server's PGDATA is not readable here; load: the
+# machine's 1-minute load at the end).
 run_one() {
-	local v=$1 r=$2 pre=${3:-} db out tps txns before after changes0 changes lsn wal name=$1
+	local v=$1 r=$2 pre=${3:-} db out tps txns before after changes0 changes lsn wal cpu0 cpu name=$1
 	db=am_bench_${v}_$$
 	if [ "$pre" = pre ]; then
 		name=$v+pre
@@ -211,6 +222,7 @@ run_one() {
 	read -r before changes0 < <(psql -X -At -F ' ' -d "$db" -c "SELECT bytes, changes FROM bench_capture_stats()")
 	"${BENCH_PSQL[@]}" -d "$db" -c "CHECKPOINT"
 	lsn=$(psql -X -At -d "$db" -c "SELECT pg_current_wal_insert_lsn()")
+	cpu0=$(bench_server_cpu_us)
 	if ! out=$(pgbench -M simple -c "$clients" -j "$clients" -n -T "$secs" \
 		-f "$BENCH_DIR/workload.sql" "$db" 2>&1); then
 		echo "pgbench failed for $name:" >&2
@@ -219,11 +231,15 @@ run_one() {
 		return 1
 	fi
 	wal=$(psql -X -At -d "$db" -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn')::bigint")
+	# the server's CPU once pgbench's sessions have ended ("-" if unknown)
+	am_wait_for_quiet "$db"
+	cpu=$(bench_server_cpu_us)
+	if [ -n "$cpu0" ] && [ -n "$cpu" ]; then cpu=$((cpu - cpu0)); else cpu=-; fi
 	tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*without initial connection.*/\1/p')
 	txns=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
 	read -r after changes < <(psql -X -At -F ' ' -d "$db" -c "SELECT bytes, changes FROM bench_capture_stats()")
 	"${BENCH_PSQL[@]}" -c "DROP DATABASE $db WITH (FORCE)"
-	echo "$r $name $tps $txns $((after - before)) $((changes - changes0)) $wal $(cut -d' ' -f1 /proc/loadavg)" >>"$work/raw"
+	echo "$r $name $tps $txns $((after - before)) $((changes - changes0)) $wal $cpu $(cut -d' ' -f1 /proc/loadavg)" >>"$work/raw"
 	printf '  round %d  %-28s %10.1f tps  %8d changes\n' "$r" "$name" "$tps" "$((changes - changes0))" >&2
 }
 
@@ -286,38 +302,47 @@ pgbench_section() {
 		awk -v v="$1" '$2 == "none" && $4 > 0 { base[$1] = $7 / $4 } $2 == v && $4 > 0 && $6 > 0 { w[$1] = $7 / $4; c[$1] = $6 / $4 }
 			END { for (r in w) if (r in base) print (w[r] - base[r]) / c[r] }' "$work/raw" | bench_median
 	}
+	# the server's CPU per transaction beyond none's in the same round, per captured change
+	cpc_of() {
+		awk -v v="$1" '$2 == "none" && $4 > 0 && $8 != "-" { base[$1] = $8 / $4 }
+			$2 == v && $4 > 0 && $6 > 0 && $8 != "-" { w[$1] = $8 / $4; c[$1] = $6 / $4 }
+			END { for (r in w) if (r in base) print (w[r] - base[r]) / c[r] }' "$work/raw" | bench_median
+	}
 	fmt() { [ -n "$2" ] && printf "$1" "$2" || echo "${3:-–}"; }
 	{
-		echo "| variant | what it records | throughput vs none (median) | bytes per change | WAL bytes per change beyond none |"
-		echo "|---|---|---|---|---|"
+		echo "| variant | what it records | throughput vs none (median) | bytes per change | WAL bytes per change beyond none | server CPU µs per change beyond none |"
+		echo "|---|---|---|---|---|---|"
 		for v in "${runs[@]}"; do
 			rec=$(sed -n 's/^-- records:[[:space:]]*//p' "$BENCH_DIR/variant_${v%+pre}.sql" | head -n 1)
 			ratio=$(fmt '%.2f' "$(ratio_of "$v")" failed)
 			bpc=$(fmt '%.0f' "$(bpc_of "$v")")
 			if [ "$v" = none ]; then
 				wpc=$(fmt '(%.0f per transaction)' "$(awk '$2 == "none" && $4 > 0 { print $7 / $4 }' "$work/raw" | bench_median)")
+				cpc=$(fmt '(%.0f per transaction)' "$(awk '$2 == "none" && $4 > 0 && $8 != "-" { print $8 / $4 }' "$work/raw" | bench_median)")
 			else
 				wpc=$(fmt '%.0f' "$(wpc_of "$v")")
+				cpc=$(fmt '%.1f' "$(cpc_of "$v")")
 			fi
-			echo "| $(run_label "$v") | $rec | $ratio | $bpc | $wpc |"
+			echo "| $(run_label "$v") | $rec | $ratio | $bpc | $wpc | $cpc |"
 		done
 		if [ ${#pre_ok[@]} -gt 0 ]; then
 			echo
 			echo "Today's partition empty against holding $preload events (the same rounds; ×empty: preloaded / empty):"
 			echo
-			echo "| variant | throughput vs none, empty | throughput vs none, $preload events | ×empty | bytes per change, empty | $preload events | WAL bytes per change beyond none, empty | $preload events |"
-			echo "|---|---|---|---|---|---|---|---|"
+			echo "| variant | throughput vs none, empty | throughput vs none, $preload events | ×empty | bytes per change, empty | $preload events | WAL bytes per change beyond none, empty | $preload events | server CPU µs per change beyond none, empty | $preload events | CPU ×empty |"
+			echo "|---|---|---|---|---|---|---|---|---|---|---|"
 			for v in "${pre_ok[@]}"; do
 				awk -v v="$v" -v a="$(ratio_of "$v")" -v b="$(ratio_of "$v+pre")" -v c="$(bpc_of "$v")" -v d="$(bpc_of "$v+pre")" \
-					-v e="$(wpc_of "$v")" -v f="$(wpc_of "$v+pre")" \
-					'BEGIN { printf "| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.0f |\n", v, a, b, (a > 0 ? b / a : 0), c, d, e, f }'
+					-v e="$(wpc_of "$v")" -v f="$(wpc_of "$v+pre")" -v g="$(cpc_of "$v")" -v h="$(cpc_of "$v+pre")" \
+					'BEGIN { printf "| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s |\n", v, a, b, (a > 0 ? b / a : 0), c, d, e, f,
+						(g == "" ? "–" : sprintf("%.1f", g)), (h == "" ? "–" : sprintf("%.1f", h)), (g > 0 && h != "" ? sprintf("%.2f", h / g) : "–") }'
 			done
 		fi
 		echo
-		echo "Per variant: median tps, the ratio's range over rounds, captured changes and WAL bytes per transaction (medians), rounds."
+		echo "Per variant: median tps, the ratio's range over rounds, captured changes, WAL bytes and server CPU µs per transaction (medians), rounds."
 		echo
-		echo "| variant | median tps | ratio min–max | changes per txn | WAL bytes per txn | rounds |"
-		echo "|---|---|---|---|---|---|"
+		echo "| variant | median tps | ratio min–max | changes per txn | WAL bytes per txn | server CPU µs per txn | rounds |"
+		echo "|---|---|---|---|---|---|---|"
 		for v in "${runs[@]}"; do
 			n=$(awk -v v="$v" '$2 == v' "$work/raw" | wc -l)
 			[ "$n" -gt 0 ] || continue
@@ -328,11 +353,12 @@ pgbench_section() {
 					if (hi > 0) printf "%.2f–%.2f", lo, hi }' "$work/raw")
 			cpt=$(awk -v v="$v" '$2 == v && $4 > 0 { print $6 / $4 }' "$work/raw" | bench_median)
 			wpt=$(awk -v v="$v" '$2 == v && $4 > 0 { print $7 / $4 }' "$work/raw" | bench_median)
-			printf '| %s | %.0f | %s | %.2f | %.0f | %d |\n' "$(run_label "$v")" "$tps_med" "${spread:-–}" "${cpt:-0}" "${wpt:-0}" "$n"
+			cput=$(fmt '%.0f' "$(awk -v v="$v" '$2 == v && $4 > 0 && $8 != "-" { print $8 / $4 }' "$work/raw" | bench_median)")
+			printf '| %s | %.0f | %s | %.2f | %.0f | %s | %d |\n' "$(run_label "$v")" "$tps_med" "${spread:-–}" "${cpt:-0}" "${wpt:-0}" "$cput" "$n"
 		done
 	} >"$work/pgbench.md"
 	{
-		echo "Runs in order (round variant tps transactions capture-bytes changes WAL-bytes 1-min-load-average; NAME+pre: on the pre-loaded copy):"
+		echo "Runs in order (round variant tps transactions capture-bytes changes WAL-bytes server-CPU-µs 1-min-load-average; NAME+pre: on the pre-loaded copy):"
 		echo
 		echo '```'
 		cat "$work/raw"
@@ -365,6 +391,7 @@ report() {
 			"pgbench -M simple -c $clients -j $clients -n -T $secs, workload.sql (3.2 tracked row changes per transaction)," \
 			"variants interleaved, each run on a fresh database; ratio = tps / tps of none in the same round"
 		echo "- bytes per change: growth of the capture table(s), indexes and TOAST included, during the run / captured row changes"
+		echo "- server CPU µs per change beyond none: CPU time (utime + stime) of the postmaster and all its children, exited ones included, over the pgbench run (common.sh, bench_server_cpu_us), per transaction, minus none's per transaction in the same round, divided by the captured changes per transaction: what capture costs the server, the worker included, steadier than tps on a loaded machine (pgbench's own CPU is not in it)"
 		echo "- WAL bytes per change beyond none: pg_current_wal_insert_lsn() after pgbench minus before (after its CHECKPOINT, so full-page images are in; the whole cluster's WAL, the worker's included), per transaction, minus none's per transaction in the same round, divided by the captured changes per transaction"
 		if [ "$preload" -gt 0 ]; then
 			echo "- pre-loaded runs (\"NAME, $preload events\"): each round on a copy (CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY) of a template with $preload events over $subjects accounts in the capture table, VACUUM ANALYZEd (test/bench/common.sh, bench_preload_sql); the copy's activity_monitor worker is started as CREATE EXTENSION would; shared_buffers $(psql -X -At -c "SHOW shared_buffers")"
