@@ -119,3 +119,169 @@ bench_machine() {
 		"$(psql -X -At -c "SHOW shared_buffers")" "$(bench_lib_sum)" \
 		"$(date -u -r "$(pg_config --pkglibdir)/activity_monitor.so" '+%Y-%m-%d %H:%M UTC' 2>/dev/null)"
 }
+
+# --- pre-loaded capture tables (BENCH_PRELOAD) --------------------------------------
+#
+# Capture cost on a freshly emptied capture table hides how it grows once
+# today's partition holds millions of events (an index that no longer fits
+# in shared buffers, deeper btrees, full-page images after a checkpoint).
+# BENCH_PRELOAD=N lays N events into the capture table of activity_monitor
+# (today's partition) and N rows of the same changes into the PL/pgSQL
+# reference's audit.record_version, before timing; BENCH_PRELOAD_SUBJECTS
+# (100000) accounts share them.
+#
+#   bench_preload_sql KIND N SUBJECTS   the SQL that pre-loads capture table
+#                                       KIND (activity: activity_monitor's;
+#                                       audit: plpgsql_audit.sql's), as a
+#                                       superuser, then VACUUM ANALYZE and
+#                                       CHECKPOINT
+#   bench_index_sizes KIND              SQL listing the capture table's
+#                                       relations and their sizes
+#
+# The events are spread evenly, in time order, over today's partition from
+# its start to 15 minutes ago (the worker's dashboard rollup re-reads the
+# last 10 minutes each naptime: events there would add a cost the run's own
+# events do not have); within its first 15 minutes, over what has passed of
+# the day.  A third inserts, two thirds status changes, 5 % by employees,
+# payment status changes critical (as history.sh's loader); no rule matched
+# them (matched NULL: the worker's partial index stays the run's own).  The
+# reference's rows are the same changes in its shape: the full row as
+# jsonb (and the old one for an update), spread over the tables that carry
+# its trigger.
+bench_preload_sql() {
+	local kind=$1 n=$2 subjects=$3
+	case $kind in
+	activity)
+		cat <<-SQL
+			DO \$preload\$
+			DECLARE
+				t_lo	timestamptz;
+				t_hi	timestamptz;
+			BEGIN
+				SELECT p.lower, p.upper INTO t_lo, t_hi FROM activity_monitor._partitions() p
+				WHERE p.lower <= pg_catalog.now() AND p.upper > pg_catalog.now();
+				IF t_lo IS NULL THEN
+					RAISE EXCEPTION 'no dated partition of activity_monitor.activity holds the present';
+				END IF;
+				t_hi := least(t_hi, pg_catalog.now() - interval '15 minutes');
+				IF t_hi <= t_lo THEN
+					t_hi := pg_catalog.now();
+				END IF;
+				INSERT INTO activity_monitor.activity
+					(occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id,
+					 actor_reason, status_from, status_to, critical, old_values, new_values,
+					 db_user, application_name, client_addr, backend_pid, txid)
+				SELECT t_lo + (g - 1) * ((t_hi - t_lo) / $n),
+					   k.kind, CASE WHEN g % 3 = 0 THEN 'insert' ELSE 'update' END,
+					   'public.' || k.kind || 's', (g / 3)::text, s.subject,
+					   CASE WHEN g % 20 = 0 THEN 'employee' WHEN g % 2 = 0 THEN 'user' ELSE 'service' END,
+					   CASE WHEN g % 20 = 0 THEN 'emp-' || (g / 20) % 50 ELSE 'u-' || s.subject END,
+					   CASE WHEN g % 20 = 0 THEN 'ticket ' || g % 5000 END,
+					   CASE WHEN g % 3 = 1 THEN 'pending' END, CASE WHEN g % 3 = 1 THEN 'completed' END,
+					   g % 3 = 1 AND k.kind = 'payment',
+					   CASE WHEN g % 3 <> 0 THEN jsonb_build_object('status', 'pending', 'amount', g % 1000) END,
+					   CASE WHEN g % 3 = 0 THEN jsonb_build_object('id', g / 3, 'account_id', s.subject::bigint, 'amount', g % 1000,
+																  'currency', 'EUR', 'status', 'pending')
+							ELSE jsonb_build_object('status', 'completed', 'amount', g % 1000) END,
+					   'app', 'api', '10.0.0.0'::inet + g % 5000, 1000 + g % 50, 1000000 + g / 4
+				FROM pg_catalog.generate_series(1::bigint, $n) g
+				CROSS JOIN LATERAL (SELECT (ARRAY['payment','login','profile','game','provider'])[1 + g % 5] AS kind) k
+				CROSS JOIN LATERAL (SELECT ((g * 48271) % $subjects)::text AS subject) s;
+			END
+			\$preload\$;
+			VACUUM ANALYZE activity_monitor.activity;
+			CHECKPOINT;
+		SQL
+		;;
+	audit)
+		cat <<-SQL
+			DO \$preload\$
+			DECLARE
+				t_lo	timestamptz := pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC');
+				t_hi	timestamptz := pg_catalog.now() - interval '15 minutes';
+				tabs	oid[];
+			BEGIN
+				IF t_hi <= t_lo THEN
+					t_hi := pg_catalog.now();
+				END IF;
+				SELECT pg_catalog.array_agg(t.tgrelid ORDER BY t.tgrelid) INTO tabs
+				FROM pg_catalog.pg_trigger t
+				JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+				JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname = 'audit' AND p.proname = 'insert_update_delete_trigger';
+				IF tabs IS NULL THEN
+					RAISE EXCEPTION 'no table carries audit.insert_update_delete_trigger()';
+				END IF;
+				INSERT INTO audit.record_version
+					(op, ts, table_oid, table_schema, table_name, txid, session_user_name, record, old_record)
+				SELECT CASE WHEN g % 3 = 0 THEN 'INSERT' ELSE 'UPDATE' END, x.ts, c.oid, n.nspname, c.relname,
+					   1000000 + g / 4, 'app',
+					   jsonb_build_object('id', g / 3, 'account_id', x.subject, 'amount', (g % 50000) / 100.0,
+										  'currency', 'EUR', 'status', CASE WHEN g % 3 = 0 THEN 'pending' ELSE 'completed' END,
+										  'created_at', x.ts, 'updated_at', x.ts),
+					   CASE WHEN g % 3 <> 0 THEN
+						   jsonb_build_object('id', g / 3, 'account_id', x.subject, 'amount', (g % 50000) / 100.0,
+											  'currency', 'EUR', 'status', 'pending', 'created_at', x.ts, 'updated_at', x.ts)
+					   END
+				FROM pg_catalog.generate_series(1::bigint, $n) g
+				CROSS JOIN LATERAL (SELECT t_lo + (g - 1) * ((t_hi - t_lo) / $n) AS ts,
+										   (g * 48271) % $subjects AS subject) x
+				JOIN pg_catalog.pg_class c ON c.oid = tabs[1 + g % pg_catalog.array_length(tabs, 1)]
+				JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace;
+			END
+			\$preload\$;
+			VACUUM ANALYZE audit.record_version;
+			CHECKPOINT;
+		SQL
+		;;
+	*) echo "bench_preload_sql: unknown kind $kind" >&2; return 2 ;;
+	esac
+}
+
+bench_index_sizes() {
+	case $1 in
+	activity)
+		echo "SELECT c.relname || ' ' || coalesce(substring(pg_catalog.pg_get_indexdef(i.indexrelid) FROM ' USING btree (.*)\$') || ' ', '')
+			|| pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size(c.oid))
+		FROM pg_catalog.pg_partition_tree('activity_monitor.activity') t
+		JOIN pg_catalog.pg_class p ON p.oid = t.relid
+		JOIN pg_catalog.pg_index i ON i.indrelid = t.relid
+		JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+		WHERE t.isleaf AND p.reltuples > 0
+		UNION ALL
+		SELECT p.relname || ' heap ' || pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size(p.oid))
+			|| ', total ' || pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(p.oid))
+		FROM pg_catalog.pg_partition_tree('activity_monitor.activity') t
+		JOIN pg_catalog.pg_class p ON p.oid = t.relid
+		WHERE t.isleaf AND p.reltuples > 0"
+		;;
+	audit)
+		echo "SELECT c.relname || ' ' || pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size(c.oid))
+		FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = 'audit.record_version'::regclass
+		UNION ALL
+		SELECT 'record_version heap ' || pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size('audit.record_version'))
+			|| ', total ' || pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size('audit.record_version'))"
+		;;
+	esac
+}
+
+# CPU time the server has used so far, in µs: the postmaster's own and that
+# of its children, live (utime + stime) or exited (the postmaster's cutime +
+# cstime); empty when the server's data directory (PGDATA) is not readable
+# here.  A backend that exits between the two reads is missed: let a run's
+# sessions end before calling it.
+bench_server_cpu_us() {
+	local pm c
+	[ -n "${PGDATA:-}" ] && [ -r "$PGDATA/postmaster.pid" ] || return 0
+	pm=$(head -n 1 "$PGDATA/postmaster.pid")
+	[ -r "/proc/$pm/stat" ] || return 0
+	{
+		echo "P $(cat "/proc/$pm/stat")"
+		for c in $(ps --ppid "$pm" -o pid= 2>/dev/null); do
+			c=$(cat "/proc/$c/stat" 2>/dev/null) && echo "C $c"
+		done
+	} | sed 's/^\([PC]\) [0-9]* (.*) /\1 /' |
+		awk -v tck="$(getconf CLK_TCK)" '$1 == "P" { t += $13 + $14 + $15 + $16 } $1 == "C" { t += $13 + $14 }
+			END { printf "%.0f\n", t * 1000000 / tck }'
+}

@@ -5,6 +5,7 @@
 -- password_hash redacted).
 -- records: diff (changed columns old/new), row key, subject, status transition, critical flag, actor, db user, application, client address, txid
 -- requires: activity_monitor
+-- preload: activity
 CREATE EXTENSION activity_monitor;
 
 SELECT activity_monitor.track('accounts', 'profile',

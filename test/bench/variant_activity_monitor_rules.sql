@@ -4,6 +4,7 @@
 -- is evaluated by all ten in the trigger and the matches by the worker.
 -- records: as activity_monitor, plus the alert rules each payment change matched
 -- requires: activity_monitor
+-- preload: activity
 \ir variant_activity_monitor.sql
 
 -- Ten rules on payments: five per-event, five windowed (count, sum, distinct).

@@ -4,6 +4,7 @@
 -- careful DBA would write by hand.
 -- records: full old and new row (jsonb), table, op, txid, session user
 -- requires: plpgsql
+-- preload: audit
 \ir plpgsql_audit.sql
 
 CREATE TRIGGER audit_i_u_d AFTER INSERT OR UPDATE OR DELETE ON accounts
