@@ -53,6 +53,12 @@ PGXS       := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 override with_llvm = no
 include $(PGXS)
+
+# PGXS tracks no header dependencies (unless the server was configured with
+# --enable-depend): an object built against an older src/*.h would be kept
+# by an incremental make and disagree with the others (array sizes of the
+# column enums), which showed as stack smashing in a server.
+$(OBJS): $(wildcard src/*.h)
 else
 all install installcheck:
 	@echo "PGXS not found: install postgresql-server-dev-15 (make test does)" >&2; exit 1
