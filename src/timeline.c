@@ -27,7 +27,9 @@
  * first lim rows, so that an account of millions of rows read with no
  * limit does not have them all in the backend's memory.  The sorted rows
  * then go into the tuplestore the function returns (itself spilling beyond
- * work_mem).
+ * work_mem).  Before reading, the heap blocks the rows are on are looked up
+ * in the same indexes and announced to the kernel (prefetch_partition), so
+ * that reads from storage overlap.
  *
  * Privileges: the function returns the view's rows, so it requires what
  * the view requires: SELECT on activity_monitor.timeline for the caller,
@@ -64,6 +66,7 @@
 #include "miscadmin.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
+#include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -80,6 +83,9 @@
 #include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_account_timeline);
+
+/* heap blocks one call announces to the kernel before reading (8 kB each) */
+#define TIMELINE_PREFETCH_BLOCKS 256
 
 /*
  * A group of leaf partitions that hold rows of the same time range: one
@@ -401,25 +407,20 @@ collect_row(TimelineScan *ts, TupleTableSlot *slot, const AttrNumber *map)
 }
 
 /*
- * Read the account's rows of one leaf partition through index idx.  An
- * ordered one ((subject_id, occurred_at)) is read backward (newest first),
- * with the time bounds as scan keys: want rows, and those tied with the
- * last on occurred_at (the sort orders them by id).  One on subject_id
- * alone gives the account's rows in no particular order: all of them
- * within the bounds are read.  Returns the number of rows collected.
+ * Start a scan of a partition's subject index for the account: an ordered
+ * one ((subject_id, occurred_at)) with the time bounds as scan keys and in
+ * the direction that gives the newest first (*dir), one on subject_id alone
+ * forward.
  */
-static int64
-read_index(TimelineScan *ts, Relation rel, Relation idx, bool ordered,
-		   const AttrNumber *map, AttrNumber at_att, int64 want)
+static IndexScanDesc
+begin_subject_scan(const TimelineScan *ts, Relation rel, Relation idx, bool ordered,
+				   ScanDirection *dir)
 {
 	ScanKeyData keys[3];
 	int			nkeys = 0;
 	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	ScanDirection dir = ForwardScanDirection;
-	int64		n = 0;
-	TimestampTz boundary = 0;
 
+	*dir = ForwardScanDirection;
 	ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   idx->rd_indcollation[0], F_TEXTEQ, ts->subject);
 	if (ordered)
@@ -431,10 +432,32 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, bool ordered,
 			ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber,
 								   InvalidOid, InvalidOid, ts->at_ge, TimestampTzGetDatum(ts->since));
 		/* newest first whichever way the index orders occurred_at */
-		dir = (idx->rd_indoption[1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
+		*dir = (idx->rd_indoption[1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
 	}
 	scan = index_beginscan(rel, idx, ts->snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
+	return scan;
+}
+
+/*
+ * Read the account's rows of one leaf partition through index idx.  An
+ * ordered one ((subject_id, occurred_at)) is read backward (newest first),
+ * with the time bounds as scan keys: want rows, and those tied with the
+ * last on occurred_at (the sort orders them by id).  One on subject_id
+ * alone gives the account's rows in no particular order: all of them
+ * within the bounds are read.  Returns the number of rows collected.
+ */
+static int64
+read_index(TimelineScan *ts, Relation rel, Relation idx, bool ordered,
+		   const AttrNumber *map, AttrNumber at_att, int64 want)
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanDirection dir;
+	int64		n = 0;
+	TimestampTz boundary = 0;
+
+	scan = begin_subject_scan(ts, rel, idx, ordered, &dir);
 	while (index_getnext_slot(scan, dir, slot))
 	{
 		bool		isnull;
@@ -555,6 +578,68 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 }
 
 /*
+ * Ask the kernel to start reading the heap blocks that hold the account's
+ * rows of one leaf partition (at most want of them, newest first, in an
+ * ordered index; all of them in one on subject_id alone), taken from its
+ * subject index alone, and close it again.  An account's rows lie on
+ * different blocks, in different partitions, and each one not in shared
+ * buffers is a read from storage: issued one after the other as the rows
+ * are fetched, their latencies add up; announced together first, they
+ * overlap (the way a bitmap heap scan prefetches).  *budget is the blocks
+ * this call may still announce.  Returns the index entries seen.
+ */
+static int64
+prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
+{
+#ifdef USE_PREFETCH
+	MemoryContext old = MemoryContextSwitchTo(ts->partcxt);
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	subject_att = attnum_by_name(desc, "subject_id");
+	AttrNumber	at_att = attnum_by_name(desc, "occurred_at");
+	Relation	idx = NULL;
+	bool		ordered = false;
+	int64		n = 0;
+
+	/* what read_partition() refuses is left to it */
+	if (rel->rd_rel->relkind == RELKIND_RELATION &&
+		subject_att != InvalidAttrNumber && at_att != InvalidAttrNumber &&
+		TupleDescAttr(desc, subject_att - 1)->atttypid == TEXTOID &&
+		TupleDescAttr(desc, at_att - 1)->atttypid == TIMESTAMPTZOID)
+		idx = find_subject_index(ts, rel, subject_att, at_att, &ordered);
+	if (idx != NULL)
+	{
+		ScanDirection dir;
+		IndexScanDesc scan = begin_subject_scan(ts, rel, idx, ordered, &dir);
+		BlockNumber last = InvalidBlockNumber;
+		ItemPointer tid;
+
+		while (*budget > 0 && (!ordered || n < want) &&
+			   (tid = index_getnext_tid(scan, dir)) != NULL)
+		{
+			BlockNumber blk = ItemPointerGetBlockNumber(tid);
+
+			CHECK_FOR_INTERRUPTS();
+			n++;
+			if (blk == last)
+				continue;
+			(void) PrefetchBuffer(rel, MAIN_FORKNUM, blk);
+			last = blk;
+			(*budget)--;
+		}
+		index_endscan(scan);
+		index_close(idx, AccessShareLock);
+	}
+	table_close(rel, AccessShareLock);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(ts->partcxt);
+	return n;
+#else
+	return 0;
+#endif
+}
+
+/*
  * account_timeline(subject text, lim int DEFAULT 50, before timestamptz
  * DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS SETOF timeline:
  * the rows of SELECT * FROM timeline WHERE subject_id = subject AND
@@ -572,6 +657,7 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	AttrNumber	at_att;
 	List	   *units;
 	ListCell   *lc;
+	List	   *anytime = NIL;
 	List	   *dated = NIL;
 	int64		dated_rows = 0;
 	TupleTableSlot *outslot;
@@ -633,31 +719,47 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	table_close(parent, NoLock);
 
-	/* rows of any time first, whole (up to lim and ties each, the sort keeps lim) */
+	/* the partitions to read: rows of any time, and the dated in range */
 	foreach(lc, units)
 	{
 		TimelineUnit *u = (TimelineUnit *) lfirst(lc);
-		ListCell   *lc2;
 
-		if (!u->anytime)
-		{
-			if (unit_in_range(&ts, u))
-			{
-				old = MemoryContextSwitchTo(ts.unitcxt);
-				dated = lappend(dated, u);
-				MemoryContextSwitchTo(old);
-			}
-			continue;
-		}
-		foreach(lc2, u->leaves)
-			read_partition(&ts, lfirst_oid(lc2), ts.lim);
+		old = MemoryContextSwitchTo(ts.unitcxt);
+		if (u->anytime)
+			anytime = list_concat(anytime, u->leaves);
+		else if (unit_in_range(&ts, u))
+			dated = lappend(dated, u);
+		MemoryContextSwitchTo(old);
 	}
+	list_sort(dated, unit_cmp);
+
+	/* the heap blocks they will be read from, all announced first */
+	{
+		int			budget = TIMELINE_PREFETCH_BLOCKS;
+		int64		seen = 0;
+
+		foreach(lc, anytime)
+			(void) prefetch_partition(&ts, lfirst_oid(lc), ts.lim, &budget);
+		foreach(lc, dated)
+		{
+			TimelineUnit *u = (TimelineUnit *) lfirst(lc);
+			ListCell   *lc2;
+
+			if (seen >= ts.lim || budget <= 0)
+				break;
+			foreach(lc2, u->leaves)
+				seen += prefetch_partition(&ts, lfirst_oid(lc2), ts.lim - seen, &budget);
+		}
+	}
+
+	/* rows of any time first, whole (up to lim and ties each, the sort keeps lim) */
+	foreach(lc, anytime)
+		read_partition(&ts, lfirst_oid(lc), ts.lim);
 
 	/*
 	 * Then the dated partitions newest first, until lim rows from them: the
 	 * rows of every older partition are older than those.
 	 */
-	list_sort(dated, unit_cmp);
 	foreach(lc, dated)
 	{
 		TimelineUnit *u = (TimelineUnit *) lfirst(lc);
