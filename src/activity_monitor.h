@@ -14,7 +14,8 @@
  * worker at commit), worker.c (the background workers), guard.c (the DDL
  * guard: event triggers that keep capture from being switched off),
  * partitions.c (capture triggers across partition trees), subxact.c
- * (surviving an ERROR in a subtransaction), timeline.c (account_timeline():
+ * (surviving an ERROR in a subtransaction), seal.c (tamper evidence: the
+ * seal chain and verify()), timeline.c (account_timeline():
  * an account's events read partition by partition), activity_monitor.c
  * (module load, the utility hook).  This header declares only what one
  * file calls in another.
@@ -252,6 +253,9 @@ typedef struct AmEventRows
 	const char **changed;		/* the names of the changed columns */
 } AmEventRows;
 extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *rows);
+
+/* seal.c */
+extern void am_seal_drop_warning(void);
 
 /* subxact.c */
 extern bool am_subxact_try(void (*fn) (void *arg), void *arg, ErrorData **edata);

@@ -1158,6 +1158,16 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 	covered_key = parsetree;
 	covered_lxid = MyProc->lxid;
 
+	/* DROP EXTENSION activity_monitor: say who, and the seal head, first */
+	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+			if (strcmp(strVal(lfirst(lc)), "activity_monitor") == 0)
+				am_seal_drop_warning();
+	}
+
 	/* only the statements that can reach a tracked table go further */
 	switch (nodeTag(parsetree))
 	{

@@ -101,6 +101,8 @@ static int	naptime = 10;		/* activity_monitor.naptime, seconds */
 static int	min_retention = 30 * MINS_PER_HOUR * HOURS_PER_DAY; /* activity_monitor.min_retention, minutes */
 static int	alert_delay = 10;	/* activity_monitor.alert_delay, milliseconds */
 static int	alert_batch_size = 10000;	/* activity_monitor.alert_batch_size, events */
+static int	seal_interval = 5;	/* activity_monitor.seal_interval, seconds */
+static int	seal_log_interval = 60; /* activity_monitor.seal_log_interval, seconds */
 static bool start_at_commit = false;
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -152,6 +154,16 @@ am_define_worker_gucs(void)
 							"Most events the activity_monitor worker processes in one alert transaction.",
 							"A longer backlog is worked through in several transactions, each committing its alerts.",
 							&alert_batch_size, 10000, 1, 100000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.seal_interval",
+							"Time between two sealing rounds of the activity_monitor worker.",
+							"Events committed meanwhile are sealed together; until then a superuser could change them unseen.",
+							&seal_interval, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("activity_monitor.seal_log_interval",
+							"Time between two lines of the activity_monitor worker that write the seal head to the server log.",
+							"Keep them outside the database: verify_head() proves a rewrite of events and seals against them. 0 writes none.",
+							&seal_log_interval, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("activity_monitor.min_retention",
 							"Shortest retention of activity partitions that configure() accepts and maintenance applies.",
@@ -668,6 +680,40 @@ duty_rollup(void)
 }
 
 /*
+ * Seal duty: a sealing round (_seal(), src/seal.c, a transaction of its
+ * own) once per seal_interval, and the chain's head to the server log once
+ * per seal_log_interval, where a copy outside the database can keep it.
+ */
+static void
+duty_seal(bool seal_now, bool log_now)
+{
+	char	   *head = NULL;
+	char	   *error;
+
+	if (seal_now &&
+		!run_sql("sealing", "SELECT s.head FROM activity_monitor._seal() s", &head, &error))
+	{
+		record_error(error);
+		return;
+	}
+	if (!log_now)
+		return;
+	if (head == NULL &&
+		!run_sql("seal head",
+				 "SELECT pg_catalog.format('seal %s at %s hash %s', h.seal_id, h.sealed_at, h.hash) "
+				 "FROM activity_monitor.seal_head() h WHERE h.seal_id IS NOT NULL",
+				 &head, &error))
+	{
+		record_error(error);
+		return;
+	}
+	if (head != NULL)
+		ereport(LOG,
+				(errmsg("activity_monitor seal head of database \"%s\": %s", dbname, head),
+				 errhidestmt(true)));
+}
+
+/*
  * A database's worker: one per database (advisory lock), gone for good
  * (exit 0) when the extension is not or no longer installed.
  */
@@ -679,6 +725,8 @@ activity_monitor_worker_main(Datum main_arg)
 	LOCKTAG		tag;
 	TimestampTz last_partitions = 0;
 	TimestampTz last_alerts = 0;
+	TimestampTz last_seal = 0;
+	TimestampTz last_seal_log = 0;
 	ExtensionState last_state = EXT_ABSENT;
 	bool		merging = false;
 
@@ -796,6 +844,19 @@ activity_monitor_worker_main(Datum main_arg)
 			duty_rollup();
 			merging = true;
 			last_partitions = now;
+		}
+		if (!got_sigterm)
+		{
+			bool		seal_now = TimestampDifferenceExceeds(last_seal, now, seal_interval * 1000);
+			bool		log_now = seal_log_interval > 0 &&
+				TimestampDifferenceExceeds(last_seal_log, now, seal_log_interval * 1000);
+
+			if (seal_now || log_now)
+				duty_seal(seal_now, log_now);
+			if (seal_now)
+				last_seal = now;
+			if (log_now)
+				last_seal_log = now;
 		}
 		if (merging && !got_sigterm)
 			merging = duty_merge();

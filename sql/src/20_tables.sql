@@ -316,3 +316,38 @@ CREATE TABLE activity_monitor.dashboard_counts (
 	active_sessions		numeric NOT NULL,
 	busiest_employees	jsonb NOT NULL
 );
+
+-- ---------------------------------------------------------------------------
+-- Seals (tamper evidence, src/seal.c)
+-- ---------------------------------------------------------------------------
+
+-- The hash chain over the committed events: appended by the worker (kind
+-- 'events') and by retention (kind 'retention'), never updated; its owner
+-- alone can write it.  Dumped: a restored database verifies its history.
+CREATE TABLE activity_monitor.seal (
+	id				bigint PRIMARY KEY,
+	sealed_at		timestamptz NOT NULL,
+	kind			text NOT NULL CHECK (kind IN ('events', 'retention')),
+	snap_from		txid_snapshot,
+	snap_to			txid_snapshot,
+	horizon			timestamptz,
+	next_horizon	timestamptz,
+	event_count		bigint NOT NULL,
+	ids				int8multirange NOT NULL,
+	min_at			timestamptz,
+	max_at			timestamptz,
+	fingerprints	bytea,
+	detail			jsonb,
+	prev_hash		bytea NOT NULL,
+	hash			bytea NOT NULL
+);
+CREATE INDEX seal_max_at ON activity_monitor.seal (max_at);
+COMMENT ON TABLE activity_monitor.seal IS
+	'hash chain over the committed events (README, "Tamper evidence"); append-only';
+COMMENT ON COLUMN activity_monitor.seal.ids IS
+	'the ids of the events this seal covers (kind retention: the ids retired)';
+COMMENT ON COLUMN activity_monitor.seal.fingerprints IS
+	'the first 16 bytes of each event''s SHA-256 digest, in id order';
+COMMENT ON COLUMN activity_monitor.seal.horizon IS
+	'no event of this seal can be dated before this';
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.seal', '');

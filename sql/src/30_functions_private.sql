@@ -156,9 +156,14 @@ BEGIN
 				 WHERE q.upper <= _maintain."now" - keep ORDER BY q.lower
 		LOOP
 			BEGIN
-				-- the partition first, without waiting: waiting for it while
-				-- holding the parent would hold up every captured write
+				-- the seal chain, as a sealing round locks it before the
+				-- partitions it reads; then the partition, without waiting:
+				-- waiting for it while holding the parent would hold up
+				-- every captured write
+				LOCK TABLE activity_monitor.seal IN SHARE ROW EXCLUSIVE MODE;
 				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', p.part);
+				-- what leaves is sealed first (README, "Tamper evidence")
+				PERFORM activity_monitor._seal_retired(p.part, cfg.retention_mode);
 				IF cfg.retention_mode = 'detach' THEN
 					EXECUTE pg_catalog.format('ALTER TABLE activity_monitor.activity DETACH PARTITION %s', p.part);
 				ELSE
@@ -1059,3 +1064,24 @@ BEGIN
 	USING pg_catalog.now() - interval '24 hours';
 END
 $fn$;
+
+/*
+ * One sealing round (src/seal.c): the events committed since the last one,
+ * appended to the seal chain in seals of at most max_events.  The worker's
+ * duty (every activity_monitor.seal_interval); superuser only.
+ */
+CREATE FUNCTION activity_monitor._seal(max_events int DEFAULT 10000,
+									   OUT seals int, OUT events bigint, OUT head text)
+AS 'MODULE_PATHNAME', 'activity_monitor_seal'
+LANGUAGE C STRICT
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * The seal of kind 'retention' for a partition retention is about to drop
+ * or detach (how): what leaves, so that verify() expects it gone.
+ */
+CREATE FUNCTION activity_monitor._seal_retired(part regclass, how text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'activity_monitor_seal_retired'
+LANGUAGE C STRICT
+SET search_path = pg_catalog, pg_temp;

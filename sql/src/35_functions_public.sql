@@ -537,3 +537,35 @@ BEGIN
 	RETURN activity_monitor.alert_payload(a, activity_monitor._full_payload(a.rule_id));
 END
 $fn$;
+
+/*
+ * Tamper evidence (README, "Tamper evidence"; src/seal.c).
+ */
+CREATE FUNCTION activity_monitor.verify(since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL)
+RETURNS TABLE (seal_id bigint, problem text, event_ids bigint[], detail text)
+AS 'MODULE_PATHNAME', 'activity_monitor_verify'
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION activity_monitor.verify(timestamptz, timestamptz) IS
+	'recomputes the seals of the events between since and until: one row per problem, none when intact';
+
+CREATE FUNCTION activity_monitor.verify_head(seal_id bigint, hash text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'activity_monitor_verify_head'
+LANGUAGE C STRICT
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION activity_monitor.verify_head(bigint, text) IS
+	'true when the seal chain, recomputed from its start, reaches seal_id with this hash (a head saved from the server log)';
+
+CREATE FUNCTION activity_monitor.seal_head(OUT seal_id bigint, OUT sealed_at timestamptz, OUT hash text)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT s.id, s.sealed_at, pg_catalog.encode(s.hash, 'hex')
+	FROM activity_monitor.seal s ORDER BY s.id DESC LIMIT 1
+$fn$;
+COMMENT ON FUNCTION activity_monitor.seal_head() IS
+	'the latest seal: its id, time and hash (keep a copy outside the database)';

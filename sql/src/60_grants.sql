@@ -110,3 +110,13 @@ GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, nam
 	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
 	activity_monitor.set_rule_full_payload(text, boolean)
 	TO activity_monitor_admin;
+
+-- Seals: the owner writes them (the worker, retention); readers read them
+-- and verify.
+REVOKE ALL ON activity_monitor.seal FROM PUBLIC;
+GRANT SELECT ON activity_monitor.seal TO activity_monitor_reader;
+REVOKE ALL ON FUNCTION activity_monitor._seal(int), activity_monitor._seal_retired(regclass, text),
+	activity_monitor.verify(timestamptz, timestamptz), activity_monitor.verify_head(bigint, text),
+	activity_monitor.seal_head() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.verify(timestamptz, timestamptz),
+	activity_monitor.verify_head(bigint, text), activity_monitor.seal_head() TO activity_monitor_reader;

@@ -32,6 +32,9 @@ INSERT INTO fn_matrix VALUES
 	('_cut', false, true, true, true),
 	('_session_end_statuses', false, true, true, true),
 	('account_timeline', false, true, true, true),
+	('verify', false, true, true, true),
+	('verify_head', false, true, true, true),
+	('seal_head', false, true, true, true),
 	('_dashboard', false, true, true, true),
 	('_operational_activity', false, true, true, true),
 	('acknowledge', false, false, true, true),
@@ -98,8 +101,8 @@ SELECT set_eq(
 	$$VALUES ('activity'), ('activity_default'), ('tracked'), ('config'), ('alerts'), ('activity_minute'), ('dashboard_counts'),
 			 ('worker_state'), ('rules'), ('open_alerts'), ('settings'), ('worker_status'), ('dashboard'),
 			 ('tracked_tables'), ('timeline'), ('admin_actions'), ('critical_changes'), ('user_sessions'),
-			 ('operational_activity')$$,
-	'reader: SELECT on exactly the activity, its views, alerts and settings (and every partition)');
+			 ('operational_activity'), ('seal')$$,
+	'reader: SELECT on exactly the activity, its views, alerts, settings and seals (and every partition)');
 SELECT ok(pg_has_role('activity_monitor_responder', 'activity_monitor_reader', 'USAGE')
 	  AND pg_has_role('activity_monitor_admin', 'activity_monitor_responder', 'USAGE')
 	  AND NOT pg_has_role('activity_monitor_reader', 'activity_monitor_responder', 'USAGE')

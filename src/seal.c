@@ -1,0 +1,1540 @@
+/*-------------------------------------------------------------------------
+ *
+ * seal.c
+ *	  Tamper evidence: the worker seals committed events into a hash chain
+ *	  (activity_monitor.seal), verify() recomputes it from the table alone.
+ *
+ * A sealing round (_seal(), called by the worker once per seal_interval)
+ * takes the events committed since the last round the way the alert
+ * engine does (PgQ's snapshot pair: visible in a new txid snapshot and not
+ * in the last sealed one), in id order, and writes one seal row per
+ * max_events of them.  A seal row holds:
+ *
+ *   ids           the exact set of its events' ids (an int8multirange:
+ *                 consecutive ids merged), so membership is a function of
+ *                 the id alone and survives dumps, merges and restores;
+ *   fingerprints  the first 16 bytes of each event's SHA-256 digest, in id
+ *                 order, so that verify() names the event that changed;
+ *   horizon       a lower bound of its events' occurred_at: no transaction
+ *                 still able to commit an event into it had started earlier
+ *                 (the oldest xact_start of the database's sessions when
+ *                 the previous snapshot was taken, minus a second); an event
+ *                 dated before it was written afterwards, back-dated;
+ *   prev_hash and hash: SHA-256 over every other column, chained.
+ *
+ * Event digest, format 1: SHA-256 of the byte 0x01 followed by the 23
+ * columns of the activity row in the documented order (README, "Tamper
+ * evidence"), each as 0x00 (NULL) or 0x01, a 4-byte big-endian length and
+ * the value's bytes: bigint, int and timestamptz big-endian (timestamptz
+ * as microseconds since 2000-01-01 UTC), boolean one byte, text its bytes
+ * in the database encoding, jsonb, inet and bigint[] their binary form as
+ * PostgreSQL stores it (uncompressed), anything else its text output.
+ * The seal hash is the same encoding over the seal row's columns (but
+ * hash), after the byte 0x53.
+ *
+ * Retention that drops or detaches a partition first appends a seal of kind
+ * 'retention' (_seal_retired()) with the ids, count and time range that
+ * leave: verify() then expects them gone.  Sealing adds nothing to the
+ * write path: it reads committed rows in the worker.
+ *
+ * IDENTIFICATION
+ *	  src/seal.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "activity_monitor.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/partition.h"
+#include "commands/dbcommands.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(activity_monitor_seal);
+PG_FUNCTION_INFO_V1(activity_monitor_seal_retired);
+PG_FUNCTION_INFO_V1(activity_monitor_verify);
+PG_FUNCTION_INFO_V1(activity_monitor_verify_head);
+
+#define SEAL_FORMAT 1
+#define SEAL_HASH_LEN 32
+#define SEAL_FP_LEN 16			/* bytes of an event's digest a seal keeps */
+#define SEAL_FETCH 1000
+
+/* The seal table's columns, in order; the hash covers all but the last. */
+#define SEAL_COLUMNS \
+	"id, sealed_at, kind, snap_from, snap_to, horizon, next_horizon, event_count, " \
+	"ids, min_at, max_at, fingerprints, detail, prev_hash, hash"
+#define SEAL_NCOLS 15
+#define SEAL_NHASHED 14
+
+/* How one value of a type is encoded (see the file header). */
+typedef struct EncType
+{
+	Oid			typid;
+	FmgrInfo	out;			/* for the text-output encoding */
+	bool		has_out;
+} EncType;
+
+static void
+enc_type_init(EncType *t, Oid typid)
+{
+	t->typid = typid;
+	t->has_out = false;
+	switch (typid)
+	{
+		case INT8OID:
+		case INT4OID:
+		case TIMESTAMPTZOID:
+		case BOOLOID:
+		case NAMEOID:
+		case TEXTOID:
+		case JSONBOID:
+		case INETOID:
+		case BYTEAOID:
+		case INT8ARRAYOID:
+			break;
+		default:
+			{
+				Oid			f;
+				bool		varlena;
+
+				getTypeOutputInfo(typid, &f, &varlena);
+				fmgr_info(f, &t->out);
+				t->has_out = true;
+			}
+	}
+}
+
+static void
+put_be(StringInfo buf, uint64 v, int n)
+{
+	for (int i = n - 1; i >= 0; i--)
+		appendStringInfoChar(buf, (char) ((v >> (i * 8)) & 0xff));
+}
+
+static void
+put_bytes(StringInfo buf, const char *p, uint32 len)
+{
+	put_be(buf, len, 4);
+	appendBinaryStringInfo(buf, p, len);
+}
+
+/* Append one value's encoding to buf. */
+static void
+enc_value(StringInfo buf, Datum v, bool isnull, const EncType *t)
+{
+	if (isnull)
+	{
+		appendStringInfoChar(buf, 0);
+		return;
+	}
+	appendStringInfoChar(buf, 1);
+	switch (t->typid)
+	{
+		case INT8OID:
+		case TIMESTAMPTZOID:
+			put_be(buf, 8, 4);
+			put_be(buf, (uint64) DatumGetInt64(v), 8);
+			break;
+		case INT4OID:
+			put_be(buf, 4, 4);
+			put_be(buf, (uint32) DatumGetInt32(v), 4);
+			break;
+		case BOOLOID:
+			put_be(buf, 1, 4);
+			appendStringInfoChar(buf, DatumGetBool(v) ? 1 : 0);
+			break;
+		case NAMEOID:
+			{
+				const char *s = NameStr(*DatumGetName(v));
+
+				put_bytes(buf, s, strlen(s));
+				break;
+			}
+		case TEXTOID:
+		case JSONBOID:
+		case INETOID:
+		case BYTEAOID:
+		case INT8ARRAYOID:
+			{
+				struct varlena *d = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
+
+				put_bytes(buf, VARDATA_ANY(d), VARSIZE_ANY_EXHDR(d));
+				if ((Pointer) d != DatumGetPointer(v))
+					pfree(d);
+				break;
+			}
+		default:
+			{
+				char	   *s = OutputFunctionCall((FmgrInfo *) &t->out, v);
+
+				put_bytes(buf, s, strlen(s));
+				pfree(s);
+			}
+	}
+}
+
+/* SHA-256 of buf into out. */
+static void
+sha256(pg_cryptohash_ctx *ctx, StringInfo buf, uint8 *out)
+{
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) buf->data, buf->len) < 0 ||
+		pg_cryptohash_final(ctx, out, SEAL_HASH_LEN) < 0)
+		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(ctx));
+}
+
+static char *
+hex(const uint8 *p, int n)
+{
+	char	   *s = palloc(n * 2 + 1);
+
+	for (int i = 0; i < n; i++)
+		sprintf(s + i * 2, "%02x", p[i]);
+	return s;
+}
+
+static bytea *
+make_bytea(const void *p, Size n)
+{
+	bytea	   *b = palloc(VARHDRSZ + n);
+
+	SET_VARSIZE(b, VARHDRSZ + n);
+	memcpy(VARDATA(b), p, n);
+	return b;
+}
+
+/*
+ * An event's columns as a reader of one relation (a partition, or an SPI
+ * result) finds them: attribute numbers and encodings, in canonical order.
+ */
+typedef struct EventReader
+{
+	AttrNumber	att[AC_NUM_COLUMNS];
+	EncType		enc[AC_NUM_COLUMNS];
+} EventReader;
+
+static void
+reader_init(EventReader *r, TupleDesc desc)
+{
+	for (int c = 0; c < AC_NUM_COLUMNS; c++)
+	{
+		const char *name = am_activity_column_name(c);
+		int			i;
+
+		for (i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, i);
+
+			if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+				break;
+		}
+		if (i == desc->natts)
+			elog(ERROR, "activity_monitor.activity has no column \"%s\"", name);
+		r->att[c] = i;
+		enc_type_init(&r->enc[c], TupleDescAttr(desc, i)->atttypid);
+	}
+}
+
+/* The digest of one event (values/nulls indexed by attribute, 0-based). */
+static void
+event_digest(pg_cryptohash_ctx *ctx, StringInfo buf, const EventReader *r,
+			 Datum *values, bool *nulls, uint8 *out)
+{
+	resetStringInfo(buf);
+	appendStringInfoChar(buf, SEAL_FORMAT);
+	for (int c = 0; c < AC_NUM_COLUMNS; c++)
+		enc_value(buf, values[r->att[c]], nulls[r->att[c]], &r->enc[c]);
+	sha256(ctx, buf, out);
+}
+
+/* The hash of a seal row: its first SEAL_NHASHED columns. */
+static void
+seal_hash(pg_cryptohash_ctx *ctx, StringInfo buf, Datum *values, bool *nulls,
+		  const EncType *enc, uint8 *out)
+{
+	resetStringInfo(buf);
+	appendStringInfoChar(buf, 'S');
+	for (int c = 0; c < SEAL_NHASHED; c++)
+		enc_value(buf, values[c], nulls[c], &enc[c]);
+	sha256(ctx, buf, out);
+}
+
+static const Oid seal_types[SEAL_NCOLS] = {
+	INT8OID, TIMESTAMPTZOID, TEXTOID, TXID_SNAPSHOTOID, TXID_SNAPSHOTOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8MULTIRANGEOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, BYTEAOID, JSONBOID, BYTEAOID, BYTEAOID
+};
+
+static void
+seal_enc_init(EncType *enc)
+{
+	for (int c = 0; c < SEAL_NCOLS; c++)
+		enc_type_init(&enc[c], seal_types[c]);
+}
+
+static Datum
+type_input(Oid typid, const char *s)
+{
+	Oid			f;
+	Oid			ioparam;
+
+	getTypeInputInfo(typid, &f, &ioparam);
+	return OidInputFunctionCall(f, (char *) s, ioparam, -1);
+}
+
+/* ---------------------------------------------------------------------------
+ * Sealing
+ * ---------------------------------------------------------------------------
+ */
+
+/* The chain's head as a sealer appends to it. */
+typedef struct SealHead
+{
+	int64		id;				/* 0: no seal yet */
+	TimestampTz sealed_at;
+	uint8		hash[SEAL_HASH_LEN];
+} SealHead;
+
+/* One seal being filled. */
+typedef struct SealBuild
+{
+	int64		count;
+	int64		range_lo;		/* the current range of ids, [lo, hi) */
+	int64		range_hi;
+	StringInfoData ids;			/* int8multirange text */
+	StringInfoData fps;			/* fingerprints */
+	TimestampTz min_at;
+	TimestampTz max_at;
+} SealBuild;
+
+static void
+build_reset(SealBuild *b)
+{
+	b->count = 0;
+	resetStringInfo(&b->ids);
+	resetStringInfo(&b->fps);
+	appendStringInfoChar(&b->ids, '{');
+}
+
+static void
+build_add(SealBuild *b, int64 id, TimestampTz at, const uint8 *digest)
+{
+	if (b->count > 0 && id == b->range_hi)
+		b->range_hi++;
+	else
+	{
+		if (b->count > 0)
+			appendStringInfo(&b->ids, "%s[" INT64_FORMAT "," INT64_FORMAT ")",
+							 b->ids.len > 1 ? "," : "", b->range_lo, b->range_hi);
+		b->range_lo = id;
+		b->range_hi = id + 1;
+	}
+	if (b->count == 0 || at < b->min_at)
+		b->min_at = at;
+	if (b->count == 0 || at > b->max_at)
+		b->max_at = at;
+	appendBinaryStringInfo(&b->fps, (const char *) digest, SEAL_FP_LEN);
+	b->count++;
+}
+
+static void
+build_close(SealBuild *b)
+{
+	appendStringInfo(&b->ids, "%s[" INT64_FORMAT "," INT64_FORMAT ")}",
+					 b->ids.len > 1 ? "," : "", b->range_lo, b->range_hi);
+}
+
+static SPIPlanPtr plan_insert = NULL;
+
+/*
+ * Append one seal row after head (values 1..13 set by the caller, nulls
+ * likewise): sets its id, prev_hash and hash, inserts it, moves head.
+ */
+static void
+seal_append(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head,
+			Datum *values, char *nulls)
+{
+	EncType		enc[SEAL_NCOLS];
+	bool		isnull[SEAL_NCOLS];
+	uint8		prev[SEAL_HASH_LEN];
+	uint8		h[SEAL_HASH_LEN];
+	Oid			types[SEAL_NCOLS];
+	int			rc;
+
+	seal_enc_init(enc);
+	values[0] = Int64GetDatum(head->id + 1);
+	nulls[0] = ' ';
+	if (head->id == 0)
+		memset(prev, 0, SEAL_HASH_LEN);
+	else
+		memcpy(prev, head->hash, SEAL_HASH_LEN);
+	values[13] = PointerGetDatum(make_bytea(prev, SEAL_HASH_LEN));
+	nulls[13] = ' ';
+	for (int c = 0; c < SEAL_NHASHED; c++)
+		isnull[c] = nulls[c] == 'n';
+	seal_hash(ctx, buf, values, isnull, enc, h);
+	values[14] = PointerGetDatum(make_bytea(h, SEAL_HASH_LEN));
+	nulls[14] = ' ';
+	memcpy(types, seal_types, sizeof(types));
+	if (plan_insert == NULL)
+	{
+		plan_insert = SPI_prepare("INSERT INTO activity_monitor.seal (" SEAL_COLUMNS ") "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+								  SEAL_NCOLS, types);
+		if (plan_insert == NULL || SPI_keepplan(plan_insert) != 0)
+			elog(ERROR, "could not prepare the seal insert");
+	}
+	rc = SPI_execute_plan(plan_insert, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not insert a seal: %s", SPI_result_code_string(rc));
+	head->id++;
+	head->sealed_at = DatumGetTimestampTz(values[1]);
+	memcpy(head->hash, h, SEAL_HASH_LEN);
+}
+
+/* Lock the chain against other sealers and read its head. */
+static void
+head_lock(SealHead *head)
+{
+	bool		isnull;
+
+	if (SPI_execute("LOCK TABLE activity_monitor.seal IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock activity_monitor.seal");
+	if (SPI_execute("SELECT id, hash, sealed_at FROM activity_monitor.seal ORDER BY id DESC LIMIT 1", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read activity_monitor.seal");
+	head->id = 0;
+	if (SPI_processed == 1)
+	{
+		bytea	   *b;
+
+		head->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (isnull || VARSIZE_ANY_EXHDR(b) != SEAL_HASH_LEN)
+			elog(ERROR, "activity_monitor.seal %lld has no valid hash", (long long) head->id);
+		memcpy(head->hash, VARDATA_ANY(b), SEAL_HASH_LEN);
+		head->sealed_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+}
+
+static char *
+head_text(SealHead *head)
+{
+	return psprintf("seal " INT64_FORMAT " at %s hash %s", head->id,
+					timestamptz_to_str(head->sealed_at), hex(head->hash, SEAL_HASH_LEN));
+}
+
+/* The snapshot pair a sealing round covers, and what its seals record. */
+typedef struct SealPair
+{
+	char	   *from;			/* NULL: everything visible in "to" */
+	char	   *to;
+	Datum		horizon;		/* lower bound of the events' occurred_at */
+	bool		horizon_null;
+	Datum		next_horizon;	/* the same for the pair after this one */
+	bool		restart;		/* the first seal after a restore elsewhere */
+} SealPair;
+
+/* Write the seal of the events in b (one of the pair's), and empty b. */
+static void
+pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair,
+		  SealBuild *b)
+{
+	Datum		v[SEAL_NCOLS];
+	char		nl[SEAL_NCOLS];
+
+	build_close(b);
+	memset(nl, ' ', sizeof(nl));
+	v[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	v[2] = CStringGetTextDatum("events");
+	v[3] = pair->from ? type_input(TXID_SNAPSHOTOID, pair->from) : (Datum) 0;
+	nl[3] = pair->from ? ' ' : 'n';
+	v[4] = type_input(TXID_SNAPSHOTOID, pair->to);
+	v[5] = pair->horizon;
+	nl[5] = pair->horizon_null ? 'n' : ' ';
+	v[6] = pair->next_horizon;
+	v[7] = Int64GetDatum(b->count);
+	v[8] = type_input(INT8MULTIRANGEOID, b->ids.data);
+	v[9] = TimestampTzGetDatum(b->min_at);
+	v[10] = TimestampTzGetDatum(b->max_at);
+	v[11] = PointerGetDatum(make_bytea(b->fps.data, b->fps.len));
+	v[12] = pair->restart ?
+		type_input(JSONBOID, "{\"restart\": \"transaction ids went back: restored into another cluster\"}") :
+		(Datum) 0;
+	nl[12] = pair->restart ? ' ' : 'n';
+	pair->restart = false;
+	seal_append(ctx, buf, head, v, nl);
+	build_reset(b);
+}
+
+#define EVENT_COLUMNS \
+	"a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id, " \
+	"a.actor_type, a.actor_id, a.actor_reason, a.actor_context, a.status_from, a.status_to, " \
+	"a.critical, a.old_values, a.new_values, a.db_user, a.application_name, a.client_addr, " \
+	"a.backend_pid, a.txid, a.matched, a.rule_errors"
+
+/*
+ * activity_monitor._seal(max_events int DEFAULT 10000, OUT seals int,
+ * OUT events bigint, OUT head text): one sealing round (see the file
+ * header).  Superuser only (the worker's); returns the seals written, the
+ * events they cover and the chain's head ("seal N at T hash H", NULL while
+ * there is no seal).
+ */
+Datum
+activity_monitor_seal(PG_FUNCTION_ARGS)
+{
+	int32		max_events = PG_GETARG_INT32(0);
+	TupleDesc	rdesc;
+	Datum		result[3];
+	bool		rnulls[3] = {false, false, false};
+	SealHead	head;
+	SealPair	pair = {NULL, NULL, (Datum) 0, true, (Datum) 0, false};
+	int64		min_id = 0;
+	bool		isnull;
+	Portal		portal;
+	pg_cryptohash_ctx *ctx;
+	StringInfoData buf;
+	SealBuild	b;
+	EventReader reader;
+	bool		reader_ready = false;
+	int			seals = 0;
+	int64		events = 0;
+	int64		last_id = 0;
+	int			level;
+	MemoryContext fetch_cxt;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *head_str;
+
+	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (max_events < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be positive")));
+	SPI_connect();
+	level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	head_lock(&head);
+
+	/* the pair's first snapshot: the last events seal's second */
+	if (SPI_execute("SELECT snap_to::text, next_horizon, "
+					"  pg_catalog.txid_snapshot_xmax(snap_to) > pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) "
+					"FROM activity_monitor.seal WHERE kind = 'events' ORDER BY id DESC LIMIT 1",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read activity_monitor.seal");
+	if (SPI_processed == 1)
+	{
+		pair.from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		pair.horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &pair.horizon_null);
+		pair.restart = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	if (pair.restart)
+	{
+		/*
+		 * Transaction ids went back: the database was restored into another
+		 * cluster.  Its old snapshots say nothing of the new ids: seal what
+		 * is visible now and not sealed yet (ids above every sealed one).
+		 */
+		if (SPI_execute("SELECT coalesce(pg_catalog.max(pg_catalog.upper(ids)), 1) - 1 FROM activity_monitor.seal",
+						false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read activity_monitor.seal");
+		min_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		pair.from = NULL;
+		pair.horizon_null = true;
+	}
+
+	/*
+	 * The horizon of the new snapshot, read before it is taken: every
+	 * transaction that can commit after it started after the oldest one
+	 * running now (or, while a prepared transaction waits, whose start is
+	 * not known, no later than the previous horizon).
+	 */
+	if (SPI_execute("SELECT LEAST(pg_catalog.clock_timestamp(), "
+					"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
+					"   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()), "
+					"  CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p "
+					"                    WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
+					"       THEN (SELECT coalesce(pg_catalog.max(x.next_horizon), '-infinity') FROM activity_monitor.seal x "
+					"             WHERE x.id = (SELECT pg_catalog.max(y.id) FROM activity_monitor.seal y WHERE y.kind = 'events')) END) "
+					"  OPERATOR(pg_catalog.-) interval '1 second'",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the horizon");
+	pair.next_horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	/* in a statement of its own, after the horizon (see above) */
+	if (SPI_execute("SELECT pg_catalog.txid_current_snapshot()::text", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not take a snapshot");
+	pair.to = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	{
+		Datum		args[3];
+		Oid			types[3] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID};
+		char		nulls[3] = {pair.from ? ' ' : 'n', ' ', ' '};
+
+		args[0] = pair.from ? type_input(TXID_SNAPSHOTOID, pair.from) : (Datum) 0;
+		args[1] = type_input(TXID_SNAPSHOTOID, pair.to);
+		args[2] = Int64GetDatum(min_id);
+
+		/*
+		 * As the alert batch (alerts.c): the transactions that started after
+		 * the first snapshot, and those it saw running, looked up by txid.
+		 */
+		portal = SPI_cursor_open_with_args(NULL, pair.from ?
+										   "SELECT * FROM ("
+										   " SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   " WHERE a.txid >= pg_catalog.txid_snapshot_xmax($1) "
+										   "   AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
+										   "   AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
+										   " UNION ALL "
+										   " SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   " WHERE a.txid = ANY (ARRAY(SELECT x "
+										   "         FROM pg_catalog.txid_snapshot_xip($1) x "
+										   "         WHERE pg_catalog.txid_visible_in_snapshot(x, $2)))) e "
+										   "WHERE e.id > $3 ORDER BY e.id" :
+										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   "WHERE a.txid < pg_catalog.txid_snapshot_xmax($2) "
+										   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
+										   "  AND a.id > $3 ORDER BY a.id",
+										   3, types, args, nulls, false, 0);
+	}
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "out of memory");
+	initStringInfo(&buf);
+	initStringInfo(&b.ids);
+	initStringInfo(&b.fps);
+	build_reset(&b);
+	fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor seal",
+									  ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		uint64		n;
+		MemoryContext old;
+
+		SPI_cursor_fetch(portal, true, SEAL_FETCH);
+		n = SPI_processed;
+		if (n > 0 && !reader_ready)
+		{
+			reader_init(&reader, SPI_tuptable->tupdesc);
+			reader_ready = true;
+		}
+		old = MemoryContextSwitchTo(fetch_cxt);
+		for (uint64 i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		values[AC_NUM_COLUMNS];
+			bool		nulls[AC_NUM_COLUMNS];
+			uint8		d[SEAL_HASH_LEN];
+			int64		id;
+
+			heap_deform_tuple(tup, desc, values, nulls);
+			id = DatumGetInt64(values[reader.att[AC_ID]]);
+			if (events > 0 && id <= last_id)
+				continue;		/* a second row with a sealed id: left out */
+			last_id = id;
+			event_digest(ctx, &buf, &reader, values, nulls, d);
+			build_add(&b, id, DatumGetTimestampTz(values[reader.att[AC_OCCURRED_AT]]), d);
+			events++;
+			if (b.count == max_events)
+			{
+				MemoryContextSwitchTo(old);
+				pair_seal(ctx, &buf, &head, &pair, &b);
+				seals++;
+				old = MemoryContextSwitchTo(fetch_cxt);
+			}
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(fetch_cxt);
+		if (n < SEAL_FETCH)
+			break;
+	}
+	SPI_cursor_close(portal);
+	if (b.count > 0)
+	{
+		pair_seal(ctx, &buf, &head, &pair, &b);
+		seals++;
+	}
+	pg_cryptohash_free(ctx);
+	MemoryContextDelete(fetch_cxt);
+	AtEOXact_GUC(true, level);
+
+	result[0] = Int32GetDatum(seals);
+	result[1] = Int64GetDatum(events);
+	rnulls[2] = head.id == 0;
+	head_str = head.id > 0 ? MemoryContextStrdup(caller, head_text(&head)) : NULL;
+	SPI_finish();
+	if (head_str)
+		result[2] = CStringGetTextDatum(head_str);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rdesc), result, rnulls)));
+}
+
+/*
+ * activity_monitor._seal_retired(part regclass, how text): append the seal
+ * of kind 'retention' for a partition about to be dropped or detached
+ * (how): its ids, count and time range, its bounds, and the head it
+ * followed.  Called by the partition maintenance with the partition locked.
+ */
+Datum
+activity_monitor_seal_retired(PG_FUNCTION_ARGS)
+{
+	Oid			part = PG_GETARG_OID(0);
+	text	   *how = PG_GETARG_TEXT_PP(1);
+	SealHead	head;
+	Datum		v[SEAL_NCOLS];
+	char		nl[SEAL_NCOLS];
+	Datum		args[4];
+	Oid			types[4] = {OIDOID, TEXTOID, INT8OID, TEXTOID};
+	char	   *sql;
+	pg_cryptohash_ctx *ctx;
+	StringInfoData buf;
+	bool		isnull;
+
+	SPI_connect();
+	head_lock(&head);
+	sql = psprintf("SELECT pg_catalog.range_agg(pg_catalog.int8range(a.id, a.id OPERATOR(pg_catalog.+) 1)), "
+				   "  pg_catalog.count(*), pg_catalog.min(a.occurred_at), pg_catalog.max(a.occurred_at), "
+				   "  pg_catalog.jsonb_build_object('partition', $1::pg_catalog.regclass::text, "
+				   "    'from', (SELECT p.lower FROM activity_monitor._partitions() p WHERE p.part OPERATOR(pg_catalog.=) $1), "
+				   "    'to', (SELECT p.upper FROM activity_monitor._partitions() p WHERE p.part OPERATOR(pg_catalog.=) $1), "
+				   "    'how', $2, 'last_seal', $3, 'last_seal_hash', $4) "
+				   "FROM %s a",
+				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+											  get_rel_name(part)));
+	args[0] = ObjectIdGetDatum(part);
+	args[1] = PointerGetDatum(how);
+	args[2] = Int64GetDatum(head.id);
+	args[3] = CStringGetTextDatum(head.id > 0 ? hex(head.hash, SEAL_HASH_LEN) : "");
+	if (SPI_execute_with_args(sql, 4, types, args, NULL, true, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read partition %u", part);
+	memset(nl, ' ', sizeof(nl));
+	v[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	v[2] = CStringGetTextDatum("retention");
+	nl[3] = nl[4] = nl[5] = nl[6] = nl[11] = 'n';
+	v[8] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		v[8] = type_input(INT8MULTIRANGEOID, "{}");
+	v[7] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	v[9] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	nl[9] = isnull ? 'n' : ' ';
+	v[10] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+	nl[10] = isnull ? 'n' : ' ';
+	v[12] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "out of memory");
+	initStringInfo(&buf);
+	seal_append(ctx, &buf, &head, v, nl);
+	pg_cryptohash_free(ctx);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * DROP EXTENSION activity_monitor is about to run (the DDL guard calls this
+ * at ddl_command_start): write to the server log who drops it and the seal
+ * head at that moment, for the copy of the log outside the database.  A
+ * database still of 0.1.0 (no seals) says so; nothing here stops the drop.
+ */
+void
+am_seal_drop_warning(void)
+{
+	char	   *head = NULL;
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('activity_monitor.seal_head()') IS NOT NULL",
+					true, 0) == SPI_OK_SELECT && SPI_processed == 1 &&
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0 &&
+		SPI_execute("SELECT pg_catalog.format('seal %s at %s hash %s', h.seal_id, h.sealed_at, h.hash) "
+					"FROM activity_monitor.seal_head() h WHERE h.seal_id IS NOT NULL",
+					true, 0) == SPI_OK_SELECT && SPI_processed == 1)
+		head = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	ereport(WARNING,
+			(errmsg("activity_monitor is being dropped from database \"%s\" by role \"%s\" (session user \"%s\")",
+					get_database_name(MyDatabaseId), GetUserNameFromId(GetUserId(), false),
+					GetUserNameFromId(GetSessionUserId(), false)),
+			 errdetail("The seal head at the drop: %s.", head ? head : "none (nothing sealed)")));
+	SPI_finish();
+}
+
+/* ---------------------------------------------------------------------------
+ * Verification
+ * ---------------------------------------------------------------------------
+ */
+
+/* A growing list of event ids. */
+typedef struct IdList
+{
+	int64	   *v;
+	int			n;
+	int			cap;
+} IdList;
+
+static void
+idl_add(IdList *l, int64 id)
+{
+	if (l->n == l->cap)
+	{
+		l->cap = Max(16, l->cap * 2);
+		l->v = l->v ? repalloc_huge(l->v, sizeof(int64) * l->cap) : palloc(sizeof(int64) * l->cap);
+	}
+	l->v[l->n++] = id;
+}
+
+/* Remove the last occurrence of id. */
+static void
+idl_remove(IdList *l, int64 id)
+{
+	for (int i = l->n - 1; i >= 0; i--)
+		if (l->v[i] == id)
+		{
+			l->v[i] = l->v[--l->n];
+			return;
+		}
+}
+
+/* What verify() found at a seal's position (VSeal.seen). */
+#define SEEN_OK 1
+#define SEEN_CHANGED 2
+
+/* A problem of the chain: the seal and what is wrong. */
+typedef struct ChainProblem
+{
+	int64		id;
+	char	   *detail;
+} ChainProblem;
+
+static List *
+chain_add(List *l, int64 id, char *detail)
+{
+	ChainProblem *p = palloc(sizeof(ChainProblem));
+
+	p->id = id;
+	p->detail = detail;
+	return lappend(l, p);
+}
+
+/* A seal as verify() holds it. */
+typedef struct VSeal
+{
+	int64		id;
+	bool		events;			/* kind 'events' (else 'retention') */
+	bool		selected;		/* its events are checked */
+	int64		count;
+	TimestampTz min_at;
+	TimestampTz max_at;
+	bool		has_times;
+	TimestampTz horizon;
+	bool		horizon_null;
+	uint8	   *fps;			/* selected: count fingerprints */
+	char	   *seen;			/* selected: 0, SEEN_OK or SEEN_CHANGED */
+	IdList		problems[3];	/* ids: changed, added, missing */
+	char	   *detail[3];
+} VSeal;
+
+enum
+{
+	P_CHANGED, P_ADDED, P_MISSING
+};
+
+/* One range of ids of a seal, [lo, hi), its first id the offset-th. */
+typedef struct VRange
+{
+	int64		lo;
+	int64		hi;
+	int			seal;			/* index into the seals array */
+	int64		offset;
+} VRange;
+
+typedef struct VState
+{
+	VSeal	   *seals;
+	int			nseals;
+	VRange	   *ranges;			/* events seals' */
+	int			nranges;
+	VRange	   *retired;		/* retention seals' */
+	int			nretired;
+	List	   *covered;		/* pairs of TimestampTz: retired time ranges */
+	List	   *chain;			/* of ChainProblem */
+	IdList		unsealed_added; /* ids not in any seal that should be */
+	const char *unsealed_why;
+} VState;
+
+static int
+vrange_cmp(const void *a, const void *b)
+{
+	const VRange *x = a;
+	const VRange *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo ? 1 : 0;
+}
+
+/* The range holding id, or NULL. */
+static VRange *
+vrange_find(VRange *r, int n, int64 id)
+{
+	int			lo = 0,
+				hi = n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (id < r[mid].lo)
+			hi = mid - 1;
+		else if (id >= r[mid].hi)
+			lo = mid + 1;
+		else
+			return &r[mid];
+	}
+	return NULL;
+}
+
+/* Parse an int8multirange's text "{[a,b),...}" into ranges of seal s. */
+static void
+parse_ranges(const char *txt, int s, VRange **arr, int *n, int *cap)
+{
+	const char *p = txt;
+	int64		offset = 0;
+
+	while ((p = strchr(p, '[')) != NULL)
+	{
+		VRange		r;
+		char	   *end;
+
+		r.lo = strtoi64(p + 1, &end, 10);
+		r.hi = strtoi64(end + 1, &end, 10);
+		r.seal = s;
+		r.offset = offset;
+		offset += r.hi - r.lo;
+		if (*n == *cap)
+		{
+			*cap *= 2;
+			*arr = repalloc_huge(*arr, sizeof(VRange) * *cap);
+		}
+		(*arr)[(*n)++] = r;
+		p = end;
+	}
+}
+
+/* A txid snapshot "xmin:xmax:xip,..." as visibility needs it. */
+typedef struct TxSnap
+{
+	bool		valid;
+	uint64		xmin;
+	uint64		xmax;
+	List	   *xip;			/* of int64 */
+} TxSnap;
+
+static void
+txsnap_parse(TxSnap *t, const char *s)
+{
+	char	   *end;
+
+	t->valid = s != NULL;
+	t->xip = NIL;
+	if (!t->valid)
+		return;
+	t->xmin = strtou64(s, &end, 10);
+	t->xmax = strtou64(end + 1, &end, 10);
+	while (*end == ':' || *end == ',')
+	{
+		if (end[1] == '\0')
+			break;
+		t->xip = lappend(t->xip, (void *) (uintptr_t) strtou64(end + 1, &end, 10));
+	}
+}
+
+static bool
+txsnap_visible(TxSnap *t, uint64 x)
+{
+	ListCell   *lc;
+
+	if (x < t->xmin)
+		return true;
+	if (x >= t->xmax)
+		return false;
+	foreach(lc, t->xip)
+		if ((uint64) (uintptr_t) lfirst(lc) == x)
+		return false;
+	return true;
+}
+
+/*
+ * Read the seals: check the chain of those from "from_id" on (each hash
+ * recomputed from its row, each linked to the previous one), keep every
+ * seal whose events may lie in [lo, hi] (all when unbounded), and select
+ * for checking those overlapping [since, until].
+ */
+static void
+load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
+		   TimestampTz until, TxSnap *head_snap, TimestampTz *head_horizon,
+		   bool *head_known)
+{
+	Portal		portal;
+	EncType		enc[SEAL_NCOLS];
+	StringInfoData buf;
+	int			cap = 64,
+				rcap = 256,
+				retcap = 16;
+	int64		prev_id = 0;
+	uint8		prev_hash[SEAL_HASH_LEN];
+	bool		have_prev = false;
+	Datum		args[2];
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	char		nulls[2] = {' ', ' '};
+
+	seal_enc_init(enc);
+	initStringInfo(&buf);
+	st->seals = palloc(sizeof(VSeal) * cap);
+	st->ranges = palloc(sizeof(VRange) * rcap);
+	st->retired = palloc(sizeof(VRange) * retcap);
+	*head_known = false;
+
+	/*
+	 * Bounded: the seals overlapping the range, and the chain from the one
+	 * before the first of them (found by max_at; a seal's events are never
+	 * dated after its sealed_at).
+	 */
+	args[0] = TimestampTzGetDatum(since);
+	args[1] = TimestampTzGetDatum(until);
+	if (bounded)
+	{
+		int64		start;
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT coalesce((SELECT pg_catalog.min(x.id) - 1 FROM activity_monitor.seal x "
+								  "  WHERE x.max_at >= $1), (SELECT pg_catalog.max(x.id) FROM activity_monitor.seal x), 0)",
+								  1, types, args, nulls, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read activity_monitor.seal");
+		start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		args[1] = Int64GetDatum(start);
+		types[1] = INT8OID;
+	}
+
+	/*
+	 * Bounded: the retention seals before the chain checked, for what they
+	 * retired, then the seals from the one before the first that overlaps
+	 * the range (found by max_at: a seal's events are never dated after
+	 * it), the chain checked from there.
+	 */
+	portal = SPI_cursor_open_with_args(NULL,
+									   bounded ?
+									   "SELECT " SEAL_COLUMNS ", ids::text, (detail->>'from')::timestamptz, "
+									   "  (detail->>'to')::timestamptz, snap_to::text, id >= $2 "
+									   "FROM activity_monitor.seal WHERE id >= $2 OR kind = 'retention' "
+									   "ORDER BY id" :
+									   "SELECT " SEAL_COLUMNS ", ids::text, (detail->>'from')::timestamptz, "
+									   "  (detail->>'to')::timestamptz, snap_to::text, true "
+									   "FROM activity_monitor.seal ORDER BY id",
+									   2, types, args, nulls, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, SEAL_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		v[SEAL_NCOLS + 5];
+			bool		n[SEAL_NCOLS + 5];
+			uint8		h[SEAL_HASH_LEN];
+			bytea	   *stored;
+			bytea	   *prev;
+			VSeal	   *s;
+			char	   *kind;
+
+			heap_deform_tuple(tup, desc, v, n);
+			if (!DatumGetBool(v[19]))
+			{
+				/* a retention seal before the chain checked */
+				if (!n[15])
+					parse_ranges(TextDatumGetCString(v[15]), -1, &st->retired,
+								 &st->nretired, &retcap);
+				if (!n[16] && !n[17])
+				{
+					TimestampTz *c = palloc(sizeof(TimestampTz) * 2);
+
+					c[0] = DatumGetTimestampTz(v[16]);
+					c[1] = DatumGetTimestampTz(v[17]);
+					st->covered = lappend(st->covered, c);
+				}
+				continue;
+			}
+			s = &st->seals[st->nseals];
+			memset(s, 0, sizeof(VSeal));
+			s->id = DatumGetInt64(v[0]);
+
+			/* the chain */
+			seal_hash(ctx, &buf, v, n, enc, h);
+			stored = n[14] ? NULL : DatumGetByteaPP(v[14]);
+			prev = n[13] ? NULL : DatumGetByteaPP(v[13]);
+			if (stored == NULL || VARSIZE_ANY_EXHDR(stored) != SEAL_HASH_LEN ||
+				memcmp(VARDATA_ANY(stored), h, SEAL_HASH_LEN) != 0)
+				st->chain = chain_add(st->chain, s->id, pstrdup("the seal's hash does not match its content"));
+			if (have_prev && s->id != prev_id + 1)
+				st->chain = chain_add(st->chain, s->id, psprintf("seals " INT64_FORMAT " to " INT64_FORMAT " are missing",
+																   prev_id + 1, s->id - 1));
+			else if (prev == NULL || VARSIZE_ANY_EXHDR(prev) != SEAL_HASH_LEN ||
+					 (have_prev && memcmp(VARDATA_ANY(prev), prev_hash, SEAL_HASH_LEN) != 0))
+				st->chain = chain_add(st->chain, s->id, psprintf("its prev_hash is not the hash of seal " INT64_FORMAT,
+																   s->id - 1));
+			else if (!have_prev && !bounded && s->id != 1)
+				st->chain = chain_add(st->chain, s->id, psprintf("seals 1 to " INT64_FORMAT " are missing", s->id - 1));
+			else if (!have_prev && s->id == 1)
+			{
+				uint8		zero[SEAL_HASH_LEN] = {0};
+
+				if (memcmp(VARDATA_ANY(prev), zero, SEAL_HASH_LEN) != 0)
+					st->chain = chain_add(st->chain, s->id, pstrdup("the first seal's prev_hash is not zero"));
+			}
+			prev_id = s->id;
+			if (stored != NULL && VARSIZE_ANY_EXHDR(stored) == SEAL_HASH_LEN)
+				memcpy(prev_hash, VARDATA_ANY(stored), SEAL_HASH_LEN);
+			have_prev = true;
+
+			kind = TextDatumGetCString(v[2]);
+			s->events = strcmp(kind, "events") == 0;
+			s->count = n[7] ? 0 : DatumGetInt64(v[7]);
+			s->has_times = !n[9] && !n[10];
+			if (s->has_times)
+			{
+				s->min_at = DatumGetTimestampTz(v[9]);
+				s->max_at = DatumGetTimestampTz(v[10]);
+			}
+			s->horizon_null = n[5];
+			s->horizon = n[5] ? 0 : DatumGetTimestampTz(v[5]);
+			if (s->events)
+			{
+				/* the newest events seal: what the tail is measured against */
+				txsnap_parse(head_snap, n[18] ? NULL : TextDatumGetCString(v[18]));
+				*head_horizon = DatumGetTimestampTz(v[6]);
+				*head_known = !n[6];
+				s->selected = !bounded ||
+					(s->has_times && s->max_at >= since && s->min_at < until);
+				if (s->selected && !n[11])
+				{
+					bytea	   *f = DatumGetByteaPP(v[11]);
+
+					if (VARSIZE_ANY_EXHDR(f) != s->count * SEAL_FP_LEN)
+						st->chain = chain_add(st->chain, s->id, pstrdup("its fingerprints do not match its count"));
+					else
+					{
+						s->fps = palloc_extended(s->count * SEAL_FP_LEN, MCXT_ALLOC_HUGE);
+						memcpy(s->fps, VARDATA_ANY(f), s->count * SEAL_FP_LEN);
+						s->seen = palloc_extended(s->count, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+					}
+				}
+				if (!s->selected || s->seen == NULL)
+					s->selected = false;
+				if (!n[15])
+					parse_ranges(TextDatumGetCString(v[15]), st->nseals, &st->ranges,
+								 &st->nranges, &rcap);
+			}
+			else
+			{
+				if (!n[15])
+					parse_ranges(TextDatumGetCString(v[15]), st->nseals, &st->retired,
+								 &st->nretired, &retcap);
+				if (!n[16] && !n[17])
+				{
+					TimestampTz *c = palloc(sizeof(TimestampTz) * 2);
+
+					c[0] = DatumGetTimestampTz(v[16]);
+					c[1] = DatumGetTimestampTz(v[17]);
+					st->covered = lappend(st->covered, c);
+				}
+			}
+			if (++st->nseals == cap)
+			{
+				cap *= 2;
+				st->seals = repalloc_huge(st->seals, sizeof(VSeal) * cap);
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	qsort(st->ranges, st->nranges, sizeof(VRange), vrange_cmp);
+	qsort(st->retired, st->nretired, sizeof(VRange), vrange_cmp);
+}
+
+/* The id at position pos of seal s, from its ranges (slow; missing ones only). */
+static void
+seal_ids_missing(VState *st, int s, IdList *out)
+{
+	VSeal	   *seal = &st->seals[s];
+
+	for (int i = 0; i < st->nranges; i++)
+	{
+		VRange	   *r = &st->ranges[i];
+
+		if (r->seal != s)
+			continue;
+		for (int64 id = r->lo; id < r->hi; id++)
+			if (!seal->seen[r->offset + (id - r->lo)] &&
+				vrange_find(st->retired, st->nretired, id) == NULL)
+				idl_add(out, id);
+	}
+}
+
+/* Is [lo, hi] covered by attached range partitions and retired ranges? */
+static bool
+time_covered(List *cover, TimestampTz lo, TimestampTz hi)
+{
+	bool		progress = true;
+
+	while (progress)
+	{
+		ListCell   *lc;
+
+		progress = false;
+		foreach(lc, cover)
+		{
+			TimestampTz *c = lfirst(lc);
+
+			if (c[0] <= lo && c[1] > lo)
+			{
+				if (c[1] > hi)
+					return true;
+				lo = c[1];
+				progress = true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Scan one partition: check each event of a selected seal, spot the added. */
+static void
+scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
+			   bool bounded, TimestampTz since, TimestampTz until,
+			   TxSnap *head_snap, TimestampTz head_horizon, bool head_known,
+			   uint64 next_xid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	EventReader reader;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor verify",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	reader_init(&reader, RelationGetDescr(rel));
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *values;
+		bool	   *nulls;
+		int64		id;
+		TimestampTz at;
+		VRange	   *r;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		values = slot->tts_values;
+		nulls = slot->tts_isnull;
+		id = DatumGetInt64(values[reader.att[AC_ID]]);
+		at = DatumGetTimestampTz(values[reader.att[AC_OCCURRED_AT]]);
+		r = vrange_find(st->ranges, st->nranges, id);
+		if (r != NULL)
+		{
+			VSeal	   *s = &st->seals[r->seal];
+			int64		pos = r->offset + (id - r->lo);
+			uint8		d[SEAL_HASH_LEN];
+			MemoryContext old;
+			bool		match;
+
+			if (!s->selected)
+				continue;
+			old = MemoryContextSwitchTo(cxt);
+			event_digest(ctx, buf, &reader, values, nulls, d);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(cxt);
+			match = memcmp(d, s->fps + pos * SEAL_FP_LEN, SEAL_FP_LEN) == 0;
+			if (s->seen[pos])
+			{
+				/*
+				 * A second row with this id: the one that matches its
+				 * fingerprint is the sealed one, whichever came first.
+				 */
+				if (match && s->seen[pos] == SEEN_CHANGED)
+				{
+					idl_remove(&s->problems[P_CHANGED], id);
+					s->seen[pos] = SEEN_OK;
+				}
+				idl_add(&s->problems[P_ADDED], id);
+				s->detail[P_ADDED] = "an event with the id of a sealed one";
+				continue;
+			}
+			s->seen[pos] = match ? SEEN_OK : SEEN_CHANGED;
+			if (!match)
+				idl_add(&s->problems[P_CHANGED], id);
+			else if (!s->horizon_null && at < s->horizon)
+			{
+				idl_add(&s->problems[P_ADDED], id);
+				s->detail[P_ADDED] = "dated before the horizon of its seal: written after its time";
+			}
+			continue;
+		}
+		if (vrange_find(st->retired, st->nretired, id) != NULL)
+			continue;
+		if (bounded && (at < since || at >= until))
+			continue;
+		/* in no seal: the unsealed tail, or an event that should be sealed */
+		if (head_known)
+		{
+			uint64		x = (uint64) DatumGetInt64(values[reader.att[AC_TXID]]);
+			const char *why = NULL;
+
+			if (x >= next_xid)
+				why = "its transaction id was never assigned";
+			else if (at < head_horizon)
+				why = "dated before the last seal's horizon, yet in no seal";
+			else if (head_snap->valid && txsnap_visible(head_snap, x))
+				why = "its transaction had committed before the last seal, yet it is in no seal";
+			if (why)
+			{
+				idl_add(&st->unsealed_added, id);
+				if (st->unsealed_why == NULL)
+					st->unsealed_why = why;
+			}
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, NoLock);
+	MemoryContextDelete(cxt);
+}
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* The ids, sorted, as a bigint[]. */
+static Datum
+ids_array(IdList *ids)
+{
+	Datum	   *d = palloc_extended(sizeof(Datum) * Max(ids->n, 1), MCXT_ALLOC_HUGE);
+
+	qsort(ids->v, ids->n, sizeof(int64), id_cmp);
+	for (int i = 0; i < ids->n; i++)
+		d[i] = Int64GetDatum(ids->v[i]);
+	return PointerGetDatum(construct_array(d, ids->n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE));
+}
+
+static void
+put_problem(ReturnSetInfo *rsinfo, int64 seal, bool seal_null, const char *problem,
+			IdList *ids, const char *detail)
+{
+	Datum		v[4];
+	bool		n[4] = {seal_null, false, ids == NULL, detail == NULL};
+
+	v[0] = Int64GetDatum(seal);
+	v[1] = CStringGetTextDatum(problem);
+	v[2] = ids == NULL ? (Datum) 0 : ids_array(ids);
+	v[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+}
+
+/*
+ * activity_monitor.verify(since timestamptz, until timestamptz): one row
+ * per problem (seal_id, problem, event_ids, detail); none when the sealed
+ * history between since and until (NULL: unbounded) is intact.
+ */
+Datum
+activity_monitor_verify(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		bounded = !PG_ARGISNULL(0) || !PG_ARGISNULL(1);
+	TimestampTz since = PG_ARGISNULL(0) ? DT_NOBEGIN : PG_GETARG_TIMESTAMPTZ(0);
+	TimestampTz until = PG_ARGISNULL(1) ? DT_NOEND : PG_GETARG_TIMESTAMPTZ(1);
+	VState		st;
+	TxSnap		head_snap = {false};
+	TimestampTz head_horizon = 0;
+	bool		head_known;
+	TimestampTz lo = since,
+				hi = until;
+	pg_cryptohash_ctx *ctx;
+	StringInfoData buf;
+	List	   *parts = NIL;
+	List	   *cover = NIL;
+	uint64		next_xid;
+	bool		isnull;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&st, 0, sizeof(st));
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "out of memory");
+	initStringInfo(&buf);
+	SPI_connect();
+	/* the chain is locked against a sealer that would extend it meanwhile */
+	if (SPI_execute("LOCK TABLE activity_monitor.seal IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock activity_monitor.seal");
+	load_seals(&st, ctx, bounded, since, until, &head_snap, &head_horizon, &head_known);
+	for (int i = 0; i < st.nseals; i++)
+		if (st.seals[i].selected && st.seals[i].has_times)
+		{
+			lo = Min(lo, st.seals[i].min_at);
+			hi = Max(hi, st.seals[i].max_at);
+		}
+	if (SPI_execute("SELECT (pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()))::bigint",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not take a snapshot");
+	next_xid = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (SPI_execute("SELECT p.part::oid, p.lower, p.upper FROM activity_monitor._partitions() p",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the partitions");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		nl,
+					nu;
+		Oid			part = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		l = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &nl);
+		Datum		u = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &nu);
+		TimestampTz *c = palloc(sizeof(TimestampTz) * 2);
+
+		c[0] = nl ? DT_NOBEGIN : DatumGetTimestampTz(l);
+		c[1] = nu ? DT_NOEND : DatumGetTimestampTz(u);
+		cover = lappend(cover, c);
+		if (c[1] > lo && c[0] <= hi)
+			parts = lappend_oid(parts, part);
+	}
+	{
+		Oid			def = get_default_partition_oid(am_catalog()->activity);
+
+		if (OidIsValid(def))
+			parts = lappend_oid(parts, def);
+	}
+	foreach(lc, parts)
+		scan_partition(&st, lfirst_oid(lc), ctx, &buf, bounded, since, until,
+					   &head_snap, head_horizon, head_known, next_xid);
+	cover = list_concat(cover, st.covered);
+
+	/* the report, in seal order */
+	foreach(lc, st.chain)
+	{
+		ChainProblem *p = lfirst(lc);
+
+		put_problem(rsinfo, p->id, false, "seal chain broken", NULL, p->detail);
+	}
+	for (int i = 0; i < st.nseals; i++)
+	{
+		VSeal	   *s = &st.seals[i];
+		IdList		missing = {NULL, 0, 0};
+
+		if (!s->selected)
+			continue;
+		seal_ids_missing(&st, i, &missing);
+		if (s->problems[P_CHANGED].n > 0)
+			put_problem(rsinfo, s->id, false, "event changed", &s->problems[P_CHANGED],
+						"the event's content differs from what was sealed");
+		if (missing.n > 0)
+		{
+			if (s->has_times && !time_covered(cover, s->min_at, s->max_at))
+				put_problem(rsinfo, s->id, false, "partition missing", &missing,
+							psprintf("no partition holds events of %s to %s, and retention did not retire them",
+									 timestamptz_to_str(s->min_at), timestamptz_to_str(s->max_at)));
+			else
+				put_problem(rsinfo, s->id, false, "event missing", &missing,
+							"a sealed event is not in the table");
+		}
+		if (s->problems[P_ADDED].n > 0)
+			put_problem(rsinfo, s->id, false, "event added", &s->problems[P_ADDED], s->detail[P_ADDED]);
+	}
+	if (st.unsealed_added.n > 0)
+		put_problem(rsinfo, 0, true, "event added", &st.unsealed_added, st.unsealed_why);
+	pg_cryptohash_free(ctx);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * activity_monitor.verify_head(seal_id bigint, hash text): whether the
+ * chain, recomputed from its first seal, reaches seal_id with the hash
+ * saved from the server log (seal_head()).  A rewrite of events and seals
+ * that verify() cannot see changes the recomputed hash.
+ */
+Datum
+activity_monitor_verify_head(PG_FUNCTION_ARGS)
+{
+	int64		target = PG_GETARG_INT64(0);
+	char	   *want = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	pg_cryptohash_ctx *ctx;
+	StringInfoData buf;
+	EncType		enc[SEAL_NCOLS];
+	uint8		h[SEAL_HASH_LEN];
+	int64		expect = 1;
+	bool		ok = false;
+	Portal		portal;
+	Datum		arg = Int64GetDatum(target);
+	Oid			type = INT8OID;
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL)
+		elog(ERROR, "out of memory");
+	initStringInfo(&buf);
+	seal_enc_init(enc);
+	memset(h, 0, SEAL_HASH_LEN);
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL, "SELECT " SEAL_COLUMNS " FROM activity_monitor.seal "
+									   "WHERE id <= $1 ORDER BY id", 1, &type, &arg, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, SEAL_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			Datum		v[SEAL_NCOLS];
+			bool		n[SEAL_NCOLS];
+
+			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, v, n);
+			if (DatumGetInt64(v[0]) != expect)
+			{
+				expect = -1;	/* a seal is missing: the chain cannot be recomputed */
+				break;
+			}
+			/* the previous hash as recomputed, not as stored */
+			v[13] = PointerGetDatum(make_bytea(h, SEAL_HASH_LEN));
+			n[13] = false;
+			seal_hash(ctx, &buf, v, n, enc, h);
+			expect++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (expect < 0)
+			break;
+	}
+	SPI_cursor_close(portal);
+	if (expect == target + 1)
+		ok = pg_strcasecmp(hex(h, SEAL_HASH_LEN), want) == 0;
+	pg_cryptohash_free(ctx);
+	SPI_finish();
+	PG_RETURN_BOOL(ok);
+}
