@@ -120,18 +120,46 @@ enc_type_init(EncType *t, Oid typid)
 	}
 }
 
-static void
-put_be(StringInfo buf, uint64 v, int n)
+/*
+ * The encoder writes straight into the buffer (enlarged once per value):
+ * it runs for every column of every event sealed or verified.
+ */
+static inline char *
+put_be(char *p, uint64 v, int n)
 {
 	for (int i = n - 1; i >= 0; i--)
-		appendStringInfoChar(buf, (char) ((v >> (i * 8)) & 0xff));
+		*p++ = (char) ((v >> (i * 8)) & 0xff);
+	return p;
 }
 
-static void
-put_bytes(StringInfo buf, const char *p, uint32 len)
+/* 0x01, the 4-byte length and len bytes. */
+static inline void
+put_bytes(StringInfo buf, const char *data, uint32 len)
 {
-	put_be(buf, len, 4);
-	appendBinaryStringInfo(buf, p, len);
+	char	   *p;
+
+	enlargeStringInfo(buf, 5 + len);
+	p = buf->data + buf->len;
+	*p++ = 1;
+	p = put_be(p, len, 4);
+	memcpy(p, data, len);
+	buf->len += 5 + len;
+	buf->data[buf->len] = '\0';
+}
+
+/* 0x01, the length n and the n-byte big-endian integer v. */
+static inline void
+put_int(StringInfo buf, uint64 v, int n)
+{
+	char	   *p;
+
+	enlargeStringInfo(buf, 5 + n);
+	p = buf->data + buf->len;
+	*p++ = 1;
+	p = put_be(p, n, 4);
+	(void) put_be(p, v, n);
+	buf->len += 5 + n;
+	buf->data[buf->len] = '\0';
 }
 
 /* Append one value's encoding to buf. */
@@ -143,21 +171,17 @@ enc_value(StringInfo buf, Datum v, bool isnull, const EncType *t)
 		appendStringInfoChar(buf, 0);
 		return;
 	}
-	appendStringInfoChar(buf, 1);
 	switch (t->typid)
 	{
 		case INT8OID:
 		case TIMESTAMPTZOID:
-			put_be(buf, 8, 4);
-			put_be(buf, (uint64) DatumGetInt64(v), 8);
+			put_int(buf, (uint64) DatumGetInt64(v), 8);
 			break;
 		case INT4OID:
-			put_be(buf, 4, 4);
-			put_be(buf, (uint32) DatumGetInt32(v), 4);
+			put_int(buf, (uint32) DatumGetInt32(v), 4);
 			break;
 		case BOOLOID:
-			put_be(buf, 1, 4);
-			appendStringInfoChar(buf, DatumGetBool(v) ? 1 : 0);
+			put_int(buf, DatumGetBool(v) ? 1 : 0, 1);
 			break;
 		case NAMEOID:
 			{
@@ -562,14 +586,18 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * The horizon of the new snapshot, read before it is taken: every
-	 * transaction that can commit after it started after the oldest one
-	 * running now (or, while a prepared transaction waits, whose start is
-	 * not known, no later than the previous horizon).
+	 * The horizon of the new snapshot, read before it is taken: no event a
+	 * later round seals can be dated earlier.  Such an event belongs to a
+	 * transaction that gets its id after now (captured after now), or to
+	 * one that holds an id now, and started no earlier than the oldest of
+	 * those (a prepared one, whose start is not known, no earlier than the
+	 * previous horizon).  A session holding a transaction open without
+	 * writing does not hold it back.
 	 */
 	if (SPI_execute("SELECT LEAST(pg_catalog.clock_timestamp(), "
 					"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
-					"   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()), "
+					"   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+					"     AND s.backend_xid IS NOT NULL), "
 					"  CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p "
 					"                    WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
 					"       THEN (SELECT coalesce(pg_catalog.max(x.next_horizon), '-infinity') FROM activity_monitor.seal x "
@@ -584,35 +612,39 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	pair.to = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	{
-		Datum		args[3];
-		Oid			types[3] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID};
-		char		nulls[3] = {pair.from ? ' ' : 'n', ' ', ' '};
+		Datum		args[4];
+		Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID};
+		char		nulls[4] = {pair.from ? ' ' : 'n', ' ', ' ', pair.horizon_null ? 'n' : ' '};
 
 		args[0] = pair.from ? type_input(TXID_SNAPSHOTOID, pair.from) : (Datum) 0;
 		args[1] = type_input(TXID_SNAPSHOTOID, pair.to);
 		args[2] = Int64GetDatum(min_id);
+		args[3] = pair.horizon;
 
 		/*
-		 * As the alert batch (alerts.c): the transactions that started after
-		 * the first snapshot, and those it saw running, looked up by txid.
+		 * The pair's events: those of the transactions that got their id
+		 * after the first snapshot, and those of the transactions it saw
+		 * running that have committed since.  None is dated before the
+		 * first snapshot's horizon (every transaction that held an id then
+		 * had started later): the time index finds them, reading only what
+		 * was captured since (there is no index on txid but the alert
+		 * engine's partial one).
 		 */
 		portal = SPI_cursor_open_with_args(NULL, pair.from ?
-										   "SELECT * FROM ("
-										   " SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
-										   " WHERE a.txid >= pg_catalog.txid_snapshot_xmax($1) "
-										   "   AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
-										   "   AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
-										   " UNION ALL "
-										   " SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
-										   " WHERE a.txid = ANY (ARRAY(SELECT x "
+										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   "WHERE a.occurred_at >= $4 "
+										   "  AND ((a.txid >= pg_catalog.txid_snapshot_xmax($1) "
+										   "        AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
+										   "        AND pg_catalog.txid_visible_in_snapshot(a.txid, $2)) "
+										   "    OR a.txid = ANY (ARRAY(SELECT x "
 										   "         FROM pg_catalog.txid_snapshot_xip($1) x "
-										   "         WHERE pg_catalog.txid_visible_in_snapshot(x, $2)))) e "
-										   "WHERE e.id > $3 ORDER BY e.id" :
+										   "         WHERE pg_catalog.txid_visible_in_snapshot(x, $2)))) "
+										   "ORDER BY a.id" :
 										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
 										   "WHERE a.txid < pg_catalog.txid_snapshot_xmax($2) "
 										   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
 										   "  AND a.id > $3 ORDER BY a.id",
-										   3, types, args, nulls, false, 0);
+										   4, types, args, nulls, false, 0);
 	}
 
 	ctx = pg_cryptohash_create(PG_SHA256);

@@ -33,13 +33,13 @@ trap '"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/nul
 "${BENCH_PSQL[@]}" -d "$db" -f "$BENCH_DIR/schema.sql" >/dev/null
 "${BENCH_PSQL[@]}" -d "$db" -f "$BENCH_DIR/variant_activity_monitor.sql" >/dev/null
 # timed in the server, one statement: seconds
-timed() { q "DO \$t\$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN PERFORM ($1); RAISE NOTICE '%', extract(epoch FROM clock_timestamp() - t0); END \$t\$" 2>&1 |
-	sed -n 's/.*NOTICE: *//p'; }
+timed() { q "DO \$t\$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN PERFORM ($1); RAISE WARNING '%', extract(epoch FROM clock_timestamp() - t0); END \$t\$" 2>&1 |
+	sed -n 's/.*WARNING: *//p'; }
 seal_rounds() {	# every pending event, one round after another: seconds events seals
 	q "DO \$t\$ DECLARE t0 timestamptz := clock_timestamp(); r record; n bigint := 0; s int := 0;
 	   BEGIN LOOP SELECT * INTO r FROM activity_monitor._seal(); EXIT WHEN r.events = 0;
 	   n := n + r.events; s := s + r.seals; END LOOP;
-	   RAISE NOTICE '% % %', extract(epoch FROM clock_timestamp() - t0), n, s; END \$t\$" 2>&1 | sed -n 's/.*NOTICE: *//p'
+	   RAISE WARNING '% % %', extract(epoch FROM clock_timestamp() - t0), n, s; END \$t\$" 2>&1 | sed -n 's/.*WARNING: *//p'
 }
 
 # The pre-loaded history, with real transaction ids (one transaction), sealed first.
