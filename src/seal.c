@@ -49,10 +49,13 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "commands/dbcommands.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -162,7 +165,44 @@ put_int(StringInfo buf, uint64 v, int n)
 	buf->data[buf->len] = '\0';
 }
 
-/* Append one value's encoding to buf. */
+/*
+ * A value longer than this goes into the hash straight from the datum, not
+ * through the buffer (which could not hold a row near 1 GB).
+ */
+#define SEAL_DIRECT 65536
+
+/* The hash being computed while encoding: the buffer feeds it. */
+static pg_cryptohash_ctx *enc_ctx = NULL;
+
+static void
+enc_flush(StringInfo buf)
+{
+	if (buf->len > 0 &&
+		pg_cryptohash_update(enc_ctx, (uint8 *) buf->data, buf->len) < 0)
+		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(enc_ctx));
+	resetStringInfo(buf);
+}
+
+/* 0x01, the 4-byte length and len bytes, big ones hashed directly. */
+static void
+put_long(StringInfo buf, const char *data, uint32 len)
+{
+	char		head[5];
+
+	if (len < SEAL_DIRECT)
+	{
+		put_bytes(buf, data, len);
+		return;
+	}
+	head[0] = 1;
+	(void) put_be(head + 1, len, 4);
+	appendBinaryStringInfo(buf, head, 5);
+	enc_flush(buf);
+	if (pg_cryptohash_update(enc_ctx, (const uint8 *) data, len) < 0)
+		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(enc_ctx));
+}
+
+/* Append one value's encoding to buf (see enc_ctx). */
 static void
 enc_value(StringInfo buf, Datum v, bool isnull, const EncType *t)
 {
@@ -198,7 +238,7 @@ enc_value(StringInfo buf, Datum v, bool isnull, const EncType *t)
 			{
 				struct varlena *d = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
 
-				put_bytes(buf, VARDATA_ANY(d), VARSIZE_ANY_EXHDR(d));
+				put_long(buf, VARDATA_ANY(d), VARSIZE_ANY_EXHDR(d));
 				if ((Pointer) d != DatumGetPointer(v))
 					pfree(d);
 				break;
@@ -207,20 +247,29 @@ enc_value(StringInfo buf, Datum v, bool isnull, const EncType *t)
 			{
 				char	   *s = OutputFunctionCall((FmgrInfo *) &t->out, v);
 
-				put_bytes(buf, s, strlen(s));
+				put_long(buf, s, strlen(s));
 				pfree(s);
 			}
 	}
 }
 
-/* SHA-256 of buf into out. */
+/* Start a hash: the values encoded into buf from now on feed ctx. */
 static void
-sha256(pg_cryptohash_ctx *ctx, StringInfo buf, uint8 *out)
+enc_begin(pg_cryptohash_ctx *ctx, StringInfo buf)
 {
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (uint8 *) buf->data, buf->len) < 0 ||
-		pg_cryptohash_final(ctx, out, SEAL_HASH_LEN) < 0)
+	if (pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(ctx));
+	enc_ctx = ctx;
+	resetStringInfo(buf);
+}
+
+/* The SHA-256 of everything encoded since enc_begin, into out. */
+static void
+enc_end(StringInfo buf, uint8 *out)
+{
+	enc_flush(buf);
+	if (pg_cryptohash_final(enc_ctx, out, SEAL_HASH_LEN) < 0)
+		elog(ERROR, "could not compute a SHA-256 hash: %s", pg_cryptohash_error(enc_ctx));
 }
 
 static char *
@@ -280,11 +329,11 @@ static void
 event_digest(pg_cryptohash_ctx *ctx, StringInfo buf, const EventReader *r,
 			 Datum *values, bool *nulls, uint8 *out)
 {
-	resetStringInfo(buf);
+	enc_begin(ctx, buf);
 	appendStringInfoChar(buf, SEAL_FORMAT);
 	for (int c = 0; c < AC_NUM_COLUMNS; c++)
 		enc_value(buf, values[r->att[c]], nulls[r->att[c]], &r->enc[c]);
-	sha256(ctx, buf, out);
+	enc_end(buf, out);
 }
 
 /* The hash of a seal row: its first SEAL_NHASHED columns. */
@@ -292,11 +341,11 @@ static void
 seal_hash(pg_cryptohash_ctx *ctx, StringInfo buf, Datum *values, bool *nulls,
 		  const EncType *enc, uint8 *out)
 {
-	resetStringInfo(buf);
+	enc_begin(ctx, buf);
 	appendStringInfoChar(buf, 'S');
 	for (int c = 0; c < SEAL_NHASHED; c++)
 		enc_value(buf, values[c], nulls[c], &enc[c]);
-	sha256(ctx, buf, out);
+	enc_end(buf, out);
 }
 
 static const Oid seal_types[SEAL_NCOLS] = {
@@ -550,7 +599,24 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_events must be positive")));
+	/* the snapshots below are taken statement by statement, in order */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("a sealing round must run at isolation level READ COMMITTED")));
 	SPI_connect();
+	/* a dump being restored brings its own seals, after the events */
+	if (SPI_execute("SELECT activity_monitor._restoring() "
+					"OR NOT EXISTS (SELECT 1 FROM activity_monitor.config)", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read activity_monitor.config");
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		SPI_finish();
+		result[0] = Int32GetDatum(0);
+		result[1] = Int64GetDatum(0);
+		rnulls[2] = true;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rdesc), result, rnulls)));
+	}
 	level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -569,6 +635,8 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 		pair.from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		pair.horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &pair.horizon_null);
 		pair.restart = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		/* no horizon to read from (a seal row written by hand): start again */
+		pair.restart |= pair.horizon_null;
 	}
 	if (pair.restart)
 	{
@@ -592,7 +660,8 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	 * one that holds an id now, and started no earlier than the oldest of
 	 * those (a prepared one, whose start is not known, no earlier than the
 	 * previous horizon).  A session holding a transaction open without
-	 * writing does not hold it back.
+	 * writing does not hold it back.  (A start not known either: a prepared
+	 * transaction, or track_activities off, keeps the previous horizon.)
 	 */
 	if (SPI_execute("SELECT LEAST(pg_catalog.clock_timestamp(), "
 					"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
@@ -600,6 +669,9 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 					"     AND s.backend_xid IS NOT NULL), "
 					"  CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p "
 					"                    WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
+					"         OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity s "
+					"                    WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+					"                      AND s.backend_xid IS NOT NULL AND s.xact_start IS NULL) "
 					"       THEN (SELECT coalesce(pg_catalog.max(x.next_horizon), '-infinity') FROM activity_monitor.seal x "
 					"             WHERE x.id = (SELECT pg_catalog.max(y.id) FROM activity_monitor.seal y WHERE y.kind = 'events')) END) "
 					"  OPERATOR(pg_catalog.-) interval '1 second'",
@@ -660,19 +732,22 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	{
 		uint64		n;
 		MemoryContext old;
+		SPITupleTable *tt;
 
 		SPI_cursor_fetch(portal, true, SEAL_FETCH);
+		/* kept: writing a seal (an SPI INSERT) resets SPI_tuptable */
+		tt = SPI_tuptable;
 		n = SPI_processed;
 		if (n > 0 && !reader_ready)
 		{
-			reader_init(&reader, SPI_tuptable->tupdesc);
+			reader_init(&reader, tt->tupdesc);
 			reader_ready = true;
 		}
 		old = MemoryContextSwitchTo(fetch_cxt);
 		for (uint64 i = 0; i < n; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
+			HeapTuple	tup = tt->vals[i];
+			TupleDesc	desc = tt->tupdesc;
 			Datum		values[AC_NUM_COLUMNS];
 			bool		nulls[AC_NUM_COLUMNS];
 			uint8		d[SEAL_HASH_LEN];
@@ -695,7 +770,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 			}
 		}
 		MemoryContextSwitchTo(old);
-		SPI_freetuptable(SPI_tuptable);
+		SPI_freetuptable(tt);
 		MemoryContextReset(fetch_cxt);
 		if (n < SEAL_FETCH)
 			break;
@@ -793,7 +868,10 @@ am_seal_drop_warning(void)
 	char	   *head = NULL;
 
 	SPI_connect();
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('activity_monitor.seal_head()') IS NOT NULL",
+	/* the schema of that name must be the extension's (not one planted) */
+	if (OidIsValid(am_extension_schema(NULL, NULL)) &&
+		am_extension_schema(NULL, NULL) == get_namespace_oid(AM_SCHEMA, true) &&
+		SPI_execute("SELECT pg_catalog.to_regprocedure('activity_monitor.seal_head()') IS NOT NULL",
 					true, 0) == SPI_OK_SELECT && SPI_processed == 1 &&
 		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0 &&
 		SPI_execute("SELECT pg_catalog.format('seal %s at %s hash %s', h.seal_id, h.sealed_at, h.hash) "
@@ -865,6 +943,15 @@ chain_add(List *l, int64 id, char *detail)
 	return lappend(l, p);
 }
 
+/* One range of ids of a seal, [lo, hi), its first id the offset-th. */
+typedef struct VRange
+{
+	int64		lo;
+	int64		hi;
+	int			seal;			/* index into the seals array */
+	int64		offset;
+} VRange;
+
 /* A seal as verify() holds it. */
 typedef struct VSeal
 {
@@ -880,6 +967,8 @@ typedef struct VSeal
 	uint8	   *fps;			/* selected: count fingerprints */
 	char	   *seen;			/* selected: 0, SEEN_OK or SEEN_CHANGED */
 	IdList		problems[3];	/* ids: changed, added, missing */
+	VRange	   *own;			/* its ranges (selected events seals) */
+	int			nown;
 	char	   *detail[3];
 } VSeal;
 
@@ -888,14 +977,6 @@ enum
 	P_CHANGED, P_ADDED, P_MISSING
 };
 
-/* One range of ids of a seal, [lo, hi), its first id the offset-th. */
-typedef struct VRange
-{
-	int64		lo;
-	int64		hi;
-	int			seal;			/* index into the seals array */
-	int64		offset;
-} VRange;
 
 typedef struct VState
 {
@@ -941,12 +1022,20 @@ vrange_find(VRange *r, int n, int64 id)
 	return NULL;
 }
 
-/* Parse an int8multirange's text "{[a,b),...}" into ranges of seal s. */
-static void
-parse_ranges(const char *txt, int s, VRange **arr, int *n, int *cap)
+/*
+ * Parse an int8multirange's text "{[a,b),...}" into ranges of seal s,
+ * appended to *arr.  A seal row is what verify() checks, so nothing in it
+ * is trusted: the ranges must be ascending, disjoint and non-empty, and
+ * hold exactly count ids (count < 0: any number).  Returns false, adding
+ * nothing, when they do not.
+ */
+static bool
+parse_ranges(const char *txt, int s, int64 count, VRange **arr, int *n, int *cap)
 {
 	const char *p = txt;
 	int64		offset = 0;
+	int			n0 = *n;
+	int64		prev_hi = PG_INT64_MIN;
 
 	while ((p = strchr(p, '[')) != NULL)
 	{
@@ -955,6 +1044,14 @@ parse_ranges(const char *txt, int s, VRange **arr, int *n, int *cap)
 
 		r.lo = strtoi64(p + 1, &end, 10);
 		r.hi = strtoi64(end + 1, &end, 10);
+		if (r.hi <= r.lo || r.lo < prev_hi || pg_sub_s64_overflow(r.hi, r.lo, &r.offset) ||
+			pg_add_s64_overflow(offset, r.offset, &r.offset) ||
+			(count >= 0 && r.offset > count))
+		{
+			*n = n0;
+			return false;
+		}
+		prev_hi = r.hi;
 		r.seal = s;
 		r.offset = offset;
 		offset += r.hi - r.lo;
@@ -966,6 +1063,12 @@ parse_ranges(const char *txt, int s, VRange **arr, int *n, int *cap)
 		(*arr)[(*n)++] = r;
 		p = end;
 	}
+	if (count >= 0 && offset != count)
+	{
+		*n = n0;
+		return false;
+	}
+	return true;
 }
 
 /* A txid snapshot "xmin:xmax:xip,..." as visibility needs it. */
@@ -1034,6 +1137,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 	Datum		args[2];
 	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	char		nulls[2] = {' ', ' '};
+	char	   *head_snap_text = NULL;
 
 	seal_enc_init(enc);
 	initStringInfo(&buf);
@@ -1049,32 +1153,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 	 */
 	args[0] = TimestampTzGetDatum(since);
 	args[1] = TimestampTzGetDatum(until);
-	if (bounded)
-	{
-		int64		start;
-		bool		isnull;
-
-		if (SPI_execute_with_args("SELECT coalesce((SELECT pg_catalog.min(x.id) - 1 FROM activity_monitor.seal x "
-								  "  WHERE x.max_at >= $1), (SELECT pg_catalog.max(x.id) FROM activity_monitor.seal x), 0)",
-								  1, types, args, nulls, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read activity_monitor.seal");
-		start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		args[1] = Int64GetDatum(start);
-		types[1] = INT8OID;
-	}
-
-	/*
-	 * Bounded: the retention seals before the chain checked, for what they
-	 * retired, then the seals from the one before the first that overlaps
-	 * the range (found by max_at: a seal's events are never dated after
-	 * it), the chain checked from there.
-	 */
 	portal = SPI_cursor_open_with_args(NULL,
-									   bounded ?
-									   "SELECT " SEAL_COLUMNS ", ids::text, (detail->>'from')::timestamptz, "
-									   "  (detail->>'to')::timestamptz, snap_to::text, id >= $2 "
-									   "FROM activity_monitor.seal WHERE id >= $2 OR kind = 'retention' "
-									   "ORDER BY id" :
 									   "SELECT " SEAL_COLUMNS ", ids::text, (detail->>'from')::timestamptz, "
 									   "  (detail->>'to')::timestamptz, snap_to::text, true "
 									   "FROM activity_monitor.seal ORDER BY id",
@@ -1101,8 +1180,8 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 			{
 				/* a retention seal before the chain checked */
 				if (!n[15])
-					parse_ranges(TextDatumGetCString(v[15]), -1, &st->retired,
-								 &st->nretired, &retcap);
+					(void) parse_ranges(TextDatumGetCString(v[15]), -1, -1, &st->retired,
+										&st->nretired, &retcap);
 				if (!n[16] && !n[17])
 				{
 					TimestampTz *c = palloc(sizeof(TimestampTz) * 2);
@@ -1131,7 +1210,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 					 (have_prev && memcmp(VARDATA_ANY(prev), prev_hash, SEAL_HASH_LEN) != 0))
 				st->chain = chain_add(st->chain, s->id, psprintf("its prev_hash is not the hash of seal " INT64_FORMAT,
 																   s->id - 1));
-			else if (!have_prev && !bounded && s->id != 1)
+			else if (!have_prev && s->id != 1)
 				st->chain = chain_add(st->chain, s->id, psprintf("seals 1 to " INT64_FORMAT " are missing", s->id - 1));
 			else if (!have_prev && s->id == 1)
 			{
@@ -1159,7 +1238,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 			if (s->events)
 			{
 				/* the newest events seal: what the tail is measured against */
-				txsnap_parse(head_snap, n[18] ? NULL : TextDatumGetCString(v[18]));
+				head_snap_text = n[18] ? NULL : TextDatumGetCString(v[18]);
 				*head_horizon = DatumGetTimestampTz(v[6]);
 				*head_known = !n[6];
 				s->selected = !bounded ||
@@ -1179,15 +1258,30 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 				}
 				if (!s->selected || s->seen == NULL)
 					s->selected = false;
-				if (!n[15])
-					parse_ranges(TextDatumGetCString(v[15]), st->nseals, &st->ranges,
-								 &st->nranges, &rcap);
+				{
+					int			r0 = st->nranges;
+
+					if (n[15] || !parse_ranges(TextDatumGetCString(v[15]), st->nseals, s->count,
+											   &st->ranges, &st->nranges, &rcap))
+					{
+						st->chain = chain_add(st->chain, s->id,
+											  pstrdup("its ids are not a valid set of event_count ids"));
+						s->selected = false;
+					}
+					else
+					{
+						/* its own ranges, for the missing ones (st->ranges gets sorted) */
+						s->nown = st->nranges - r0;
+						s->own = palloc(sizeof(VRange) * Max(s->nown, 1));
+						memcpy(s->own, st->ranges + r0, sizeof(VRange) * s->nown);
+					}
+				}
 			}
 			else
 			{
-				if (!n[15])
-					parse_ranges(TextDatumGetCString(v[15]), st->nseals, &st->retired,
-								 &st->nretired, &retcap);
+				if (n[15] || !parse_ranges(TextDatumGetCString(v[15]), st->nseals, -1,
+										   &st->retired, &st->nretired, &retcap))
+					st->chain = chain_add(st->chain, s->id, pstrdup("its ids are not a valid set"));
 				if (!n[16] && !n[17])
 				{
 					TimestampTz *c = palloc(sizeof(TimestampTz) * 2);
@@ -1206,6 +1300,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
+	txsnap_parse(head_snap, head_snap_text);
 	qsort(st->ranges, st->nranges, sizeof(VRange), vrange_cmp);
 	qsort(st->retired, st->nretired, sizeof(VRange), vrange_cmp);
 }
@@ -1216,12 +1311,11 @@ seal_ids_missing(VState *st, int s, IdList *out)
 {
 	VSeal	   *seal = &st->seals[s];
 
-	for (int i = 0; i < st->nranges; i++)
+	for (int i = 0; i < seal->nown; i++)
 	{
-		VRange	   *r = &st->ranges[i];
+		VRange	   *r = &seal->own[i];
 
-		if (r->seal != s)
-			continue;
+		CHECK_FOR_INTERRUPTS();
 		for (int64 id = r->lo; id < r->hi; id++)
 			if (!seal->seen[r->offset + (id - r->lo)] &&
 				vrange_find(st->retired, st->nretired, id) == NULL)
@@ -1270,6 +1364,13 @@ scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor verify",
 											  ALLOCSET_DEFAULT_SIZES);
 
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	{
+		/* a foreign or sub-partitioned partition: its events count as missing */
+		table_close(rel, AccessShareLock);
+		MemoryContextDelete(cxt);
+		return;
+	}
 	reader_init(&reader, RelationGetDescr(rel));
 	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 	slot = table_slot_create(rel, NULL);
@@ -1425,10 +1526,23 @@ activity_monitor_verify(PG_FUNCTION_ARGS)
 	if (ctx == NULL)
 		elog(ERROR, "out of memory");
 	initStringInfo(&buf);
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("verify() must run at isolation level READ COMMITTED"),
+				 errhint("Its snapshot is taken once retention cannot drop a partition any more.")));
 	SPI_connect();
-	/* the chain is locked against a sealer that would extend it meanwhile */
-	if (SPI_execute("LOCK TABLE activity_monitor.seal IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not lock activity_monitor.seal");
+
+	/*
+	 * Retention cannot drop or detach a partition (with its seal) while the
+	 * activity table is locked, as any query on it does; then one snapshot,
+	 * newer than the lock, for the seals and the partitions alike.  A
+	 * sealing round is not held up: it appends seals of events this
+	 * snapshot sees as unsealed, or does not see.
+	 */
+	if (SPI_execute("LOCK TABLE activity_monitor.activity IN ACCESS SHARE MODE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock activity_monitor.activity");
+	PushActiveSnapshot(GetTransactionSnapshot());
 	load_seals(&st, ctx, bounded, since, until, &head_snap, &head_horizon, &head_known);
 	for (int i = 0; i < st.nseals; i++)
 		if (st.seals[i].selected && st.seals[i].has_times)
@@ -1503,6 +1617,7 @@ activity_monitor_verify(PG_FUNCTION_ARGS)
 	if (st.unsealed_added.n > 0)
 		put_problem(rsinfo, 0, true, "event added", &st.unsealed_added, st.unsealed_why);
 	pg_cryptohash_free(ctx);
+	PopActiveSnapshot();
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -40,13 +40,16 @@ SELECT pg_catalog.pg_extension_config_dump('activity_monitor.seal', '');
 /*
  * One sealing round (src/seal.c): the events committed since the last one,
  * appended to the seal chain in seals of at most max_events.  The worker's
- * duty (every activity_monitor.seal_interval); superuser only.
+ * duty (every activity_monitor.seal_interval); superuser only.  Waits at
+ * most 1 s for the chain's lock (a retention holding it): the round is
+ * retried at the next interval, and the worker's other duties go on.
  */
 CREATE FUNCTION activity_monitor._seal(max_events int DEFAULT 10000,
 									   OUT seals int, OUT events bigint, OUT head text)
 AS 'MODULE_PATHNAME', 'activity_monitor_seal'
 LANGUAGE C STRICT
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '1s';
 
 /*
  * The seal of kind 'retention' for a partition retention is about to drop
