@@ -520,6 +520,8 @@ typedef struct SealPair
 	Datum		horizon;		/* lower bound of the events' occurred_at */
 	bool		horizon_null;
 	Datum		next_horizon;	/* the same for the pair after this one */
+	Datum		snap_at;		/* "from" taken no earlier than this, or 0 */
+	Datum		next_snap_at;	/* "to" taken no earlier than this */
 	bool		restart;		/* the first seal after a restore elsewhere */
 } SealPair;
 
@@ -546,10 +548,10 @@ pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair
 	v[9] = TimestampTzGetDatum(b->min_at);
 	v[10] = TimestampTzGetDatum(b->max_at);
 	v[11] = PointerGetDatum(make_bytea(b->fps.data, b->fps.len));
-	v[12] = pair->restart ?
-		type_input(JSONBOID, "{\"restart\": \"transaction ids went back: restored into another cluster\"}") :
-		(Datum) 0;
-	nl[12] = pair->restart ? ' ' : 'n';
+	v[12] = type_input(JSONBOID,
+					   psprintf("{\"snap_at\": \"%s\"%s}",
+								timestamptz_to_str(DatumGetTimestampTz(pair->next_snap_at)),
+								pair->restart ? ", \"restart\": \"transaction ids went back: restored into another cluster\"" : ""));
 	pair->restart = false;
 	seal_append(ctx, buf, head, v, nl);
 	build_reset(b);
@@ -576,7 +578,9 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	Datum		result[3];
 	bool		rnulls[3] = {false, false, false};
 	SealHead	head;
-	SealPair	pair = {NULL, NULL, (Datum) 0, true, (Datum) 0, false};
+	SealPair	pair = {NULL, NULL, (Datum) 0, true, (Datum) 0, (Datum) 0, (Datum) 0, false};
+	bool		snap_at_null = true;
+	char	   *xip_done = NULL;
 	int64		min_id = 0;
 	bool		isnull;
 	Portal		portal;
@@ -626,7 +630,8 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 
 	/* the pair's first snapshot: the last events seal's second */
 	if (SPI_execute("SELECT snap_to::text, next_horizon, "
-					"  pg_catalog.txid_snapshot_xmax(snap_to) > pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) "
+					"  pg_catalog.txid_snapshot_xmax(snap_to) > pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), "
+					"  (detail->>'snap_at')::timestamptz "
 					"FROM activity_monitor.seal WHERE kind = 'events' ORDER BY id DESC LIMIT 1",
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read activity_monitor.seal");
@@ -634,6 +639,9 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	{
 		pair.from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		pair.horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &pair.horizon_null);
+		pair.snap_at = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &snap_at_null);
+		if (snap_at_null)
+			pair.snap_at = pair.horizon;	/* sealed before snap_at was kept */
 		pair.restart = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 		/* no horizon to read from (a seal row written by hand): start again */
 		pair.restart |= pair.horizon_null;
@@ -663,7 +671,8 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	 * writing does not hold it back.  (A start not known either: a prepared
 	 * transaction, or track_activities off, keeps the previous horizon.)
 	 */
-	if (SPI_execute("SELECT LEAST(pg_catalog.clock_timestamp(), "
+	if (SPI_execute("SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '1 second', "
+					"LEAST(pg_catalog.clock_timestamp(), "
 					"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
 					"   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
 					"     AND s.backend_xid IS NOT NULL), "
@@ -677,46 +686,71 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 					"  OPERATOR(pg_catalog.-) interval '1 second'",
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the horizon");
-	pair.next_horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pair.next_snap_at = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pair.next_horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	/* in a statement of its own, after the horizon (see above) */
 	if (SPI_execute("SELECT pg_catalog.txid_current_snapshot()::text", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not take a snapshot");
 	pair.to = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	{
-		Datum		args[4];
-		Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID};
-		char		nulls[4] = {pair.from ? ' ' : 'n', ' ', ' ', pair.horizon_null ? 'n' : ' '};
+		Datum		args[6];
+		Oid			types[6] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, INT8ARRAYOID};
+		char		nulls[6] = {pair.from ? ' ' : 'n', ' ', ' ', pair.horizon_null ? 'n' : ' ',
+		pair.horizon_null ? 'n' : ' ', 'n'};
 
 		args[0] = pair.from ? type_input(TXID_SNAPSHOTOID, pair.from) : (Datum) 0;
 		args[1] = type_input(TXID_SNAPSHOTOID, pair.to);
 		args[2] = Int64GetDatum(min_id);
 		args[3] = pair.horizon;
+		args[4] = pair.snap_at;
+		args[5] = (Datum) 0;
+		if (pair.from)
+		{
+			/* the transactions "from" saw running that have committed since */
+			if (SPI_execute_with_args("SELECT pg_catalog.array_agg(x) FROM pg_catalog.txid_snapshot_xip($1) x "
+									  "WHERE pg_catalog.txid_visible_in_snapshot(x, $2)",
+									  2, types, args, nulls, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read a snapshot");
+			args[5] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			nulls[5] = isnull ? 'n' : ' ';
+			xip_done = isnull ? NULL : "yes";
+		}
 
 		/*
-		 * The pair's events: those of the transactions that got their id
-		 * after the first snapshot, and those of the transactions it saw
-		 * running that have committed since.  None is dated before the
-		 * first snapshot's horizon (every transaction that held an id then
-		 * had started later): the time index finds them, reading only what
-		 * was captured since (there is no index on txid but the alert
-		 * engine's partial one).
+		 * The pair's events, through the time index (there is no index on
+		 * txid but the alert engine's partial one): those of transactions
+		 * that got their id after "from" was taken, so captured after it
+		 * (snap_at, the clock read before it, minus a second); and, only
+		 * when some have committed, those of the transactions "from" saw
+		 * running, none dated before its horizon (the oldest start of a
+		 * transaction then holding an id).  A transaction left open for
+		 * long costs one long read when it commits, not one every round.
 		 */
-		portal = SPI_cursor_open_with_args(NULL, pair.from ?
-										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
-										   "WHERE a.occurred_at >= $4 "
-										   "  AND ((a.txid >= pg_catalog.txid_snapshot_xmax($1) "
-										   "        AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
-										   "        AND pg_catalog.txid_visible_in_snapshot(a.txid, $2)) "
-										   "    OR a.txid = ANY (ARRAY(SELECT x "
-										   "         FROM pg_catalog.txid_snapshot_xip($1) x "
-										   "         WHERE pg_catalog.txid_visible_in_snapshot(x, $2)))) "
-										   "ORDER BY a.id" :
+		portal = SPI_cursor_open_with_args(NULL, !pair.from ?
 										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
 										   "WHERE a.txid < pg_catalog.txid_snapshot_xmax($2) "
 										   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
-										   "  AND a.id > $3 ORDER BY a.id",
-										   4, types, args, nulls, false, 0);
+										   "  AND a.id > $3 ORDER BY a.id" :
+										   xip_done == NULL ?
+										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   "WHERE a.occurred_at >= $5 "
+										   "  AND a.txid >= pg_catalog.txid_snapshot_xmax($1) "
+										   "  AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
+										   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
+										   "ORDER BY a.id" :
+										   "SELECT * FROM ("
+										   " SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   " WHERE a.occurred_at >= $5 "
+										   "   AND a.txid >= pg_catalog.txid_snapshot_xmax($1) "
+										   "   AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
+										   "   AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
+										   " UNION ALL "
+										   " SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
+										   " WHERE a.occurred_at >= $4 AND a.txid = ANY ($6)) e "
+										   "ORDER BY e.id",
+										   6, types, args, nulls, false, 0);
 	}
 
 	ctx = pg_cryptohash_create(PG_SHA256);
@@ -895,8 +929,8 @@ am_seal_drop_warning(void)
 typedef struct IdList
 {
 	int64	   *v;
-	int			n;
-	int			cap;
+	Size		n;
+	Size		cap;
 } IdList;
 
 static void
@@ -914,7 +948,7 @@ idl_add(IdList *l, int64 id)
 static void
 idl_remove(IdList *l, int64 id)
 {
-	for (int i = l->n - 1; i >= 0; i--)
+	for (Size i = l->n; i-- > 0;)
 		if (l->v[i] == id)
 		{
 			l->v[i] = l->v[--l->n];
@@ -1077,40 +1111,44 @@ typedef struct TxSnap
 	bool		valid;
 	uint64		xmin;
 	uint64		xmax;
-	List	   *xip;			/* of int64 */
+	int			nxip;
+	uint64	   *xip;
 } TxSnap;
 
 static void
 txsnap_parse(TxSnap *t, const char *s)
 {
 	char	   *end;
+	int			cap = 16;
 
 	t->valid = s != NULL;
-	t->xip = NIL;
+	t->nxip = 0;
 	if (!t->valid)
 		return;
+	t->xip = palloc(sizeof(uint64) * cap);
 	t->xmin = strtou64(s, &end, 10);
 	t->xmax = strtou64(end + 1, &end, 10);
-	while (*end == ':' || *end == ',')
+	while ((*end == ':' || *end == ',') && end[1] != '\0')
 	{
-		if (end[1] == '\0')
-			break;
-		t->xip = lappend(t->xip, (void *) (uintptr_t) strtou64(end + 1, &end, 10));
+		if (t->nxip == cap)
+		{
+			cap *= 2;
+			t->xip = repalloc_huge(t->xip, sizeof(uint64) * cap);
+		}
+		t->xip[t->nxip++] = strtou64(end + 1, &end, 10);
 	}
 }
 
 static bool
 txsnap_visible(TxSnap *t, uint64 x)
 {
-	ListCell   *lc;
-
 	if (x < t->xmin)
 		return true;
 	if (x >= t->xmax)
 		return false;
-	foreach(lc, t->xip)
-		if ((uint64) (uintptr_t) lfirst(lc) == x)
-		return false;
+	for (int i = 0; i < t->nxip; i++)
+		if (t->xip[i] == x)
+			return false;
 	return true;
 }
 
@@ -1123,7 +1161,7 @@ txsnap_visible(TxSnap *t, uint64 x)
 static void
 load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 		   TimestampTz until, TxSnap *head_snap, TimestampTz *head_horizon,
-		   bool *head_known)
+		   TimestampTz *head_snap_at, bool *head_known)
 {
 	Portal		portal;
 	EncType		enc[SEAL_NCOLS];
@@ -1155,7 +1193,8 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 	args[1] = TimestampTzGetDatum(until);
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " SEAL_COLUMNS ", ids::text, (detail->>'from')::timestamptz, "
-									   "  (detail->>'to')::timestamptz, snap_to::text, true "
+									   "  (detail->>'to')::timestamptz, snap_to::text, true, "
+									   "  (detail->>'snap_at')::timestamptz "
 									   "FROM activity_monitor.seal ORDER BY id",
 									   2, types, args, nulls, true, 0);
 	for (;;)
@@ -1167,8 +1206,8 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			Datum		v[SEAL_NCOLS + 5];
-			bool		n[SEAL_NCOLS + 5];
+			Datum		v[SEAL_NCOLS + 6];
+			bool		n[SEAL_NCOLS + 6];
 			uint8		h[SEAL_HASH_LEN];
 			bytea	   *stored;
 			bytea	   *prev;
@@ -1241,6 +1280,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 				head_snap_text = n[18] ? NULL : TextDatumGetCString(v[18]);
 				*head_horizon = DatumGetTimestampTz(v[6]);
 				*head_known = !n[6];
+				*head_snap_at = n[20] ? *head_horizon : DatumGetTimestampTz(v[20]);
 				s->selected = !bounded ||
 					(s->has_times && s->max_at >= since && s->min_at < until);
 				if (s->selected && !n[11])
@@ -1354,8 +1394,8 @@ time_covered(List *cover, TimestampTz lo, TimestampTz hi)
 static void
 scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 			   bool bounded, TimestampTz since, TimestampTz until,
-			   TxSnap *head_snap, TimestampTz head_horizon, bool head_known,
-			   uint64 next_xid)
+			   TxSnap *head_snap, TimestampTz head_horizon, TimestampTz head_snap_at,
+			   bool head_known, uint64 next_xid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	EventReader reader;
@@ -1445,6 +1485,8 @@ scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 				why = "dated before the last seal's horizon, yet in no seal";
 			else if (head_snap->valid && txsnap_visible(head_snap, x))
 				why = "its transaction had committed before the last seal, yet it is in no seal";
+			else if (head_snap->valid && x >= head_snap->xmax && at < head_snap_at)
+				why = "dated before the last seal's snapshot, yet of a transaction that began writing after it";
 			if (why)
 			{
 				idl_add(&st->unsealed_added, id);
@@ -1475,7 +1517,7 @@ ids_array(IdList *ids)
 	Datum	   *d = palloc_extended(sizeof(Datum) * Max(ids->n, 1), MCXT_ALLOC_HUGE);
 
 	qsort(ids->v, ids->n, sizeof(int64), id_cmp);
-	for (int i = 0; i < ids->n; i++)
+	for (Size i = 0; i < ids->n; i++)
 		d[i] = Int64GetDatum(ids->v[i]);
 	return PointerGetDatum(construct_array(d, ids->n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE));
 }
@@ -1509,6 +1551,7 @@ activity_monitor_verify(PG_FUNCTION_ARGS)
 	VState		st;
 	TxSnap		head_snap = {false};
 	TimestampTz head_horizon = 0;
+	TimestampTz head_snap_at = 0;
 	bool		head_known;
 	TimestampTz lo = since,
 				hi = until;
@@ -1543,7 +1586,8 @@ activity_monitor_verify(PG_FUNCTION_ARGS)
 	if (SPI_execute("LOCK TABLE activity_monitor.activity IN ACCESS SHARE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not lock activity_monitor.activity");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	load_seals(&st, ctx, bounded, since, until, &head_snap, &head_horizon, &head_known);
+	load_seals(&st, ctx, bounded, since, until, &head_snap, &head_horizon, &head_snap_at,
+			   &head_known);
 	for (int i = 0; i < st.nseals; i++)
 		if (st.seals[i].selected && st.seals[i].has_times)
 		{
@@ -1580,7 +1624,7 @@ activity_monitor_verify(PG_FUNCTION_ARGS)
 	}
 	foreach(lc, parts)
 		scan_partition(&st, lfirst_oid(lc), ctx, &buf, bounded, since, until,
-					   &head_snap, head_horizon, head_known, next_xid);
+					   &head_snap, head_horizon, head_snap_at, head_known, next_xid);
 	cover = list_concat(cover, st.covered);
 
 	/* the report, in seal order */

@@ -180,3 +180,15 @@ caught_up
 [ "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'big' AND subject_id = '7'")" = 1 ] ||
 	fail "no alert for a payment written after the update"
 echo "ok: capture and alerts work after the update"
+
+# 0.1.0's history is sealed by the first sealing rounds after the update
+# (the worker's, or ours: the chain's lock serialises them), and verifies
+for _ in $(seq 1 50); do
+	[ "$(q "SELECT s.events FROM activity_monitor._seal() s")" = 0 ] && break
+done
+n=$(q "SELECT count(*) FROM activity_monitor.activity")
+[ "$(q "SELECT coalesce(sum(event_count), 0) FROM activity_monitor.seal WHERE kind = 'events'")" = "$n" ] ||
+	fail "after the update the seals cover $(q "SELECT sum(event_count) FROM activity_monitor.seal") of $n events"
+bad=$(q "SELECT string_agg(problem, ', ') FROM activity_monitor.verify()")
+[ -z "$bad" ] || fail "verify() after the update: $bad"
+echo "ok: the $n events (0.1.0's and since) are sealed and verify"
