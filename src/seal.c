@@ -17,9 +17,13 @@
  *                 order, so that verify() names the event that changed;
  *   horizon       a lower bound of its events' occurred_at: no transaction
  *                 still able to commit an event into it had started earlier
- *                 (the oldest xact_start of the database's sessions when
- *                 the previous snapshot was taken, minus a second); an event
- *                 dated before it was written afterwards, back-dated;
+ *                 (the oldest xact_start of the database's transactions that
+ *                 held an id when the previous snapshot was taken, minus a
+ *                 second); an event dated before it was written afterwards,
+ *                 back-dated;
+ *   detail        {"snap_at": the clock read just before its snapshot, minus
+ *                 a second}: the events of transactions that get their id
+ *                 later are dated after it (the next round reads from there);
  *   prev_hash and hash: SHA-256 over every other column, chained.
  *
  * Event digest, format 1: SHA-256 of the byte 0x01 followed by the 23
