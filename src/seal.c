@@ -532,12 +532,15 @@ typedef struct SealPair
 /* Write the seal of the events in b (one of the pair's), and empty b. */
 static void
 pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair,
-		  SealBuild *b)
+		  SealBuild *b, MemoryContext row_cxt)
 {
 	Datum		v[SEAL_NCOLS];
 	char		nl[SEAL_NCOLS];
+	MemoryContext old;
 
 	build_close(b);
+	/* the row's values go with it: a round may write thousands of seals */
+	old = MemoryContextSwitchTo(row_cxt);
 	memset(nl, ' ', sizeof(nl));
 	v[1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	v[2] = CStringGetTextDatum("events");
@@ -558,6 +561,8 @@ pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair
 								pair->restart ? ", \"restart\": \"transaction ids went back: restored into another cluster\"" : ""));
 	pair->restart = false;
 	seal_append(ctx, buf, head, v, nl);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(row_cxt);
 	build_reset(b);
 }
 
@@ -598,6 +603,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	int64		last_id = 0;
 	int			level;
 	MemoryContext fetch_cxt;
+	MemoryContext row_cxt;
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *head_str;
 
@@ -766,6 +772,8 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	build_reset(&b);
 	fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor seal",
 									  ALLOCSET_DEFAULT_SIZES);
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor seal row",
+									ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		uint64		n;
@@ -802,7 +810,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 			if (b.count == max_events)
 			{
 				MemoryContextSwitchTo(old);
-				pair_seal(ctx, &buf, &head, &pair, &b);
+				pair_seal(ctx, &buf, &head, &pair, &b, row_cxt);
 				seals++;
 				old = MemoryContextSwitchTo(fetch_cxt);
 			}
@@ -816,11 +824,12 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	SPI_cursor_close(portal);
 	if (b.count > 0)
 	{
-		pair_seal(ctx, &buf, &head, &pair, &b);
+		pair_seal(ctx, &buf, &head, &pair, &b, row_cxt);
 		seals++;
 	}
 	pg_cryptohash_free(ctx);
 	MemoryContextDelete(fetch_cxt);
+	MemoryContextDelete(row_cxt);
 	AtEOXact_GUC(true, level);
 
 	result[0] = Int32GetDatum(seals);
