@@ -589,7 +589,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	SealHead	head;
 	SealPair	pair = {NULL, NULL, (Datum) 0, true, (Datum) 0, (Datum) 0, (Datum) 0, false};
 	bool		snap_at_null = true;
-	char	   *xip_done = NULL;
+	bool		xip_committed = false;
 	int64		min_id = 0;
 	bool		isnull;
 	Portal		portal;
@@ -725,7 +725,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 				elog(ERROR, "could not read a snapshot");
 			args[5] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			nulls[5] = isnull ? 'n' : ' ';
-			xip_done = isnull ? NULL : "yes";
+			xip_committed = !isnull;
 		}
 
 		/*
@@ -743,7 +743,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 										   "WHERE a.txid < pg_catalog.txid_snapshot_xmax($2) "
 										   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
 										   "  AND a.id > $3 ORDER BY a.id" :
-										   xip_done == NULL ?
+										   !xip_committed ?
 										   "SELECT " EVENT_COLUMNS " FROM activity_monitor.activity a "
 										   "WHERE a.occurred_at >= $5 "
 										   "  AND a.txid >= pg_catalog.txid_snapshot_xmax($1) "
@@ -1166,10 +1166,10 @@ txsnap_visible(TxSnap *t, uint64 x)
 }
 
 /*
- * Read the seals: check the chain of those from "from_id" on (each hash
- * recomputed from its row, each linked to the previous one), keep every
- * seal whose events may lie in [lo, hi] (all when unbounded), and select
- * for checking those overlapping [since, until].
+ * Read every seal: check the chain (each hash recomputed from its row, each
+ * linked to the previous one), keep each events seal's ids and each
+ * retention seal's, and select for checking the events seals overlapping
+ * [since, until] (all when unbounded).
  */
 static void
 load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
@@ -1185,9 +1185,6 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 	int64		prev_id = 0;
 	uint8		prev_hash[SEAL_HASH_LEN];
 	bool		have_prev = false;
-	Datum		args[2];
-	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
-	char		nulls[2] = {' ', ' '};
 	char	   *head_snap_text = NULL;
 
 	seal_enc_init(enc);
@@ -1197,19 +1194,12 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 	st->retired = palloc(sizeof(VRange) * retcap);
 	*head_known = false;
 
-	/*
-	 * Bounded: the seals overlapping the range, and the chain from the one
-	 * before the first of them (found by max_at; a seal's events are never
-	 * dated after its sealed_at).
-	 */
-	args[0] = TimestampTzGetDatum(since);
-	args[1] = TimestampTzGetDatum(until);
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " SEAL_COLUMNS ", ids::text, (detail->>'from')::timestamptz, "
-									   "  (detail->>'to')::timestamptz, snap_to::text, true, "
+									   "  (detail->>'to')::timestamptz, snap_to::text, "
 									   "  (detail->>'snap_at')::timestamptz "
 									   "FROM activity_monitor.seal ORDER BY id",
-									   2, types, args, nulls, true, 0);
+									   0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, SEAL_FETCH);
@@ -1219,8 +1209,8 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			Datum		v[SEAL_NCOLS + 6];
-			bool		n[SEAL_NCOLS + 6];
+			Datum		v[SEAL_NCOLS + 5];
+			bool		n[SEAL_NCOLS + 5];
 			uint8		h[SEAL_HASH_LEN];
 			bytea	   *stored;
 			bytea	   *prev;
@@ -1228,22 +1218,6 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 			char	   *kind;
 
 			heap_deform_tuple(tup, desc, v, n);
-			if (!DatumGetBool(v[19]))
-			{
-				/* a retention seal before the chain checked */
-				if (!n[15])
-					(void) parse_ranges(TextDatumGetCString(v[15]), -1, -1, &st->retired,
-										&st->nretired, &retcap);
-				if (!n[16] && !n[17])
-				{
-					TimestampTz *c = palloc(sizeof(TimestampTz) * 2);
-
-					c[0] = DatumGetTimestampTz(v[16]);
-					c[1] = DatumGetTimestampTz(v[17]);
-					st->covered = lappend(st->covered, c);
-				}
-				continue;
-			}
 			s = &st->seals[st->nseals];
 			memset(s, 0, sizeof(VSeal));
 			s->id = DatumGetInt64(v[0]);
@@ -1293,7 +1267,7 @@ load_seals(VState *st, pg_cryptohash_ctx *ctx, bool bounded, TimestampTz since,
 				head_snap_text = n[18] ? NULL : TextDatumGetCString(v[18]);
 				*head_horizon = DatumGetTimestampTz(v[6]);
 				*head_known = !n[6];
-				*head_snap_at = n[20] ? *head_horizon : DatumGetTimestampTz(v[20]);
+				*head_snap_at = n[19] ? *head_horizon : DatumGetTimestampTz(v[19]);
 				s->selected = !bounded ||
 					(s->has_times && s->max_at >= since && s->min_at < until);
 				if (s->selected && !n[11])
