@@ -24,12 +24,13 @@ SELECT activity_monitor.track('public.accounts', kind => 'profile',
 SELECT table_name, kind, subject_column, status_column, critical_columns,
 	   ignore_columns, redact_columns FROM activity_monitor.tracked_tables;
 
--- A view over the columns that do not change between runs.
+-- A view over the columns that do not change between runs, of the captured
+-- events (track() writes an admin event too: test/pgtap/audit.sql).
 CREATE VIEW ev AS
 	SELECT kind, action, table_name, row_key, subject_id, actor_type, actor_id,
 		   actor_reason, actor_context, status_from, status_to, critical,
 		   old_values, new_values
-	FROM activity_monitor.activity ORDER BY id;
+	FROM activity_monitor.activity WHERE kind <> 'admin' ORDER BY id;
 
 -- insert: the whole new row, ignored column left out, redacted masked
 INSERT INTO accounts VALUES (1, 'ana@example.com', 'active', 10.50, 1, 's3cret',
@@ -43,7 +44,7 @@ FROM ev;
 -- an UPDATE of only ignored columns, or of nothing, records nothing
 UPDATE accounts SET updated_at = now() + interval '1 hour';
 UPDATE accounts SET email = email, balance = 10.50;
-SELECT count(*) FROM activity_monitor.activity;
+SELECT count(*) FROM activity_monitor.activity WHERE kind <> 'admin';
 
 -- update: only changed columns; status change and critical column
 UPDATE accounts SET status = 'blocked', balance = 20, updated_at = now();

@@ -15,7 +15,8 @@
  * guard: event triggers that keep capture from being switched off),
  * partitions.c (capture triggers across partition trees), subxact.c
  * (surviving an ERROR in a subtransaction), seal.c (tamper evidence: the
- * seal chain and verify()), timeline.c (account_timeline():
+ * seal chain and verify()), audit.c (changes to the monitoring recorded
+ * as admin events), timeline.c (account_timeline():
  * an account's events read partition by partition), activity_monitor.c
  * (module load, the utility hook).  This header declares only what one
  * file calls in another.
@@ -256,6 +257,10 @@ extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *ro
 
 /* seal.c */
 extern void am_seal_drop_warning(void);
+
+/* audit.c */
+extern void am_record_admin(const char *object, const char *action, const char *row_key,
+							Datum old_values, Datum new_values);
 
 /* subxact.c */
 extern bool am_subxact_try(void (*fn) (void *arg), void *arg, ErrorData **edata);

@@ -25,7 +25,7 @@
  * and ALTER EXTENSION ... ADD TABLE of a tracked table (dropping that
  * extension would drop it); CREATE TABLE ... INHERITS a tracked table (an
  * UPDATE of the parent would change the child's rows uncaptured).  Each
- * guarded operation of an allowed command is one event.
+ * guarded operation of an allowed command is one admin event (audit.c).
  *
  * track() and untrack() create and drop capture triggers directly
  * (partitions.c), which no event trigger sees.  0.1.0's track(), still in
@@ -286,23 +286,20 @@ push_pair(JsonbParseState **state, const char *key, const char *value)
 }
 
 /*
- * Record an allowed guarded command as a critical event of the tracked
- * table root: kind "system", action "ddl", new_values {"command": tag,
- * "operation": what, "relation": the relation named, "role": the role
- * running it, "session_user": ...}.  Written straight into the activity
- * table in the command's transaction, as capture writes a row event.  The
- * statement's text is not stored: a query string may hold several
- * statements, and values of redacted columns with them.
+ * Record an allowed guarded command as an admin event (audit.c) of the
+ * tracked table root: action "ddl", row_key the relation named, new_values
+ * {"command": tag, "operation": what, "relation": the relation named,
+ * "role": the role running it, "session_user": ...}.  Written straight into
+ * the activity table in the command's transaction, as capture writes a row
+ * event.  The statement's text is not stored: a query string may hold
+ * several statements, and values of redacted columns with them.
  */
 static void
 record_ddl(GuardState *gs, const char *rootname, const char *relname, const char *what)
 {
-	Datum		values[AC_NUM_COLUMNS];
-	bool		nulls[AC_NUM_COLUMNS];
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 
-	memset(nulls, true, sizeof(nulls));
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_pair(&state, "command", GetCommandTagName(gs->trigdata->tag));
 	push_pair(&state, "operation", what);
@@ -311,22 +308,8 @@ record_ddl(GuardState *gs, const char *rootname, const char *relname, const char
 	push_pair(&state, "session_user", GetUserNameFromId(GetSessionUserId(), false));
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 
-	values[AC_NEW_VALUES] = JsonbPGetDatum(JsonbValueToJsonb(res));
-	nulls[AC_NEW_VALUES] = false;
-	values[AC_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
-	nulls[AC_OCCURRED_AT] = false;
-	values[AC_KIND] = CStringGetTextDatum("system");
-	nulls[AC_KIND] = false;
-	values[AC_ACTION] = CStringGetTextDatum("ddl");
-	nulls[AC_ACTION] = false;
-	values[AC_TABLE_NAME] = CStringGetTextDatum(rootname);
-	nulls[AC_TABLE_NAME] = false;
-	values[AC_CRITICAL] = BoolGetDatum(true);
-	nulls[AC_CRITICAL] = false;
-	am_fill_actor(values, nulls);
-	values[AC_ID] = Int64GetDatum(am_sink_next_id());
-	nulls[AC_ID] = false;
-	am_sink_insert(values, nulls);
+	am_record_admin(rootname, "ddl", relname, (Datum) 0,
+					JsonbPGetDatum(JsonbValueToJsonb(res)));
 }
 
 /*
@@ -1158,8 +1141,15 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 	covered_key = parsetree;
 	covered_lxid = MyProc->lxid;
 
-	/* DROP EXTENSION activity_monitor: say who, and the seal head, first */
-	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+	/*
+	 * DROP EXTENSION activity_monitor, or DROP SCHEMA activity_monitor
+	 * CASCADE (which drops the extension with it): say who, and the seal
+	 * head, first
+	 */
+	if (IsA(parsetree, DropStmt) &&
+		(((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
+		 (((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA &&
+		  ((DropStmt *) parsetree)->behavior == DROP_CASCADE)))
 	{
 		ListCell   *lc;
 

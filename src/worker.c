@@ -244,7 +244,8 @@ start_worker_xact_callback(XactEvent event, void *arg)
 
 /*
  * start_worker(): start this database's worker when the transaction commits
- * (before that, the worker could not see the extension being created).
+ * (before that, the worker could not see the extension being created).  A
+ * call outside CREATE EXTENSION is an admin event (audit.c).
  */
 Datum
 activity_monitor_start_worker(PG_FUNCTION_ARGS)
@@ -257,6 +258,8 @@ activity_monitor_start_worker(PG_FUNCTION_ARGS)
 		registered = true;
 	}
 	start_at_commit = true;
+	am_record_admin(AM_SCHEMA ".worker_state", "start_worker",
+					get_database_name(MyDatabaseId), (Datum) 0, (Datum) 0);
 	PG_RETURN_VOID();
 }
 

@@ -127,9 +127,10 @@ BEGIN
 	ELSE
 		EXECUTE pg_catalog.format('CREATE INDEX ON %s (subject_id)', part);
 	END IF;
-	-- employees' actions (admin_actions); users are found by subject
+	-- employees' actions and admin events (admin_actions, whose WHERE is
+	-- this predicate); users are found by subject
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (actor_id, occurred_at) '
-		'WHERE actor_type = ''employee''', part);
+		'WHERE actor_type = ''employee'' OR kind = ''admin''', part);
 	-- only events some rule matched: the worker's batches
 	EXECUTE pg_catalog.format('CREATE INDEX ON %s (txid) '
 		'WHERE matched IS NOT NULL OR rule_errors IS NOT NULL', part);

@@ -892,8 +892,8 @@ SET search_path = pg_catalog, pg_temp;
 
 /*
  * Move an alert to "acknowledged" or "resolved", recording the session user,
- * the declared actor, when, and the note; an unknown alert and a resolved
- * one are errors.
+ * the declared actor, when, and the note, and the change as an admin event;
+ * an unknown alert and a resolved one are errors.
  */
 CREATE FUNCTION activity_monitor._set_alert_status(alert_id bigint, new_status text, note text)
 RETURNS void
@@ -922,6 +922,10 @@ BEGIN
 		resolved_at = CASE WHEN new_status = 'resolved' THEN pg_catalog.now() ELSE a.resolved_at END,
 		note = coalesce(_set_alert_status.note, a.note)
 	WHERE a.id = alert_id;
+	PERFORM activity_monitor._record_admin('activity_monitor.alerts',
+		CASE new_status WHEN 'acknowledged' THEN 'acknowledge' ELSE 'resolve' END,
+		alert_id::text, pg_catalog.jsonb_build_object('status', st),
+		pg_catalog.jsonb_build_object('alert_id', alert_id, 'status', new_status, 'note', note));
 END
 $fn$;
 
@@ -1087,4 +1091,15 @@ CREATE FUNCTION activity_monitor._seal_retired(part regclass, how text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'activity_monitor_seal_retired'
 LANGUAGE C STRICT
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * An admin event (src/audit.c): a change to the monitoring, recorded in the
+ * transaction that makes it.  Called by the extension's functions only.
+ */
+CREATE FUNCTION activity_monitor._record_admin(object text, action text, row_key text,
+											   old_values jsonb, new_values jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'activity_monitor_record_admin'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
 SET search_path = pg_catalog, pg_temp;

@@ -59,6 +59,7 @@ DECLARE
 	col			name;
 	above		regclass;
 	kinds		CONSTANT text[] := activity_monitor._kinds();
+	prev		jsonb;
 BEGIN
 	IF tbl IS NULL THEN
 		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -150,6 +151,8 @@ BEGIN
 			DETAIL = 'Ignored columns are never recorded, so they cannot be the subject, the status, critical or redacted.';
 	END IF;
 
+	SELECT pg_catalog.to_jsonb(t) INTO prev
+	FROM activity_monitor.tracked t WHERE t.tbl = track.tbl FOR UPDATE;
 	INSERT INTO activity_monitor.tracked AS t
 		(tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns,
 		 critical_statuses)
@@ -162,6 +165,11 @@ BEGIN
 			critical_statuses = excluded.critical_statuses;
 
 	PERFORM activity_monitor._sync_capture(tbl, true);
+	PERFORM activity_monitor._record_admin('activity_monitor.tracked', 'track', tbl::text, prev,
+		pg_catalog.jsonb_build_object('tbl', tbl::text, 'kind', kind,
+			'subject_column', subject_column, 'status_column', status_column,
+			'critical_columns', critical_columns, 'ignore_columns', ignore_columns,
+			'redact_columns', redact_columns, 'critical_statuses', critical_statuses));
 END
 $fn$;
 
@@ -176,17 +184,22 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET client_min_messages = warning
 AS $fn$
+DECLARE
+	prev	jsonb;
 BEGIN
 	IF tbl IS NULL THEN
 		RAISE EXCEPTION 'table must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	DELETE FROM activity_monitor.tracked t WHERE t.tbl = untrack.tbl;
+	DELETE FROM activity_monitor.tracked t WHERE t.tbl = untrack.tbl
+	RETURNING pg_catalog.to_jsonb(t) INTO prev;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'table "%" is not tracked', tbl
 			USING ERRCODE = 'undefined_object',
 			HINT = 'See activity_monitor.tracked_tables for the tracked tables.';
 	END IF;
 	PERFORM activity_monitor._sync_capture(tbl, false);
+	PERFORM activity_monitor._record_admin('activity_monitor.tracked', 'untrack', tbl::text, prev,
+		pg_catalog.jsonb_build_object('tbl', tbl::text));
 END
 $fn$;
 
@@ -213,6 +226,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	floor	interval := activity_monitor._min_retention();
+	prev	jsonb;
 BEGIN
 	IF partition_interval IS NOT NULL THEN
 		PERFORM activity_monitor._check_interval('partition_interval', partition_interval);
@@ -255,6 +269,7 @@ BEGIN
 	END IF;
 
 	INSERT INTO activity_monitor.config DEFAULT VALUES ON CONFLICT DO NOTHING;
+	SELECT pg_catalog.to_jsonb(c) - 'single' INTO prev FROM activity_monitor.config c FOR UPDATE;
 	UPDATE activity_monitor.config c SET
 		partition_interval = coalesce(configure.partition_interval, c.partition_interval),
 		premake = coalesce(configure.premake, c.premake),
@@ -264,6 +279,10 @@ BEGIN
 							  THEN configure.retention_mode ELSE c.retention_mode END,
 		merge_after = coalesce(configure.merge_after, c.merge_after),
 		merge_interval = coalesce(configure.merge_interval, c.merge_interval);
+	PERFORM activity_monitor._record_admin('activity_monitor.config', 'configure', NULL, prev,
+		pg_catalog.jsonb_build_object('partition_interval', partition_interval, 'premake', premake,
+			'retention', retention, 'retention_mode', retention_mode,
+			'merge_after', merge_after, 'merge_interval', merge_interval));
 END
 $fn$;
 
@@ -288,6 +307,8 @@ BEGIN
 			HINT = 'Partitions ahead are made by the worker, premake intervals in advance; see activity_monitor.configure(premake => ...).';
 	END IF;
 	SELECT * INTO m FROM activity_monitor._maintain("now") x;
+	PERFORM activity_monitor._record_admin('activity_monitor.activity', 'maintain', NULL, NULL,
+		pg_catalog.jsonb_build_object('now', "now", 'created', m.created, 'retired', m.retired));
 	RETURN m.created + m.retired;
 END
 $fn$;
@@ -403,6 +424,12 @@ BEGIN
 			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
 	END;
 	INSERT INTO activity_monitor.rule_stats (rule_id) VALUES (new_id);
+	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'create_rule', name, NULL,
+		pg_catalog.jsonb_build_object('id', new_id, 'name', name, 'predicate', predicate,
+			'severity', severity, 'kinds', kinds, 'tables', tables, 'within', within,
+			'threshold', threshold, 'measure', measure, 'measure_path', measure_path,
+			'group_by', group_by, 'cooldown', cooldown, 'channel', channel,
+			'description', description, 'full_payload', full_payload));
 	RETURN new_id;
 END
 $fn$;
@@ -413,11 +440,16 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+	prev	jsonb;
 BEGIN
-	DELETE FROM activity_monitor.alert_rule r WHERE r.name = drop_rule.name;
+	DELETE FROM activity_monitor.alert_rule r WHERE r.name = drop_rule.name
+	RETURNING pg_catalog.to_jsonb(r) INTO prev;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'drop_rule', name, prev,
+		pg_catalog.jsonb_build_object('name', name));
 END
 $fn$;
 
@@ -427,15 +459,22 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+	was		boolean;
 BEGIN
 	IF enabled IS NULL THEN
 		RAISE EXCEPTION 'enabled must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	UPDATE activity_monitor.alert_rule r SET enabled = set_rule_enabled.enabled
-	WHERE r.name = set_rule_enabled.name;
+	SELECT r.enabled INTO was FROM activity_monitor.alert_rule r
+	WHERE r.name = set_rule_enabled.name FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
+	UPDATE activity_monitor.alert_rule r SET enabled = set_rule_enabled.enabled
+	WHERE r.name = set_rule_enabled.name;
+	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'set_rule_enabled', name,
+		pg_catalog.jsonb_build_object('enabled', was),
+		pg_catalog.jsonb_build_object('name', name, 'enabled', enabled));
 END
 $fn$;
 
@@ -450,15 +489,22 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+	was		boolean;
 BEGIN
 	IF full_payload IS NULL THEN
 		RAISE EXCEPTION 'full_payload must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	UPDATE activity_monitor.alert_rule r SET full_payload = set_rule_full_payload.full_payload
-	WHERE r.name = set_rule_full_payload.name;
+	SELECT r.full_payload INTO was FROM activity_monitor.alert_rule r
+	WHERE r.name = set_rule_full_payload.name FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
+	UPDATE activity_monitor.alert_rule r SET full_payload = set_rule_full_payload.full_payload
+	WHERE r.name = set_rule_full_payload.name;
+	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'set_rule_full_payload', name,
+		pg_catalog.jsonb_build_object('full_payload', was),
+		pg_catalog.jsonb_build_object('name', name, 'full_payload', full_payload));
 END
 $fn$;
 

@@ -53,9 +53,9 @@ CREATE VIEW activity_monitor.admin_actions AS
 	SELECT a.id, a.occurred_at, a.actor_id AS employee_id, a.actor_reason AS reason,
 		   a.actor_context, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 		   a.status_from, a.status_to, a.critical, a.old_values, a.new_values,
-		   a.client_addr, a.db_user
+		   a.client_addr, a.db_user, a.actor_type
 	FROM activity_monitor.activity a
-	WHERE a.actor_type = 'employee'
+	WHERE a.actor_type = 'employee' OR a.kind = 'admin'
 	ORDER BY a.occurred_at DESC, a.id DESC;
 
 CREATE VIEW activity_monitor.critical_changes AS

@@ -116,6 +116,7 @@ GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, nam
 REVOKE ALL ON activity_monitor.seal FROM PUBLIC;
 GRANT SELECT ON activity_monitor.seal TO activity_monitor_reader;
 REVOKE ALL ON FUNCTION activity_monitor._seal(int), activity_monitor._seal_retired(regclass, text),
+	activity_monitor._record_admin(text, text, text, jsonb, jsonb),
 	activity_monitor.verify(timestamptz, timestamptz), activity_monitor.verify_head(bigint, text),
 	activity_monitor.seal_head() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.verify(timestamptz, timestamptz),

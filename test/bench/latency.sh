@@ -135,7 +135,7 @@ read -r events notified p50 p90 p99 pmax <<<"$(q -F ' ' -c "
 		SELECT (r.recv_us - (extract(epoch FROM c.committed_at) * 1000000)::bigint) / 1000.0 AS ms
 		FROM recv r
 		JOIN activity_monitor.alerts al ON al.id = (r.payload::json ->> 'alert_id')::bigint
-		JOIN activity_monitor.activity a ON a.id = al.event_id
+		JOIN activity_monitor.activity a ON a.id = al.event_id AND a.table_name = 'public.lat_t'
 		JOIN lat_commit c ON c.id = a.row_key::bigint)
 	SELECT (SELECT count(*) FROM lat_t WHERE kind = 'trigger'), (SELECT count(*) FROM recv),
 		   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),

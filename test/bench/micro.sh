@@ -201,7 +201,7 @@ if [ "$preload" -gt 0 ]; then
 		t0=$(date +%s)
 		echo "pre-loading $preload rows into the $k capture table ($subjects accounts)" >&2
 		bench_preload_sql "$k" "$preload" "$subjects" | "${BENCH_PSQL[@]}" -d "$dbp" >/dev/null
-		preload_desc="$preload_desc; $k: $(psql -X -At -d "$dbp" -c "SELECT count(*) FROM $([ "$k" = activity ] && echo activity_monitor.activity || echo audit.record_version)") rows in $(($(date +%s) - t0)) s ($(psql -X -At -d "$dbp" -c "$(bench_index_sizes "$k")" | paste -sd ';' | sed 's/;/; /g'))"
+		preload_desc="$preload_desc; $k: $(psql -X -At -d "$dbp" -c "SELECT count(*) FROM $([ "$k" = activity ] && echo "activity_monitor.activity WHERE kind <> 'admin'" || echo audit.record_version)") rows in $(($(date +%s) - t0)) s ($(psql -X -At -d "$dbp" -c "$(bench_index_sizes "$k")" | paste -sd ';' | sed 's/;/; /g'))"
 	done
 fi
 

@@ -2,7 +2,7 @@
 -- settings and maintain(): the SQLSTATE and the exact message, and nothing
 -- changed afterwards (configuration, triggers, actor, partitions, activity).
 BEGIN;
-SELECT plan(86);
+SELECT plan(87);
 SET LOCAL client_min_messages = warning;
 
 -- ---------------------------------------------------------------------------
@@ -251,8 +251,10 @@ SELECT results_eq(
 	  WHERE tgfoid = 'activity_monitor.capture'::regproc ORDER BY 1, 2$$,
 	$$VALUES ('accounts'::text, 'activity_monitor_capture'::text), ('accounts', 'activity_monitor_truncate')$$,
 	'failed track() calls created no trigger anywhere');
-SELECT is((SELECT count(*)::int FROM activity_monitor.activity), 0,
+SELECT is((SELECT count(*)::int FROM activity_monitor.activity WHERE kind <> 'admin'), 0,
 	'failed track() calls recorded no activity');
+SELECT is((SELECT count(*)::int FROM activity_monitor.activity WHERE kind = 'admin'), 1,
+	'only the successful track() is an admin event');
 
 -- ---------------------------------------------------------------------------
 -- Re-track: the settings are replaced, still one row and two triggers
@@ -280,7 +282,7 @@ SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'accounts'::regc
 INSERT INTO accounts (id, email, status, balance, secret) VALUES (1, 'a@example.com', 'new', 5, 'pw');
 SELECT results_eq(
 	$$SELECT kind, subject_id, new_values ->> 'balance', new_values ->> 'updated_at'
-	  FROM activity_monitor.activity$$,
+	  FROM activity_monitor.activity WHERE kind <> 'admin'$$,
 	$$VALUES ('payment'::text, 'a@example.com'::text, '[redacted]'::text, NULL::text)$$,
 	're-track: capture uses the new settings at once');
 
@@ -391,8 +393,8 @@ SELECT set_eq(
 -- ---------------------------------------------------------------------------
 SELECT results_eq(
 	$$SELECT action FROM activity_monitor.activity ORDER BY id$$,
-	$$VALUES ('insert'::text), ('update')$$,
-	'no failed call recorded activity');
+	$$VALUES ('track'::text), ('track'), ('insert'), ('untrack'), ('track'), ('update')$$,
+	'no failed call recorded activity: only the two captures and the successful calls');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -217,11 +217,11 @@ SELECT results_eq(
 	$$SELECT kind, table_name, critical, db_user::text COLLATE "default", new_values ->> 'command', new_values ->> 'operation',
 			 new_values ->> 'relation', new_values ->> 'role'
 	  FROM activity_monitor.activity WHERE action = 'ddl' ORDER BY id$$,
-	$$VALUES ('system', 'public.wallet', true, 'am_g_owner', 'ALTER TABLE',
+	$$VALUES ('admin', 'public.wallet', true, session_user::text COLLATE "default", 'ALTER TABLE',
 			  'disable trigger "activity_monitor_capture" of table "public.wallet"', 'public.wallet', 'am_g_owner'),
-			 ('system', 'public.wallet', true, 'am_g_owner', 'ALTER TABLE',
+			 ('admin', 'public.wallet', true, session_user::text COLLATE "default", 'ALTER TABLE',
 			  'enable trigger "activity_monitor_capture" of table "public.wallet"', 'public.wallet', 'am_g_owner')$$,
-	'admin member: a critical system event per guarded command, naming the table, the command and the role');
+	'admin member: a critical admin event per guarded command, naming the table, the command, the session user and the role');
 SELECT is((SELECT txid FROM activity_monitor.activity WHERE action = 'ddl' ORDER BY id LIMIT 1),
 	txid_current(), 'the event is written in the DDL''s own transaction');
 

@@ -154,13 +154,13 @@ SELECT activity_monitor.set_actor('service', 'tap');
 -- The reader
 -- ---------------------------------------------------------------------------
 SET ROLE activity_monitor_reader;
-SELECT is((SELECT count(*)::int FROM activity_monitor.activity), 6,
+SELECT is((SELECT count(*)::int FROM activity_monitor.activity WHERE kind <> 'admin'), 6,
 	'reader: SELECT activity');
 SELECT lives_ok(format('SELECT * FROM activity_monitor.%I', v),
 	'reader: SELECT the view ' || v)
 FROM unnest(ARRAY['tracked_tables', 'timeline', 'admin_actions', 'critical_changes',
 				  'user_sessions', 'operational_activity']) v;
-SELECT is((SELECT count(*)::int FROM activity_monitor.timeline), 6,
+SELECT is((SELECT count(*)::int FROM activity_monitor.timeline WHERE kind <> 'admin'), 6,
 	'reader: the timeline shows every event');
 SELECT is((SELECT table_name FROM activity_monitor.tracked_tables), 'public.wallet',
 	'reader: tracked_tables shows the tracked table');
@@ -219,7 +219,7 @@ SELECT lives_ok($$SELECT activity_monitor.untrack('owned_elsewhere')$$,
 SELECT is((SELECT count(*)::int FROM activity_monitor.tracked_tables WHERE table_name = 'public.owned_elsewhere'),
 	0, 'admin: the table is no longer tracked');
 SELECT lives_ok($$SELECT activity_monitor.maintain()$$, 'admin: maintain()');
-SELECT is((SELECT count(*)::int FROM activity_monitor.timeline), 6,
+SELECT is((SELECT count(*)::int FROM activity_monitor.timeline WHERE kind <> 'admin'), 6,
 	'admin: reads the views as a member of reader');
 SELECT throws_ok($$UPDATE activity_monitor.activity SET actor_id = 'someone else'$$,
 	'42501', 'permission denied for table activity',
@@ -253,7 +253,7 @@ SELECT throws_ok($$SELECT activity_monitor.track('wallet', 'login')$$,
 	'42501', 'permission denied for function track',
 	'a role without grants cannot call track()');
 RESET ROLE;
-SELECT is((SELECT count(*)::int FROM activity_monitor.activity), 6,
+SELECT is((SELECT count(*)::int FROM activity_monitor.activity WHERE kind <> 'admin'), 6,
 	'after all refused attempts the log still holds its 6 rows');
 
 -- ---------------------------------------------------------------------------

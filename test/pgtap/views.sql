@@ -54,6 +54,9 @@ SELECT activity_monitor.track('accounts', 'profile', subject_column => 'id',
 -- (no critical status: a session closing is routine)
 SELECT activity_monitor.track('sessions', 'login', subject_column => 'account_id',
 	status_column => 'status');
+-- The scenario is about captured events: the admin events of maintain() and
+-- track() (test/pgtap/audit.sql) go.
+DELETE FROM activity_monitor.activity WHERE kind = 'admin';
 
 -- An event older than operational_activity's 24 hours.
 INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, actor_type, actor_id)
@@ -113,11 +116,12 @@ SELECT results_eq(
 			  '{"email": "a@example.com"}'::jsonb, '{"email": "b@example.com"}'::jsonb),
 			 ('emp-7', 'ticket 42', '{"ip": "203.0.113.9"}', 'update',
 			  'public.accounts', '1', '1', true,
-			  '{"balance": 10}', '{"balance": 0}')$$,
-	'admin_actions: the employee''s changes, newest first, with employee_id and reason');
+			  '{"balance": 10}', '{"balance": 0}'),
+			 ('cron', NULL, NULL, 'update', 'public.old_stuff', NULL, NULL, false, NULL, NULL)$$,
+	'admin_actions: the employee''s changes and the events of kind admin, newest first, with employee_id and reason');
 SELECT is((SELECT count(*)::int FROM activity_monitor.admin_actions),
-	(SELECT count(*)::int FROM activity_monitor.activity WHERE actor_type = 'employee'),
-	'admin_actions: only (and every) actor_type employee');
+	(SELECT count(*)::int FROM activity_monitor.activity WHERE actor_type = 'employee' OR kind = 'admin'),
+	'admin_actions: only (and every) actor_type employee or kind admin');
 
 -- ---------------------------------------------------------------------------
 -- critical_changes

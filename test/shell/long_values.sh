@@ -29,7 +29,7 @@ q "SELECT activity_monitor.set_actor('user', $(long actor), is_local => false);
 [ "$(q "SELECT count(DISTINCT subject_id) FROM activity_monitor.activity WHERE table_name = 'public.pay'")" = 3 ] ||
 	fail "distinct long subjects collapsed"
 [ "$(q "SELECT subject_id = left(subject_id, 0) || (SELECT left(s, 936) FROM (SELECT $(long a) s) x) || '…' || md5($(long a))
-	FROM activity_monitor.activity WHERE new_values ->> 'id' = '1'")" = t ] || fail "the cut value is not prefix, …, MD5"
+	FROM activity_monitor.activity WHERE table_name = 'public.pay' AND new_values ->> 'id' = '1'")" = t ] || fail "the cut value is not prefix, …, MD5"
 caught_up
 # rows 1 and 2 share a memo (cooldown: one alert), row 3's differs at its end
 [ "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'by_memo'")" = 2 ] ||

@@ -185,12 +185,12 @@ for v in '{"a": "\u00e9"}' '{"a": "\u4e2d"}' '{"a": "\u0000"}' '{"a": "plain"}';
 	psql -X -q -v ON_ERROR_STOP=1 -d "$latin1" -c "INSERT INTO callbacks VALUES ((SELECT count(*) FROM callbacks) + 1, '$v')" >/dev/null ||
 		fail "LATIN1: the INSERT of $v failed"
 done
-got=$(PGCLIENTENCODING=UTF8 psql -X -At -d "$latin1" -c "SELECT string_agg(jsonb_typeof(new_values -> 'payload'), ',' ORDER BY id) FROM activity_monitor.activity")
+got=$(PGCLIENTENCODING=UTF8 psql -X -At -d "$latin1" -c "SELECT string_agg(jsonb_typeof(new_values -> 'payload'), ',' ORDER BY id) FROM activity_monitor.activity WHERE kind <> 'admin'")
 [ "$got" = object,string,string,object ] || fail "LATIN1: payload types $got, expected object,string,string,object"
-got=$(PGCLIENTENCODING=UTF8 psql -X -At -d "$latin1" -c "SELECT new_values -> 'payload' ->> 'a' FROM activity_monitor.activity ORDER BY id LIMIT 1")
+got=$(PGCLIENTENCODING=UTF8 psql -X -At -d "$latin1" -c "SELECT new_values -> 'payload' ->> 'a' FROM activity_monitor.activity WHERE kind <> 'admin' ORDER BY id LIMIT 1")
 [ "$got" = "é" ] || fail "LATIN1: \\u00e9 recorded as $got"
-[ "$(psql -X -At -d "$latin1" -c "SELECT new_values ->> 'payload' FROM activity_monitor.activity ORDER BY id OFFSET 1 LIMIT 1")" = '{"a": "\u4e2d"}' ] ||
+[ "$(psql -X -At -d "$latin1" -c "SELECT new_values ->> 'payload' FROM activity_monitor.activity WHERE kind <> 'admin' ORDER BY id OFFSET 1 LIMIT 1")" = '{"a": "\u4e2d"}' ] ||
 	fail "LATIN1: \\u4e2d not recorded as its text"
-[ "$(psql -X -At -d "$latin1" -c "SELECT string_agg((matched IS NOT NULL) || '/' || (rule_errors IS NOT NULL), ',' ORDER BY id) FROM activity_monitor.activity")" = \
+[ "$(psql -X -At -d "$latin1" -c "SELECT string_agg((matched IS NOT NULL) || '/' || (rule_errors IS NOT NULL), ',' ORDER BY id) FROM activity_monitor.activity WHERE kind <> 'admin'")" = \
 	true/false,false/false,false/false,true/false ] || fail "LATIN1: rule l_str should match the two objects, without errors"
 echo "ok: LATIN1: escapes the encoding has are JSON, others the value's text; rules evaluated"

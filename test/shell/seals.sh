@@ -49,22 +49,27 @@ unsealed="SELECT count(*) FROM activity_monitor.activity a LEFT JOIN (
 	FROM activity_monitor.seal, unnest(ids) r WHERE kind = 'events') s ON s.id = a.id WHERE s.id IS NULL"
 short() { cut -c1-${2:-400} <<<"$1" | head -n 12; }
 
+# --- 1. an untouched history ----------------------------------------------------
+# Events of past days, as an import before the first seal would leave them:
+# in the transaction that sets up (track() and maintain() write admin events
+# the worker would seal first, and an import dated before that seal is what
+# verify() reports as added).
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d $db >/dev/null <<'SQL'
 CREATE EXTENSION activity_monitor;
+BEGIN;
 CREATE TABLE pay (id int PRIMARY KEY, acct int, amount numeric, status text);
-SELECT activity_monitor.track('pay', 'payment', subject_column => 'acct', status_column => 'status');
 -- partitions for the last 6 days (retention and a hand-dropped one below)
 SELECT activity_monitor.maintain(now() - interval '6 days');
 SELECT activity_monitor.maintain(now() - interval '3 days');
-SQL
-# --- 1. an untouched history ----------------------------------------------------
-# Events of past days, as an import before the first seal would leave them.
-q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id)
+INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id)
    SELECT now() - interval '5 days' + g * interval '1 second', 'payment', 'insert', 'public.pay', g::text, (g % 50)::text, 'user', 'u'
    FROM generate_series(1, 300) g
    UNION ALL
    SELECT now() - interval '3 days' + g * interval '1 second', 'payment', 'insert', 'public.pay', g::text, (g % 50)::text, 'user', 'u'
-   FROM generate_series(1, 200) g" >/dev/null
+   FROM generate_series(1, 200) g;
+SELECT activity_monitor.track('pay', 'payment', subject_column => 'acct', status_column => 'status');
+COMMIT;
+SQL
 q "SELECT s.events FROM activity_monitor._seal() s" >/dev/null
 # A late commit (open across seals), a prepared transaction, rollbacks and
 # savepoints, and concurrent writers.
@@ -130,7 +135,7 @@ day5=$(q "SELECT tableoid::regclass FROM activity_monitor.activity WHERE occurre
 ids3=$(q "SELECT array_agg(id ORDER BY id) FROM $day3")
 changed=$(q "SELECT max(id) FROM activity_monitor.activity WHERE table_name = 'public.pay' AND action = 'update'")
 deleted=$(q "SELECT min(id) FROM activity_monitor.activity WHERE table_name = 'public.pay' AND action = 'insert' AND occurred_at > now() - interval '1 hour'")
-reused=$(q "SELECT min(id) + 5 FROM activity_monitor.activity WHERE occurred_at > now() - interval '1 hour'")
+reused=$(q "SELECT min(id) + 5 FROM activity_monitor.activity WHERE table_name = 'public.pay' AND occurred_at > now() - interval '1 hour'")
 old_txid=$(q "SELECT txid FROM activity_monitor.activity WHERE id = $reused")
 seal_of() { q "SELECT id FROM activity_monitor.seal WHERE kind = 'events' AND ids @> $1::bigint"; }
 q "UPDATE activity_monitor.activity SET new_values = jsonb_set(new_values, '{amount}', '1000000') WHERE id = $changed" >/dev/null
@@ -262,3 +267,10 @@ grep -q "WARNING:  activity_monitor is being dropped from database \"$db\" by ro
 	grep -q "DETAIL:  The seal head at the drop: seal $head_id at .* hash $head_hash\." "$dir/server.log" ||
 	fail "DROP EXTENSION did not log who dropped it and seal $head_id: $(grep -A1 "being dropped" "$dir/server.log")"
 echo "ok: DROP EXTENSION logged who dropped it and seal $head_id"
+# DROP SCHEMA ... CASCADE drops the extension too: the same warning
+psql -X -q -v ON_ERROR_STOP=1 -d $db -c "CREATE EXTENSION activity_monitor" \
+	-c "SET ROLE am_s_dropper" -c "SET client_min_messages = error" -c "DROP SCHEMA activity_monitor CASCADE" 2>"$dir/drop.err" ||
+	fail "DROP SCHEMA failed: $(cat "$dir/drop.err")"
+[ "$(grep -c "WARNING:  activity_monitor is being dropped from database \"$db\" by role \"am_s_dropper\"" "$dir/server.log")" = 2 ] ||
+	fail "DROP SCHEMA activity_monitor CASCADE did not log who dropped the extension: $(grep -A1 "being dropped" "$dir/server.log")"
+echo "ok: DROP SCHEMA activity_monitor CASCADE logged it too"

@@ -174,6 +174,17 @@ q "UPDATE refunds SET status = 'done'" >/dev/null
 	[ "$(q "SELECT critical FROM activity_monitor.activity WHERE table_name = 'public.refunds' AND action = 'update'")" = f ] ||
 	fail "a table tracked after the update does not default to no critical status"
 echo "ok: after the update, 0.1.0's tables keep every transition critical, new ones none"
+# admin_actions: 0.1.0's partitions have its index (the predicate is the
+# view's WHERE), and the track() above is an admin event it shows
+[ "$(q "SELECT count(*) FROM pg_partition_tree('activity_monitor.activity') t
+	WHERE t.isleaf AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = t.relid
+		AND pg_get_expr(i.indpred, i.indrelid) = '((actor_type = ''employee''::text) OR (kind = ''admin''::text))')")" = 0 ] &&
+	[ "$(q "SELECT count(*) FROM pg_index i JOIN pg_partition_tree('activity_monitor.activity') t ON t.relid = i.indrelid
+		WHERE pg_get_expr(i.indpred, i.indrelid) = '(actor_type = ''employee''::text)'")" = 0 ] ||
+	fail "after the update, a partition lacks admin_actions' index or keeps the employee-only one"
+[ "$(q "SELECT action || ' ' || row_key FROM activity_monitor.admin_actions WHERE kind = 'admin'")" = "track public.refunds" ] ||
+	fail "after the update, track() is not an admin event in admin_actions: $(q "SELECT action FROM activity_monitor.admin_actions WHERE kind = 'admin'")"
+echo "ok: after the update, every partition has admin_actions' index and track() is an admin event"
 caught_up
 [ "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'many' AND group_key = '2'")" -gt 0 ] ||
 	fail "no windowed alert for the events captured before the update"
