@@ -15,12 +15,16 @@
  * alert), old_values what was there before where the function knows it,
  * new_values the arguments, critical true, and db_user the session user (the
  * functions are SECURITY DEFINER: the current user is their owner).  The
- * role the session had SET, if another, is in new_values.role.  Alert
- * rules apply to it as to a captured event of kind "admin" (rules with a
- * tables list do not: it belongs to no tracked table), so that a rule can
- * fire when someone disables a rule.  Nothing is recorded while an
- * extension script runs (CREATE or ALTER EXTENSION).  The worker seals
- * these events with the others (seal.c).
+ * role the session had SET, if another, is in new_values.role, and the role
+ * that logged in, if a superuser's SET SESSION AUTHORIZATION made the
+ * session another, in new_values.authenticated_user.  Only the alert rules
+ * that name kind "admin" in their kinds and have no tables list apply to it
+ * (a rule for every kind is not meant for them, and it belongs to no
+ * tracked table), so that a rule can fire when someone disables a rule.
+ * Nothing is recorded while this extension's own script runs (CREATE or
+ * ALTER EXTENSION activity_monitor), nor on a standby, where nothing is
+ * written; a read-only transaction cannot change the monitoring.  The
+ * worker seals these events with the others (seal.c).
  *
  * IDENTIFICATION
  *	  src/audit.c
@@ -30,6 +34,8 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -40,30 +46,44 @@
 
 PG_FUNCTION_INFO_V1(activity_monitor_record_admin);
 
-/*
- * new_values with "role": the role the session had SET, when it is not the
- * session user (so that an admin acting through SET ROLE is named too).
- */
-static Datum
-with_role(Datum new_values)
+/* Push "key": the name of role. */
+static void
+push_role(JsonbParseState **state, const char *key, Oid role)
 {
-	Oid			outer = GetOuterUserId();
-	JsonbParseState *state = NULL;
 	JsonbValue	v;
-	JsonbValue *res;
-	char	   *name;
+	char	   *name = GetUserNameFromId(role, false);
 
-	if (outer == GetSessionUserId())
-		return new_values;
-	name = GetUserNameFromId(outer, false);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	v.type = jbvString;
-	v.val.string.val = "role";
-	v.val.string.len = strlen("role");
-	pushJsonbValue(&state, WJB_KEY, &v);
+	v.val.string.val = (char *) key;
+	v.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &v);
 	v.val.string.val = name;
 	v.val.string.len = strlen(name);
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * new_values with "role": the role the session had SET, when it is not the
+ * session user (so that an admin acting through SET ROLE is named too), and
+ * "authenticated_user": the role that logged in, when a superuser's SET
+ * SESSION AUTHORIZATION made the session user another.
+ */
+static Datum
+with_roles(Datum new_values)
+{
+	Oid			outer = GetOuterUserId();
+	Oid			session = GetSessionUserId();
+	Oid			authenticated = GetAuthenticatedUserId();
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	if (outer == session && authenticated == session)
+		return new_values;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	if (outer != session)
+		push_role(&state, "role", outer);
+	if (authenticated != session)
+		push_role(&state, "authenticated_user", authenticated);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	if (new_values == (Datum) 0)
 		return JsonbPGetDatum(JsonbValueToJsonb(res));
@@ -84,9 +104,18 @@ am_record_admin(const char *object, const char *action, const char *row_key,
 	bool		nulls[AC_NUM_COLUMNS];
 	AmRule	  **rules;
 	int			nrules;
+	int			n = 0;
 
-	if (creating_extension)
+	if (creating_extension && CurrentExtensionObject == get_extension_oid("activity_monitor", true))
 		return;
+	if (RecoveryInProgress())
+		return;
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot change the monitoring in a read-only transaction"),
+				 errdetail("Every change to the monitoring is recorded as an event (%s %s).",
+						   action, object)));
 
 	memset(nulls, true, sizeof(nulls));
 	values[AC_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -109,7 +138,7 @@ am_record_admin(const char *object, const char *action, const char *row_key,
 		values[AC_OLD_VALUES] = old_values;
 		nulls[AC_OLD_VALUES] = false;
 	}
-	values[AC_NEW_VALUES] = with_role(new_values);
+	values[AC_NEW_VALUES] = with_roles(new_values);
 	nulls[AC_NEW_VALUES] = values[AC_NEW_VALUES] == (Datum) 0;
 
 	am_fill_actor(values, nulls);
@@ -119,7 +148,12 @@ am_record_admin(const char *object, const char *action, const char *row_key,
 	values[AC_ID] = Int64GetDatum(am_sink_next_id());
 	nulls[AC_ID] = false;
 
+	/* the rules that name kind admin, with no tables list */
 	nrules = am_rules_applicable(InvalidOid, "admin", &rules, CurrentMemoryContext);
+	for (int i = 0; i < nrules; i++)
+		if (rules[i]->kinds != NULL && rules[i]->tables == NULL)
+			rules[n++] = rules[i];
+	nrules = n;
 	if (nrules > 0)
 	{
 		AmEventRows rows;

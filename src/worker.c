@@ -104,6 +104,7 @@ static int	alert_batch_size = 10000;	/* activity_monitor.alert_batch_size, event
 static int	seal_interval = 5;	/* activity_monitor.seal_interval, seconds */
 static int	seal_log_interval = 60; /* activity_monitor.seal_log_interval, seconds */
 static bool start_at_commit = false;
+static SubTransactionId start_subid = InvalidSubTransactionId;
 static volatile sig_atomic_t got_sigterm = false;
 
 /* SIGTERM ends the worker cleanly at the end of its round (exit 0). */
@@ -243,6 +244,23 @@ start_worker_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * A start_worker() in a subtransaction counts only if the subtransaction
+ * commits (its admin event goes with it): start_subid is the subtransaction
+ * that holds the request.
+ */
+static void
+start_worker_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							  SubTransactionId parentSubid, void *arg)
+{
+	if (!start_at_commit || mySubid != start_subid)
+		return;
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		start_subid = parentSubid;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		start_at_commit = false;
+}
+
+/*
  * start_worker(): start this database's worker when the transaction commits
  * (before that, the worker could not see the extension being created).  A
  * call outside CREATE EXTENSION is an admin event (audit.c).
@@ -255,11 +273,15 @@ activity_monitor_start_worker(PG_FUNCTION_ARGS)
 	if (!registered)
 	{
 		RegisterXactCallback(start_worker_xact_callback, NULL);
+		RegisterSubXactCallback(start_worker_subxact_callback, NULL);
 		registered = true;
 	}
-	start_at_commit = true;
 	am_record_admin(AM_SCHEMA ".worker_state", "start_worker",
 					get_database_name(MyDatabaseId), (Datum) 0, (Datum) 0);
+	/* an earlier request of an enclosing subtransaction stays its own */
+	if (!start_at_commit)
+		start_subid = GetCurrentSubTransactionId();
+	start_at_commit = true;
 	PG_RETURN_VOID();
 }
 

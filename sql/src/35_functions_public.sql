@@ -151,8 +151,11 @@ BEGIN
 			DETAIL = 'Ignored columns are never recorded, so they cannot be the subject, the status, critical or redacted.';
 	END IF;
 
+	-- one track() at a time (concurrent first calls would both see no
+	-- settings to record as replaced); capture only reads the table
+	LOCK TABLE activity_monitor.tracked IN SHARE ROW EXCLUSIVE MODE;
 	SELECT pg_catalog.to_jsonb(t) INTO prev
-	FROM activity_monitor.tracked t WHERE t.tbl = track.tbl FOR UPDATE;
+	FROM activity_monitor.tracked t WHERE t.tbl = track.tbl;
 	INSERT INTO activity_monitor.tracked AS t
 		(tbl, kind, subject_column, status_column, critical_columns, ignore_columns, redact_columns,
 		 critical_statuses)
@@ -399,6 +402,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'NOTIFY takes channel names of at most 63 bytes.';
 	END IF;
+	IF pg_catalog.array_position(tables, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(kinds, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'kinds and tables must not contain null'
+			USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Leave kinds or tables NULL to apply the rule to every kind or table.';
+	END IF;
 	IF kinds IS NOT NULL AND NOT kinds <@ all_kinds THEN
 		RAISE EXCEPTION 'unknown activity kind in %', kinds
 			USING ERRCODE = 'invalid_parameter_value',
@@ -443,13 +452,16 @@ AS $fn$
 DECLARE
 	prev	jsonb;
 BEGIN
-	DELETE FROM activity_monitor.alert_rule r WHERE r.name = drop_rule.name
-	RETURNING pg_catalog.to_jsonb(r) INTO prev;
+	SELECT pg_catalog.to_jsonb(r) INTO prev FROM activity_monitor.alert_rule r
+	WHERE r.name = drop_rule.name FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
+	-- recorded while the rule still applies: a rule watching for dropped
+	-- rules sees its own drop
 	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'drop_rule', name, prev,
 		pg_catalog.jsonb_build_object('name', name));
+	DELETE FROM activity_monitor.alert_rule r WHERE r.name = drop_rule.name;
 END
 $fn$;
 
@@ -470,11 +482,13 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
-	UPDATE activity_monitor.alert_rule r SET enabled = set_rule_enabled.enabled
-	WHERE r.name = set_rule_enabled.name;
+	-- recorded before the change: a rule watching for rules switched off
+	-- sees itself switched off
 	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'set_rule_enabled', name,
 		pg_catalog.jsonb_build_object('enabled', was),
 		pg_catalog.jsonb_build_object('name', name, 'enabled', enabled));
+	UPDATE activity_monitor.alert_rule r SET enabled = set_rule_enabled.enabled
+	WHERE r.name = set_rule_enabled.name;
 END
 $fn$;
 
@@ -500,11 +514,11 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'rule "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
-	UPDATE activity_monitor.alert_rule r SET full_payload = set_rule_full_payload.full_payload
-	WHERE r.name = set_rule_full_payload.name;
 	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'set_rule_full_payload', name,
 		pg_catalog.jsonb_build_object('full_payload', was),
 		pg_catalog.jsonb_build_object('name', name, 'full_payload', full_payload));
+	UPDATE activity_monitor.alert_rule r SET full_payload = set_rule_full_payload.full_payload
+	WHERE r.name = set_rule_full_payload.name;
 END
 $fn$;
 

@@ -6,7 +6,7 @@
 -- change leaves none, and no role but the extension's functions can write
 -- one.
 BEGIN;
-SELECT plan(37);
+SELECT plan(42);
 SET LOCAL client_min_messages = warning;
 
 CREATE ROLE am_a_admin NOLOGIN IN ROLE activity_monitor_admin;
@@ -192,6 +192,33 @@ SELECT is((SELECT count(*) FROM activity_monitor.activity
 		   WHERE kind = 'admin' AND matched ? (SELECT id::text FROM activity_monitor.rules
 											   WHERE name = 'on_wallet_only')), 0::bigint,
 	'a rule limited to tables matches no admin event');
+-- a rule for every kind does not see them: acknowledging must not fire it
+SELECT activity_monitor.create_rule('every_critical', '$.critical == true');
+SELECT activity_monitor.set_rule_enabled('victim', true);
+SELECT is((SELECT count(*) FROM activity_monitor.activity
+		   WHERE kind = 'admin' AND matched ? (SELECT id::text FROM activity_monitor.rules
+											   WHERE name = 'every_critical')), 0::bigint,
+	'a rule for every kind (kinds NULL) matches no admin event');
+-- the watchdog switched off sees its own switching off, and its own drop
+SELECT activity_monitor.set_rule_enabled('rule_switched_off', false);
+SELECT is((SELECT matched ? (SELECT id::text FROM activity_monitor.rules WHERE name = 'rule_switched_off')
+		   FROM pg_temp.last_admin() l JOIN activity_monitor.activity a USING (id)), true,
+	'the rule switched off matches the event of its own switching off');
+SELECT activity_monitor.set_rule_enabled('rule_switched_off', true);
+SELECT activity_monitor.create_rule('rule_dropped', '$.action == "drop_rule"', kinds => '{admin}');
+SELECT id AS dropped_id FROM activity_monitor.rules WHERE name = 'rule_dropped' \gset
+SELECT activity_monitor.drop_rule('rule_dropped');
+SELECT is((SELECT matched ? :'dropped_id' FROM pg_temp.last_admin() l JOIN activity_monitor.activity a USING (id)),
+	true, 'a rule watching for drops matches its own drop');
+SELECT throws_ok($$SELECT activity_monitor.create_rule('nul', '$.a == 1', tables => '{NULL}')$$, '22004',
+	'kinds and tables must not contain null');
+
+-- a read-only transaction cannot change the monitoring (it could not record it)
+SAVEPOINT ro;
+SET LOCAL transaction_read_only = on;
+SELECT throws_ok($$SELECT activity_monitor.start_worker()$$, '25006',
+	'cannot change the monitoring in a read-only transaction');
+ROLLBACK TO SAVEPOINT ro;
 
 -- ---------------------------------------------------------------------------
 -- The index admin_actions reads: its predicate is the view's WHERE

@@ -19,8 +19,9 @@
 #     verify_head() against the head saved before reports it;
 #  4. the seal table is append-only below its owner (reader, responder,
 #     admin, any role);
-#  5. kill -9 of a backend sealing a backlog, and of the postmaster: after
-#     restart the chain is intact and complete;
+#  5. kill -9 of a backend sealing a backlog, of the worker in its sealing
+#     round, and of the postmaster: after restart the chain is intact and
+#     complete;
 #  6. the server log carries the head (seal_log_interval), and DROP
 #     EXTENSION logs who dropped it and the head at that moment.
 set -euo pipefail
@@ -233,6 +234,29 @@ am_wait_for 30 $db "SELECT true" || fail "the cluster did not come back after ki
 cut1=$(q "SELECT count(*) = $before FROM activity_monitor.seal")
 seal_all
 [ -z "$(problems)" ] || fail "after kill -9 of a sealing backend: $(short "$(problems)")"
+# kill -9 of the worker in its own sealing round: a backlog, the worker's
+# seal_interval down to 1 s, and the kill as soon as it holds the chain's
+# lock (a round locks it first); the postmaster restarts everything
+pgbench -n -c 2 -t 6000 -f "$dir/w.sql" $db >"$dir/pgbench2w.out" 2>&1 || fail "pgbench failed"
+before=$(q "SELECT count(*) FROM activity_monitor.seal")
+wpid=$(q "SELECT pid FROM activity_monitor.worker_status WHERE running")
+[ -n "$wpid" ] || fail "no worker running before its kill"
+q "ALTER SYSTEM SET activity_monitor.seal_interval = 1" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+timeout 60 psql -X -At -v ON_ERROR_STOP=1 -d $db -c "DO \$\$ BEGIN
+	WHILE NOT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $wpid AND granted
+					  AND relation = 'activity_monitor.seal'::regclass) LOOP
+		PERFORM pg_sleep(0.001);
+	END LOOP;
+END \$\$" >/dev/null || fail "the worker did not start a sealing round"
+kill -9 "$wpid"
+sleep 1
+am_wait_for 30 $db "SELECT true" || fail "the cluster did not come back after kill -9 of the worker"
+q "ALTER SYSTEM RESET activity_monitor.seal_interval" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+cutw=$(q "SELECT count(*) = $before FROM activity_monitor.seal")
+seal_all
+[ -z "$(problems)" ] || fail "after kill -9 of the worker while it sealed: $(short "$(problems)")"
 # kill -9 of the postmaster during a sealing round, then a restart (once
 # the orphaned processes let go of the shared memory)
 pgbench -n -c 2 -t 6000 -f "$dir/w.sql" $db >"$dir/pgbench3.out" 2>&1 || fail "pgbench failed"
@@ -256,7 +280,7 @@ n=$(q "SELECT count(*) FROM activity_monitor.activity")
 [ "$(q "SELECT sum(event_count) FROM activity_monitor.seal WHERE kind = 'events'")" = "$n" ] ||
 	fail "after the crashes the seals cover $(q "SELECT sum(event_count) FROM activity_monitor.seal WHERE kind = 'events'") of $n events"
 [ "$(q "$unsealed")" = 0 ] || fail "events in no seal after the crashes"
-echo "ok: after kill -9 of a sealing backend (round cut: $cut1) and of the postmaster the chain is intact and covers all $n events"
+echo "ok: after kill -9 of a sealing backend (round cut: $cut1), of the worker in its sealing round (cut: $cutw) and of the postmaster the chain is intact and covers all $n events"
 
 # --- 6. DROP EXTENSION names who and the head ------------------------------------
 read -r head_id head_hash <<<"$(q "SELECT seal_id || ' ' || hash FROM activity_monitor.seal_head()")"
