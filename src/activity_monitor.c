@@ -101,6 +101,7 @@ _PG_init(void)
 	am_actor_init();
 	am_define_worker_gucs();
 	am_define_alert_gucs();
+	am_define_rule_gucs();
 	MarkGUCPrefixReserved("activity_monitor");
 	am_catalog_init();
 	am_sink_init();

@@ -15,7 +15,7 @@
  * guard: event triggers that keep capture from being switched off),
  * partitions.c (capture triggers across partition trees), subxact.c
  * (surviving an ERROR in a subtransaction), seal.c (tamper evidence: the
- * seal chain and verify()), audit.c (changes to the monitoring recorded
+ * seal chain and verify()), predicate.c (compiled predicates), audit.c (changes to the monitoring recorded
  * as admin events), timeline.c (account_timeline():
  * an account's events read partition by partition), activity_monitor.c
  * (module load, the utility hook).  This header declares only what one
@@ -212,6 +212,15 @@ extern void am_sink_init(void);
 extern void am_sink_close(void);
 extern int64 am_sink_next_id(void);
 
+/* predicate.c: compiled predicates (opaque outside predicate.c) */
+typedef struct AmPred AmPred;
+typedef struct AmPredSet AmPredSet;
+typedef struct AmPredMemo AmPredMemo;
+extern AmPredSet *am_pred_set_create(MemoryContext cxt);
+extern AmPred *am_pred_compile(AmPredSet *set, Datum predicate);
+extern void am_pred_finish(AmPred *p);
+extern int	am_pred_eval(AmPred *p, Datum doc, AmPredMemo **memo);
+
 /*
  * rules.c: one alert rule, as the rule cache holds it, shared by the
  * capture trigger and the alert engine.  Read only, outside rules.c.
@@ -236,9 +245,11 @@ typedef struct AmRule
 	int			ntables;
 	Oid		   *tables;			/* NULL: any table */
 	bool		guarded;		/* evaluated inside a subtransaction */
+	AmPred	   *pred;			/* the predicate compiled; NULL: generic */
 	bool		logged;			/* an evaluation error was logged */
 } AmRule;
 
+extern void am_define_rule_gucs(void);
 extern uint64 am_rules_generation(void);
 extern int	am_rules_all(AmRule **out);
 extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,

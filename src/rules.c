@@ -22,7 +22,10 @@
  * captured event; capture.c builds the rows' parts of it, the shape is
  * defined here, next to the rules that read it, and documented in README.
  *
- * Predicates run with jsonb_path_match_tz(..., silent => true): a missing
+ * Predicates that are comparisons of plain paths with constants, joined by
+ * &&, || and !, are compiled when loaded and evaluated by predicate.c, the
+ * same way, each comparison once per event however many rules share it.
+ * The others run with jsonb_path_match_tz(..., silent => true): a missing
  * field or a type mismatch makes a rule not match (NULL, counted as an
  * evaluation error on the event), and datetime comparisons that need a time
  * zone use the session's instead of raising.  Silent mode does not cover
@@ -60,6 +63,7 @@
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/formatting.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -71,6 +75,9 @@
 
 PG_FUNCTION_INFO_V1(activity_monitor_rules_changed);
 PG_FUNCTION_INFO_V1(activity_monitor_check_rule);
+
+/* RuleResult.compiled of a rule evaluated by jsonb_path_match_tz. */
+#define PRED_GENERIC (-2)
 
 /*
  * Paths nested deeper than this are evaluated guarded (evaluation recurses
@@ -98,6 +105,8 @@ typedef enum RuleOutcome
 
 typedef struct RuleResult
 {
+	int			compiled;		/* the compiled predicate's result (1, 0, -1
+								 * unknown), or PRED_GENERIC */
 	RuleOutcome outcome;
 	bool		knull;
 	bool		vnull;
@@ -114,6 +123,9 @@ static Oid	rules_relid = InvalidOid;
 static Datum empty_vars;
 
 static uint64 rules_invals = 0;	/* invalidations received */
+
+/* activity_monitor.compile_predicates: use the compiled predicates */
+static bool compile_predicates = true;
 
 /* Replaced caches, kept until the end of the transaction (see load_rules). */
 static MemoryContext rules_retired = NULL;
@@ -473,6 +485,17 @@ load_rules(void)
 
 	qsort(new_rules, new_nrules, sizeof(AmRule), rule_cmp);
 
+	/* the enabled rules' predicates that have the compiled shape */
+	{
+		AmPredSet  *set = am_pred_set_create(new_cxt);
+
+		for (int i = 0; i < new_nrules; i++)
+			if (new_rules[i].enabled)
+				new_rules[i].pred = am_pred_compile(set, new_rules[i].predicate);
+		for (int i = 0; i < new_nrules; i++)
+			am_pred_finish(new_rules[i].pred);
+	}
+
 	/* complete: the new rules replace the old ones */
 	MemoryContextSetParent(new_cxt, CacheMemoryContext);
 	if (rules_cxt != NULL)
@@ -482,6 +505,15 @@ load_rules(void)
 	nrules = new_nrules;
 	rules_gen++;
 	rules_valid = rules_invals == invals;
+}
+
+void
+am_define_rule_gucs(void)
+{
+	DefineCustomBoolVariable("activity_monitor.compile_predicates",
+							 "Evaluates predicates of the common shape compiled (comparisons of plain paths with constants).",
+							 "Off: every predicate goes through jsonb_path_match, as in 0.1.0 (the same results, more CPU per rule).",
+							 &compile_predicates, true, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /* The current rules generation, loading the rules if they changed. */
@@ -581,13 +613,27 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
 	Datum		m;
 
 	res->outcome = RO_ERROR;
-	m = path_call(jsonb_path_match_tz, doc, r->predicate, &isnull);
-	if (isnull)
-		return;
-	if (!DatumGetBool(m))
+	if (res->compiled != PRED_GENERIC)
 	{
-		res->outcome = RO_NO_MATCH;
-		return;
+		/* compiled (predicate.c): computed already, outside any subtransaction */
+		if (res->compiled < 0)
+			return;
+		if (res->compiled == 0)
+		{
+			res->outcome = RO_NO_MATCH;
+			return;
+		}
+	}
+	else
+	{
+		m = path_call(jsonb_path_match_tz, doc, r->predicate, &isnull);
+		if (isnull)
+			return;
+		if (!DatumGetBool(m))
+		{
+			res->outcome = RO_NO_MATCH;
+			return;
+		}
 	}
 	res->knull = res->vnull = true;
 	if (r->group_by != (Datum) 0)
@@ -783,7 +829,16 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 	int			nerrors = 0;
 	int			nmatched = 0;
 	bool		guarded = false;
+	AmPredMemo *memo = NULL;
 
+	/*
+	 * Compiled predicates first, all of them: they cannot raise, and their
+	 * memo (the event's path lookups and comparisons, shared by the rules)
+	 * must live in this context, not in a guarded rule's subtransaction.
+	 */
+	for (int i = 0; i < n; i++)
+		results[i].compiled = list[i]->pred && compile_predicates ?
+			am_pred_eval(list[i]->pred, doc, &memo) : PRED_GENERIC;
 	for (int i = 0; i < n; i++)
 	{
 		if (list[i]->guarded)

@@ -784,8 +784,8 @@ $fn$;
  * TABLE, or ALTER TYPE ... CASCADE of a typed table), renames or moves a
  * tracked table, or drops a tracked table or one of its partitions is
  * refused for everyone but a superuser or a
- * member of activity_monitor_admin, and recorded as a critical event
- * (kind 'system', action 'ddl') when allowed.
+ * member of activity_monitor_admin, and recorded as a critical admin event
+ * (kind 'admin', action 'ddl', src/audit.c) when allowed.
  *
  * An event trigger function runs for every role without an EXECUTE check:
  * nobody needs to call it, so nobody may.
@@ -1103,3 +1103,23 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'activity_monitor_record_admin'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
 SET search_path = pg_catalog, pg_temp;
+
+/*
+ * How capture evaluates a predicate (src/predicate.c): "compiled" (a
+ * comparison of plain paths with constants, joined by &&, || and !,
+ * evaluated once per event however many rules share it) or "generic"
+ * (jsonb_path_match).  The rules view shows it.
+ */
+CREATE FUNCTION activity_monitor._predicate_plan(predicate jsonpath)
+RETURNS text
+AS 'MODULE_PATHNAME', 'activity_monitor_predicate_plan'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+/*
+ * The compiled evaluation of a compiled predicate on a document (NULL:
+ * unknown): what test/pgtap/predicates.sql compares with jsonb_path_match.
+ */
+CREATE FUNCTION activity_monitor._predicate_match(predicate jsonpath, doc jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'activity_monitor_predicate_match'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;

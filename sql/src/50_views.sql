@@ -149,7 +149,8 @@ CREATE VIEW activity_monitor.rules AS
 		   s.last_fired_at,
 		   r.full_payload,
 		   coalesce(s.keys_evicted, 0) AS keys_evicted,
-		   coalesce(s.events_evicted, 0) AS events_evicted
+		   coalesce(s.events_evicted, 0) AS events_evicted,
+		   activity_monitor._predicate_plan(r.predicate) AS evaluation
 	FROM activity_monitor.alert_rule r
 	LEFT JOIN activity_monitor.rule_stats s ON s.rule_id OPERATOR(pg_catalog.=) r.id
 	ORDER BY r.id;

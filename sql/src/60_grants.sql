@@ -117,7 +117,10 @@ REVOKE ALL ON activity_monitor.seal FROM PUBLIC;
 GRANT SELECT ON activity_monitor.seal TO activity_monitor_reader;
 REVOKE ALL ON FUNCTION activity_monitor._seal(int), activity_monitor._seal_retired(regclass, text),
 	activity_monitor._record_admin(text, text, text, jsonb, jsonb),
+	activity_monitor._predicate_plan(jsonpath), activity_monitor._predicate_match(jsonpath, jsonb),
 	activity_monitor.verify(timestamptz, timestamptz), activity_monitor.verify_head(bigint, text),
 	activity_monitor.seal_head() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.verify(timestamptz, timestamptz),
 	activity_monitor.verify_head(bigint, text), activity_monitor.seal_head() TO activity_monitor_reader;
+-- the rules view shows how each predicate is evaluated
+GRANT EXECUTE ON FUNCTION activity_monitor._predicate_plan(jsonpath) TO activity_monitor_reader;

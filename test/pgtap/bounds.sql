@@ -102,7 +102,7 @@ SELECT is((SELECT within FROM activity_monitor.alert_rule WHERE name = 'restored
 SELECT is((SELECT array_agg(column_name::text ORDER BY ordinal_position)
 		   FROM information_schema.columns
 		   WHERE table_schema = 'activity_monitor' AND table_name = 'rules' AND ordinal_position > 21),
-	'{keys_evicted,events_evicted}'::text[], 'rules: keys_evicted and events_evicted, last');
+	'{keys_evicted,events_evicted,evaluation}'::text[], 'rules: keys_evicted and events_evicted, then evaluation, last');
 SELECT results_eq($$SELECT keys_evicted, events_evicted FROM activity_monitor.rules WHERE name = 'day'$$,
 	$$VALUES (0::bigint, 0::bigint)$$, 'rules: a new rule evicted nothing');
 SELECT results_eq($$SELECT keys_evicted, events_evicted FROM activity_monitor.rule_stats s

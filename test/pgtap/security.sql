@@ -37,6 +37,7 @@ INSERT INTO fn_matrix VALUES
 	('seal_head', false, true, true, true),
 	('_dashboard', false, true, true, true),
 	('_operational_activity', false, true, true, true),
+	('_predicate_plan', false, true, true, true),
 	('acknowledge', false, false, true, true),
 	('resolve', false, false, true, true),
 	('track', false, false, false, true),
