@@ -25,7 +25,9 @@ CREATE VIEW activity_monitor.worker_status AS
 		   w.partitions_merged, w.last_merge, w.last_merge_at,
 		   (SELECT pg_catalog.format('%s: %s rows copied, %s', m.target, m.rows_copied,
 									 CASE WHEN m.built_xid IS NULL THEN 'copying' ELSE 'built' END)
-			FROM activity_monitor.merge m) AS merge_in_progress
+			FROM activity_monitor.merge m) AS merge_in_progress,
+		   -- a standby: no worker runs here, the primary's does the work
+		   pg_catalog.pg_is_in_recovery() AS standby
 	FROM activity_monitor.worker_state w;
 
 -- ---------------------------------------------------------------------------
