@@ -263,6 +263,7 @@ typedef struct AmEventRows
 	Datum		new_row;		/* jsonb, the whole new row; 0: none */
 	int			nchanged;
 	const char **changed;		/* the names of the changed columns */
+	const char *source;			/* a received event's source; NULL: none */
 } AmEventRows;
 extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *rows);
 

@@ -162,6 +162,7 @@ am_record_admin(const char *object, const char *action, const char *row_key,
 		rows.new_row = new_values;
 		rows.nchanged = 0;
 		rows.changed = NULL;
+		rows.source = NULL;
 		if (am_rules_evaluate(rules, nrules, am_event_document(values, nulls, &rows),
 							  values, nulls))
 			am_wake_at_commit();

@@ -585,6 +585,7 @@ event_rows(CaptureTable *ct, Datum *values, RowEvent *re, AmEventRows *rows)
 	rows->new_row = re->newslot == NULL ? (Datum) 0 :
 		re->changed == NULL ? values[AC_NEW_VALUES] : row_jsonb(ct, re->newslot, NULL);
 	rows->nchanged = 0;
+	rows->source = NULL;
 	rows->changed = palloc(sizeof(char *) * Max(ct->natts, 1));
 	if (re->oldslot || re->newslot)
 	{

@@ -809,6 +809,8 @@ am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
 	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
 	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
 			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
+	if (rows->source != NULL)
+		doc_string(&state, "source", rows->source);
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 

@@ -33,7 +33,9 @@
  * as microseconds since 2000-01-01 UTC), boolean one byte, text its bytes
  * in the database encoding, jsonb, inet and bigint[] their binary form as
  * PostgreSQL stores it (uncompressed), anything else its text output.
- * The seal hash is the same encoding over the seal row's columns (but
+ * Format 2, an event received from another cluster (source not NULL, see
+ * receive.c): the byte 0x02, the same 23 columns, then source and
+ * source_id encoded the same way.  The seal hash is the same encoding over the seal row's columns (but
  * hash), after the byte 0x53.
  *
  * Retention that drops or detaches a partition first appends a seal of kind
@@ -78,6 +80,7 @@ PG_FUNCTION_INFO_V1(activity_monitor_verify);
 PG_FUNCTION_INFO_V1(activity_monitor_verify_head);
 
 #define SEAL_FORMAT 1
+#define SEAL_FORMAT_RECEIVED 2	/* an event with a source (fan-in) */
 #define SEAL_HASH_LEN 32
 #define SEAL_FP_LEN 16			/* bytes of an event's digest a seal keeps */
 #define SEAL_FETCH 1000
@@ -304,7 +307,29 @@ typedef struct EventReader
 {
 	AttrNumber	att[AC_NUM_COLUMNS];
 	EncType		enc[AC_NUM_COLUMNS];
+	/* source and source_id (fan-in), -1 where the relation lacks them */
+	AttrNumber	source_att;
+	AttrNumber	source_id_att;
+	EncType		source_enc;
+	EncType		source_id_enc;
 } EventReader;
+
+/* what a read of EVENT_COLUMNS returns: the activity columns and the source's */
+#define EVENT_NCOLS (AC_NUM_COLUMNS + 2)
+
+/* The 0-based attribute of column name in desc, -1 if none. */
+static AttrNumber
+reader_att(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return i;
+	}
+	return -1;
+}
 
 static void
 reader_init(EventReader *r, TupleDesc desc)
@@ -326,6 +351,12 @@ reader_init(EventReader *r, TupleDesc desc)
 		r->att[c] = i;
 		enc_type_init(&r->enc[c], TupleDescAttr(desc, i)->atttypid);
 	}
+	r->source_att = reader_att(desc, "source");
+	r->source_id_att = reader_att(desc, "source_id");
+	if (r->source_att >= 0)
+		enc_type_init(&r->source_enc, TupleDescAttr(desc, r->source_att)->atttypid);
+	if (r->source_id_att >= 0)
+		enc_type_init(&r->source_id_enc, TupleDescAttr(desc, r->source_id_att)->atttypid);
 }
 
 /* The digest of one event (values/nulls indexed by attribute, 0-based). */
@@ -333,10 +364,18 @@ static void
 event_digest(pg_cryptohash_ctx *ctx, StringInfo buf, const EventReader *r,
 			 Datum *values, bool *nulls, uint8 *out)
 {
+	bool		received = r->source_att >= 0 && r->source_id_att >= 0 &&
+		!nulls[r->source_att];
+
 	enc_begin(ctx, buf);
-	appendStringInfoChar(buf, SEAL_FORMAT);
+	appendStringInfoChar(buf, received ? SEAL_FORMAT_RECEIVED : SEAL_FORMAT);
 	for (int c = 0; c < AC_NUM_COLUMNS; c++)
 		enc_value(buf, values[r->att[c]], nulls[r->att[c]], &r->enc[c]);
+	if (received)
+	{
+		enc_value(buf, values[r->source_att], false, &r->source_enc);
+		enc_value(buf, values[r->source_id_att], nulls[r->source_id_att], &r->source_id_enc);
+	}
 	enc_end(buf, out);
 }
 
@@ -570,7 +609,7 @@ pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair
 	"a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id, " \
 	"a.actor_type, a.actor_id, a.actor_reason, a.actor_context, a.status_from, a.status_to, " \
 	"a.critical, a.old_values, a.new_values, a.db_user, a.application_name, a.client_addr, " \
-	"a.backend_pid, a.txid, a.matched, a.rule_errors"
+	"a.backend_pid, a.txid, a.matched, a.rule_errors, a.source, a.source_id"
 
 /*
  * activity_monitor._seal(max_events int DEFAULT 10000, OUT seals int,
@@ -726,7 +765,36 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 			args[5] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			nulls[5] = isnull ? 'n' : ' ';
 			xip_committed = !isnull;
+
+			/*
+			 * Events received from other clusters (receive.c) are dated at
+			 * their source, earlier than the bounds below assume: the
+			 * bounds go down to the oldest such event of the pair's
+			 * transactions, which each receiving transaction noted in
+			 * activity_monitor.received (empty where nothing is received).
+			 * Notes of transactions that ended before "to" are then done.
+			 */
+			if (SPI_execute_with_args("SELECT pg_catalog.min(r.oldest) FILTER ("
+									  "  WHERE r.txid >= pg_catalog.txid_snapshot_xmax($1) "
+									  "    AND r.txid < pg_catalog.txid_snapshot_xmax($2)), "
+									  "pg_catalog.min(r.oldest) FILTER (WHERE r.txid = ANY ($6)) "
+									  "FROM activity_monitor.received r",
+									  6, types, args, nulls, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read activity_monitor.received");
+			{
+				Datum		lo = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+				if (!isnull && DatumGetTimestampTz(lo) < DatumGetTimestampTz(args[4]))
+					args[4] = lo;
+				lo = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+				if (!isnull && !pair.horizon_null && DatumGetTimestampTz(lo) < DatumGetTimestampTz(args[3]))
+					args[3] = lo;
+			}
 		}
+		if (SPI_execute_with_args("DELETE FROM activity_monitor.received r "
+								  "WHERE r.txid < pg_catalog.txid_snapshot_xmin($2)",
+								  6, types, args, nulls, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not clean activity_monitor.received");
 
 		/*
 		 * The pair's events, through the time index (there is no index on
@@ -794,11 +862,12 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 		{
 			HeapTuple	tup = tt->vals[i];
 			TupleDesc	desc = tt->tupdesc;
-			Datum		values[AC_NUM_COLUMNS];
-			bool		nulls[AC_NUM_COLUMNS];
+			Datum		values[EVENT_NCOLS];
+			bool		nulls[EVENT_NCOLS];
 			uint8		d[SEAL_HASH_LEN];
 			int64		id;
 
+			Assert(desc->natts == EVENT_NCOLS);
 			heap_deform_tuple(tup, desc, values, nulls);
 			id = DatumGetInt64(values[reader.att[AC_ID]]);
 			if (events > 0 && id <= last_id)
@@ -1408,6 +1477,7 @@ scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 		int64		id;
 		TimestampTz at;
 		VRange	   *r;
+		bool		received;
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(slot);
@@ -1415,6 +1485,8 @@ scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 		nulls = slot->tts_isnull;
 		id = DatumGetInt64(values[reader.att[AC_ID]]);
 		at = DatumGetTimestampTz(values[reader.att[AC_OCCURRED_AT]]);
+		/* an event received from another cluster is dated at its source */
+		received = reader.source_att >= 0 && !nulls[reader.source_att];
 		r = vrange_find(st->ranges, st->nranges, id);
 		if (r != NULL)
 		{
@@ -1449,7 +1521,7 @@ scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 			s->seen[pos] = match ? SEEN_OK : SEEN_CHANGED;
 			if (!match)
 				idl_add(&s->problems[P_CHANGED], id);
-			else if (!s->horizon_null && at < s->horizon)
+			else if (!s->horizon_null && at < s->horizon && !received)
 			{
 				idl_add(&s->problems[P_ADDED], id);
 				s->detail[P_ADDED] = "dated before the horizon of its seal: written after its time";
@@ -1468,11 +1540,11 @@ scan_partition(VState *st, Oid relid, pg_cryptohash_ctx *ctx, StringInfo buf,
 
 			if (x >= next_xid)
 				why = "its transaction id was never assigned";
-			else if (at < head_horizon)
+			else if (at < head_horizon && !received)
 				why = "dated before the last seal's horizon, yet in no seal";
 			else if (head_snap->valid && txsnap_visible(head_snap, x))
 				why = "its transaction had committed before the last seal, yet it is in no seal";
-			else if (head_snap->valid && x >= head_snap->xmax && at < head_snap_at)
+			else if (head_snap->valid && x >= head_snap->xmax && at < head_snap_at && !received)
 				why = "dated before the last seal's snapshot, yet of a transaction that began writing after it";
 			if (why)
 			{

@@ -105,7 +105,7 @@ for f in test/pgtap/*.sql; do
 	db=am_tap_$(basename "$f" .sql)
 	psql -X -q -c "CREATE DATABASE $db" >/dev/null &&
 		psql -X -q -d "$db" -c "CREATE EXTENSION pgtap; CREATE EXTENSION activity_monitor;" >/dev/null
-	pg_prove -q -d "$db" "$f" >"$tmp/tap.out" 2>&1
+	pg_prove ${AM_PROVE_FLAGS:--q} -d "$db" "$f" >"$tmp/tap.out" 2>&1
 	st=$?
 	[ $st = 0 ] || cat "$tmp/tap.out"
 	record "pgtap/$(basename "$f" .sql)" $st

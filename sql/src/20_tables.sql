@@ -84,13 +84,29 @@ CREATE TABLE activity_monitor.activity (
 	backend_pid			int NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
 	txid				bigint NOT NULL DEFAULT pg_catalog.txid_current(),
 	matched				jsonb,
-	rule_errors			bigint[]
+	rule_errors			bigint[],
+	source				text,
+	source_id			bigint
 ) PARTITION BY RANGE (occurred_at);
 COMMENT ON COLUMN activity_monitor.activity.matched IS
 	'alert rules whose predicate matched: {"rule id": {"k": group key, "v": measure}}';
 COMMENT ON COLUMN activity_monitor.activity.rule_errors IS
 	'alert rules whose predicate could not be evaluated on this event';
+COMMENT ON COLUMN activity_monitor.activity.source IS
+	'on a reporting cluster, the subscription an event was received from (NULL: captured here)';
+COMMENT ON COLUMN activity_monitor.activity.source_id IS
+	'on a reporting cluster, the event''s id in its source (source, source_id: unique)';
 ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activity.id;
+
+/*
+ * Fan-in: the oldest event time each transaction that received events from
+ * another cluster wrote (src/receive.c); the sealing rounds read their
+ * pairs of snapshots down to it, and delete the notes they are done with.
+ */
+CREATE TABLE activity_monitor.received (
+	txid	bigint PRIMARY KEY,
+	oldest	timestamptz NOT NULL
+);
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_id_seq', '');
 
 /*

@@ -1123,3 +1123,14 @@ CREATE FUNCTION activity_monitor._predicate_match(predicate jsonpath, doc jsonb)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'activity_monitor_predicate_match'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+/*
+ * Fan-in: the trigger that makes an event received by logical replication
+ * (a subscription to another cluster's activity) this cluster's own: its
+ * source and source id, a local id and txid, this cluster's rules
+ * (src/receive.c).
+ */
+CREATE FUNCTION activity_monitor._receive()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'activity_monitor_receive'
+LANGUAGE C;

@@ -24,6 +24,14 @@ CREATE TRIGGER alert_rule_check
 	BEFORE INSERT OR UPDATE ON activity_monitor.alert_rule
 	FOR EACH ROW EXECUTE FUNCTION activity_monitor._check_rule();
 
+-- Fan-in (src/receive.c): fires in logical replication's workers too
+-- (ALWAYS), where it makes a received event this cluster's; it leaves every
+-- other insert as it is (capture writes the partitions directly, without it).
+CREATE TRIGGER receive
+	BEFORE INSERT ON activity_monitor.activity
+	FOR EACH ROW EXECUTE FUNCTION activity_monitor._receive();
+ALTER TABLE activity_monitor.activity ENABLE ALWAYS TRIGGER receive;
+
 -- ---------------------------------------------------------------------------
 -- Event triggers
 -- ---------------------------------------------------------------------------

@@ -47,7 +47,8 @@ CREATE VIEW activity_monitor.tracked_tables AS
 CREATE VIEW activity_monitor.timeline AS
 	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 		   a.actor_type, a.actor_id, a.actor_reason, a.status_from, a.status_to, a.critical,
-		   a.old_values, a.new_values, a.client_addr, a.application_name, a.db_user
+		   a.old_values, a.new_values, a.client_addr, a.application_name, a.db_user,
+		   a.source, a.source_id
 	FROM activity_monitor.activity a
 	ORDER BY a.occurred_at DESC, a.id DESC;
 
@@ -55,7 +56,7 @@ CREATE VIEW activity_monitor.admin_actions AS
 	SELECT a.id, a.occurred_at, a.actor_id AS employee_id, a.actor_reason AS reason,
 		   a.actor_context, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 		   a.status_from, a.status_to, a.critical, a.old_values, a.new_values,
-		   a.client_addr, a.db_user, a.actor_type
+		   a.client_addr, a.db_user, a.actor_type, a.source, a.source_id
 	FROM activity_monitor.activity a
 	WHERE a.actor_type = 'employee' OR a.kind = 'admin'
 	ORDER BY a.occurred_at DESC, a.id DESC;
@@ -63,7 +64,7 @@ CREATE VIEW activity_monitor.admin_actions AS
 CREATE VIEW activity_monitor.critical_changes AS
 	SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
 		   a.actor_type, a.actor_id, a.actor_reason, a.status_from, a.status_to,
-		   a.old_values, a.new_values, a.client_addr
+		   a.old_values, a.new_values, a.client_addr, a.source, a.source_id
 	FROM activity_monitor.activity a
 	WHERE a.critical
 	ORDER BY a.occurred_at DESC, a.id DESC;
@@ -87,7 +88,8 @@ CREATE VIEW activity_monitor._activity_sessions AS
 		   a.kind OPERATOR(pg_catalog.=) 'login' AND a.action OPERATOR(pg_catalog.=) 'insert'
 			   AND NOT e.ended AS starts_session,
 		   a.kind OPERATOR(pg_catalog.=) 'login' AND a.action OPERATOR(pg_catalog.<>) 'insert'
-			   AND e.ended AND NOT e.was_ended AS ends_session
+			   AND e.ended AND NOT e.was_ended AS ends_session,
+		   a.source
 	FROM activity_monitor.activity a
 	CROSS JOIN LATERAL (
 		SELECT a.action OPERATOR(pg_catalog.=) 'delete'
@@ -108,9 +110,10 @@ CREATE VIEW activity_monitor.user_sessions AS
 		   s.started_at,
 		   CASE WHEN s.ended THEN s.last_at END AS ended_at,
 		   NOT s.ended AS active,
-		   s.ip, s.client_addr, s.application_name, s.last_status AS status
+		   s.ip, s.client_addr, s.application_name, s.last_status AS status,
+		   s.source
 	FROM (
-		SELECT a.table_name, a.row_key,
+		SELECT a.source, a.table_name, a.row_key,
 			   (pg_catalog.array_agg(a.subject_id ORDER BY a.id))[1] AS subject_id,
 			   pg_catalog.min(a.occurred_at) AS started_at,
 			   pg_catalog.max(a.occurred_at) AS last_at,
@@ -124,7 +127,7 @@ CREATE VIEW activity_monitor.user_sessions AS
 			   (pg_catalog.array_agg(a.application_name ORDER BY a.id))[1] AS application_name
 		FROM activity_monitor._activity_sessions a
 		WHERE a.kind = 'login' AND a.action <> 'truncate'
-		GROUP BY a.table_name, a.row_key
+		GROUP BY a.source, a.table_name, a.row_key
 	) s;
 
 /*
@@ -184,3 +187,31 @@ CREATE VIEW activity_monitor.dashboard AS
 	SELECT d.generated_at, d.events, d.active_sessions, d.open_alerts, d.busiest_employees,
 		   d.latest_critical
 	FROM activity_monitor._dashboard() d;
+
+/*
+ * Fan-in: the subscriptions of this database that receive the activity of
+ * other clusters (see README, Fan-in), with what PostgreSQL's statistics
+ * say of each: its apply worker, the last message and WAL position
+ * received, and the errors that stopped it (a version mismatch, a lost
+ * slot).
+ */
+CREATE VIEW activity_monitor.sources AS
+	SELECT s.subname::text AS source, s.subenabled AS enabled,
+		   w.pid IS NOT NULL AS receiving,
+		   w.received_lsn, w.last_msg_send_time, w.last_msg_receipt_time,
+		   w.latest_end_lsn, w.latest_end_time,
+		   coalesce(st.apply_error_count, 0) AS apply_errors,
+		   coalesce(st.sync_error_count, 0) AS sync_errors,
+		   (SELECT pg_catalog.bool_and(r.srsubstate OPERATOR(pg_catalog.=) 'r')
+			FROM pg_catalog.pg_subscription_rel r
+			WHERE r.srsubid OPERATOR(pg_catalog.=) s.oid) AS synchronized
+	FROM pg_catalog.pg_subscription s
+	LEFT JOIN pg_catalog.pg_stat_subscription w
+		ON w.subid OPERATOR(pg_catalog.=) s.oid AND w.relid IS NULL
+	LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid OPERATOR(pg_catalog.=) s.oid
+	WHERE s.subdbid OPERATOR(pg_catalog.=)
+		(SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+		AND EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r
+					WHERE r.srsubid OPERATOR(pg_catalog.=) s.oid
+					  AND r.srrelid OPERATOR(pg_catalog.=) 'activity_monitor.activity'::pg_catalog.regclass)
+	ORDER BY 1;

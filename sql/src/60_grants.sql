@@ -27,7 +27,7 @@ REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass, boolean),
 	activity_monitor._rules_changed(), activity_monitor._check_rule(),
 	activity_monitor._window_limits(), activity_monitor._check_rule_bounds(),
 	activity_monitor._set_alert_status(bigint, text, text),
-	activity_monitor.capture(), activity_monitor._kinds() FROM PUBLIC;
+	activity_monitor.capture(), activity_monitor._kinds(), activity_monitor._receive() FROM PUBLIC;
 
 /*
  * capture() to every role: PostgreSQL checks EXECUTE on a trigger function
@@ -48,7 +48,7 @@ GRANT SELECT ON activity_monitor.activity, activity_monitor.activity_default,
 	activity_monitor.settings, activity_monitor.worker_status, activity_monitor.tracked_tables,
 	activity_monitor.timeline, activity_monitor.admin_actions, activity_monitor.critical_changes,
 	activity_monitor.user_sessions, activity_monitor.operational_activity, activity_monitor.rules,
-	activity_monitor.open_alerts, activity_monitor.dashboard
+	activity_monitor.open_alerts, activity_monitor.dashboard, activity_monitor.sources
 	TO activity_monitor_reader;
 
 REVOKE ALL ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts),

@@ -100,7 +100,7 @@ SELECT set_eq(
 		AND has_table_privilege('activity_monitor_reader', c.oid, 'SELECT')
 		AND c.relname !~ '^activity_p[0-9]'$$,
 	$$VALUES ('activity'), ('activity_default'), ('tracked'), ('config'), ('alerts'), ('activity_minute'), ('dashboard_counts'),
-			 ('worker_state'), ('rules'), ('open_alerts'), ('settings'), ('worker_status'), ('dashboard'),
+			 ('worker_state'), ('rules'), ('open_alerts'), ('settings'), ('worker_status'), ('dashboard'), ('sources'),
 			 ('tracked_tables'), ('timeline'), ('admin_actions'), ('critical_changes'), ('user_sessions'),
 			 ('operational_activity'), ('seal')$$,
 	'reader: SELECT on exactly the activity, its views, alerts, settings and seals (and every partition)');

@@ -1,0 +1,292 @@
+/*-------------------------------------------------------------------------
+ *
+ * receive.c
+ *	  Fan-in: events that logical replication brings from another cluster's
+ *	  activity become this (reporting) cluster's own.
+ *
+ * A reporting cluster subscribes to the publication of each source's
+ * activity table (README, "Fan-in").  PostgreSQL's apply worker inserts the
+ * rows it receives into activity_monitor.activity, where this BEFORE INSERT
+ * trigger (enabled ALWAYS, so that it fires with session_replication_role
+ * = replica) rewrites each one:
+ *
+ *   source, source_id  the subscription's name and the event's id there
+ *                      (kept if the row carries them already: a reporting
+ *                      cluster that feeds another keeps the first source);
+ *   id, txid, backend_pid  this cluster's, so that ids are unique here and
+ *                      the worker reads received events in the order they
+ *                      committed here, like captured ones (each receiving
+ *                      transaction notes the oldest time it wrote in
+ *                      activity_monitor.received for the sealing rounds);
+ *   matched, rule_errors  this cluster's rules, evaluated on the event
+ *                      (rules with a tables list never apply: the source's
+ *                      tables are not this cluster's), so that rules see the
+ *                      combined stream of every source.
+ *
+ * A table copy (a new subscription's, or one made again after a lost
+ * replication slot) skips the events this cluster has already: the ids of
+ * the source's events here are read once per copy (8 bytes each) and
+ * searched.  Streaming replay needs no look-up: replication origins apply
+ * each transaction once.  Any other insert (a
+ * restore, a merge putting rows back) is left as it is.
+ *
+ * IDENTIFICATION
+ *	  src/receive.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "activity_monitor.h"
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_subscription_rel.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "replication/worker_internal.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(activity_monitor_receive);
+
+/* The names of the top-level keys of a jsonb object (an update's diff). */
+static int
+object_keys(Datum jsonb, const char ***out)
+{
+	Jsonb	   *jb = DatumGetJsonbP(jsonb);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	const char **keys;
+	int			n = 0;
+
+	*out = NULL;
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return 0;
+	keys = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_KEY)
+			keys[n++] = pnstrdup(v.val.string.val, v.val.string.len);
+	*out = keys;
+	return n;
+}
+
+/*
+ * The ids of one source's events this cluster holds, sorted, for the
+ * table copy in progress (one transaction): read once per copy and source.
+ */
+static LocalTransactionId known_lxid = InvalidLocalTransactionId;
+static char *known_source = NULL;
+static int64 *known = NULL;
+static uint64 nknown = 0;
+
+static int
+int64_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Does this cluster hold the source's event already?  Asked during a table
+ * copy only, which brings every event the source has.
+ */
+static bool
+already_received(const char *source, int64 source_id)
+{
+	if (known_lxid != MyProc->lxid || known_source == NULL || strcmp(known_source, source) != 0)
+	{
+		MemoryContext old;
+		Oid			types[1] = {TEXTOID};
+		Datum		args[1];
+
+		known_lxid = InvalidLocalTransactionId;
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		args[0] = CStringGetTextDatum(source);
+		if (SPI_execute_with_args("SELECT a.source_id FROM activity_monitor.activity a "
+								  "WHERE a.source OPERATOR(pg_catalog.=) $1 AND a.source_id IS NOT NULL",
+								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "reading the received events of source \"%s\" failed", source);
+		old = MemoryContextSwitchTo(TopTransactionContext);
+		known_source = pstrdup(source);
+		nknown = SPI_processed;
+		known = palloc(sizeof(int64) * Max(nknown, 1));
+		for (uint64 i = 0; i < nknown; i++)
+		{
+			bool		isnull;
+
+			known[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		MemoryContextSwitchTo(old);
+		SPI_finish();
+		qsort(known, nknown, sizeof(int64), int64_cmp);
+		known_lxid = MyProc->lxid;
+		if (nknown > 0)
+			elog(LOG, "activity_monitor: a copy of source \"%s\" skips the %llu events this cluster has",
+				 source, (unsigned long long) nknown);
+	}
+	return bsearch(&source_id, known, nknown, sizeof(int64), int64_cmp) != NULL;
+}
+
+/*
+ * Received events are dated at their source, before this cluster's clock,
+ * which the sealing rounds read by (seal.c): each receiving transaction
+ * leaves the oldest time it wrote in activity_monitor.received, written
+ * again only when an older one comes.
+ */
+static LocalTransactionId received_lxid = InvalidLocalTransactionId;
+static TimestampTz received_oldest;
+
+static void
+note_received(int64 txid, TimestampTz at)
+{
+	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		args[2];
+
+	if (received_lxid == MyProc->lxid && at >= received_oldest)
+		return;
+	args[0] = Int64GetDatum(txid);
+	args[1] = TimestampTzGetDatum(at);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("INSERT INTO activity_monitor.received AS r (txid, oldest) VALUES ($1, $2) "
+							  "ON CONFLICT (txid) DO UPDATE SET oldest = LEAST(r.oldest, EXCLUDED.oldest)",
+							  2, types, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write activity_monitor.received");
+	SPI_finish();
+	received_lxid = MyProc->lxid;
+	received_oldest = at;
+}
+
+/*
+ * BEFORE INSERT row trigger on the activity: see the file header.  Returns
+ * the row unchanged outside logical replication's workers, NULL (skip) for
+ * an event a table copy brings again.
+ */
+Datum
+activity_monitor_receive(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	int			natts;
+	Datum	   *all;
+	bool	   *allnull;
+	bool	   *repl;
+	int			att[AC_NUM_COLUMNS];
+	int			source_att,
+				source_id_att;
+	Datum		values[AC_NUM_COLUMNS];
+	bool		nulls[AC_NUM_COLUMNS];
+	const char *source;
+	const char *kind;
+	AmRule	  **rules;
+	int			nrules,
+				n = 0;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		elog(ERROR, "activity_monitor_receive: not fired as a BEFORE INSERT row trigger");
+	tuple = td->tg_trigtuple;
+	if (MyLogicalRepWorker == NULL || MySubscription == NULL)
+		return PointerGetDatum(tuple);
+
+	desc = RelationGetDescr(td->tg_relation);
+	natts = desc->natts;
+	for (int c = 0; c < AC_NUM_COLUMNS; c++)
+	{
+		att[c] = SPI_fnumber(desc, am_activity_column_name(c)) - 1;
+		if (att[c] < 0)
+			elog(ERROR, "\"%s\" has no column \"%s\"",
+				 RelationGetRelationName(td->tg_relation), am_activity_column_name(c));
+	}
+	source_att = SPI_fnumber(desc, "source") - 1;
+	source_id_att = SPI_fnumber(desc, "source_id") - 1;
+	if (source_att < 0 || source_id_att < 0)
+		elog(ERROR, "\"%s\" has no column source or source_id",
+			 RelationGetRelationName(td->tg_relation));
+
+	all = palloc(sizeof(Datum) * natts);
+	allnull = palloc(sizeof(bool) * natts);
+	repl = palloc0(sizeof(bool) * natts);
+	heap_deform_tuple(tuple, desc, all, allnull);
+	if (allnull[att[AC_ID]] || allnull[att[AC_OCCURRED_AT]] || allnull[att[AC_KIND]])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("activity_monitor: a received event has no id, time or kind"),
+				 errdetail("Subscription \"%s\".", MySubscription->name)));
+
+	/* where it comes from: kept through a chain of reporting clusters */
+	if (allnull[source_att] || allnull[source_id_att])
+	{
+		all[source_att] = CStringGetTextDatum(MySubscription->name);
+		all[source_id_att] = all[att[AC_ID]];
+		allnull[source_att] = allnull[source_id_att] = false;
+		repl[source_att] = repl[source_id_att] = true;
+	}
+	source = TextDatumGetCString(all[source_att]);
+	if (am_tablesync_worker() && MyLogicalRepWorker->relstate == SUBREL_STATE_DATASYNC &&
+		already_received(source, DatumGetInt64(all[source_id_att])))
+		return PointerGetDatum(NULL);
+
+	/* this cluster's id and transaction */
+	all[att[AC_ID]] = Int64GetDatum(am_sink_next_id());
+	all[att[AC_TXID]] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	note_received(DatumGetInt64(all[att[AC_TXID]]), DatumGetTimestampTz(all[att[AC_OCCURRED_AT]]));
+	all[att[AC_BACKEND_PID]] = Int32GetDatum(MyProcPid);
+	allnull[att[AC_MATCHED]] = allnull[att[AC_RULE_ERRORS]] = true;
+	repl[att[AC_ID]] = repl[att[AC_TXID]] = repl[att[AC_BACKEND_PID]] = true;
+	repl[att[AC_MATCHED]] = repl[att[AC_RULE_ERRORS]] = true;
+
+	/*
+	 * This cluster's rules: those without a tables list; an admin event
+	 * (the source's monitoring changed) only for rules that name kind admin,
+	 * as for admin events recorded here (audit.c).
+	 */
+	kind = TextDatumGetCString(all[att[AC_KIND]]);
+	nrules = am_rules_applicable(InvalidOid, kind, &rules, CurrentMemoryContext);
+	for (int i = 0; i < nrules; i++)
+		if (rules[i]->tables == NULL &&
+			(rules[i]->kinds != NULL || strcmp(kind, "admin") != 0))
+			rules[n++] = rules[i];
+	if (n > 0)
+	{
+		AmEventRows rows;
+		const char *action;
+
+		for (int c = 0; c < AC_NUM_COLUMNS; c++)
+		{
+			values[c] = all[att[c]];
+			nulls[c] = allnull[att[c]];
+		}
+		action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
+		rows.old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
+		rows.new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
+		rows.nchanged = strcmp(action, "update") == 0 && rows.new_row ?
+			object_keys(rows.new_row, &rows.changed) : 0;
+		if (rows.nchanged == 0)
+			rows.changed = NULL;
+		rows.source = source;
+		if (am_rules_evaluate(rules, n, am_event_document(values, nulls, &rows), values, nulls))
+		{
+			all[att[AC_MATCHED]] = values[AC_MATCHED];
+			allnull[att[AC_MATCHED]] = nulls[AC_MATCHED];
+			all[att[AC_RULE_ERRORS]] = values[AC_RULE_ERRORS];
+			allnull[att[AC_RULE_ERRORS]] = nulls[AC_RULE_ERRORS];
+			am_wake_at_commit();
+		}
+	}
+	return PointerGetDatum(heap_modify_tuple(tuple, desc, all, allnull, repl));
+}
