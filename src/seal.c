@@ -792,7 +792,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 			}
 		}
 		if (SPI_execute_with_args("DELETE FROM activity_monitor.received r "
-								  "WHERE r.txid < pg_catalog.txid_snapshot_xmin($2)",
+								  "WHERE r.rolled AND r.txid < pg_catalog.txid_snapshot_xmin($2)",
 								  6, types, args, nulls, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not clean activity_monitor.received");
 

@@ -100,12 +100,15 @@ ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activi
 
 /*
  * Fan-in: the oldest event time each transaction that received events from
- * another cluster wrote (src/receive.c); the sealing rounds read their
- * pairs of snapshots down to it, and delete the notes they are done with.
+ * another cluster wrote (src/receive.c).  The dashboard's rollup counts
+ * minutes again down to it (and marks the note rolled), the sealing rounds
+ * read their pairs of snapshots down to it and delete the notes both are
+ * done with.
  */
 CREATE TABLE activity_monitor.received (
 	txid	bigint PRIMARY KEY,
-	oldest	timestamptz NOT NULL
+	oldest	timestamptz NOT NULL,
+	rolled	boolean NOT NULL DEFAULT false
 );
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.activity_id_seq', '');
 

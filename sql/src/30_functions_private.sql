@@ -678,6 +678,7 @@ AS $fn$
 DECLARE
 	floor	timestamptz := pg_catalog.now() - interval '10 minutes';
 	next	timestamptz;
+	received timestamptz;
 BEGIN
 	SELECT LEAST(pg_catalog.now(), pg_catalog.min(LEAST(a.xact_start, a.query_start)))
 	INTO next
@@ -687,7 +688,14 @@ BEGIN
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
 		next := floor;
 	END IF;
-	PERFORM activity_monitor._rollup(GREATEST(coalesce(since, floor), floor));
+	-- events received from other clusters since the last round, dated at their
+	-- source: counted again down to the oldest of them (at most 2 days back,
+	-- what activity_minute keeps); a statement before the rollup's, so that
+	-- the rollup sees every transaction whose note it marks
+	WITH u AS (UPDATE activity_monitor.received r SET rolled = true WHERE NOT r.rolled RETURNING r.oldest)
+	SELECT pg_catalog.min(u.oldest) INTO received FROM u;
+	PERFORM activity_monitor._rollup(GREATEST(LEAST(GREATEST(coalesce(since, floor), floor), received),
+											  pg_catalog.now() - interval '2 days'));
 	RETURN GREATEST(next, floor);
 END
 $fn$;

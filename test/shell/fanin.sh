@@ -14,7 +14,9 @@
 #  4. a source's replication slot dropped: sources shows the apply errors;
 #     the subscription made again copies the source and skips what the
 #     reporting cluster has: every event once;
-#  5. it seals what it received: verify() finds nothing wrong.
+#  5. it seals what it received: verify() finds nothing wrong;
+#  6. a source still at 0.1.0 (no source columns, db_user a name) feeds a
+#     reporting cluster at 0.2.0.
 # Prints the ingest rate (one source's 20,000-event transaction) and the
 # replication lag under pgbench capture on both sources.
 set -euo pipefail
@@ -147,6 +149,30 @@ in_sync || fail "after the reporting cluster was down: events missing"
 once "after the reporting cluster was down"
 echo "ok: the reporting cluster stopped (immediate) while the sources wrote, started again: every event once"
 
+# the dashboard's counts (from the rollup, activity_minute) are the sum of the
+# sources', those of events that arrive seconds after their time included: src2's
+# subscription paused while src2 writes and the reporting cluster's worker rolls up
+q report "ALTER SUBSCRIPTION src2 DISABLE" >/dev/null
+sleep 1
+q src2 "INSERT INTO payments SELECT g, g % 100, 1, 'pending' FROM generate_series(4001, 4100) g" >/dev/null
+sleep 3
+q report "ALTER SUBSCRIPTION src2 ENABLE" >/dev/null
+in_sync || fail "after src2's subscription was enabled again"
+counts() { q "$1" "SELECT coalesce(string_agg(kind || ':' || n, ' ' ORDER BY kind), '') FROM (SELECT e->>'kind' AS kind,
+	sum((e->>'last_day')::numeric) AS n FROM activity_monitor.dashboard d, jsonb_array_elements(d.events) e
+	WHERE e->>'kind' <> 'admin' GROUP BY 1) x"; }
+want=$(q src1 "SELECT string_agg(kind || ':' || n, ' ' ORDER BY kind) FROM (SELECT kind, count(*) AS n FROM activity_monitor.activity
+	WHERE kind <> 'admin' GROUP BY kind) x")
+want2=$(q src2 "SELECT string_agg(kind || ':' || n, ' ' ORDER BY kind) FROM (SELECT kind, count(*) AS n FROM activity_monitor.activity
+	WHERE kind <> 'admin' GROUP BY kind) x")
+want=$(echo "$want $want2" | tr ' ' '\n' | awk -F: '{ s[$1] += $2 } END { for (k in s) print k ":" s[k] }' | sort | tr '\n' ' ' | sed 's/ $//')
+for _ in $(seq 1 300); do
+	[ "$(counts report)" = "$want" ] && break
+	sleep 0.1
+done
+[ "$(counts report)" = "$want" ] || fail "the reporting cluster's dashboard counts: $(counts report), want $want"
+echo "ok: the reporting cluster's dashboard counts every event of both sources ($want), those received late included"
+
 # --- a lost replication slot --------------------------------------------------------------------
 q src1 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'src1' AND active_pid IS NOT NULL" >/dev/null
 for _ in $(seq 1 100); do
@@ -179,6 +205,30 @@ done
 	[ "$(q report "SELECT (SELECT sum(event_count) FROM activity_monitor.seal) = (SELECT count(*) FROM activity_monitor.activity)")" = t ] ||
 	fail "the reporting cluster's seals: $(q report "SELECT count(*) FROM activity_monitor.verify()") problems"
 echo "ok: the reporting cluster sealed the $(q report "SELECT count(*) FROM activity_monitor.activity") events it holds; verify() finds nothing wrong"
+
+# --- a source at 0.1.0 -------------------------------------------------------------------------------
+port[src3]=$(am_free_port)
+AM_PORT=${port[src3]} am_cluster_start "$work/src3" "wal_level = logical" "max_replication_slots = 10" \
+	"max_wal_senders = 10" >/dev/null
+dirs+=(src3)
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$work/src3" -p "${port[src3]}" -U postgres \
+	-d postgres >/dev/null <<'SQL'
+CREATE EXTENSION activity_monitor VERSION '0.1.0';
+CREATE TABLE payments (id int PRIMARY KEY, account_id int, amount numeric, status text);
+SELECT activity_monitor.track('payments', 'payment', subject_column => 'account_id', status_column => 'status');
+CREATE PUBLICATION am_activity FOR TABLE activity_monitor.activity
+	WITH (publish_via_partition_root = true, publish = 'insert');
+INSERT INTO payments SELECT g, g % 10, g, 'pending' FROM generate_series(1, 50) g;
+SQL
+subscribe src3
+q src3 "INSERT INTO payments SELECT g, g % 10, g, 'pending' FROM generate_series(51, 100) g" >/dev/null
+for _ in $(seq 1 600); do
+	[ "$(content src3 "")" = "$(content report src3)" ] && break
+	sleep 0.1
+done
+[ "$(content src3 "")" = "$(content report src3)" ] || fail "a 0.1.0 source: $(content src3 "") against $(content report src3)"
+once "with a 0.1.0 source"
+echo "ok: a source at 0.1.0 feeds the 0.2.0 reporting cluster: its $(q src3 "SELECT count(*) FROM activity_monitor.activity") events once each"
 
 # --- figures: ingest rate, lag under pgbench capture --------------------------------------------------
 t0=$(date +%s.%N)
