@@ -25,8 +25,8 @@
  *
  * A table copy (a new subscription's, or one made again after a lost
  * replication slot) skips the events this cluster has already: the ids of
- * the source's events here are read once per copy (8 bytes each) and
- * searched.  Streaming replay needs no look-up: replication origins apply
+ * the source's events here are read once per copy, in order, into ranges
+ * of consecutive ids, and searched.  Streaming replay needs no look-up: replication origins apply
  * each transaction once.  Any other insert (a
  * restore, a merge putting rows back) is left as it is.
  *
@@ -81,21 +81,82 @@ object_keys(Datum jsonb, const char ***out)
 }
 
 /*
- * The ids of one source's events this cluster holds, sorted, for the
- * table copy in progress (one transaction): read once per copy and source.
+ * The ids of the events this cluster holds of each source, for the table
+ * copy in progress (one transaction), read once per copy and source in id
+ * order and kept as ranges of consecutive ids (a source's ids are nearly
+ * consecutive: a few bytes for millions of events).
  */
-static LocalTransactionId known_lxid = InvalidLocalTransactionId;
-static char *known_source = NULL;
-static int64 *known = NULL;
-static uint64 nknown = 0;
-
-static int
-int64_cmp(const void *a, const void *b)
+typedef struct KnownIds
 {
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
+	char	   *source;
+	int64	   *lo;				/* range i: lo[i] .. hi[i] */
+	int64	   *hi;
+	uint64		n;
+} KnownIds;
 
-	return x < y ? -1 : x > y ? 1 : 0;
+static LocalTransactionId known_lxid = InvalidLocalTransactionId;
+static List *known = NIL;		/* of KnownIds, in TopTransactionContext */
+
+static KnownIds *
+known_load(const char *source)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	KnownIds   *k = palloc0(sizeof(KnownIds));
+	uint64		cap = 64;
+	uint64		events = 0;
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	Portal		portal;
+
+	k->source = pstrdup(source);
+	k->lo = palloc(sizeof(int64) * cap);
+	k->hi = palloc(sizeof(int64) * cap);
+	known = lappend(known, k);
+	MemoryContextSwitchTo(old);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = CStringGetTextDatum(source);
+	portal = SPI_cursor_open_with_args(NULL, "SELECT a.source_id FROM activity_monitor.activity a "
+									   "WHERE a.source OPERATOR(pg_catalog.=) $1 AND a.source_id IS NOT NULL "
+									   "ORDER BY 1",
+									   1, types, args, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+
+			events++;
+			if (k->n > 0 && id <= k->hi[k->n - 1] + 1)
+			{
+				k->hi[k->n - 1] = Max(k->hi[k->n - 1], id);
+				continue;
+			}
+			if (k->n == cap)
+			{
+				cap *= 2;
+				k->lo = repalloc_huge(k->lo, sizeof(int64) * cap);
+				k->hi = repalloc_huge(k->hi, sizeof(int64) * cap);
+			}
+			k->lo[k->n] = id;
+			k->hi[k->n] = id;
+			k->n++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	if (events > 0)
+		elog(LOG, "activity_monitor: a copy of source \"%s\" skips the %llu events this cluster has (%llu ranges of ids)",
+			 source, (unsigned long long) events, (unsigned long long) k->n);
+	return k;
 }
 
 /*
@@ -105,39 +166,33 @@ int64_cmp(const void *a, const void *b)
 static bool
 already_received(const char *source, int64 source_id)
 {
-	if (known_lxid != MyProc->lxid || known_source == NULL || strcmp(known_source, source) != 0)
+	KnownIds   *k = NULL;
+	ListCell   *lc;
+	uint64		l = 0,
+				r;
+
+	if (known_lxid != MyProc->lxid)
 	{
-		MemoryContext old;
-		Oid			types[1] = {TEXTOID};
-		Datum		args[1];
-
-		known_lxid = InvalidLocalTransactionId;
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		args[0] = CStringGetTextDatum(source);
-		if (SPI_execute_with_args("SELECT a.source_id FROM activity_monitor.activity a "
-								  "WHERE a.source OPERATOR(pg_catalog.=) $1 AND a.source_id IS NOT NULL",
-								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "reading the received events of source \"%s\" failed", source);
-		old = MemoryContextSwitchTo(TopTransactionContext);
-		known_source = pstrdup(source);
-		nknown = SPI_processed;
-		known = palloc(sizeof(int64) * Max(nknown, 1));
-		for (uint64 i = 0; i < nknown; i++)
-		{
-			bool		isnull;
-
-			known[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		}
-		MemoryContextSwitchTo(old);
-		SPI_finish();
-		qsort(known, nknown, sizeof(int64), int64_cmp);
+		known = NIL;			/* freed with the previous transaction */
 		known_lxid = MyProc->lxid;
-		if (nknown > 0)
-			elog(LOG, "activity_monitor: a copy of source \"%s\" skips the %llu events this cluster has",
-				 source, (unsigned long long) nknown);
 	}
-	return bsearch(&source_id, known, nknown, sizeof(int64), int64_cmp) != NULL;
+	foreach(lc, known)
+		if (strcmp(((KnownIds *) lfirst(lc))->source, source) == 0)
+			k = lfirst(lc);
+	if (k == NULL)
+		k = known_load(source);
+	/* the first range whose hi >= source_id */
+	r = k->n;
+	while (l < r)
+	{
+		uint64		m = l + (r - l) / 2;
+
+		if (k->hi[m] < source_id)
+			l = m + 1;
+		else
+			r = m;
+	}
+	return l < k->n && k->lo[l] <= source_id;
 }
 
 /*
@@ -196,12 +251,38 @@ activity_monitor_receive(PG_FUNCTION_ARGS)
 	int			nrules,
 				n = 0;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		elog(ERROR, "activity_monitor_receive: not fired as a BEFORE INSERT row trigger");
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event))
+		elog(ERROR, "activity_monitor_receive: not fired as a BEFORE trigger");
+
+	/*
+	 * A subscription whose publication sends truncates would empty the
+	 * activity of every source: refused (the apply worker stops, counted in
+	 * the view sources, until the transaction is skipped).
+	 */
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		if (MyLogicalRepWorker != NULL && MySubscription != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("activity_monitor: subscription \"%s\" cannot truncate the activity",
+							MySubscription->name),
+					 errdetail("Its publication sends truncates; the activity receives inserts only."),
+					 errhint("Make the publication publish = 'insert', then skip this transaction "
+							 "with ALTER SUBSCRIPTION ... SKIP.")));
+		return PointerGetDatum(NULL);
+	}
+	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		elog(ERROR, "activity_monitor_receive: not fired as a BEFORE INSERT row or BEFORE TRUNCATE trigger");
 	tuple = td->tg_trigtuple;
 	if (MyLogicalRepWorker == NULL || MySubscription == NULL)
 		return PointerGetDatum(tuple);
+
+	/*
+	 * Replication applies its changes whatever the database's
+	 * default_transaction_read_only (a setting its owner controls); the
+	 * receiving of events (a local id, a note) follows it.
+	 */
+	XactReadOnly = false;
 
 	desc = RelationGetDescr(td->tg_relation);
 	natts = desc->natts;
@@ -228,15 +309,22 @@ activity_monitor_receive(PG_FUNCTION_ARGS)
 				 errmsg("activity_monitor: a received event has no id, time or kind"),
 				 errdetail("Subscription \"%s\".", MySubscription->name)));
 
-	/* where it comes from: kept through a chain of reporting clusters */
+	/*
+	 * Where it comes from: the subscription, whatever the row says (a
+	 * source cannot speak for another); through a chain of reporting
+	 * clusters, the subscription then the source it named ("eu/eu1"), with
+	 * the first source's id.
+	 */
 	if (allnull[source_att] || allnull[source_id_att])
 	{
-		all[source_att] = CStringGetTextDatum(MySubscription->name);
+		source = MySubscription->name;
 		all[source_id_att] = all[att[AC_ID]];
-		allnull[source_att] = allnull[source_id_att] = false;
-		repl[source_att] = repl[source_id_att] = true;
 	}
-	source = TextDatumGetCString(all[source_att]);
+	else
+		source = psprintf("%s/%s", MySubscription->name, TextDatumGetCString(all[source_att]));
+	all[source_att] = CStringGetTextDatum(source);
+	allnull[source_att] = allnull[source_id_att] = false;
+	repl[source_att] = repl[source_id_att] = true;
 	if (am_tablesync_worker() && MyLogicalRepWorker->relstate == SUBREL_STATE_DATASYNC &&
 		already_received(source, DatumGetInt64(all[source_id_att])))
 		return PointerGetDatum(NULL);

@@ -31,6 +31,12 @@ CREATE TRIGGER receive
 	BEFORE INSERT ON activity_monitor.activity
 	FOR EACH ROW EXECUTE FUNCTION activity_monitor._receive();
 ALTER TABLE activity_monitor.activity ENABLE ALWAYS TRIGGER receive;
+-- and refuses a subscription's TRUNCATE of the activity (a publication that
+-- sends truncates would empty every source's activity here)
+CREATE TRIGGER receive_truncate
+	BEFORE TRUNCATE ON activity_monitor.activity
+	FOR EACH STATEMENT EXECUTE FUNCTION activity_monitor._receive();
+ALTER TABLE activity_monitor.activity ENABLE ALWAYS TRIGGER receive_truncate;
 
 -- ---------------------------------------------------------------------------
 -- Event triggers

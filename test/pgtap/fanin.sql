@@ -5,7 +5,7 @@
 -- activity_monitor.received; the notes and the subscriptions' view are
 -- readable by whom they should be.  test/shell/fanin.sh runs the real thing.
 BEGIN;
-SELECT plan(11);
+SELECT plan(12);
 SET LOCAL client_min_messages = warning;
 
 SELECT is((SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'activity_monitor.activity'::regclass AND tgname = 'receive'),
@@ -14,6 +14,8 @@ SELECT is((SELECT count(*) FROM pg_trigger t JOIN pg_partition_tree('activity_mo
 		WHERE t.tgname = 'receive' AND t.tgenabled = 'A' AND p.isleaf),
 	(SELECT count(*) FROM pg_partition_tree('activity_monitor.activity') p WHERE p.isleaf),
 	'every partition has it, enabled ALWAYS');
+SELECT is((SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'activity_monitor.activity'::regclass
+		AND tgname = 'receive_truncate'), 'A', 'a TRUNCATE from a subscription is refused, ALWAYS');
 
 -- an insert outside logical replication (a restore, a merge putting rows back): untouched
 INSERT INTO activity_monitor.activity (id, occurred_at, kind, action, table_name, actor_type, txid, backend_pid)

@@ -16,7 +16,11 @@
 #     reporting cluster has: every event once;
 #  5. it seals what it received: verify() finds nothing wrong;
 #  6. a source still at 0.1.0 (no source columns, db_user a name) feeds a
-#     reporting cluster at 0.2.0.
+#     reporting cluster at 0.2.0;
+#  7. the reporting database's owner sets default_transaction_read_only:
+#     events still arrive;
+#  8. a publication that sends truncates: the reporting cluster refuses the
+#     TRUNCATE (sources shows the errors) and keeps every event.
 # Prints the ingest rate (one source's 20,000-event transaction) and the
 # replication lag under pgbench capture on both sources.
 set -euo pipefail
@@ -196,6 +200,14 @@ once "after the copy made again"
 grep -q "a copy of source \"src1\" skips the" "$work/report/server.log" || fail "the copy made again did not skip the events it had"
 echo "ok: src1's slot dropped: sources showed the errors; the subscription made again copied src1 and skipped what the reporting cluster had: every event once"
 
+# --- the reporting database read-only by default ------------------------------------------------
+q report "ALTER DATABASE postgres SET default_transaction_read_only = on" >/dev/null
+q report "SELECT pg_terminate_backend(pid) FROM pg_stat_subscription WHERE pid IS NOT NULL" >/dev/null
+q src1 "INSERT INTO payments SELECT g, g % 100, 1, 'pending' FROM generate_series(3501, 3600) g" >/dev/null
+in_sync || fail "with default_transaction_read_only on the reporting database, events stopped arriving"
+PGOPTIONS="-c default_transaction_read_only=off" q report "ALTER DATABASE postgres RESET default_transaction_read_only" >/dev/null
+echo "ok: the reporting database's default_transaction_read_only does not stop what replication brings"
+
 # --- seals -----------------------------------------------------------------------------------------
 for _ in $(seq 1 300); do
 	[ "$(q report "SELECT (SELECT coalesce(sum(event_count), 0) FROM activity_monitor.seal) = (SELECT count(*) FROM activity_monitor.activity)")" = t ] && break
@@ -261,3 +273,18 @@ tps=$(grep -ho "tps = [0-9.]*" "$work/src1.pgbench" "$work/src2.pgbench" | awk '
 echo "figure: pgbench capture on both sources ($tps transactions/s in all, about 2.5 events each): replication lag at most ${lag} ms (pg_stat_replication.replay_lag), caught up $(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s after pgbench ended"
 once "after pgbench"
 echo "ok: after pgbench on both sources the reporting cluster holds every event once"
+
+# --- a publication that sends truncates -----------------------------------------------------------------
+q src2 "ALTER PUBLICATION am_activity SET (publish = 'insert, truncate')" >/dev/null
+errors=$(q report "SELECT apply_errors FROM activity_monitor.sources WHERE source = 'src2'")
+held=$(content report src2)
+q src2 "TRUNCATE activity_monitor.activity" >/dev/null
+for _ in $(seq 1 300); do
+	[ "$(q report "SELECT apply_errors > $errors FROM activity_monitor.sources WHERE source = 'src2'")" = t ] && break
+	sleep 0.1
+done
+[ "$(q report "SELECT apply_errors > $errors FROM activity_monitor.sources WHERE source = 'src2'")" = t ] ||
+	fail "a replicated TRUNCATE: no apply error in sources"
+grep -q 'subscription "src2" cannot truncate the activity' "$work/report/server.log" || fail "the refusal is not in the log"
+[ "$(content report src2)" = "$held" ] || fail "a replicated TRUNCATE emptied src2's events on the reporting cluster"
+echo "ok: a publication that sends truncates: the reporting cluster refuses the TRUNCATE (sources.apply_errors) and keeps every event"
