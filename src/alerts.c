@@ -70,6 +70,7 @@
 PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
 
 #define REBUILD_FETCH 1000		/* events the rebuild reads at a time */
+#define BATCH_WORK_MEM "64MB"	/* the batch query's sort (see there) */
 
 /* Bounds of the windows (see the header); PGC_SIGHUP. */
 static int	max_window_secs = SECS_PER_DAY; /* activity_monitor.max_window */
@@ -89,7 +90,7 @@ typedef struct Rule
 	char	   *channel;
 	bool		enabled;
 	bool		windowed;
-	Interval   *within;
+	Interval   *within;			/* at most max_window (rule_within) */
 	Numeric		threshold;
 	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
 	bool		has_measure_path;
@@ -200,16 +201,20 @@ max_window_interval(void)
 	return &iv;
 }
 
-/* The rule's window: its "within", at most activity_monitor.max_window. */
+/*
+ * A rule's window: its "within", at most activity_monitor.max_window (a
+ * copy in the call's memory: the setting may change at the next reload).
+ */
 static Interval *
-rule_within(Rule *r)
+rule_within(Interval *within)
 {
-	Interval   *cap = max_window_interval();
+	Interval   *iv = palloc(sizeof(Interval));
 
-	if (DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(r->within),
-										 IntervalPGetDatum(cap))))
-		return cap;
-	return r->within;
+	*iv = *within;
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(within),
+										 IntervalPGetDatum(max_window_interval()))))
+		*iv = *max_window_interval();
+	return iv;
 }
 
 /* What the windows need of rule r (window.h), with the bounds in force. */
@@ -220,7 +225,7 @@ window_rule(Rule *r)
 
 	wr.id = r->id;
 	wr.measure = r->measure;
-	wr.within = rule_within(r);
+	wr.within = r->within;
 	wr.threshold = r->threshold;
 	wr.max_keys = max_keys_per_rule;
 	wr.max_events = max_events_per_rule;
@@ -346,6 +351,7 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
  * would be compiled at every execution: seconds, and tens of MB outside any
  * memory context.  An error restores the settings with the transaction.
  */
+
 static int
 engine_settings_push(void)
 {
@@ -412,7 +418,7 @@ load_rules(void)
 		r->channel = c->channel;
 		r->enabled = c->enabled;
 		r->windowed = c->within != NULL;
-		r->within = c->within;
+		r->within = r->windowed ? rule_within(c->within) : NULL;
 		r->threshold = c->threshold;
 		r->measure = c->measure;
 		r->has_measure_path = c->measure_path != (Datum) 0;
@@ -425,6 +431,23 @@ load_rules(void)
  * order, with the group key k and measure v (JSON null when absent).
  */
 typedef void (*MatchFn) (Rule *r, JsonbValue *k, JsonbValue *v, void *arg);
+
+/* A rule id as "matched" writes it (decimal digits); -1 if it is not one. */
+static int64
+key_rule_id(const char *s, int len)
+{
+	int64		id = 0;
+
+	if (len < 1 || len > 18)
+		return -1;
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		id = id * 10 + (s[i] - '0');
+	}
+	return id;
+}
 
 static void
 for_each_match(Jsonb *matched, MatchFn fn, void *arg)
@@ -444,7 +467,7 @@ for_each_match(Jsonb *matched, MatchFn fn, void *arg)
 		if (tok != WJB_KEY)
 			continue;
 		tok = JsonbIteratorNext(&it, &val, true);
-		r = rule_find(strtoi64(pnstrdup(key.val.string.val, key.val.string.len), NULL, 10));
+		r = rule_find(key_rule_id(key.val.string.val, key.val.string.len));
 		if (r == NULL || !r->enabled)
 			continue;
 		k.type = v.type = jbvNull;
@@ -948,6 +971,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	{
 		Datum		args[4];
 		Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, INT4OID};
+		int			work_mem_level;
 
 		args[0] = snapshot_datum(last);
 		args[1] = snapshot_datum(batch);
@@ -978,6 +1002,20 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		 * cheaper than none whatever the sizes, so each branch looks its
 		 * transactions up.
 		 */
+		/*
+		 * With work_mem of BATCH_WORK_MEM: the query sorts the rows of the
+		 * committed transactions by id to keep the first max_events, and
+		 * 10,000 events with their "matched" documents do not fit in the
+		 * default 4 MB, so the sort wrote every candidate row to a
+		 * temporary file and read it back, batch after batch, while a
+		 * backlog lasted (a tenth of the worker's time with 200 rules
+		 * behind a 100,000-event transaction).  In memory the sort keeps
+		 * only twice max_events rows.  (Only here: the rebuild's sort of a
+		 * whole window's events spills, so that its memory stays bounded.)
+		 */
+		work_mem_level = NewGUCNestLevel();
+		(void) set_config_option("work_mem", BATCH_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		rc = run_saved(&plan_batch,
 					   "SELECT * FROM ("
 					   " SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
@@ -995,6 +1033,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 					   "   AND a.id > $3) e "
 					   "ORDER BY e.id LIMIT $4",
 					   4, types, args, NULL);
+		AtEOXact_GUC(true, work_mem_level);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read activity_monitor.activity: %s", SPI_result_code_string(rc));
 	}
@@ -1003,11 +1042,23 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		SPITupleTable *tt = SPI_tuptable;
 		uint64		n = SPI_processed;
 
+		/*
+		 * What one event's processing allocates (its matched document, the
+		 * measures, the alert's arguments) is freed after it: a batch's
+		 * memory is one event's, and stays in the CPU's caches.
+		 */
+		MemoryContext event_cxt = AllocSetContextCreate(CurrentMemoryContext,
+														"activity_monitor event",
+														ALLOCSET_DEFAULT_SIZES);
+		MemoryContext batch_cxt = MemoryContextSwitchTo(event_cxt);
+
 		rows = n;
 		for (uint64 i = 0; i < n; i++)
 		{
 			EventCtx	ec;
 			Datum		d;
+
+			MemoryContextReset(event_cxt);
 
 			ec.tup = tt->vals[i];
 			ec.desc = tt->tupdesc;
@@ -1042,6 +1093,8 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 				for_each_match(DatumGetJsonbP(d), process_match, &ec);
 			fired += ec.fired;
 		}
+		MemoryContextSwitchTo(batch_cxt);
+		MemoryContextDelete(event_cxt);
 	}
 
 	write_counters();

@@ -84,6 +84,7 @@ PG_FUNCTION_INFO_V1(activity_monitor_verify_head);
 #define SEAL_HASH_LEN 32
 #define SEAL_FP_LEN 16			/* bytes of an event's digest a seal keeps */
 #define SEAL_FETCH 1000
+#define SEAL_WORK_MEM "64MB"	/* work_mem of a round (its sort by id) */
 
 /* The seal table's columns, in order; the hash covers all but the last. */
 #define SEAL_COLUMNS \
@@ -674,6 +675,9 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* the round's rows, sorted by id: in memory for a round of the usual size */
+	(void) set_config_option("work_mem", SEAL_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	head_lock(&head);
 

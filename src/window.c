@@ -112,10 +112,20 @@ value_key(int64 rule_id, JsonbValue *v, char *out)
 	char	   *s;
 	size_t		len;
 	char		prefix[24] = "";
+	int			plen = 0;
 
 	if (rule_id >= 0)
-		snprintf(prefix, sizeof(prefix), INT64_FORMAT "|", rule_id);
+		plen = snprintf(prefix, sizeof(prefix), INT64_FORMAT "|", rule_id);
 	memset(out, 0, KEYLEN);
+	/* a short string, the usual key, is written in place */
+	if (v->type == jbvString && plen + 1 + v->val.string.len < KEYLEN - 1 &&
+		memchr(v->val.string.val, '\0', v->val.string.len) == NULL)
+	{
+		memcpy(out, prefix, plen);
+		out[plen] = 's';
+		memcpy(out + plen + 1, v->val.string.val, v->val.string.len);
+		return;
+	}
 	switch (v->type)
 	{
 		case jbvNull:
@@ -397,6 +407,23 @@ window_measure(const WindowRule *r, Window *w)
 }
 
 /*
+ * The start of a window whose newest event is at newest: newest minus
+ * within.  A window of hours, minutes and seconds is a plain subtraction
+ * (what timestamptz_mi_interval does for it, called per event otherwise);
+ * days and months go through it (a day is not 24 hours across a DST change).
+ */
+static TimestampTz
+window_start(TimestampTz newest, Interval *within)
+{
+	if (within->month == 0 && within->day == 0 && !TIMESTAMP_NOT_FINITE(newest) &&
+		within->time >= 0 && newest - within->time >= MIN_TIMESTAMP)
+		return newest - within->time;
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+												   TimestampTzGetDatum(newest),
+												   IntervalPGetDatum(within)));
+}
+
+/*
  * Add one event (time at, id, measure v) to the window of rule r and group
  * key k.  Returns false if the event is already out of the window (older
  * than the newest event minus "within").  Otherwise sets *wp to the window
@@ -454,9 +481,7 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	*wp = w;
 	if (at > w->newest)
 		w->newest = at;
-	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-													 TimestampTzGetDatum(w->newest),
-													 IntervalPGetDatum(r->within)));
+	cutoff = window_start(w->newest, r->within);
 	if (at <= cutoff)
 	{
 		evicted->keys = keys_evicted;
