@@ -172,6 +172,7 @@ extern List *am_tracked_tables(bool latest);
 
 /* alerts.c */
 extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);
+extern void am_alerts_forget_windows(void);
 
 /* alerts.c */
 extern void am_define_alert_gucs(void);
@@ -255,6 +256,7 @@ extern int	am_rules_all(AmRule **out);
 extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
 								MemoryContext cxt);
 extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);
+extern void am_rule_prepare(AmRule *r, const char *name, MemoryContext cxt);
 
 /* The rows of a captured event, for its event document (capture.c fills it). */
 typedef struct AmEventRows

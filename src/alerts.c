@@ -189,6 +189,16 @@ engine_reset(void)
 	engine_swept = GetCurrentTimestamp();
 }
 
+/*
+ * Forget the windows, for another user of the window engine in this
+ * backend (test_rule(), backtest.c): the next batch here rebuilds them.
+ */
+void
+am_alerts_forget_windows(void)
+{
+	engine_reset();
+}
+
 /* activity_monitor.max_window as an interval (days and time). */
 static Interval *
 max_window_interval(void)
@@ -231,6 +241,23 @@ window_rule(Rule *r)
 	wr.max_events = max_events_per_rule;
 	wr.max_window_events = max_events_per_window;
 	return wr;
+}
+
+/*
+ * What the window engine needs of a rule made outside alert_rule
+ * (test_rule(), backtest.c), with the bounds in force now.
+ */
+WindowRule
+am_alerts_window_rule(int64 id, char measure, Interval *within, Numeric threshold)
+{
+	Rule		r;
+
+	memset(&r, 0, sizeof(r));
+	r.id = id;
+	r.measure = measure;
+	r.within = rule_within(within);
+	r.threshold = threshold;
+	return window_rule(&r);
 }
 
 /*

@@ -934,6 +934,30 @@ check_path(Datum path, const char *column, const char *rule)
 }
 
 /*
+ * Make r, a rule filled by a caller rather than loaded from alert_rule
+ * (test_rule(), backtest.c), ready for am_rules_evaluate: its paths
+ * refused as _check_rule() refuses them (name for the messages), its
+ * predicate compiled if it has the compiled shape (in cxt), its guard
+ * chosen as for a loaded rule.
+ */
+void
+am_rule_prepare(AmRule *r, const char *name, MemoryContext cxt)
+{
+	AmRule	   *cache;
+	AmPredSet  *set;
+
+	check_path(r->predicate, "predicate", name);
+	check_path(r->group_by, "group_by", name);
+	if (r->measure_path != (Datum) 0)
+		check_path(r->measure_path, "measure_path", name);
+	(void) am_rules_all(&cache);	/* the evaluation's state, loaded once */
+	r->guarded = rule_needs_guard(r);
+	set = am_pred_set_create(cxt);
+	r->pred = am_pred_compile(set, r->predicate);
+	am_pred_finish(r->pred);
+}
+
+/*
  * BEFORE INSERT OR UPDATE row trigger on alert_rule: every row that is, or
  * becomes, an enabled rule has paths that cannot raise at every evaluation
  * (see check_path).  Disabled rules are never evaluated and are not

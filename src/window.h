@@ -56,4 +56,8 @@ extern ArrayType *am_window_ids(Window *w);
 extern void am_window_sweep(const WindowRule *rules, int nrules, TimestampTz now);
 extern Numeric am_window_measure_num(JsonbValue *v);
 
+/* alerts.c, for backtest.c: a WindowRule with the bounds in force */
+extern WindowRule am_alerts_window_rule(int64 id, char measure, Interval *within,
+										Numeric threshold);
+
 #endif							/* AM_WINDOW_H */

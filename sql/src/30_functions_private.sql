@@ -846,6 +846,92 @@ LANGUAGE C STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp;
 
 /*
+ * A window's bounds (_check_rule_bounds, test_rule()): at most
+ * activity_monitor.max_window long, and a count or distinct threshold a
+ * window can reach.
+ */
+CREATE FUNCTION activity_monitor._check_window_bounds(within interval, measure text, threshold numeric)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	lim		record;
+BEGIN
+	IF within IS NULL THEN
+		RETURN;
+	END IF;
+	lim := activity_monitor._window_limits();
+	IF within OPERATOR(pg_catalog.>) lim.max_window THEN
+		RAISE EXCEPTION 'within must be at most %', lim.max_window
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The rule asks for %s; the worker keeps windows of at most activity_monitor.max_window in memory and reads them back after a restart.',
+									   within),
+			HINT = 'Use a shorter window, or have a superuser raise activity_monitor.max_window (ALTER SYSTEM, then pg_reload_conf()).';
+	END IF;
+	IF measure OPERATOR(pg_catalog.=) ANY ('{count,distinct}'::text[])
+	   AND threshold OPERATOR(pg_catalog.>) lim.max_events_per_window THEN
+		RAISE EXCEPTION 'threshold of a % rule must be at most %', measure, lim.max_events_per_window
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A window keeps at most activity_monitor.max_events_per_window events (and no more than activity_monitor.max_events_per_rule): a higher count could never be reached.',
+			HINT = 'Use a lower threshold, or have a superuser raise activity_monitor.max_events_per_window (ALTER SYSTEM, then pg_reload_conf()).';
+	END IF;
+END
+$fn$;
+
+/*
+ * What create_rule() and test_rule() check of a rule's shape: its measure,
+ * window, threshold, cooldown, kinds and tables (22023 or 22004 with a
+ * hint where one helps).
+ */
+CREATE FUNCTION activity_monitor._check_rule_shape(kinds text[], tables regclass[], within interval,
+												   threshold numeric, measure text,
+												   measure_path jsonpath, cooldown interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	all_kinds	CONSTANT text[] := activity_monitor._kinds();
+BEGIN
+	IF measure NOT IN ('count', 'sum', 'distinct') THEN
+		RAISE EXCEPTION 'unknown measure "%"', measure
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use count, sum or distinct.';
+	END IF;
+	IF measure IN ('sum', 'distinct') AND measure_path IS NULL THEN
+		RAISE EXCEPTION 'measure % needs a measure_path', measure
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'For example measure_path => ''$.new.amount''.';
+	END IF;
+	IF (within IS NULL) <> (threshold IS NULL) THEN
+		RAISE EXCEPTION 'within and threshold go together'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A rule with a window fires when the measure inside it reaches the threshold; a rule without one fires for each matching event.';
+	END IF;
+	IF within <= interval '0' THEN
+		RAISE EXCEPTION 'within must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF threshold <= 0 THEN
+		RAISE EXCEPTION 'threshold must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cooldown <= interval '0' THEN
+		RAISE EXCEPTION 'cooldown must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF pg_catalog.array_position(tables, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(kinds, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'kinds and tables must not contain null'
+			USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Leave kinds or tables NULL to apply the rule to every kind or table.';
+	END IF;
+	IF kinds IS NOT NULL AND NOT kinds <@ all_kinds THEN
+		RAISE EXCEPTION 'unknown activity kind in %', kinds
+			USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use some of: ' || pg_catalog.array_to_string(all_kinds, ', ') || '.';
+	END IF;
+END
+$fn$;
+
+/*
  * Refuse a rule whose window is longer than max_window, or whose count or
  * distinct threshold is above what a window keeps (it could never fire):
  * 22023 with a hint, which create_rule()'s exception block (unique_violation
@@ -857,30 +943,26 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	lim		record;
 BEGIN
 	IF NEW.within IS NULL OR NOT pg_catalog.current_setting('row_security')::boolean THEN
 		RETURN NEW;
 	END IF;
-	lim := activity_monitor._window_limits();
-	IF NEW.within OPERATOR(pg_catalog.>) lim.max_window THEN
-		RAISE EXCEPTION 'within must be at most %', lim.max_window
-			USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = pg_catalog.format('The rule asks for %s; the worker keeps windows of at most activity_monitor.max_window in memory and reads them back after a restart.',
-									   NEW.within),
-			HINT = 'Use a shorter window, or have a superuser raise activity_monitor.max_window (ALTER SYSTEM, then pg_reload_conf()).';
-	END IF;
-	IF NEW.measure OPERATOR(pg_catalog.=) ANY ('{count,distinct}'::text[])
-	   AND NEW.threshold OPERATOR(pg_catalog.>) lim.max_events_per_window THEN
-		RAISE EXCEPTION 'threshold of a % rule must be at most %', NEW.measure, lim.max_events_per_window
-			USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = 'A window keeps at most activity_monitor.max_events_per_window events (and no more than activity_monitor.max_events_per_rule): a higher count could never be reached.',
-			HINT = 'Use a lower threshold, or have a superuser raise activity_monitor.max_events_per_window (ALTER SYSTEM, then pg_reload_conf()).';
-	END IF;
+	PERFORM activity_monitor._check_window_bounds(NEW.within, NEW.measure, NEW.threshold);
 	RETURN NEW;
 END
 $fn$;
+
+/* test_rule()'s backtest, in C (src/backtest.c); the definition checked before. */
+CREATE FUNCTION activity_monitor._test_rule(predicate jsonpath, since timestamptz, until timestamptz,
+											kinds text[], tables text[], within interval,
+											threshold numeric, measure text, measure_path jsonpath,
+											group_by jsonpath, cooldown interval)
+RETURNS TABLE (event_id bigint, occurred_at timestamptz, group_key text, value numeric,
+			   event_ids bigint[], kind text, action text, table_name text,
+			   subject_id text, actor_type text, actor_id text)
+AS 'MODULE_PATHNAME', 'activity_monitor_test_rule'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * Rules can never break a platform write (issue 10).

@@ -353,7 +353,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-	all_kinds	CONSTANT text[] := activity_monitor._kinds();
 	new_id		bigint;
 BEGIN
 	IF name IS NULL OR predicate IS NULL OR severity IS NULL OR measure IS NULL
@@ -374,44 +373,12 @@ BEGIN
 		RAISE EXCEPTION 'unknown severity "%"', severity
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use info, warning or critical.';
 	END IF;
-	IF measure NOT IN ('count', 'sum', 'distinct') THEN
-		RAISE EXCEPTION 'unknown measure "%"', measure
-			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use count, sum or distinct.';
-	END IF;
-	IF measure IN ('sum', 'distinct') AND measure_path IS NULL THEN
-		RAISE EXCEPTION 'measure % needs a measure_path', measure
-			USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'For example measure_path => ''$.new.amount''.';
-	END IF;
-	IF (within IS NULL) <> (threshold IS NULL) THEN
-		RAISE EXCEPTION 'within and threshold go together'
-			USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = 'A rule with a window fires when the measure inside it reaches the threshold; a rule without one fires for each matching event.';
-	END IF;
-	IF within <= interval '0' THEN
-		RAISE EXCEPTION 'within must be positive' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF threshold <= 0 THEN
-		RAISE EXCEPTION 'threshold must be positive' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF cooldown <= interval '0' THEN
-		RAISE EXCEPTION 'cooldown must be positive' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM activity_monitor._check_rule_shape(kinds, tables, within, threshold, measure,
+											   measure_path, cooldown);
 	IF channel = '' OR pg_catalog.octet_length(channel) > 63 THEN
 		RAISE EXCEPTION 'channel name must be 1 to 63 bytes long'
 			USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'NOTIFY takes channel names of at most 63 bytes.';
-	END IF;
-	IF pg_catalog.array_position(tables, NULL) IS NOT NULL
-	   OR pg_catalog.array_position(kinds, NULL) IS NOT NULL THEN
-		RAISE EXCEPTION 'kinds and tables must not contain null'
-			USING ERRCODE = 'null_value_not_allowed',
-			HINT = 'Leave kinds or tables NULL to apply the rule to every kind or table.';
-	END IF;
-	IF kinds IS NOT NULL AND NOT kinds <@ all_kinds THEN
-		RAISE EXCEPTION 'unknown activity kind in %', kinds
-			USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Use some of: ' || pg_catalog.array_to_string(all_kinds, ', ') || '.';
 	END IF;
 	IF EXISTS (SELECT 1 FROM activity_monitor.alert_rule r WHERE r.name = create_rule.name) THEN
 		RAISE EXCEPTION 'rule "%" already exists', name
@@ -442,6 +409,58 @@ BEGIN
 	RETURN new_id;
 END
 $fn$;
+
+/*
+ * Backtesting: the alerts a rule of this definition would have fired over
+ * the stored events of [since, until), computed by src/backtest.c, without
+ * writing an alert or sending a NOTIFY.  The definition is checked as
+ * create_rule() checks it (and the window's bounds as alert_rule's
+ * trigger does).  SECURITY DEFINER: it reads the whole activity, what a
+ * reader may read anyway, hence granted to readers.
+ */
+CREATE FUNCTION activity_monitor.test_rule(predicate jsonpath, since timestamptz,
+										   until timestamptz DEFAULT pg_catalog.now(),
+										   kinds text[] DEFAULT NULL,
+										   tables regclass[] DEFAULT NULL,
+										   within interval DEFAULT NULL,
+										   threshold numeric DEFAULT NULL,
+										   measure text DEFAULT 'count',
+										   measure_path jsonpath DEFAULT NULL,
+										   group_by jsonpath DEFAULT '$.subject_id',
+										   cooldown interval DEFAULT NULL)
+RETURNS TABLE (event_id bigint, occurred_at timestamptz, group_key text, value numeric,
+			   event_ids bigint[], kind text, action text, table_name text,
+			   subject_id text, actor_type text, actor_id text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	IF predicate IS NULL OR since IS NULL OR until IS NULL OR measure IS NULL
+	   OR group_by IS NULL THEN
+		RAISE EXCEPTION 'predicate, since, until, measure and group_by must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF since >= until THEN
+		RAISE EXCEPTION 'since must be before until'
+			USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = pg_catalog.format('The range asked for is [%s, %s).', since, until);
+	END IF;
+	PERFORM activity_monitor._check_rule_shape(kinds, tables, within, threshold, measure,
+											   measure_path, cooldown);
+	PERFORM activity_monitor._check_window_bounds(within, measure, threshold);
+	RETURN QUERY
+	SELECT * FROM activity_monitor._test_rule(predicate, since, until, kinds,
+		(SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname))
+		 FROM pg_catalog.unnest(tables) t(oid)
+		 JOIN pg_catalog.pg_class c ON c.oid = t.oid
+		 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace),
+		within, threshold, measure, measure_path, group_by, cooldown);
+END
+$fn$;
+COMMENT ON FUNCTION activity_monitor.test_rule(jsonpath, timestamptz, timestamptz, text[], regclass[],
+	interval, numeric, text, jsonpath, jsonpath, interval) IS
+	'the alerts a rule of this definition would have fired over the stored events of [since, until), without writing or notifying';
 
 CREATE FUNCTION activity_monitor.drop_rule(name text)
 RETURNS void

@@ -26,6 +26,10 @@ REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass, boolean),
 	activity_monitor._guard_ddl(), activity_monitor._guard_sql_drop(),
 	activity_monitor._rules_changed(), activity_monitor._check_rule(),
 	activity_monitor._window_limits(), activity_monitor._check_rule_bounds(),
+	activity_monitor._check_window_bounds(interval, text, numeric),
+	activity_monitor._check_rule_shape(text[], regclass[], interval, numeric, text, jsonpath, interval),
+	activity_monitor._test_rule(jsonpath, timestamptz, timestamptz, text[], text[], interval,
+		numeric, text, jsonpath, jsonpath, interval),
 	activity_monitor._set_alert_status(bigint, text, text),
 	activity_monitor.capture(), activity_monitor._kinds(), activity_monitor._receive() FROM PUBLIC;
 
@@ -122,5 +126,10 @@ REVOKE ALL ON FUNCTION activity_monitor._seal(int), activity_monitor._seal_retir
 	activity_monitor.seal_head() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.verify(timestamptz, timestamptz),
 	activity_monitor.verify_head(bigint, text), activity_monitor.seal_head() TO activity_monitor_reader;
+-- backtesting reads what readers may read
+REVOKE ALL ON FUNCTION activity_monitor.test_rule(jsonpath, timestamptz, timestamptz, text[], regclass[],
+	interval, numeric, text, jsonpath, jsonpath, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.test_rule(jsonpath, timestamptz, timestamptz, text[], regclass[],
+	interval, numeric, text, jsonpath, jsonpath, interval) TO activity_monitor_reader;
 -- the rules view shows how each predicate is evaluated
 GRANT EXECUTE ON FUNCTION activity_monitor._predicate_plan(jsonpath) TO activity_monitor_reader;

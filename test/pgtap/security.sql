@@ -34,6 +34,7 @@ INSERT INTO fn_matrix VALUES
 	('account_timeline', false, true, true, true),
 	('verify', false, true, true, true),
 	('verify_head', false, true, true, true),
+	('test_rule', false, true, true, true),
 	('seal_head', false, true, true, true),
 	('_dashboard', false, true, true, true),
 	('_operational_activity', false, true, true, true),

@@ -1,0 +1,414 @@
+/*-------------------------------------------------------------------------
+ *
+ * backtest.c
+ *	  test_rule(): the alerts a rule definition would have fired over the
+ *	  stored history, without writing an alert or sending a NOTIFY.
+ *
+ * The stored events of a time range are read in time order (occurred_at,
+ * then id: the time index, no sort), each made into the event document
+ * the way a reporting cluster makes one of a received event (receive.c):
+ * the activity row's fields, and "old" and "new" as the activity kept them
+ * (for an update, the changed columns only, "changed" their names), since
+ * the whole rows the capture trigger saw are not stored.  The rule applies
+ * to the events its kinds and tables name as in the capture trigger (its
+ * tables compared by name, as table_name holds them), to admin events only
+ * if it names the kind admin, and with a tables list never to events
+ * received from other clusters (as receive.c).  Its predicate is evaluated
+ * by rules.c (compiled or generic, errors counted, never raised), and its
+ * matches go through the worker's window engine (window.c) with the bounds
+ * in force, the threshold crossed, the cooldown kept in memory (an alert
+ * of the same group key whose event is within the cooldown suppresses the
+ * next, as the worker's check on the alerts table does).
+ *
+ * The window engine keeps one set of windows per backend: a backend that
+ * also processes alert batches (the worker never runs this; a superuser's
+ * _process_alerts() may) has them forgotten, and rebuilt at its next batch.
+ *
+ * IDENTIFICATION
+ *	  src/backtest.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "activity_monitor.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+#include "window.h"
+
+PG_FUNCTION_INFO_V1(activity_monitor_test_rule);
+
+#define BACKTEST_FETCH 1000		/* events read at a time */
+#define BACKTEST_RULE_ID 0		/* no stored rule has it (ids start at 1) */
+#define BACKTEST_COLUMNS 11
+
+/* What one backtest carries from event to event. */
+typedef struct Backtest
+{
+	AmRule		rule;
+	WindowRule	wr;
+	int			ntables;
+	char	  **tables;			/* names; NULL: any table */
+	HTAB	   *cooled;			/* group key -> its last alert's time */
+	ReturnSetInfo *rsinfo;
+} Backtest;
+
+/* The cooldown's memory: a group key (as the alert stores it), its last alert. */
+typedef struct Cooled
+{
+	uint64		hash;			/* hash key: of the key's text, 0 for NULL */
+	int			len;
+	char	   *key;			/* NULL: a NULL group key */
+	TimestampTz at;
+} Cooled;
+
+/* The value as ->> renders it (NULL for JSON null), as alerts.c does. */
+static char *
+value_text(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	}
+}
+
+static bool
+num_ge(Numeric a, Numeric b)
+{
+	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
+}
+
+/* The names of a jsonb object's keys (an update's changed columns). */
+static int
+object_keys(Datum obj, const char ***out)
+{
+	Jsonb	   *jb = DatumGetJsonbP(obj);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	const char **names;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return 0;
+	names = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_KEY)
+			names[n++] = pnstrdup(v.val.string.val, v.val.string.len);
+	*out = names;
+	return n;
+}
+
+/* Does the rule apply to an event of this kind, table and source? */
+static bool
+applies(Backtest *bt, const char *kind, const char *table, bool received)
+{
+	AmRule	   *r = &bt->rule;
+
+	if (r->kinds != NULL)
+	{
+		bool		found = false;
+
+		for (int i = 0; i < r->nkinds && !found; i++)
+			found = strcmp(r->kinds[i], kind) == 0;
+		if (!found)
+			return false;
+	}
+	else if (strcmp(kind, "admin") == 0)
+		return false;			/* admin events: rules that name the kind */
+	if (bt->tables != NULL)
+	{
+		bool		found = false;
+
+		if (received || strcmp(kind, "admin") == 0)
+			return false;
+		for (int i = 0; i < bt->ntables && !found; i++)
+			found = strcmp(bt->tables[i], table) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Whether the cooldown lets an alert of group key key (NULL: a NULL key)
+ * fire at "at", noting it if so.  The worker compares the key as the
+ * alerts table indexes it (cut when very long): so here.
+ */
+static bool
+cooldown_allows(Backtest *bt, char *key, TimestampTz at)
+{
+	TimestampTz since;
+	Cooled	   *c;
+	char	   *cut = NULL;
+	int			len = 0;
+	uint64		h = 0;
+	bool		found;
+
+	if (bt->cooled == NULL)
+		return true;
+	if (key != NULL)
+	{
+		cut = TextDatumGetCString(am_indexable_text(CStringGetTextDatum(key)));
+		len = strlen(cut);
+		h = hash_bytes_extended((unsigned char *) cut, len, 0) | 1;
+	}
+	/* entries of equal hash but another text: probe the next slots */
+	for (;;)
+	{
+		c = hash_search(bt->cooled, &h, HASH_ENTER, &found);
+		if (!found)
+		{
+			c->len = len;
+			c->key = cut ? MemoryContextStrdup(bt->rsinfo->econtext->ecxt_per_query_memory, cut) : NULL;
+			break;
+		}
+		if ((c->key == NULL) == (cut == NULL) &&
+			(cut == NULL || (c->len == len && memcmp(c->key, cut, len) == 0)))
+			break;
+		h += 2;
+	}
+	since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													TimestampTzGetDatum(at),
+													IntervalPGetDatum(bt->rule.cooldown)));
+	if (found && c->at > since)
+		return false;
+	c->at = at;
+	return true;
+}
+
+/*
+ * One stored event (the values of its activity row, its source): the alert
+ * it fires, if any, goes to the result.
+ */
+static void
+backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
+{
+	AmRule	   *list = &bt->rule;
+	const char *action;
+	AmEventRows rows;
+	JsonbValue	m,
+				k,
+				v;
+	Numeric		val;
+	ArrayType  *ids;
+	char	   *key;
+	Datum		out[BACKTEST_COLUMNS];
+	bool		outnull[BACKTEST_COLUMNS];
+	static const int from[] = {AC_KIND, AC_ACTION, AC_TABLE_NAME, AC_SUBJECT_ID,
+	AC_ACTOR_TYPE, AC_ACTOR_ID};
+
+	if (!applies(bt, nulls[AC_KIND] ? "" : TextDatumGetCString(values[AC_KIND]),
+				 nulls[AC_TABLE_NAME] ? "" : TextDatumGetCString(values[AC_TABLE_NAME]),
+				 source != NULL))
+		return;
+	action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
+	rows.old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
+	rows.new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
+	rows.nchanged = strcmp(action, "update") == 0 && rows.new_row ?
+		object_keys(rows.new_row, &rows.changed) : 0;
+	if (rows.nchanged == 0)
+		rows.changed = NULL;
+	rows.source = source;
+	/* the stored matches are the live rules': this rule's replace them */
+	nulls[AC_MATCHED] = nulls[AC_RULE_ERRORS] = true;
+	if (!am_rules_evaluate(&list, 1, am_event_document(values, nulls, &rows), values, nulls) ||
+		nulls[AC_MATCHED] ||
+		!getKeyJsonValueFromContainer(&DatumGetJsonbP(values[AC_MATCHED])->root,
+									  bt->rule.key, strlen(bt->rule.key), &m) ||
+		m.type != jbvBinary)
+		return;
+	if (!getKeyJsonValueFromContainer(m.val.binary.data, "k", 1, &k))
+		k.type = jbvNull;
+	if (!getKeyJsonValueFromContainer(m.val.binary.data, "v", 1, &v))
+		v.type = jbvNull;
+
+	if (bt->rule.within == NULL)
+	{
+		Numeric		n = bt->rule.measure_path ? am_window_measure_num(&v) : NULL;
+		Datum		id = values[AC_ID];
+
+		val = n ? n : int64_to_numeric(1);
+		ids = construct_array(&id, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+	}
+	else
+	{
+		Window	   *w;
+		Numeric		before;
+		WindowEvictions evicted;
+
+		if (!am_window_add(&bt->wr, &k, DatumGetTimestampTz(values[AC_OCCURRED_AT]),
+						   DatumGetInt64(values[AC_ID]), &v, &w, &val, &before, &evicted))
+			return;
+		if (!num_ge(val, bt->rule.threshold) || num_ge(before, bt->rule.threshold))
+			return;
+		ids = am_window_ids(w);
+	}
+	key = value_text(&k);
+	if (!cooldown_allows(bt, key, DatumGetTimestampTz(values[AC_OCCURRED_AT])))
+		return;
+
+	memset(outnull, false, sizeof(outnull));
+	out[0] = values[AC_ID];
+	out[1] = values[AC_OCCURRED_AT];
+	out[2] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	outnull[2] = key == NULL;
+	out[3] = NumericGetDatum(val);
+	out[4] = PointerGetDatum(ids);
+	for (int c = 0; c < lengthof(from); c++)
+	{
+		out[5 + c] = values[from[c]];
+		outnull[5 + c] = nulls[from[c]];
+	}
+	tuplestore_putvalues(bt->rsinfo->setResult, bt->rsinfo->setDesc, out, outnull);
+}
+
+/*
+ * activity_monitor._test_rule(predicate jsonpath, since timestamptz,
+ * until timestamptz, kinds text[], tables text[], within interval,
+ * threshold numeric, measure text, measure_path jsonpath, group_by
+ * jsonpath, cooldown interval): the backtest (see the file header), for
+ * test_rule(), which checks the definition first as create_rule() does.
+ * Returns the alerts as rows: event_id, occurred_at, group_key, value,
+ * event_ids, kind, action, table_name, subject_id, actor_type, actor_id.
+ */
+Datum
+activity_monitor_test_rule(PG_FUNCTION_ARGS)
+{
+	Backtest	bt;
+	AmRule	   *rule = &bt.rule;
+	Portal		portal;
+	MemoryContext fetch_cxt;
+	Datum		args[2];
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	StringInfoData sql;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(7) ||
+		PG_ARGISNULL(9))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("predicate, since, until, measure and group_by must not be null")));
+
+	memset(&bt, 0, sizeof(bt));
+	bt.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	rule->id = BACKTEST_RULE_ID;
+	snprintf(rule->key, sizeof(rule->key), INT64_FORMAT, rule->id);
+	rule->name = "test_rule";
+	rule->enabled = true;
+	rule->predicate = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(0)));
+	if (!PG_ARGISNULL(3))
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &rule->nkinds);
+		rule->kinds = palloc(sizeof(char *) * Max(rule->nkinds, 1));
+		for (int i = 0; i < rule->nkinds; i++)
+			rule->kinds[i] = enulls[i] ? "" : TextDatumGetCString(elems[i]);
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+
+		/* the tables' names, as the activity's table_name holds them */
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &bt.ntables);
+		bt.tables = palloc(sizeof(char *) * Max(bt.ntables, 1));
+		for (int i = 0; i < bt.ntables; i++)
+			bt.tables[i] = enulls[i] ? "" : TextDatumGetCString(elems[i]);
+	}
+	if (!PG_ARGISNULL(5))
+		rule->within = PG_GETARG_INTERVAL_P(5);
+	if (!PG_ARGISNULL(6))
+		rule->threshold = PG_GETARG_NUMERIC(6);
+	rule->measure = text_to_cstring(PG_GETARG_TEXT_PP(7))[0];
+	if (!PG_ARGISNULL(8))
+		rule->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(8)));
+	rule->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(9)));
+	if (!PG_ARGISNULL(10))
+	{
+		HASHCTL		ctl;
+
+		rule->cooldown = PG_GETARG_INTERVAL_P(10);
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(Cooled);
+		ctl.hcxt = CurrentMemoryContext;
+		bt.cooled = hash_create("activity_monitor test_rule cooldowns", 256, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	am_rule_prepare(rule, rule->name, CurrentMemoryContext);
+	if (rule->within != NULL)
+		bt.wr = am_alerts_window_rule(rule->id, rule->measure, rule->within, rule->threshold);
+
+	InitMaterializedSRF(fcinfo, 0);
+	/* this backend's alert windows are the engine's: forget them (header) */
+	am_alerts_forget_windows();
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int c = 0; c < AC_NUM_COLUMNS; c++)
+		appendStringInfo(&sql, "a.%s, ", quote_identifier(am_activity_column_name(c)));
+	appendStringInfoString(&sql, "a.source FROM activity_monitor.activity a "
+						   "WHERE a.occurred_at >= $1 AND a.occurred_at < $2 "
+						   "ORDER BY a.occurred_at, a.id");
+
+	SPI_connect();
+	args[0] = PG_GETARG_DATUM(1);
+	args[1] = PG_GETARG_DATUM(2);
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 2, types, args, NULL, true, 0);
+	fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor test_rule",
+									  ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		SPITupleTable *tt;
+
+		SPI_cursor_fetch(portal, true, BACKTEST_FETCH);
+		tt = SPI_tuptable;
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(fetch_cxt);
+			Datum		values[AC_NUM_COLUMNS];
+			bool		nulls[AC_NUM_COLUMNS];
+			bool		snull;
+			Datum		source;
+
+			CHECK_FOR_INTERRUPTS();
+			for (int c = 0; c < AC_NUM_COLUMNS; c++)
+				values[c] = SPI_getbinval(tt->vals[i], tt->tupdesc, c + 1, &nulls[c]);
+			source = SPI_getbinval(tt->vals[i], tt->tupdesc, AC_NUM_COLUMNS + 1, &snull);
+			backtest_event(&bt, values, nulls, snull ? NULL : TextDatumGetCString(source));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(fetch_cxt);
+		}
+		SPI_freetuptable(tt);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	am_alerts_forget_windows();
+	return (Datum) 0;
+}
