@@ -312,6 +312,8 @@ show "-- compliance: critical changes made by employees in the last hour" \
 	"SELECT to_char(occurred_at, 'HH24:MI:SS.MS') AS at, actor_id AS employee, actor_reason AS reason, table_name, row_key, status_from, status_to, old_values, new_values FROM activity_monitor.critical_changes WHERE actor_type = 'employee' AND occurred_at >= now() - interval '1 hour' LIMIT 10;"
 show "-- compliance: the status transitions of the day marked critical (into the tables' critical_statuses)" \
 	"SELECT table_name, status_from, status_to, count(*) AS events FROM activity_monitor.critical_changes WHERE action = 'update' AND status_to IS DISTINCT FROM status_from AND occurred_at >= date_trunc('day', now()) GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC;"
+show "-- fraud analysts: backtest before tuning, how often failed_login_burst would fire today at thresholds 3, 4 and 5 (5 is live)" \
+	"SELECT t.threshold, count(b.*) AS alerts, count(DISTINCT b.group_key) AS accounts FROM unnest('{3,4,5}'::numeric[]) t(threshold) LEFT JOIN LATERAL activity_monitor.test_rule('\$.action == \"insert\" && \$.new.status == \"failed\"', date_trunc('day', now()), kinds => '{login}', within => '10 minutes', threshold => t.threshold, cooldown => '30 minutes') b ON true GROUP BY 1 ORDER BY 1;"
 show "-- the rules' counters" \
 	"SELECT name, events_matched, alerts_fired, evaluation_errors FROM activity_monitor.rules ORDER BY id;"
 
