@@ -173,6 +173,7 @@ extern List *am_tracked_tables(bool latest);
 /* alerts.c */
 extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);
 extern void am_alerts_forget_windows(void);
+extern char *am_jsonb_value_text(JsonbValue *v);
 
 /* alerts.c */
 extern void am_define_alert_gucs(void);
@@ -268,6 +269,8 @@ typedef struct AmEventRows
 	const char *source;			/* a received event's source; NULL: none */
 } AmEventRows;
 extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *rows);
+extern void am_stored_event_rows(Datum *values, bool *nulls, const char *source,
+								 AmEventRows *rows);
 
 /* seal.c */
 extern void am_seal_drop_warning(void);

@@ -148,9 +148,9 @@ typedef struct StatsTid
 
 static HTAB *stats_tids = NULL;
 
-/* The value as ->> renders it (NULL for JSON null). */
-static char *
-value_text(JsonbValue *v)
+/* The value as ->> renders it (NULL for JSON null); test_rule's too. */
+char *
+am_jsonb_value_text(JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -752,7 +752,7 @@ fire_call(void *arg)
 static void
 fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 {
-	FireCall	c = {r, ec, value_text(k), val, ids};
+	FireCall	c = {r, ec, am_jsonb_value_text(k), val, ids};
 	ErrorData  *edata;
 
 	if (!am_subxact_try(fire_call, &c, &edata))

@@ -73,51 +73,10 @@ typedef struct Cooled
 	TimestampTz at;
 } Cooled;
 
-/* The value as ->> renders it (NULL for JSON null), as alerts.c does. */
-static char *
-value_text(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return NULL;
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return pstrdup(v->val.boolean ? "true" : "false");
-		default:
-			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-	}
-}
-
 static bool
 num_ge(Numeric a, Numeric b)
 {
 	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
-}
-
-/* The names of a jsonb object's keys (an update's changed columns). */
-static int
-object_keys(Datum obj, const char ***out)
-{
-	Jsonb	   *jb = DatumGetJsonbP(obj);
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			n = 0;
-	const char **names;
-
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return 0;
-	names = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (tok == WJB_KEY)
-			names[n++] = pnstrdup(v.val.string.val, v.val.string.len);
-	*out = names;
-	return n;
 }
 
 /* Does the rule apply to an event of this kind, table and source? */
@@ -206,7 +165,6 @@ static void
 backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 {
 	AmRule	   *list = &bt->rule;
-	const char *action;
 	AmEventRows rows;
 	JsonbValue	m,
 				k,
@@ -223,14 +181,7 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 				 nulls[AC_TABLE_NAME] ? "" : TextDatumGetCString(values[AC_TABLE_NAME]),
 				 source != NULL))
 		return;
-	action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
-	rows.old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
-	rows.new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
-	rows.nchanged = strcmp(action, "update") == 0 && rows.new_row ?
-		object_keys(rows.new_row, &rows.changed) : 0;
-	if (rows.nchanged == 0)
-		rows.changed = NULL;
-	rows.source = source;
+	am_stored_event_rows(values, nulls, source, &rows);
 	/* the stored matches are the live rules': this rule's replace them */
 	nulls[AC_MATCHED] = nulls[AC_RULE_ERRORS] = true;
 	if (!am_rules_evaluate(&list, 1, am_event_document(values, nulls, &rows), values, nulls) ||
@@ -265,7 +216,7 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 			return;
 		ids = am_window_ids(w);
 	}
-	key = value_text(&k);
+	key = am_jsonb_value_text(&k);
 	if (!cooldown_allows(bt, key, DatumGetTimestampTz(values[AC_OCCURRED_AT])))
 		return;
 

@@ -57,29 +57,6 @@
 
 PG_FUNCTION_INFO_V1(activity_monitor_receive);
 
-/* The names of the top-level keys of a jsonb object (an update's diff). */
-static int
-object_keys(Datum jsonb, const char ***out)
-{
-	Jsonb	   *jb = DatumGetJsonbP(jsonb);
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	const char **keys;
-	int			n = 0;
-
-	*out = NULL;
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return 0;
-	keys = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (tok == WJB_KEY)
-			keys[n++] = pnstrdup(v.val.string.val, v.val.string.len);
-	*out = keys;
-	return n;
-}
-
 /*
  * The ids of the events this cluster holds of each source, for the table
  * copy in progress (one transaction), read once per copy and source in id
@@ -352,21 +329,13 @@ activity_monitor_receive(PG_FUNCTION_ARGS)
 	if (n > 0)
 	{
 		AmEventRows rows;
-		const char *action;
 
 		for (int c = 0; c < AC_NUM_COLUMNS; c++)
 		{
 			values[c] = all[att[c]];
 			nulls[c] = allnull[att[c]];
 		}
-		action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
-		rows.old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
-		rows.new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
-		rows.nchanged = strcmp(action, "update") == 0 && rows.new_row ?
-			object_keys(rows.new_row, &rows.changed) : 0;
-		if (rows.nchanged == 0)
-			rows.changed = NULL;
-		rows.source = source;
+		am_stored_event_rows(values, nulls, source, &rows);
 		if (am_rules_evaluate(rules, n, am_event_document(values, nulls, &rows), values, nulls))
 		{
 			all[att[AC_MATCHED]] = values[AC_MATCHED];

@@ -814,6 +814,50 @@ am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
+/* The names of the top-level keys of a jsonb object (an update's diff). */
+static int
+object_keys(Datum jsonb, const char ***out)
+{
+	Jsonb	   *jb = DatumGetJsonbP(jsonb);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	const char **keys;
+	int			n = 0;
+
+	*out = NULL;
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return 0;
+	keys = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_KEY)
+			keys[n++] = pnstrdup(v.val.string.val, v.val.string.len);
+	*out = keys;
+	return n;
+}
+
+/*
+ * The rows of the event document of a stored activity row (values and
+ * nulls in ActivityColumn order), for an event received from another
+ * cluster (receive.c: source its source) or read back from the table
+ * (backtest.c): old and new as stored, for an update the changed columns
+ * only, "changed" their names.
+ */
+void
+am_stored_event_rows(Datum *values, bool *nulls, const char *source, AmEventRows *rows)
+{
+	const char *action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
+
+	rows->old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
+	rows->new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
+	rows->nchanged = strcmp(action, "update") == 0 && rows->new_row ?
+		object_keys(rows->new_row, &rows->changed) : 0;
+	if (rows->nchanged == 0)
+		rows->changed = NULL;
+	rows->source = source;
+}
+
 /*
  * Evaluate the rules on the event document and fill the event's "matched"
  * ({"rule id": {"k": group key, "v": measure}}) and "rule_errors" columns.
