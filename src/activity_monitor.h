@@ -10,13 +10,16 @@
  * once), rules.c (the rule cache the trigger and the alert engine share,
  * the event document, predicate evaluation), alerts.c (the worker's alert
  * engine: batches, thresholds, cooldowns, NOTIFY), window.c (its
- * in-memory windows; window.h, for alerts.c alone), wake.c (waking the
+ * in-memory windows; window.h, for alerts.c and backtest.c), backtest.c
+ * (test_rule(): a rule over the stored history), receive.c (events a
+ * reporting cluster receives), wake.c (waking the
  * worker at commit), worker.c (the background workers), guard.c (the DDL
  * guard: event triggers that keep capture from being switched off),
  * partitions.c (capture triggers across partition trees), subxact.c
  * (surviving an ERROR in a subtransaction), seal.c (tamper evidence: the
- * seal chain and verify()), predicate.c (compiled predicates), audit.c (changes to the monitoring recorded
- * as admin events), timeline.c (account_timeline():
+ * seal chain and verify()), predicate.c (compiled predicates), audit.c
+ * (changes to the monitoring recorded as admin events), timeline.c
+ * (account_timeline():
  * an account's events read partition by partition), activity_monitor.c
  * (module load, the utility hook).  This header declares only what one
  * file calls in another.

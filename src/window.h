@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * window.h
- *	  The window engine's interface: what alerts.c, its only caller, calls
- *	  in window.c.
+ *	  The window engine's interface: what alerts.c and backtest.c call in
+ *	  window.c.
  *
  * The engine keeps the alert rules' windows in this backend's memory: pure
  * data structures, no SPI, no catalog access, nothing else of ours.  What it
