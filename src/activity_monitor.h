@@ -273,7 +273,7 @@ typedef struct AmEventRows
 } AmEventRows;
 extern Datum am_event_document(Datum *values, bool *nulls, const AmEventRows *rows);
 extern void am_stored_event_rows(Datum *values, bool *nulls, const char *source,
-								 AmEventRows *rows);
+								 bool all_changed, AmEventRows *rows);
 
 /* seal.c */
 extern void am_seal_drop_warning(void);

@@ -56,6 +56,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -114,6 +115,9 @@ static TimestampTz engine_swept;
 
 static Rule *rules;
 static int	nrules;
+
+/* The transaction of the batch running in this backend, if one is. */
+static LocalTransactionId batch_lxid = InvalidLocalTransactionId;
 
 /* The engine's statements, prepared once per backend (run_saved). */
 static SPIPlanPtr plan_lock,
@@ -196,6 +200,11 @@ engine_reset(void)
 void
 am_alerts_forget_windows(void)
 {
+	if (batch_lxid != InvalidLocalTransactionId && batch_lxid == MyProc->lxid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot backtest a rule inside an alert batch"),
+				 errdetail("The batch's windows are in use in this backend.")));
 	engine_reset();
 }
 
@@ -948,6 +957,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	int			settings_level;
 
 	Assert(max_events > 0);
+	batch_lxid = MyProc->lxid;
 	SPI_connect();
 	settings_level = engine_settings_push();
 
@@ -1168,6 +1178,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	engine_valid = true;
 	engine_settings_pop(settings_level);
 	SPI_finish();
+	batch_lxid = InvalidLocalTransactionId;
 
 	*events_out = events;
 	*fired_out = fired;

@@ -61,17 +61,30 @@ typedef struct Backtest
 	int			ntables;
 	char	  **tables;			/* names; NULL: any table */
 	HTAB	   *cooled;			/* group key -> its last alert's time */
+	int64		seen;			/* events read, for pruning cooled */
 	ReturnSetInfo *rsinfo;
 } Backtest;
 
-/* The cooldown's memory: a group key (as the alert stores it), its last alert. */
+/*
+ * The cooldown's memory: a group key (as the alert stores it: its two
+ * 64-bit hashes, the null flag) and the time of its last alert.  Entries
+ * older than the cooldown are dropped every COOLED_PRUNE events: the
+ * events come in time order, so no later one can be suppressed by them.
+ */
+typedef struct CooledKey
+{
+	uint64		h1;
+	uint64		h2;
+	bool		isnull;
+} CooledKey;
+
 typedef struct Cooled
 {
-	uint64		hash;			/* hash key: of the key's text, 0 for NULL */
-	int			len;
-	char	   *key;			/* NULL: a NULL group key */
+	CooledKey	key;			/* hash key */
 	TimestampTz at;
 } Cooled;
+
+#define COOLED_PRUNE 10000
 
 static bool
 num_ge(Numeric a, Numeric b)
@@ -79,11 +92,21 @@ num_ge(Numeric a, Numeric b)
 	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
 }
 
-/* Does the rule apply to an event of this kind, table and source? */
+/*
+ * Does the rule apply to an event of this kind, action, table and source?
+ * An event of kind admin that is not a row's insert, update, delete or
+ * truncate is a change to the monitoring (audit.c), which only rules that
+ * name the kind and no tables see; a tracked table of kind admin records
+ * row events like any other.
+ */
 static bool
-applies(Backtest *bt, const char *kind, const char *table, bool received)
+applies(Backtest *bt, const char *kind, const char *action, const char *table,
+		bool received)
 {
 	AmRule	   *r = &bt->rule;
+	bool		monitoring = strcmp(kind, "admin") == 0 &&
+		(received || (strcmp(action, "insert") != 0 && strcmp(action, "update") != 0 &&
+					  strcmp(action, "delete") != 0 && strcmp(action, "truncate") != 0));
 
 	if (r->kinds != NULL)
 	{
@@ -94,13 +117,13 @@ applies(Backtest *bt, const char *kind, const char *table, bool received)
 		if (!found)
 			return false;
 	}
-	else if (strcmp(kind, "admin") == 0)
-		return false;			/* admin events: rules that name the kind */
+	else if (monitoring)
+		return false;			/* rules that name the kind */
 	if (bt->tables != NULL)
 	{
 		bool		found = false;
 
-		if (received || strcmp(kind, "admin") == 0)
+		if (received || monitoring)
 			return false;
 		for (int i = 0; i < bt->ntables && !found; i++)
 			found = strcmp(bt->tables[i], table) == 0;
@@ -111,50 +134,53 @@ applies(Backtest *bt, const char *kind, const char *table, bool received)
 }
 
 /*
- * Whether the cooldown lets an alert of group key key (NULL: a NULL key)
- * fire at "at", noting it if so.  The worker compares the key as the
- * alerts table indexes it (cut when very long): so here.
+ * Whether the cooldown lets an alert of group key key (NULL: a NULL key,
+ * else the key as the alerts table stores it) fire at "at", noting it if
+ * so; now and then, forget the keys whose cooldown has passed.
  */
 static bool
-cooldown_allows(Backtest *bt, char *key, TimestampTz at)
+cooldown_allows(Backtest *bt, Datum key, bool isnull, TimestampTz at)
 {
 	TimestampTz since;
+	CooledKey	ck;
 	Cooled	   *c;
-	char	   *cut = NULL;
-	int			len = 0;
-	uint64		h = 0;
 	bool		found;
 
 	if (bt->cooled == NULL)
 		return true;
-	if (key != NULL)
-	{
-		cut = TextDatumGetCString(am_indexable_text(CStringGetTextDatum(key)));
-		len = strlen(cut);
-		h = hash_bytes_extended((unsigned char *) cut, len, 0) | 1;
-	}
-	/* entries of equal hash but another text: probe the next slots */
-	for (;;)
-	{
-		c = hash_search(bt->cooled, &h, HASH_ENTER, &found);
-		if (!found)
-		{
-			c->len = len;
-			c->key = cut ? MemoryContextStrdup(bt->rsinfo->econtext->ecxt_per_query_memory, cut) : NULL;
-			break;
-		}
-		if ((c->key == NULL) == (cut == NULL) &&
-			(cut == NULL || (c->len == len && memcmp(c->key, cut, len) == 0)))
-			break;
-		h += 2;
-	}
 	since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													TimestampTzGetDatum(at),
 													IntervalPGetDatum(bt->rule.cooldown)));
+	memset(&ck, 0, sizeof(ck));
+	ck.isnull = isnull;
+	if (!isnull)
+	{
+		text	   *t = DatumGetTextPP(key);
+
+		ck.h1 = hash_bytes_extended((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), 1);
+		ck.h2 = hash_bytes_extended((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), 2);
+	}
+	c = hash_search(bt->cooled, &ck, HASH_ENTER, &found);
 	if (found && c->at > since)
 		return false;
 	c->at = at;
 	return true;
+}
+
+/* Forget the keys whose cooldown has passed at "at" (see Cooled). */
+static void
+cooled_prune(Backtest *bt, TimestampTz at)
+{
+	HASH_SEQ_STATUS seq;
+	Cooled	   *c;
+	TimestampTz since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+																TimestampTzGetDatum(at),
+																IntervalPGetDatum(bt->rule.cooldown)));
+
+	hash_seq_init(&seq, bt->cooled);
+	while ((c = hash_seq_search(&seq)) != NULL)
+		if (c->at <= since)
+			(void) hash_search(bt->cooled, &c->key, HASH_REMOVE, NULL);
 }
 
 /*
@@ -172,16 +198,20 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	Numeric		val;
 	ArrayType  *ids;
 	char	   *key;
+	Datum		keyd;
 	Datum		out[BACKTEST_COLUMNS];
 	bool		outnull[BACKTEST_COLUMNS];
 	static const int from[] = {AC_KIND, AC_ACTION, AC_TABLE_NAME, AC_SUBJECT_ID,
 	AC_ACTOR_TYPE, AC_ACTOR_ID};
 
+	if (bt->cooled != NULL && ++bt->seen % COOLED_PRUNE == 0)
+		cooled_prune(bt, DatumGetTimestampTz(values[AC_OCCURRED_AT]));
 	if (!applies(bt, nulls[AC_KIND] ? "" : TextDatumGetCString(values[AC_KIND]),
+				 nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]),
 				 nulls[AC_TABLE_NAME] ? "" : TextDatumGetCString(values[AC_TABLE_NAME]),
 				 source != NULL))
 		return;
-	am_stored_event_rows(values, nulls, source, &rows);
+	am_stored_event_rows(values, nulls, source, source == NULL, &rows);
 	/* the stored matches are the live rules': this rule's replace them */
 	nulls[AC_MATCHED] = nulls[AC_RULE_ERRORS] = true;
 	if (!am_rules_evaluate(&list, 1, am_event_document(values, nulls, &rows), values, nulls) ||
@@ -217,13 +247,15 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 		ids = am_window_ids(w);
 	}
 	key = am_jsonb_value_text(&k);
-	if (!cooldown_allows(bt, key, DatumGetTimestampTz(values[AC_OCCURRED_AT])))
+	/* as the alerts table stores it: a long key is cut (alerts.c) */
+	keyd = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;
+	if (!cooldown_allows(bt, keyd, key == NULL, DatumGetTimestampTz(values[AC_OCCURRED_AT])))
 		return;
 
 	memset(outnull, false, sizeof(outnull));
 	out[0] = values[AC_ID];
 	out[1] = values[AC_OCCURRED_AT];
-	out[2] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	out[2] = keyd;
 	outnull[2] = key == NULL;
 	out[3] = NumericGetDatum(val);
 	out[4] = PointerGetDatum(ids);
@@ -295,7 +327,12 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 		rule->within = PG_GETARG_INTERVAL_P(5);
 	if (!PG_ARGISNULL(6))
 		rule->threshold = PG_GETARG_NUMERIC(6);
-	rule->measure = text_to_cstring(PG_GETARG_TEXT_PP(7))[0];
+	{
+		char	   *m = text_to_cstring(PG_GETARG_TEXT_PP(7));
+
+		rule->measure = strcmp(m, "count") == 0 ? 'c' : strcmp(m, "sum") == 0 ? 's' :
+			strcmp(m, "distinct") == 0 ? 'd' : '?';
+	}
 	if (!PG_ARGISNULL(8))
 		rule->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(8)));
 	rule->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(9)));
@@ -304,12 +341,20 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 		HASHCTL		ctl;
 
 		rule->cooldown = PG_GETARG_INTERVAL_P(10);
-		ctl.keysize = sizeof(uint64);
+		ctl.keysize = sizeof(CooledKey);
 		ctl.entrysize = sizeof(Cooled);
 		ctl.hcxt = CurrentMemoryContext;
 		bt.cooled = hash_create("activity_monitor test_rule cooldowns", 256, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	/* test_rule() checked all this; the C function checks what it relies on */
+	if ((rule->within == NULL) != (rule->threshold == NULL) ||
+		!(rule->measure == 'c' || rule->measure == 's' || rule->measure == 'd') ||
+		(rule->measure != 'c' && rule->measure_path == (Datum) 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid rule definition"),
+				 errhint("Call activity_monitor.test_rule(), which says what is wrong.")));
 	am_rule_prepare(rule, rule->name, CurrentMemoryContext);
 	if (rule->within != NULL)
 		bt.wr = am_alerts_window_rule(rule->id, rule->measure, rule->within, rule->threshold);
@@ -335,12 +380,14 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		SPITupleTable *tt;
+		uint64		n;
 
 		SPI_cursor_fetch(portal, true, BACKTEST_FETCH);
 		tt = SPI_tuptable;
-		if (SPI_processed == 0)
+		n = SPI_processed;
+		if (n == 0)
 			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (uint64 i = 0; i < n; i++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(fetch_cxt);
 			Datum		values[AC_NUM_COLUMNS];

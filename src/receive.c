@@ -335,7 +335,7 @@ activity_monitor_receive(PG_FUNCTION_ARGS)
 			values[c] = all[att[c]];
 			nulls[c] = allnull[att[c]];
 		}
-		am_stored_event_rows(values, nulls, source, &rows);
+		am_stored_event_rows(values, nulls, source, false, &rows);
 		if (am_rules_evaluate(rules, n, am_event_document(values, nulls, &rows), values, nulls))
 		{
 			all[att[AC_MATCHED]] = values[AC_MATCHED];

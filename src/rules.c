@@ -842,17 +842,25 @@ object_keys(Datum jsonb, const char ***out)
  * nulls in ActivityColumn order), for an event received from another
  * cluster (receive.c: source its source) or read back from the table
  * (backtest.c): old and new as stored, for an update the changed columns
- * only, "changed" their names.
+ * only, "changed" their names.  With all_changed, an insert's or a
+ * delete's "changed" names the stored row's columns, as the capture
+ * trigger's does (in the key order of jsonb, not the table's).
  */
 void
-am_stored_event_rows(Datum *values, bool *nulls, const char *source, AmEventRows *rows)
+am_stored_event_rows(Datum *values, bool *nulls, const char *source, bool all_changed,
+					 AmEventRows *rows)
 {
 	const char *action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
 
 	rows->old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
 	rows->new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
-	rows->nchanged = strcmp(action, "update") == 0 && rows->new_row ?
-		object_keys(rows->new_row, &rows->changed) : 0;
+	rows->nchanged = 0;
+	if (strcmp(action, "update") == 0 && rows->new_row)
+		rows->nchanged = object_keys(rows->new_row, &rows->changed);
+	else if (all_changed && strcmp(action, "insert") == 0 && rows->new_row)
+		rows->nchanged = object_keys(rows->new_row, &rows->changed);
+	else if (all_changed && strcmp(action, "delete") == 0 && rows->old_row)
+		rows->nchanged = object_keys(rows->old_row, &rows->changed);
 	if (rows->nchanged == 0)
 		rows->changed = NULL;
 	rows->source = source;

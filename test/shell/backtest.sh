@@ -21,9 +21,12 @@ CREATE EXTENSION activity_monitor;
 CREATE TABLE payments (id bigserial PRIMARY KEY, account_id int, amount numeric,
 	currency text, ip text, status text);
 CREATE TABLE logins (id bigserial PRIMARY KEY, account_id int, success boolean, device text);
+CREATE TABLE adjustments (id bigserial PRIMARY KEY, account_id int, amount numeric);
 SELECT activity_monitor.track('payments', 'payment', subject_column => 'account_id',
 	status_column => 'status');
 SELECT activity_monitor.track('logins', 'login', subject_column => 'account_id');
+-- a tracked table of kind admin records row events, which rules see like any other
+SELECT activity_monitor.track('adjustments', 'admin', subject_column => 'account_id');
 CREATE TABLE defs (name text PRIMARY KEY, predicate jsonpath, kinds text[], tables regclass[],
 	within interval, threshold numeric, measure text, measure_path jsonpath,
 	group_by jsonpath, cooldown interval);
@@ -35,7 +38,9 @@ INSERT INTO defs VALUES
  ('ip_sum',    '$.action == "insert"', '{payment}', NULL, '2 seconds', 2500, 'sum', '$.new.amount', '$.new.ip', NULL),
  ('currencies','$.action == "insert"', '{payment}', NULL, '2 seconds', 2, 'distinct', '$.new.currency', '$.subject_id', '1 second'),
  ('failures',  '$.new.success == false', '{login}', '{logins}', '1 second', 2, 'count', NULL, '$.subject_id', NULL),
- ('devices',   '$.kind == "login"', NULL, NULL, '2 seconds', 2, 'distinct', '$.new.device', '$.subject_id', NULL);
+ ('devices',   '$.kind == "login"', NULL, NULL, '2 seconds', 2, 'distinct', '$.new.device', '$.subject_id', NULL),
+ ('adjusted',  '$.table == "public.adjustments" && $.new.amount > 20', NULL, NULL, NULL, NULL, 'count', NULL, '$.subject_id', NULL),
+ ('changed',   '$.action == "insert" && $.changed[*] == "device"', NULL, NULL, NULL, NULL, 'count', NULL, '$.subject_id', NULL);
 SELECT activity_monitor.create_rule(name, predicate, kinds => kinds, tables => tables,
 	within => within, threshold => threshold, measure => measure, measure_path => measure_path,
 	group_by => group_by, cooldown => cooldown, channel => 'am_backtest')
@@ -55,6 +60,7 @@ for round in $(seq 1 12); do
 	q "INSERT INTO logins (account_id, success, device)
 	   SELECT 1 + (g + $round) % 10, (g + $round) % 4 <> 0, 'd' || ((g * $round) % 3)
 	   FROM generate_series(1, 12) g" >/dev/null
+	q "INSERT INTO adjustments (account_id, amount) SELECT g, (g * $round) % 50 FROM generate_series(1, 3) g" >/dev/null
 	q "SELECT pg_sleep(0.5)" >/dev/null
 done
 caught_up
@@ -111,7 +117,18 @@ expect_error 22004 "SELECT * FROM activity_monitor.test_rule(NULL, now() - inter
 expect_error 22004 "SELECT * FROM activity_monitor.test_rule('\$.a == 1', now() - interval '1 day', kinds => '{payment,NULL}')"
 [ "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name <> 'completed_big'")" = "$fired" ] ||
 	fail "test_rule() wrote alerts"
-[ "$(q "SELECT count(*) FROM activity_monitor.alert_rule")" = 9 ] || fail "test_rule() changed the rules"
+[ "$(q "SELECT count(*) FROM activity_monitor.alert_rule")" = 11 ] || fail "test_rule() changed the rules"
+# the C part, called directly (superuser), refuses what would crash it
+expect_error 22023 "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, '1 hour', NULL, 'count', NULL, '\$.subject_id', NULL)"
+expect_error 22023 "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, NULL, NULL, 'sum', NULL, '\$.subject_id', NULL)"
+# an empty tables list, or tables since dropped, applies to no table (as live)
+[ "$(q "SELECT count(*) FROM activity_monitor.test_rule('\$.new.amount > 40', '$start', tables => '{}')")" = 0 ] ||
+	fail "test_rule() with an empty tables list matched"
+q "CREATE TABLE gone (id int)" >/dev/null
+gone=$(q "SELECT 'gone'::regclass::oid")
+q "DROP TABLE gone" >/dev/null
+[ "$(q "SELECT count(*) FROM activity_monitor.test_rule('\$.new.amount > 40', '$start', tables => '{$gone}')")" = 0 ] ||
+	fail "test_rule() with a dropped table's oid matched"
 
 # Privileges: readers may backtest (they read the activity anyway), others not
 q "CREATE ROLE am_bt_reader LOGIN IN ROLE activity_monitor_reader; CREATE ROLE am_bt_other LOGIN" >/dev/null

@@ -246,10 +246,13 @@ BEGIN
 	PERFORM activity_monitor._check_window_bounds(within, measure, threshold);
 	RETURN QUERY
 	SELECT * FROM activity_monitor._test_rule(predicate, since, until, kinds,
-		(SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname))
-		 FROM pg_catalog.unnest(tables) t(oid)
-		 JOIN pg_catalog.pg_class c ON c.oid = t.oid
-		 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace),
+		-- the tables' names (an empty list, or tables since dropped: none)
+		CASE WHEN tables IS NOT NULL THEN
+			coalesce((SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname))
+					  FROM pg_catalog.unnest(tables) t(oid)
+					  JOIN pg_catalog.pg_class c ON c.oid = t.oid
+					  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace), '{}')
+		END,
 		within, threshold, measure, measure_path, group_by, cooldown);
 END
 $fn$;
