@@ -269,27 +269,6 @@ am_alerts_window_rule(int64 id, char measure, Interval *within, Numeric threshol
 	return window_rule(&r);
 }
 
-/*
- * Add one event to the window of rule r and group key k (am_window_add).
- * The bounds' evictions are counted in the rule's counters unless replay
- * (the rebuild replays what was counted before).
- */
-static bool
-window_add(Rule *r, JsonbValue *k, TimestampTz at, int64 id, JsonbValue *v,
-		   bool replay, Window **wp, Numeric *val, Numeric *before)
-{
-	WindowRule	wr = window_rule(r);
-	WindowEvictions evicted;
-	bool		added;
-
-	added = am_window_add(&wr, k, at, id, v, wp, val, before, &evicted);
-	if (!replay)
-	{
-		r->keys_evicted += evicted.keys;
-		r->events_evicted += evicted.events;
-	}
-	return added;
-}
 
 /*
  * Forget keys idle for more than an hour past their window, and the windows
@@ -387,7 +366,6 @@ run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
  * would be compiled at every execution: seconds, and tens of MB outside any
  * memory context.  An error restores the settings with the transaction.
  */
-
 static int
 engine_settings_push(void)
 {
@@ -523,14 +501,18 @@ static void
 replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 {
 	Datum	   *ev = (Datum *) arg;
+	WindowRule	wr;
 	Window	   *w;
 	Numeric		val,
 				before;
+	WindowEvictions evicted;
 
 	if (!r->windowed)
 		return;
-	(void) window_add(r, k, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
-					  true, &w, &val, &before);
+	/* what the bounds evicted was counted when the event was processed */
+	wr = window_rule(r);
+	(void) am_window_add(&wr, k, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]), v,
+						 &w, &val, &before, &evicted);
 }
 
 /*
@@ -771,35 +753,58 @@ fire(Rule *r, EventCtx *ec, JsonbValue *k, Numeric val, ArrayType *ids)
 	}
 }
 
+/*
+ * Whether an event (id, time at) that matched a rule, with group key k and
+ * measure v, fires it, and if so the alert's value and events: a rule per
+ * event (wr NULL) fires for each, a window rule when the event makes its
+ * measure reach the threshold.  *evicted says what the window's bounds
+ * cost.  The batch's and test_rule()'s (backtest.c) one definition.
+ */
+bool
+am_alerts_match(const WindowRule *wr, bool has_measure_path, JsonbValue *k, JsonbValue *v,
+				TimestampTz at, int64 id, Numeric *val, ArrayType **ids,
+				WindowEvictions *evicted)
+{
+	Window	   *w;
+	Numeric		before;
+
+	evicted->keys = evicted->events = 0;
+	if (wr == NULL)
+	{
+		Numeric		n = has_measure_path ? am_window_measure_num(v) : NULL;
+		Datum		d = Int64GetDatum(id);
+
+		*val = n ? n : num_int(1);
+		*ids = construct_array(&d, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+		return true;
+	}
+	if (!am_window_add(wr, k, at, id, v, &w, val, &before, evicted) ||
+		!num_ge(*val, wr->threshold) || num_ge(before, wr->threshold))
+		return false;
+	*ids = am_window_ids(w);
+	return true;
+}
+
 /* One rule an event matched: per event, or through its window. */
 static void
 process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 {
 	EventCtx   *ec = (EventCtx *) arg;
-	Numeric		val,
-				before;
+	WindowRule	wr;
+	WindowEvictions evicted;
+	Numeric		val;
 	ArrayType  *ids;
+	bool		fires;
 
 	r->matched++;
-	if (!r->windowed)
-	{
-		Numeric		n = r->has_measure_path ? am_window_measure_num(v) : NULL;
-		Datum		id = Int64GetDatum(ec->id);
-
-		val = n ? n : num_int(1);
-		ids = construct_array(&id, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
-	}
-	else
-	{
-		Window	   *w;
-
-		if (!window_add(r, k, ec->at, ec->id, v, false, &w, &val, &before))
-			return;
-		if (!num_ge(val, r->threshold) || num_ge(before, r->threshold))
-			return;
-		ids = am_window_ids(w);
-	}
-	fire(r, ec, k, val, ids);
+	if (r->windowed)
+		wr = window_rule(r);
+	fires = am_alerts_match(r->windowed ? &wr : NULL, r->has_measure_path, k, v, ec->at, ec->id,
+							&val, &ids, &evicted);
+	r->keys_evicted += evicted.keys;
+	r->events_evicted += evicted.events;
+	if (fires)
+		fire(r, ec, k, val, ids);
 }
 
 /* Remember the rule_stats row versions an update returned (rule_id, ctid). */
@@ -1038,8 +1043,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		 * worker's CPU.  A single condition on the index's column is
 		 * cheaper than none whatever the sizes, so each branch looks its
 		 * transactions up.
-		 */
-		/*
+		 *
 		 * With work_mem of BATCH_WORK_MEM: the query sorts the rows of the
 		 * committed transactions by id to keep the first max_events, and
 		 * 10,000 events with their "matched" documents do not fit in the

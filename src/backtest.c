@@ -11,9 +11,9 @@
  * (for an update, the changed columns only, "changed" their names), since
  * the whole rows the capture trigger saw are not stored.  The rule applies
  * to the events its kinds and tables name as in the capture trigger (its
- * tables compared by name, as table_name holds them), to admin events only
- * if it names the kind admin, and with a tables list never to events
- * received from other clusters (as receive.c).  Its predicate is evaluated
+ * tables compared by name, as table_name holds them), to changes to the
+ * monitoring only if it names the kind admin (audit.c), and with a tables
+ * list never to events received from other clusters (as receive.c).  Its predicate is evaluated
  * by rules.c (compiled or generic, errors counted, never raised), and its
  * matches go through the worker's window engine (window.c) with the bounds
  * in force, the threshold crossed, the cooldown kept in memory (an alert
@@ -37,9 +37,9 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "common/hashfn.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -86,12 +86,6 @@ typedef struct Cooled
 
 #define COOLED_PRUNE 10000
 
-static bool
-num_ge(Numeric a, Numeric b)
-{
-	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
-}
-
 /*
  * Does the rule apply to an event of this kind, action, table and source?
  * An event of kind admin that is not a row's insert, update, delete or
@@ -133,6 +127,15 @@ applies(Backtest *bt, const char *kind, const char *action, const char *table,
 	return true;
 }
 
+/* The time before which an alert at "at" no longer holds its key's cooldown. */
+static TimestampTz
+cooldown_start(Backtest *bt, TimestampTz at)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+												   TimestampTzGetDatum(at),
+												   IntervalPGetDatum(bt->rule.cooldown)));
+}
+
 /*
  * Whether the cooldown lets an alert of group key key (NULL: a NULL key,
  * else the key as the alerts table stores it) fire at "at", noting it if
@@ -148,9 +151,7 @@ cooldown_allows(Backtest *bt, Datum key, bool isnull, TimestampTz at)
 
 	if (bt->cooled == NULL)
 		return true;
-	since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-													TimestampTzGetDatum(at),
-													IntervalPGetDatum(bt->rule.cooldown)));
+	since = cooldown_start(bt, at);
 	memset(&ck, 0, sizeof(ck));
 	ck.isnull = isnull;
 	if (!isnull)
@@ -173,9 +174,7 @@ cooled_prune(Backtest *bt, TimestampTz at)
 {
 	HASH_SEQ_STATUS seq;
 	Cooled	   *c;
-	TimestampTz since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-																TimestampTzGetDatum(at),
-																IntervalPGetDatum(bt->rule.cooldown)));
+	TimestampTz since = cooldown_start(bt, at);
 
 	hash_seq_init(&seq, bt->cooled);
 	while ((c = hash_seq_search(&seq)) != NULL)
@@ -197,6 +196,7 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 				v;
 	Numeric		val;
 	ArrayType  *ids;
+	WindowEvictions evicted;
 	char	   *key;
 	Datum		keyd;
 	Datum		out[BACKTEST_COLUMNS];
@@ -225,27 +225,10 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	if (!getKeyJsonValueFromContainer(m.val.binary.data, "v", 1, &v))
 		v.type = jbvNull;
 
-	if (bt->rule.within == NULL)
-	{
-		Numeric		n = bt->rule.measure_path ? am_window_measure_num(&v) : NULL;
-		Datum		id = values[AC_ID];
-
-		val = n ? n : int64_to_numeric(1);
-		ids = construct_array(&id, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
-	}
-	else
-	{
-		Window	   *w;
-		Numeric		before;
-		WindowEvictions evicted;
-
-		if (!am_window_add(&bt->wr, &k, DatumGetTimestampTz(values[AC_OCCURRED_AT]),
-						   DatumGetInt64(values[AC_ID]), &v, &w, &val, &before, &evicted))
-			return;
-		if (!num_ge(val, bt->rule.threshold) || num_ge(before, bt->rule.threshold))
-			return;
-		ids = am_window_ids(w);
-	}
+	if (!am_alerts_match(bt->rule.within ? &bt->wr : NULL, bt->rule.measure_path != (Datum) 0,
+						 &k, &v, DatumGetTimestampTz(values[AC_OCCURRED_AT]),
+						 DatumGetInt64(values[AC_ID]), &val, &ids, &evicted))
+		return;
 	key = am_jsonb_value_text(&k);
 	/* as the alerts table stores it: a long key is cut (alerts.c) */
 	keyd = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;

@@ -851,16 +851,15 @@ am_stored_event_rows(Datum *values, bool *nulls, const char *source, bool all_ch
 					 AmEventRows *rows)
 {
 	const char *action = nulls[AC_ACTION] ? "" : TextDatumGetCString(values[AC_ACTION]);
+	Datum		named = (Datum) 0;	/* the row whose columns "changed" names */
 
 	rows->old_row = nulls[AC_OLD_VALUES] ? (Datum) 0 : values[AC_OLD_VALUES];
 	rows->new_row = nulls[AC_NEW_VALUES] ? (Datum) 0 : values[AC_NEW_VALUES];
-	rows->nchanged = 0;
-	if (strcmp(action, "update") == 0 && rows->new_row)
-		rows->nchanged = object_keys(rows->new_row, &rows->changed);
-	else if (all_changed && strcmp(action, "insert") == 0 && rows->new_row)
-		rows->nchanged = object_keys(rows->new_row, &rows->changed);
-	else if (all_changed && strcmp(action, "delete") == 0 && rows->old_row)
-		rows->nchanged = object_keys(rows->old_row, &rows->changed);
+	if (strcmp(action, "update") == 0 || (all_changed && strcmp(action, "insert") == 0))
+		named = rows->new_row;
+	else if (all_changed && strcmp(action, "delete") == 0)
+		named = rows->old_row;
+	rows->nchanged = named ? object_keys(named, &rows->changed) : 0;
 	if (rows->nchanged == 0)
 		rows->changed = NULL;
 	rows->source = source;

@@ -56,8 +56,11 @@ extern ArrayType *am_window_ids(Window *w);
 extern void am_window_sweep(const WindowRule *rules, int nrules, TimestampTz now);
 extern Numeric am_window_measure_num(JsonbValue *v);
 
-/* alerts.c, for backtest.c: a WindowRule with the bounds in force */
+/* alerts.c, for backtest.c: a WindowRule with the bounds in force, and what fires */
 extern WindowRule am_alerts_window_rule(int64 id, char measure, Interval *within,
 										Numeric threshold);
+extern bool am_alerts_match(const WindowRule *wr, bool has_measure_path, JsonbValue *k,
+							JsonbValue *v, TimestampTz at, int64 id, Numeric *val,
+							ArrayType **ids, WindowEvictions *evicted);
 
 #endif							/* AM_WINDOW_H */
