@@ -139,8 +139,20 @@ typedef enum RuleColumn
 	RC_COOLDOWN,
 	RC_CHANNEL,
 	RC_ENABLED,
+	RC_STEPS,					/* 0.2.0: detection v2 (optional, see below) */
+	RC_MISSING,
+	RC_LOOKBACK,
 	RC_NUM_COLUMNS
 } RuleColumn;
+
+/*
+ * The columns of alert_rule from RC_FIRST_OPTIONAL on came with 0.2.0: a
+ * library loaded before ALTER EXTENSION UPDATE reads them as NULL.
+ */
+#define RC_FIRST_OPTIONAL RC_STEPS
+
+/* Most steps of a sequence or absence rule (the missing step apart). */
+#define AM_MAX_STEPS 8
 
 /* The extension's objects, found by OID, and their columns, found by name. */
 typedef struct AmCatalog
@@ -252,6 +264,12 @@ typedef struct AmRule
 	bool		guarded;		/* evaluated inside a subtransaction */
 	AmPred	   *pred;			/* the predicate compiled; NULL: generic */
 	bool		logged;			/* an evaluation error was logged */
+	/* detection v2: a sequence (steps), an absence (steps, missing) */
+	int			nsteps;			/* 0: neither */
+	bool		has_missing;
+	Datum		steps[AM_MAX_STEPS + 1];	/* jsonpath; the missing step last */
+	AmPred	   *step_pred[AM_MAX_STEPS + 1];	/* compiled; NULL: generic */
+	Interval   *lookback;		/* a first-seen rule; NULL: not one */
 } AmRule;
 
 extern void am_define_rule_gucs(void);

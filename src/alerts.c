@@ -66,6 +66,7 @@
 #include "utils/numeric.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "detect.h"
 #include "window.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_process_alerts);
@@ -90,7 +91,10 @@ typedef struct Rule
 	char	   *severity;
 	char	   *channel;
 	bool		enabled;
-	bool		windowed;
+	bool		windowed;		/* a window rule (count, sum, distinct) */
+	int			nsteps;			/* a sequence (or absence) rule's steps */
+	bool		absence;
+	Interval   *lookback;		/* a first-seen rule's */
 	Interval   *within;			/* at most max_window (rule_within) */
 	Numeric		threshold;
 	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
@@ -116,12 +120,21 @@ static TimestampTz engine_swept;
 static Rule *rules;
 static int	nrules;
 
+/* First-seen rules' memory in front of activity_monitor.seen (seen.c). */
+static SeenMemory *seen_memory = NULL;
+static TimestampTz seen_pruned = 0;
+
+#define SEEN_PRUNE_USECS ((int64) 3600 * USECS_PER_SEC)
+
 /* The transaction of the batch running in this backend, if one is. */
 static LocalTransactionId batch_lxid = InvalidLocalTransactionId;
 
 /* The engine's statements, prepared once per backend (run_saved). */
 static SPIPlanPtr plan_lock,
 			plan_lock_tid,
+			plan_horizon,
+			plan_consumed,
+			plan_due_event,
 			plan_state,
 			plan_batch,
 			plan_rebuild,
@@ -187,6 +200,11 @@ num_int(int64 i)
 static void
 engine_reset(void)
 {
+	am_seq_reset();
+	if (seen_memory == NULL)
+		seen_memory = am_seen_create(TopMemoryContext, true, max_events_per_rule);
+	else
+		am_seen_clear(seen_memory);
 	am_window_reset();			/* frees engine_snapshot too */
 	engine_snapshot = NULL;
 	engine_valid = false;
@@ -270,21 +288,75 @@ am_alerts_window_rule(int64 id, char measure, Interval *within, Numeric threshol
 }
 
 
+/* What the sequence engine needs of rule r (detect.h), with the bounds. */
+static SeqRule
+seq_rule(Rule *r)
+{
+	SeqRule		sr;
+
+	sr.id = r->id;
+	sr.nsteps = r->nsteps;
+	sr.absence = r->absence;
+	sr.within = r->within;
+	sr.max_keys = max_keys_per_rule;
+	sr.max_events = max_events_per_rule;
+	sr.max_window_events = max_events_per_window;
+	return sr;
+}
+
+/* The same for a rule made outside alert_rule (test_rule(), backtest.c). */
+SeqRule
+am_alerts_seq_rule(int64 id, int nsteps, bool absence, Interval *within)
+{
+	Rule		r;
+
+	memset(&r, 0, sizeof(r));
+	r.id = id;
+	r.nsteps = nsteps;
+	r.absence = absence;
+	r.within = rule_within(within);
+	return seq_rule(&r);
+}
+
+int64
+am_alerts_max_events_per_rule(void)
+{
+	return max_events_per_rule;
+}
+
+/*
+ * The earliest deadline of an absence this backend's engine waits for
+ * (DT_NOEND: none): the worker wakes up for it.
+ */
+TimestampTz
+am_alerts_next_deadline(void)
+{
+	return engine_valid ? am_seq_next_deadline() : DT_NOEND;
+}
+
 /*
  * Forget keys idle for more than an hour past their window, and the windows
- * of rules that have none any more (am_window_sweep).
+ * of rules that have none any more (am_window_sweep, am_seq_sweep).
  */
 static void
 engine_sweep(TimestampTz now)
 {
 	WindowRule *wr = palloc(sizeof(WindowRule) * Max(nrules, 1));
+	SeqRule    *sr = palloc(sizeof(SeqRule) * Max(nrules, 1));
 	int			n = 0;
+	int			ns = 0;
 
 	for (int i = 0; i < nrules; i++)
+	{
 		if (rules[i].windowed)
 			wr[n++] = window_rule(&rules[i]);
+		if (rules[i].nsteps > 0 && rules[i].enabled)
+			sr[ns++] = seq_rule(&rules[i]);
+	}
 	am_window_sweep(wr, n, now);
+	am_seq_sweep(sr, ns, now);
 	pfree(wr);
+	pfree(sr);
 	engine_swept = now;
 }
 
@@ -431,8 +503,11 @@ load_rules(void)
 		r->severity = c->severity;
 		r->channel = c->channel;
 		r->enabled = c->enabled;
-		r->windowed = c->within != NULL;
-		r->within = r->windowed ? rule_within(c->within) : NULL;
+		r->nsteps = c->nsteps;
+		r->absence = c->has_missing;
+		r->lookback = c->lookback;
+		r->windowed = c->within != NULL && c->nsteps == 0;
+		r->within = c->within ? rule_within(c->within) : NULL;
 		r->threshold = c->threshold;
 		r->measure = c->measure;
 		r->has_measure_path = c->measure_path != (Datum) 0;
@@ -507,6 +582,17 @@ replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 				before;
 	WindowEvictions evicted;
 
+	if (r->nsteps > 0 && r->within != NULL)
+	{
+		SeqRule		sr = seq_rule(r);
+		int			ek = 0,
+					ee = 0;
+		ArrayType  *ids;
+
+		(void) am_seq_add(&sr, k, DatumGetTimestampTz(ev[1]), DatumGetInt64(ev[0]),
+						  am_seq_mask(v), true, &ids, &ek, &ee);
+		return;
+	}
 	if (!r->windowed)
 		return;
 	/* what the bounds evicted was counted when the event was processed */
@@ -525,28 +611,77 @@ static void
 engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 {
 	Datum		args[4];
-	Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, INTERVALOID};
+	Oid			types[4] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID};
 	char		nulls[4] = {' ', batch ? ' ' : 'n', ' ', ' '};
 	Portal		portal;
 	MemoryContext fetch_cxt;
 	bool		any = false;
+	bool		any_seq = false;
+	bool		isnull;
+	Datum		horizon;
 
 	engine_reset();
 	for (int i = 0; i < nrules; i++)
+	{
 		any |= rules[i].windowed && rules[i].enabled;
-	if (!any)
+		any_seq |= rules[i].nsteps > 0 && rules[i].enabled;
+	}
+	if (!any && !any_seq)
 		return;					/* no window to rebuild */
+
+	/*
+	 * From the longest window (at most max_window) plus an hour before the
+	 * last batch (not now: absences whose deadline passed while the worker
+	 * was away still fire).
+	 */
+	{
+		Datum		arg = IntervalPGetDatum(max_window_interval());
+		Oid			type = INTERVALOID;
+
+		if (run_saved(&plan_horizon,
+					  "SELECT GREATEST(s.since, LEAST(pg_catalog.now(), coalesce(s.last_run_at, pg_catalog.now())) "
+					  "  - interval '1 hour' "
+					  "  - LEAST((SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r), $1)) "
+					  "FROM activity_monitor.alert_state s",
+					  1, &type, &arg, NULL) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "activity_monitor.alert_state must hold one row");
+		horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+
+	/*
+	 * The events of the sequences and absences that fired are consumed
+	 * (sequence.c): read back from their alerts.
+	 */
+	if (any_seq)
+	{
+		Datum		arg[2];
+		Oid			atypes[2] = {TIMESTAMPTZOID, INTERVALOID};
+
+		arg[0] = horizon;
+		arg[1] = IntervalPGetDatum(max_window_interval());
+		if (run_saved(&plan_consumed,
+					  "SELECT a.rule_id, e.id FROM activity_monitor.alerts a "
+					  "JOIN activity_monitor.alert_rule r ON r.id = a.rule_id, "
+					  "  pg_catalog.unnest(a.event_ids) e(id) "
+					  "WHERE r.steps IS NOT NULL AND a.occurred_at >= $1 - $2",
+					  2, atypes, arg, NULL) != SPI_OK_SELECT)
+			elog(ERROR, "could not read activity_monitor.alerts");
+		for (uint64 i = 0; i < SPI_processed; i++)
+			am_seq_consumed(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
+							DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)));
+		SPI_freetuptable(SPI_tuptable);
+	}
+
 	args[0] = snapshot_datum(last);
 	args[1] = batch ? snapshot_datum(batch) : (Datum) 0;
 	args[2] = Int64GetDatum(batch_last_id);
-	args[3] = IntervalPGetDatum(max_window_interval());
+	args[3] = horizon;
 	portal = SPI_cursor_open(NULL,
 							 saved_plan(&plan_rebuild,
 										"SELECT a.id, a.occurred_at, a.matched "
-										"FROM activity_monitor.activity a, activity_monitor.alert_state s "
+										"FROM activity_monitor.activity a "
 										"WHERE a.matched IS NOT NULL "
-										"  AND a.occurred_at >= GREATEST(s.since, pg_catalog.now() - interval '1 hour' - "
-										"      LEAST((SELECT pg_catalog.max(r.within) FROM activity_monitor.alert_rule r), $4)) "
+										"  AND a.occurred_at >= $4 "
 										"  AND a.txid < pg_catalog.txid_snapshot_xmax(coalesce($2, $1)) "
 										"  AND (pg_catalog.txid_visible_in_snapshot(a.txid, $1) "
 										"       OR (pg_catalog.txid_visible_in_snapshot(a.txid, $2) AND a.id <= $3)) "
@@ -681,7 +816,8 @@ fire_call(void *arg)
 	/* indexed (rule, key, time): a long key is cut, never the alert */
 	args[4] = group_key ? am_indexable_text(CStringGetTextDatum(group_key)) : (Datum) 0;
 	nulls[4] = group_key ? ' ' : 'n';
-	args[5] = NumericGetDatum(val);
+	args[5] = val ? NumericGetDatum(val) : (Datum) 0;
+	nulls[5] = val ? ' ' : 'n';
 	args[6] = Int64GetDatum(ec->id);
 	args[7] = PointerGetDatum(ids);
 	/* occurred_at, kind, action, table_name, subject_id, actor_type, actor_id */
@@ -797,6 +933,29 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	bool		fires;
 
 	r->matched++;
+	if (r->nsteps > 0 && r->within != NULL)
+	{
+		/* a sequence fires when complete; an absence waits (fire_due) */
+		SeqRule		sr = seq_rule(r);
+		int			ek = 0,
+					ee = 0;
+
+		if (am_seq_add(&sr, k, ec->at, ec->id, am_seq_mask(v), false, &ids, &ek, &ee))
+			fire(r, ec, k, num_int(ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids))), ids);
+		r->keys_evicted += ek;
+		r->events_evicted += ee;
+		return;
+	}
+	if (r->lookback != NULL)
+	{
+		/* first seen: the event alone is the alert's, and no value */
+		Datum		d = Int64GetDatum(ec->id);
+
+		if (am_seen_note(seen_memory, r->id, r->lookback, k, v, ec->at, false))
+			fire(r, ec, k, NULL,
+				 construct_array(&d, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE));
+		return;
+	}
 	if (r->windowed)
 		wr = window_rule(r);
 	fires = am_alerts_match(r->windowed ? &wr : NULL, r->has_measure_path, k, v, ec->at, ec->id,
@@ -805,6 +964,58 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	r->events_evicted += evicted.events;
 	if (fires)
 		fire(r, ec, k, val, ids);
+}
+
+/*
+ * Fire the absences whose deadline has passed on this backend's clock
+ * (sequence.c): the alert is their last step's event's, read back from the
+ * activity.  Returns the alerts fired.
+ */
+static int
+fire_due(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	SeqDue		due;
+	int			fired = 0;
+
+	while (am_seq_due(now, &due))
+	{
+		Rule	   *r = rule_find(due.rule_id);
+		Datum		args[2];
+		Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+		EventCtx	ec;
+		JsonbValue	k;
+		bool		isnull;
+
+		if (r == NULL || !r->enabled || !r->absence)
+			continue;
+		args[0] = Int64GetDatum(due.last_id);
+		args[1] = TimestampTzGetDatum(due.last_at);
+		if (run_saved(&plan_due_event,
+					  "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
+					  "WHERE a.occurred_at = $2 AND a.id = $1",
+					  2, types, args, NULL) != SPI_OK_SELECT || SPI_processed != 1)
+		{
+			record_event_error(due.last_id, "the last step of an absence is no longer stored");
+			continue;
+		}
+		ec.tup = SPI_tuptable->vals[0];
+		ec.desc = SPI_tuptable->tupdesc;
+		ec.id = DatumGetInt64(SPI_getbinval(ec.tup, ec.desc, 1, &isnull));
+		ec.at = due.last_at;
+		ec.fired = 0;
+		if (due.key == NULL)
+			k.type = jbvNull;
+		else
+		{
+			k.type = jbvString;
+			k.val.string.val = due.key;
+			k.val.string.len = strlen(due.key);
+		}
+		fire(r, &ec, &k, num_int(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))), due.ids);
+		fired += ec.fired;
+	}
+	return fired;
 }
 
 /* Remember the rule_stats row versions an update returned (rule_id, ctid). */
@@ -857,7 +1068,8 @@ write_counters(void)
 		Rule	   *r = &rules[i];
 		StatsTid   *st;
 
-		if (r->matched == 0 && r->errors == 0 && r->keys_evicted == 0 && r->events_evicted == 0)
+		if (r->matched == 0 && r->errors == 0 && r->fired == 0 && r->keys_evicted == 0 &&
+			r->events_evicted == 0)
 			continue;
 		st = hash_search(stats_tids, &r->id, HASH_FIND, NULL);
 		d[0][n] = Int64GetDatum(r->id);
@@ -1001,6 +1213,16 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		engine_rebuild(last, batch, after_id);
 	else if (GetCurrentTimestamp() - engine_swept > 60 * USECS_PER_SEC)
 		engine_sweep(GetCurrentTimestamp());
+	if (GetCurrentTimestamp() - seen_pruned > SEEN_PRUNE_USECS)
+	{
+		bool		any_seen = false;
+
+		for (int i = 0; i < nrules; i++)
+			any_seen |= rules[i].lookback != NULL;
+		if (any_seen)
+			am_seen_prune_table();
+		seen_pruned = GetCurrentTimestamp();
+	}
 	engine_valid = false;		/* until this transaction's outcome is known */
 	if (batch == NULL)
 		batch = SPI_getvalue(st, sd, 6);
@@ -1138,8 +1360,11 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		MemoryContextDelete(event_cxt);
 	}
 
-	write_counters();
 	more = rows == max_events;
+	/* caught up: the absences whose deadline passed (none after a backlog) */
+	if (!more)
+		fired += fire_due();
+	write_counters();
 	{
 		Datum		args[4];
 		Oid			types[4] = {TEXTOID, INT8OID, INT4OID, TIDOID};

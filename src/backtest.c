@@ -45,13 +45,16 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
+#include "detect.h"
 #include "window.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_test_rule);
+PG_FUNCTION_INFO_V1(activity_monitor_rule_matches);
 
 #define BACKTEST_FETCH 1000		/* events read at a time */
 #define BACKTEST_RULE_ID 0		/* no stored rule has it (ids start at 1) */
 #define BACKTEST_COLUMNS 11
+#define SEEN_MAX_ENTRIES 1000000	/* a first-seen backtest's values */
 
 /* What one backtest carries from event to event. */
 typedef struct Backtest
@@ -62,6 +65,10 @@ typedef struct Backtest
 	char	  **tables;			/* names; NULL: any table */
 	HTAB	   *cooled;			/* group key -> its last alert's time */
 	int64		seen;			/* events read, for pruning cooled */
+	SeqRule		sr;				/* a sequence or absence rule's */
+	SeenMemory *values;			/* a first-seen rule's */
+	TimestampTz since;			/* before it: a first-seen rule's history */
+	bool		matches;		/* _rule_matches(): every match, no alert */
 	ReturnSetInfo *rsinfo;
 } Backtest;
 
@@ -85,6 +92,8 @@ typedef struct Cooled
 } Cooled;
 
 #define COOLED_PRUNE 10000
+
+static void backtest_due(Backtest *bt, TimestampTz now, bool inclusive);
 
 /*
  * Does the rule apply to an event of this kind, action, table and source?
@@ -183,6 +192,40 @@ cooled_prune(Backtest *bt, TimestampTz at)
 }
 
 /*
+ * An alert of group key key (->> text; NULL), value val and events ids,
+ * on the event of these values (activity columns): to the result, if the
+ * cooldown lets it fire.
+ */
+static void
+emit(Backtest *bt, char *key, Numeric val, ArrayType *ids, Datum *values, bool *nulls)
+{
+	Datum		keyd;
+	Datum		out[BACKTEST_COLUMNS];
+	bool		outnull[BACKTEST_COLUMNS];
+	static const int from[] = {AC_KIND, AC_ACTION, AC_TABLE_NAME, AC_SUBJECT_ID,
+	AC_ACTOR_TYPE, AC_ACTOR_ID};
+
+	/* as the alerts table stores it: a long key is cut (alerts.c) */
+	keyd = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;
+	if (!cooldown_allows(bt, keyd, key == NULL, DatumGetTimestampTz(values[AC_OCCURRED_AT])))
+		return;
+	memset(outnull, false, sizeof(outnull));
+	out[0] = values[AC_ID];
+	out[1] = values[AC_OCCURRED_AT];
+	out[2] = keyd;
+	outnull[2] = key == NULL;
+	out[3] = val ? NumericGetDatum(val) : (Datum) 0;
+	outnull[3] = val == NULL;
+	out[4] = PointerGetDatum(ids);
+	for (int c = 0; c < lengthof(from); c++)
+	{
+		out[5 + c] = values[from[c]];
+		outnull[5 + c] = nulls[from[c]];
+	}
+	tuplestore_putvalues(bt->rsinfo->setResult, bt->rsinfo->setDesc, out, outnull);
+}
+
+/*
  * One stored event (the values of its activity row, its source): the alert
  * it fires, if any, goes to the result.
  */
@@ -198,12 +241,11 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	ArrayType  *ids;
 	WindowEvictions evicted;
 	char	   *key;
-	Datum		keyd;
-	Datum		out[BACKTEST_COLUMNS];
-	bool		outnull[BACKTEST_COLUMNS];
-	static const int from[] = {AC_KIND, AC_ACTION, AC_TABLE_NAME, AC_SUBJECT_ID,
-	AC_ACTOR_TYPE, AC_ACTOR_ID};
+	TimestampTz at;
+	int64		id;
 
+	if (bt->rule.nsteps > 0 && bt->sr.absence)
+		backtest_due(bt, DatumGetTimestampTz(values[AC_OCCURRED_AT]), false);
 	if (bt->cooled != NULL && ++bt->seen % COOLED_PRUNE == 0)
 		cooled_prune(bt, DatumGetTimestampTz(values[AC_OCCURRED_AT]));
 	if (!applies(bt, nulls[AC_KIND] ? "" : TextDatumGetCString(values[AC_KIND]),
@@ -225,42 +267,99 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	if (!getKeyJsonValueFromContainer(m.val.binary.data, "v", 1, &v))
 		v.type = jbvNull;
 
-	if (!am_alerts_match(bt->rule.within ? &bt->wr : NULL, bt->rule.measure_path != (Datum) 0,
-						 &k, &v, DatumGetTimestampTz(values[AC_OCCURRED_AT]),
-						 DatumGetInt64(values[AC_ID]), &val, &ids, &evicted))
+	at = DatumGetTimestampTz(values[AC_OCCURRED_AT]);
+	id = DatumGetInt64(values[AC_ID]);
+	if (bt->matches)
+	{
+		/* _rule_matches(): the event's time, key and value, cut as stored */
+		char	   *key = am_jsonb_value_text(&k);
+		char	   *value = v.type == jbvNull ? NULL : am_jsonb_value_text(&v);
+		Datum		out[3];
+		bool		outnull[3] = {false, key == NULL, value == NULL};
+
+		out[0] = values[AC_OCCURRED_AT];
+		out[1] = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;
+		out[2] = value ? am_indexable_text(CStringGetTextDatum(value)) : (Datum) 0;
+		tuplestore_putvalues(bt->rsinfo->setResult, bt->rsinfo->setDesc, out, outnull);
+		return;
+	}
+	if (bt->rule.nsteps > 0)
+	{
+		int			ek = 0,
+					ee = 0;
+
+		if (!am_seq_add(&bt->sr, &k, at, id, am_seq_mask(&v), false, &ids, &ek, &ee))
+			return;
+		val = int64_to_numeric(ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)));
+	}
+	else if (bt->rule.lookback != NULL)
+	{
+		Datum		d = Int64GetDatum(id);
+
+		if (!am_seen_note(bt->values, bt->rule.id, bt->rule.lookback, &k, &v, at, at < bt->since))
+			return;
+		val = NULL;
+		ids = construct_array(&d, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+	}
+	else if (!am_alerts_match(bt->rule.within ? &bt->wr : NULL, bt->rule.measure_path != (Datum) 0,
+							  &k, &v, at, id, &val, &ids, &evicted))
 		return;
 	key = am_jsonb_value_text(&k);
-	/* as the alerts table stores it: a long key is cut (alerts.c) */
-	keyd = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;
-	if (!cooldown_allows(bt, keyd, key == NULL, DatumGetTimestampTz(values[AC_OCCURRED_AT])))
-		return;
-
-	memset(outnull, false, sizeof(outnull));
-	out[0] = values[AC_ID];
-	out[1] = values[AC_OCCURRED_AT];
-	out[2] = keyd;
-	outnull[2] = key == NULL;
-	out[3] = NumericGetDatum(val);
-	out[4] = PointerGetDatum(ids);
-	for (int c = 0; c < lengthof(from); c++)
-	{
-		out[5 + c] = values[from[c]];
-		outnull[5 + c] = nulls[from[c]];
-	}
-	tuplestore_putvalues(bt->rsinfo->setResult, bt->rsinfo->setDesc, out, outnull);
+	emit(bt, key, val, ids, values, nulls);
 }
 
 /*
- * activity_monitor._test_rule(predicate jsonpath, since timestamptz,
- * until timestamptz, kinds text[], tables text[], within interval,
- * threshold numeric, measure text, measure_path jsonpath, group_by
- * jsonpath, cooldown interval): the backtest (see the file header), for
- * test_rule(), which checks the definition first as create_rule() does.
- * Returns the alerts as rows: event_id, occurred_at, group_key, value,
- * event_ids, kind, action, table_name, subject_id, actor_type, actor_id.
+ * The absences whose deadline is before "now" (the next event's time, or
+ * the end of the range), fired as the worker would, with their last
+ * step's event read back.
  */
-Datum
-activity_monitor_test_rule(PG_FUNCTION_ARGS)
+static void
+backtest_due(Backtest *bt, TimestampTz now, bool inclusive)
+{
+	SeqDue		due;
+	Datum		args[2];
+	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+
+	while (am_seq_next_deadline() < now || (inclusive && am_seq_next_deadline() == now))
+	{
+		Datum		values[AC_NUM_COLUMNS];
+		bool		nulls[AC_NUM_COLUMNS];
+		static const int cols[] = {AC_ID, AC_OCCURRED_AT, AC_KIND, AC_ACTION, AC_TABLE_NAME,
+		AC_SUBJECT_ID, AC_ACTOR_TYPE, AC_ACTOR_ID};
+
+		if (!am_seq_due(DT_NOEND, &due))
+			break;
+		args[0] = Int64GetDatum(due.last_id);
+		args[1] = TimestampTzGetDatum(due.last_at);
+		if (SPI_execute_with_args("SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, "
+								  "a.subject_id, a.actor_type, a.actor_id "
+								  "FROM activity_monitor.activity a "
+								  "WHERE a.occurred_at = $2 AND a.id = $1",
+								  2, types, args, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			continue;
+		memset(nulls, true, sizeof(nulls));
+		for (int c = 0; c < lengthof(cols); c++)
+			values[cols[c]] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1,
+											&nulls[cols[c]]);
+		emit(bt, due.key, int64_to_numeric(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))),
+			 due.ids, values, nulls);
+	}
+}
+
+/*
+ * The backtest of activity_monitor._test_rule() (alerts) and of
+ * _rule_matches() (every match: time, group key and value, for
+ * create_rule()'s backfill of a first-seen rule), from their common
+ * arguments: predicate jsonpath, since timestamptz, until timestamptz,
+ * kinds text[], tables text[] (names), within interval, threshold
+ * numeric, measure text, measure_path jsonpath, group_by jsonpath,
+ * cooldown interval, steps jsonpath[], missing jsonpath, lookback
+ * interval.  The SQL callers check the definition first as create_rule()
+ * does; this checks what it relies on.
+ */
+static Datum
+backtest_run(FunctionCallInfo fcinfo, bool matches)
 {
 	Backtest	bt;
 	AmRule	   *rule = &bt.rule;
@@ -269,6 +368,7 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 	Datum		args[2];
 	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	StringInfoData sql;
+	TimestampTz until;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(7) ||
 		PG_ARGISNULL(9))
@@ -278,6 +378,7 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 
 	memset(&bt, 0, sizeof(bt));
 	bt.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bt.matches = matches;
 	rule->id = BACKTEST_RULE_ID;
 	snprintf(rule->key, sizeof(rule->key), INT64_FORMAT, rule->id);
 	rule->name = "test_rule";
@@ -319,7 +420,7 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(8))
 		rule->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(8)));
 	rule->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(9)));
-	if (!PG_ARGISNULL(10))
+	if (!PG_ARGISNULL(10) && !matches)
 	{
 		HASHCTL		ctl;
 
@@ -330,17 +431,57 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 		bt.cooled = hash_create("activity_monitor test_rule cooldowns", 256, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	if (!PG_ARGISNULL(11))
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+		int			ne;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(11), JSONPATHOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &ne);
+		for (int i = 0; i < ne; i++)
+			if (enulls[i] || i >= AM_MAX_STEPS)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid rule definition"),
+						 errhint("Call activity_monitor.test_rule(), which says what is wrong.")));
+			else
+				rule->steps[rule->nsteps++] = PointerGetDatum(PG_DETOAST_DATUM_COPY(elems[i]));
+	}
+	if (!PG_ARGISNULL(12) && rule->nsteps > 0)
+	{
+		rule->steps[rule->nsteps] = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(12)));
+		rule->has_missing = true;
+	}
+	if (!PG_ARGISNULL(13))
+		rule->lookback = PG_GETARG_INTERVAL_P(13);
 	/* test_rule() checked all this; the C function checks what it relies on */
-	if ((rule->within == NULL) != (rule->threshold == NULL) ||
-		!(rule->measure == 'c' || rule->measure == 's' || rule->measure == 'd') ||
-		(rule->measure != 'c' && rule->measure_path == (Datum) 0))
+	if (!(rule->measure == 'c' || rule->measure == 's' || rule->measure == 'd') ||
+		(rule->measure != 'c' && rule->measure_path == (Datum) 0) ||
+		(rule->nsteps > 0 ? rule->within == NULL || rule->threshold != NULL ||
+		 (rule->nsteps < 2 && !rule->has_missing) :
+		 rule->lookback != NULL ? rule->measure_path == (Datum) 0 || rule->within != NULL :
+		 (rule->within == NULL) != (rule->threshold == NULL)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid rule definition"),
 				 errhint("Call activity_monitor.test_rule(), which says what is wrong.")));
 	am_rule_prepare(rule, rule->name, CurrentMemoryContext);
-	if (rule->within != NULL)
+	if (rule->nsteps > 0)
+		bt.sr = am_alerts_seq_rule(rule->id, rule->nsteps, rule->has_missing, rule->within);
+	else if (rule->within != NULL)
 		bt.wr = am_alerts_window_rule(rule->id, rule->measure, rule->within, rule->threshold);
+	bt.since = PG_GETARG_TIMESTAMPTZ(1);
+	until = PG_GETARG_TIMESTAMPTZ(2);
+	args[0] = PG_GETARG_DATUM(1);
+	args[1] = PG_GETARG_DATUM(2);
+	if (rule->lookback != NULL && !matches)
+	{
+		/* the values seen within the lookback before the range count */
+		bt.values = am_seen_create(CurrentMemoryContext, false, SEEN_MAX_ENTRIES);
+		args[0] = DirectFunctionCall2(timestamptz_mi_interval, args[0],
+									  IntervalPGetDatum(rule->lookback));
+	}
 
 	InitMaterializedSRF(fcinfo, 0);
 	/* this backend's alert windows are the engine's: forget them (header) */
@@ -355,8 +496,6 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 						   "ORDER BY a.occurred_at, a.id");
 
 	SPI_connect();
-	args[0] = PG_GETARG_DATUM(1);
-	args[1] = PG_GETARG_DATUM(2);
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 2, types, args, NULL, true, 0);
 	fetch_cxt = AllocSetContextCreate(CurrentMemoryContext, "activity_monitor test_rule",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -389,7 +528,31 @@ activity_monitor_test_rule(PG_FUNCTION_ARGS)
 		SPI_freetuptable(tt);
 	}
 	SPI_cursor_close(portal);
+	/* the absences whose deadline passed by the end of the range (and now) */
+	if (rule->nsteps > 0 && rule->has_missing && !matches)
+		backtest_due(&bt, Min(until, GetCurrentTimestamp()), true);
 	SPI_finish();
 	am_alerts_forget_windows();
 	return (Datum) 0;
+}
+
+/*
+ * activity_monitor._test_rule(...): the alerts (see backtest_run) as rows:
+ * event_id, occurred_at, group_key, value, event_ids, kind, action,
+ * table_name, subject_id, actor_type, actor_id.
+ */
+Datum
+activity_monitor_test_rule(PG_FUNCTION_ARGS)
+{
+	return backtest_run(fcinfo, false);
+}
+
+/*
+ * activity_monitor._rule_matches(...): every event the rule matches, as
+ * rows occurred_at, group_key, value (as activity_monitor.seen holds them).
+ */
+Datum
+activity_monitor_rule_matches(PG_FUNCTION_ARGS)
+{
+	return backtest_run(fcinfo, true);
 }

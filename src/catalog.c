@@ -62,7 +62,7 @@ static const char *const tracked_column_names[TC_NUM_COLUMNS] = {
 static const char *const rule_column_names[RC_NUM_COLUMNS] = {
 	"id", "name", "predicate", "severity", "kinds", "tables", "within",
 	"threshold", "measure", "measure_path", "group_by", "cooldown", "channel",
-	"enabled"
+	"enabled", "steps", "missing", "lookback"
 };
 
 static AmCatalog catalog;
@@ -199,7 +199,7 @@ catalog_load(void)
 					c.activity_att);
 	catalog_attnums(c.tracked, tracked_column_names, TC_NUM_COLUMNS, TC_FIRST_OPTIONAL,
 					c.tracked_att);
-	catalog_attnums(c.alert_rule, rule_column_names, RC_NUM_COLUMNS, RC_NUM_COLUMNS,
+	catalog_attnums(c.alert_rule, rule_column_names, RC_NUM_COLUMNS, RC_FIRST_OPTIONAL,
 					c.rule_att);
 	catalog_loading = false;
 	catalog = c;

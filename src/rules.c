@@ -108,6 +108,7 @@ typedef struct RuleResult
 	int			compiled;		/* the compiled predicate's result (1, 0, -1
 								 * unknown), or PRED_GENERIC */
 	RuleOutcome outcome;
+	int			stepc[AM_MAX_STEPS + 1];	/* the steps' compiled results */
 	bool		knull;
 	bool		vnull;
 	Datum		k;				/* group key (jsonb) */
@@ -362,7 +363,26 @@ rule_needs_guard(AmRule *r)
 	scan_path_datum(r->predicate, &ps);
 	scan_path_datum(r->group_by, &ps);
 	scan_path_datum(r->measure_path, &ps);
+	for (int j = 0; j < r->nsteps + r->has_missing; j++)
+		scan_path_datum(r->steps[j], &ps);
 	return ps.guard;
+}
+
+/* Compile a rule's predicate and steps that have the compiled shape. */
+static void
+compile_rule(AmPredSet *set, AmRule *r)
+{
+	r->pred = am_pred_compile(set, r->predicate);
+	for (int j = 0; j < r->nsteps + r->has_missing; j++)
+		r->step_pred[j] = am_pred_compile(set, r->steps[j]);
+}
+
+static void
+finish_rule(AmRule *r)
+{
+	am_pred_finish(r->pred);
+	for (int j = 0; j < r->nsteps + r->has_missing; j++)
+		am_pred_finish(r->step_pred[j]);
 }
 
 /*
@@ -453,6 +473,27 @@ load_rules(void)
 		r->group_by = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_GROUP_BY] - 1]));
 		if (!n[att[RC_MEASURE_PATH] - 1])
 			r->measure_path = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_MEASURE_PATH] - 1]));
+		if (att[RC_STEPS] != InvalidAttrNumber && !n[att[RC_STEPS] - 1])
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			ne;
+
+			deconstruct_array(DatumGetArrayTypeP(v[att[RC_STEPS] - 1]), JSONPATHOID, -1, false,
+							  TYPALIGN_INT, &elems, &enulls, &ne);
+			/* alert_rule's CHECK keeps it at 1 to AM_MAX_STEPS, without nulls */
+			for (int j = 0; j < ne && r->nsteps < AM_MAX_STEPS; j++)
+				if (!enulls[j])
+					r->steps[r->nsteps++] = PointerGetDatum(PG_DETOAST_DATUM_COPY(elems[j]));
+		}
+		if (att[RC_MISSING] != InvalidAttrNumber && !n[att[RC_MISSING] - 1] && r->nsteps > 0)
+		{
+			r->steps[r->nsteps] = PointerGetDatum(PG_DETOAST_DATUM_COPY(v[att[RC_MISSING] - 1]));
+			r->has_missing = true;
+		}
+		if (att[RC_LOOKBACK] != InvalidAttrNumber && !n[att[RC_LOOKBACK] - 1])
+			r->lookback = DatumGetIntervalP(datumCopy(v[att[RC_LOOKBACK] - 1], false,
+													  sizeof(Interval)));
 		r->guarded = rule_needs_guard(r);
 		if (!n[att[RC_KINDS] - 1])
 		{
@@ -491,9 +532,9 @@ load_rules(void)
 
 		for (int i = 0; i < new_nrules; i++)
 			if (new_rules[i].enabled)
-				new_rules[i].pred = am_pred_compile(set, new_rules[i].predicate);
+				compile_rule(set, &new_rules[i]);
 		for (int i = 0; i < new_nrules; i++)
-			am_pred_finish(new_rules[i].pred);
+			finish_rule(&new_rules[i]);
 	}
 
 	/* complete: the new rules replace the old ones */
@@ -636,6 +677,36 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
 		}
 	}
 	res->knull = res->vnull = true;
+	if (r->nsteps > 0)
+	{
+		/* a sequence's or absence's event: which steps it matches, as bits */
+		int			mask = 0;
+		JsonbValue	steps;
+
+		for (int j = 0; j < r->nsteps + r->has_missing; j++)
+		{
+			int			c = res->stepc[j];
+
+			if (c == PRED_GENERIC)
+			{
+				m = path_call(jsonb_path_match_tz, doc, r->steps[j], &isnull);
+				c = isnull ? -1 : DatumGetBool(m);
+			}
+			if (c < 0)
+				return;			/* an error */
+			if (c)
+				mask |= 1 << j;
+		}
+		if (mask == 0)
+		{
+			res->outcome = RO_NO_MATCH;
+			return;
+		}
+		steps.type = jbvNumeric;
+		steps.val.numeric = int64_to_numeric(mask);
+		res->v = JsonbPGetDatum(JsonbValueToJsonb(&steps));
+		res->vnull = false;
+	}
 	if (r->group_by != (Datum) 0)
 		res->k = path_call(jsonb_path_query_first_tz, doc, r->group_by, &res->knull);
 	if (r->measure_path != (Datum) 0)
@@ -890,8 +961,15 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 	 * must live in this context, not in a guarded rule's subtransaction.
 	 */
 	for (int i = 0; i < n; i++)
+	{
 		results[i].compiled = list[i]->pred && compile_predicates ?
 			am_pred_eval(list[i]->pred, doc, &memo) : PRED_GENERIC;
+		/* a sequence's steps only when its predicate may match */
+		for (int j = 0; j < list[i]->nsteps + list[i]->has_missing; j++)
+			results[i].stepc[j] = results[i].compiled != 0 && list[i]->step_pred[j] &&
+				compile_predicates ? am_pred_eval(list[i]->step_pred[j], doc, &memo) :
+				PRED_GENERIC;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		if (list[i]->guarded)
@@ -1001,11 +1079,13 @@ am_rule_prepare(AmRule *r, const char *name, MemoryContext cxt)
 	check_path(r->group_by, "group_by", name);
 	if (r->measure_path != (Datum) 0)
 		check_path(r->measure_path, "measure_path", name);
+	for (int j = 0; j < r->nsteps + r->has_missing; j++)
+		check_path(r->steps[j], j < r->nsteps ? "a step" : "missing", name);
 	(void) am_rules_all(&cache);	/* the evaluation's state, loaded once */
 	r->guarded = rule_needs_guard(r);
 	set = am_pred_set_create(cxt);
-	r->pred = am_pred_compile(set, r->predicate);
-	am_pred_finish(r->pred);
+	compile_rule(set, r);
+	finish_rule(r);
 }
 
 /*
@@ -1050,5 +1130,21 @@ activity_monitor_check_rule(PG_FUNCTION_ARGS)
 	d = heap_getattr(tup, att[RC_MEASURE_PATH], desc, &isnull);
 	if (!isnull)
 		check_path(d, "measure_path", name);
+	d = att[RC_STEPS] ? heap_getattr(tup, att[RC_STEPS], desc, &isnull) : (Datum) 0;
+	if (d != (Datum) 0 && !isnull)
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+		int			ne;
+
+		deconstruct_array(DatumGetArrayTypeP(d), JSONPATHOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &ne);
+		for (int j = 0; j < ne; j++)
+			if (!enulls[j])
+				check_path(elems[j], "a step", name);
+	}
+	d = att[RC_MISSING] ? heap_getattr(tup, att[RC_MISSING], desc, &isnull) : (Datum) 0;
+	if (d != (Datum) 0 && !isnull)
+		check_path(d, "missing", name);
 	return PointerGetDatum(tup);
 }

@@ -77,6 +77,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "detect.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_start_worker);
 PG_FUNCTION_INFO_V1(activity_monitor_min_retention);
@@ -631,6 +632,22 @@ run_alert_batch(bool *more, char **error)
 }
 
 /*
+ * How long to sleep between rounds: a naptime, or until the deadline of
+ * the first absence the alert engine waits for (detect.h), whichever
+ * comes first.
+ */
+static long
+wait_ms(void)
+{
+	TimestampTz deadline = am_alerts_next_deadline();
+	long		ms = naptime * 1000L;
+
+	if (deadline != DT_NOEND)
+		ms = Min(ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline) + 1);
+	return Max(ms, 1);
+}
+
+/*
  * Alert duty: process the events committed since the last batch, in
  * batches of alert_batch_size events.  An error is recorded like the
  * partition duty's; the batch is retried on the next wake-up.
@@ -888,7 +905,7 @@ activity_monitor_worker_main(Datum main_arg)
 
 		MemoryContextReset(round_cxt);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 merging ? Max(alert_delay, 1) : naptime * 1000L, PG_WAIT_EXTENSION);
+						 merging ? Max(alert_delay, 1) : wait_ms(), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

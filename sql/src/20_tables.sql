@@ -232,10 +232,41 @@ CREATE TABLE activity_monitor.alert_rule (
 	enabled			boolean NOT NULL DEFAULT true,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	full_payload	boolean NOT NULL DEFAULT false,
-	CHECK ((within IS NULL) = (threshold IS NULL))
+	steps			jsonpath[],
+	missing			jsonpath,
+	lookback		interval,
+	-- what a rule is follows from what it has (create_rule(), README)
+	CONSTRAINT alert_rule_type_check CHECK (CASE
+		WHEN steps IS NOT NULL THEN
+			within IS NOT NULL AND threshold IS NULL AND lookback IS NULL
+			AND pg_catalog.cardinality(steps) BETWEEN (CASE WHEN missing IS NULL THEN 2 ELSE 1 END) AND 8
+		WHEN lookback IS NOT NULL THEN
+			lookback > interval '0' AND measure_path IS NOT NULL AND within IS NULL
+			AND threshold IS NULL AND missing IS NULL
+		ELSE missing IS NULL AND (within IS NULL) = (threshold IS NULL) END)
 );
+COMMENT ON COLUMN activity_monitor.alert_rule.steps IS
+	'a sequence rule''s steps, in order (with missing: an absence rule''s)';
+COMMENT ON COLUMN activity_monitor.alert_rule.missing IS
+	'an absence rule''s missing step: fires when no event matches it within "within" of the first step';
+COMMENT ON COLUMN activity_monitor.alert_rule.lookback IS
+	'a first-seen rule''s lookback: fires when the value at measure_path was not seen for the group key within it';
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alert_rule', '');
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alert_rule_id_seq', '');
+
+/*
+ * First-seen rules' memory (src/seen.c): the values each group key showed,
+ * and when last, within the rule's lookback.  Written by the alert batch,
+ * backfilled by create_rule(), pruned by the worker.
+ */
+CREATE TABLE activity_monitor.seen (
+	rule_id		bigint NOT NULL REFERENCES activity_monitor.alert_rule ON DELETE CASCADE,
+	group_key	text,
+	value		text NOT NULL,
+	last_seen	timestamptz NOT NULL,
+	CONSTRAINT seen_key UNIQUE NULLS NOT DISTINCT (rule_id, group_key, value)
+);
+SELECT pg_catalog.pg_extension_config_dump('activity_monitor.seen', '');
 
 -- Counters kept by the worker as it processes events.
 CREATE TABLE activity_monitor.rule_stats (

@@ -880,13 +880,17 @@ END
 $fn$;
 
 /*
- * What create_rule() and test_rule() check of a rule's shape: its measure,
- * window, threshold, cooldown, kinds and tables (22023 or 22004 with a
- * hint where one helps).
+ * What create_rule() and test_rule() check of a rule's shape: its type
+ * (per event, window, sequence, absence, first seen: what it has), measure,
+ * window, threshold, cooldown, steps, lookback, kinds and tables (22023 or
+ * 22004 with a hint where one helps).  The paths themselves are checked by
+ * _check_rule() (C, rules.c).
  */
 CREATE FUNCTION activity_monitor._check_rule_shape(kinds text[], tables regclass[], within interval,
 												   threshold numeric, measure text,
-												   measure_path jsonpath, cooldown interval)
+												   measure_path jsonpath, cooldown interval,
+												   steps jsonpath[], missing jsonpath,
+												   lookback interval)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -898,15 +902,66 @@ BEGIN
 		RAISE EXCEPTION 'unknown measure "%"', measure
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use count, sum or distinct.';
 	END IF;
-	IF measure IN ('sum', 'distinct') AND measure_path IS NULL THEN
-		RAISE EXCEPTION 'measure % needs a measure_path', measure
-			USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'For example measure_path => ''$.new.amount''.';
-	END IF;
-	IF (within IS NULL) <> (threshold IS NULL) THEN
-		RAISE EXCEPTION 'within and threshold go together'
-			USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = 'A rule with a window fires when the measure inside it reaches the threshold; a rule without one fires for each matching event.';
+	IF steps IS NOT NULL OR missing IS NOT NULL THEN
+		IF steps IS NULL OR pg_catalog.cardinality(steps) = 0 THEN
+			RAISE EXCEPTION 'a sequence or absence rule needs steps'
+				USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A sequence fires when events match its steps in order; an absence waits, after its steps, for an event matching missing.',
+				HINT = 'For example steps => ARRAY[''$.status_to == "pending"'']::jsonpath[].';
+		END IF;
+		IF EXISTS (SELECT FROM pg_catalog.unnest(steps) s(p) WHERE s.p IS NULL) THEN
+			RAISE EXCEPTION 'steps must not contain null'
+				USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		IF pg_catalog.cardinality(steps) > 8 THEN
+			RAISE EXCEPTION 'a rule has at most 8 steps'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF missing IS NULL AND pg_catalog.cardinality(steps) < 2 THEN
+			RAISE EXCEPTION 'a sequence needs at least two steps'
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'A rule without steps fires for each matching event; with missing => ..., one step waits for an event that should follow.';
+		END IF;
+		IF within IS NULL THEN
+			RAISE EXCEPTION 'a sequence or absence rule needs within'
+				USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'Its steps must occur within it of the first one; an absence fires when it passes without the missing event.',
+				HINT = 'For example within => ''1 hour''.';
+		END IF;
+		IF threshold IS NOT NULL OR lookback IS NOT NULL OR measure <> 'count'
+		   OR measure_path IS NOT NULL THEN
+			RAISE EXCEPTION 'threshold, measure, measure_path and lookback do not apply to a sequence or absence rule'
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'It fires once per complete sequence; leave them out.';
+		END IF;
+	ELSIF lookback IS NOT NULL THEN
+		IF lookback <= interval '0' OR lookback > interval '366 days' THEN
+			RAISE EXCEPTION 'lookback must be positive and at most 366 days'
+				USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = pg_catalog.format('The rule asks for %s.', lookback),
+				HINT = 'For example lookback => ''30 days''.';
+		END IF;
+		IF measure_path IS NULL THEN
+			RAISE EXCEPTION 'a first-seen rule needs a measure_path'
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'The value whose first appearance for the group key fires, for example measure_path => ''$.new.device_id''.';
+		END IF;
+		IF within IS NOT NULL OR threshold IS NOT NULL OR measure <> 'count' THEN
+			RAISE EXCEPTION 'within, threshold and measure do not apply to a first-seen rule'
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'It fires for each value not seen for its group key within the lookback; leave them out.';
+		END IF;
+	ELSE
+		IF measure IN ('sum', 'distinct') AND measure_path IS NULL THEN
+			RAISE EXCEPTION 'measure % needs a measure_path', measure
+				USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'For example measure_path => ''$.new.amount''.';
+		END IF;
+		IF (within IS NULL) <> (threshold IS NULL) THEN
+			RAISE EXCEPTION 'within and threshold go together'
+				USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A rule with a window fires when the measure inside it reaches the threshold; a rule without one fires for each matching event.';
+		END IF;
 	END IF;
 	IF within <= interval '0' THEN
 		RAISE EXCEPTION 'within must be positive' USING ERRCODE = 'invalid_parameter_value';
@@ -929,6 +984,23 @@ BEGIN
 			HINT = 'Use some of: ' || pg_catalog.array_to_string(all_kinds, ', ') || '.';
 	END IF;
 END
+$fn$;
+
+/*
+ * The names of tables as the activity's table_name holds them, for the
+ * backtests (an empty list, or tables since dropped: none; NULL: any).
+ */
+CREATE FUNCTION activity_monitor._table_names(tables regclass[])
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT CASE WHEN tables IS NOT NULL THEN
+		coalesce((SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname))
+				  FROM pg_catalog.unnest(tables) t(oid)
+				  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+				  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace), '{}')
+	END
 $fn$;
 
 /*
@@ -956,11 +1028,27 @@ $fn$;
 CREATE FUNCTION activity_monitor._test_rule(predicate jsonpath, since timestamptz, until timestamptz,
 											kinds text[], tables text[], within interval,
 											threshold numeric, measure text, measure_path jsonpath,
-											group_by jsonpath, cooldown interval)
+											group_by jsonpath, cooldown interval, steps jsonpath[],
+											missing jsonpath, lookback interval)
 RETURNS TABLE (event_id bigint, occurred_at timestamptz, group_key text, value numeric,
 			   event_ids bigint[], kind text, action text, table_name text,
 			   subject_id text, actor_type text, actor_id text)
 AS 'MODULE_PATHNAME', 'activity_monitor_test_rule'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * Every stored event of [since, until) a rule of this definition matches:
+ * its time, group key and value (cut as activity_monitor.seen holds them),
+ * for create_rule()'s backfill of a first-seen rule (src/backtest.c).
+ */
+CREATE FUNCTION activity_monitor._rule_matches(predicate jsonpath, since timestamptz, until timestamptz,
+											   kinds text[], tables text[], within interval,
+											   threshold numeric, measure text, measure_path jsonpath,
+											   group_by jsonpath, cooldown interval, steps jsonpath[],
+											   missing jsonpath, lookback interval)
+RETURNS TABLE (occurred_at timestamptz, group_key text, value text)
+AS 'MODULE_PATHNAME', 'activity_monitor_rule_matches'
 LANGUAGE C
 SET search_path = pg_catalog, pg_temp;
 

@@ -331,8 +331,12 @@ LANGUAGE C STRICT;
 
 /*
  * create_rule(): validate everything, then insert.  Errors name the
- * parameter at fault; nothing changes on error.  full_payload comes last, so
- * that positional calls written for 0.1.0 still work.
+ * parameter at fault; nothing changes on error.  full_payload comes after
+ * the parameters of 0.1.0, steps, missing and lookback after it, so that
+ * positional calls written for earlier versions still work.  What a rule
+ * is follows from what it has (README, "Alert rules"): steps, a sequence
+ * (with missing, an absence); lookback, a first-seen rule, whose history
+ * is backfilled here from the stored events of the lookback.
  */
 CREATE FUNCTION activity_monitor.create_rule(name text, predicate jsonpath,
 											 severity text DEFAULT 'warning',
@@ -346,7 +350,10 @@ CREATE FUNCTION activity_monitor.create_rule(name text, predicate jsonpath,
 											 cooldown interval DEFAULT NULL,
 											 channel text DEFAULT 'activity_monitor_alerts',
 											 description text DEFAULT NULL,
-											 full_payload boolean DEFAULT false)
+											 full_payload boolean DEFAULT false,
+											 steps jsonpath[] DEFAULT NULL,
+											 missing jsonpath DEFAULT NULL,
+											 lookback interval DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -354,6 +361,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	new_id		bigint;
+	backfill_at	timestamptz := pg_catalog.now();
 BEGIN
 	IF name IS NULL OR predicate IS NULL OR severity IS NULL OR measure IS NULL
 	   OR group_by IS NULL OR channel IS NULL THEN
@@ -374,7 +382,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Use info, warning or critical.';
 	END IF;
 	PERFORM activity_monitor._check_rule_shape(kinds, tables, within, threshold, measure,
-											   measure_path, cooldown);
+											   measure_path, cooldown, steps, missing, lookback);
 	IF channel = '' OR pg_catalog.octet_length(channel) > 63 THEN
 		RAISE EXCEPTION 'channel name must be 1 to 63 bytes long'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -389,9 +397,11 @@ BEGIN
 	BEGIN
 		INSERT INTO activity_monitor.alert_rule AS r
 			(name, predicate, severity, kinds, tables, within, threshold, measure,
-			 measure_path, group_by, cooldown, channel, description, full_payload)
+			 measure_path, group_by, cooldown, channel, description, full_payload,
+			 steps, missing, lookback)
 		VALUES (name, predicate, severity, kinds, tables, within, threshold, measure,
-				measure_path, group_by, cooldown, channel, description, full_payload)
+				measure_path, group_by, cooldown, channel, description, full_payload,
+				steps, missing, lookback)
 		RETURNING r.id INTO new_id;
 	EXCEPTION WHEN unique_violation THEN
 		-- a concurrent create_rule() of the same name won
@@ -400,12 +410,24 @@ BEGIN
 			HINT = 'Drop it first with activity_monitor.drop_rule(), or choose another name.';
 	END;
 	INSERT INTO activity_monitor.rule_stats (rule_id) VALUES (new_id);
+	IF lookback IS NOT NULL THEN
+		-- a key's history before the rule counts: the values of the lookback
+		INSERT INTO activity_monitor.seen (rule_id, group_key, value, last_seen)
+		SELECT new_id, m.group_key, m.value, pg_catalog.max(m.occurred_at)
+		FROM activity_monitor._rule_matches(predicate, backfill_at - lookback, backfill_at, kinds,
+				activity_monitor._table_names(tables), within, threshold, measure, measure_path,
+				group_by, cooldown, steps, missing, lookback) m
+		WHERE m.value IS NOT NULL
+		GROUP BY m.group_key, m.value;
+	END IF;
 	PERFORM activity_monitor._record_admin('activity_monitor.alert_rule', 'create_rule', name, NULL,
 		pg_catalog.jsonb_build_object('id', new_id, 'name', name, 'predicate', predicate,
 			'severity', severity, 'kinds', kinds, 'tables', tables, 'within', within,
 			'threshold', threshold, 'measure', measure, 'measure_path', measure_path,
 			'group_by', group_by, 'cooldown', cooldown, 'channel', channel,
-			'description', description, 'full_payload', full_payload));
+			'description', description, 'full_payload', full_payload)
+		OPERATOR(pg_catalog.||) pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+			'steps', steps, 'missing', missing, 'lookback', lookback)));
 	RETURN new_id;
 END
 $fn$;
@@ -427,7 +449,10 @@ CREATE FUNCTION activity_monitor.test_rule(predicate jsonpath, since timestamptz
 										   measure text DEFAULT 'count',
 										   measure_path jsonpath DEFAULT NULL,
 										   group_by jsonpath DEFAULT '$.subject_id',
-										   cooldown interval DEFAULT NULL)
+										   cooldown interval DEFAULT NULL,
+										   steps jsonpath[] DEFAULT NULL,
+										   missing jsonpath DEFAULT NULL,
+										   lookback interval DEFAULT NULL)
 RETURNS TABLE (event_id bigint, occurred_at timestamptz, group_key text, value numeric,
 			   event_ids bigint[], kind text, action text, table_name text,
 			   subject_id text, actor_type text, actor_id text)
@@ -447,22 +472,16 @@ BEGIN
 			DETAIL = pg_catalog.format('The range asked for is [%s, %s).', since, until);
 	END IF;
 	PERFORM activity_monitor._check_rule_shape(kinds, tables, within, threshold, measure,
-											   measure_path, cooldown);
+											   measure_path, cooldown, steps, missing, lookback);
 	PERFORM activity_monitor._check_window_bounds(within, measure, threshold);
 	RETURN QUERY
 	SELECT * FROM activity_monitor._test_rule(predicate, since, until, kinds,
-		-- the tables' names (an empty list, or tables since dropped: none)
-		CASE WHEN tables IS NOT NULL THEN
-			coalesce((SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname))
-					  FROM pg_catalog.unnest(tables) t(oid)
-					  JOIN pg_catalog.pg_class c ON c.oid = t.oid
-					  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace), '{}')
-		END,
-		within, threshold, measure, measure_path, group_by, cooldown);
+		activity_monitor._table_names(tables), within, threshold, measure, measure_path,
+		group_by, cooldown, steps, missing, lookback);
 END
 $fn$;
 COMMENT ON FUNCTION activity_monitor.test_rule(jsonpath, timestamptz, timestamptz, text[], regclass[],
-	interval, numeric, text, jsonpath, jsonpath, interval) IS
+	interval, numeric, text, jsonpath, jsonpath, interval, jsonpath[], jsonpath, interval) IS
 	'the alerts a rule of this definition would have fired over the stored events of [since, until), without writing or notifying';
 
 CREATE FUNCTION activity_monitor.drop_rule(name text)

@@ -155,7 +155,13 @@ CREATE VIEW activity_monitor.rules AS
 		   r.full_payload,
 		   coalesce(s.keys_evicted, 0) AS keys_evicted,
 		   coalesce(s.events_evicted, 0) AS events_evicted,
-		   activity_monitor._predicate_plan(r.predicate) AS evaluation
+		   activity_monitor._predicate_plan(r.predicate) AS evaluation,
+		   CASE WHEN r.steps IS NOT NULL AND r.missing IS NOT NULL THEN 'absence'
+				WHEN r.steps IS NOT NULL THEN 'sequence'
+				WHEN r.lookback IS NOT NULL THEN 'first_seen'
+				WHEN r.within IS NOT NULL THEN 'window'
+				ELSE 'event' END AS rule_type,
+		   r.steps, r.missing, r.lookback
 	FROM activity_monitor.alert_rule r
 	LEFT JOIN activity_monitor.rule_stats s ON s.rule_id OPERATOR(pg_catalog.=) r.id
 	ORDER BY r.id;

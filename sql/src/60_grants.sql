@@ -27,9 +27,13 @@ REVOKE ALL ON FUNCTION activity_monitor._index_partition(regclass, boolean),
 	activity_monitor._rules_changed(), activity_monitor._check_rule(),
 	activity_monitor._window_limits(), activity_monitor._check_rule_bounds(),
 	activity_monitor._check_window_bounds(interval, text, numeric),
-	activity_monitor._check_rule_shape(text[], regclass[], interval, numeric, text, jsonpath, interval),
+	activity_monitor._check_rule_shape(text[], regclass[], interval, numeric, text, jsonpath, interval,
+		jsonpath[], jsonpath, interval),
 	activity_monitor._test_rule(jsonpath, timestamptz, timestamptz, text[], text[], interval,
-		numeric, text, jsonpath, jsonpath, interval),
+		numeric, text, jsonpath, jsonpath, interval, jsonpath[], jsonpath, interval),
+	activity_monitor._rule_matches(jsonpath, timestamptz, timestamptz, text[], text[], interval,
+		numeric, text, jsonpath, jsonpath, interval, jsonpath[], jsonpath, interval),
+	activity_monitor._table_names(regclass[]),
 	activity_monitor._set_alert_status(bigint, text, text),
 	activity_monitor.capture(), activity_monitor._kinds(), activity_monitor._receive() FROM PUBLIC;
 
@@ -102,7 +106,8 @@ REVOKE ALL ON FUNCTION activity_monitor.track(regclass, text, name, name, name[]
 	activity_monitor.configure(interval, int, interval, text, interval, interval), activity_monitor.maintain(timestamptz),
 	activity_monitor.start_worker(),
 	activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
-		numeric, text, jsonpath, jsonpath, interval, text, text, boolean),
+		numeric, text, jsonpath, jsonpath, interval, text, text, boolean, jsonpath[], jsonpath,
+		interval),
 	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
 	activity_monitor.set_rule_full_payload(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, name[], name[], name[], text[]),
@@ -110,7 +115,8 @@ GRANT EXECUTE ON FUNCTION activity_monitor.track(regclass, text, name, name, nam
 	activity_monitor.configure(interval, int, interval, text, interval, interval), activity_monitor.maintain(timestamptz),
 	activity_monitor.start_worker(),
 	activity_monitor.create_rule(text, jsonpath, text, text[], regclass[], interval,
-		numeric, text, jsonpath, jsonpath, interval, text, text, boolean),
+		numeric, text, jsonpath, jsonpath, interval, text, text, boolean, jsonpath[], jsonpath,
+		interval),
 	activity_monitor.drop_rule(text), activity_monitor.set_rule_enabled(text, boolean),
 	activity_monitor.set_rule_full_payload(text, boolean)
 	TO activity_monitor_admin;
@@ -128,8 +134,11 @@ GRANT EXECUTE ON FUNCTION activity_monitor.verify(timestamptz, timestamptz),
 	activity_monitor.verify_head(bigint, text), activity_monitor.seal_head() TO activity_monitor_reader;
 -- backtesting reads what readers may read
 REVOKE ALL ON FUNCTION activity_monitor.test_rule(jsonpath, timestamptz, timestamptz, text[], regclass[],
-	interval, numeric, text, jsonpath, jsonpath, interval) FROM PUBLIC;
+	interval, numeric, text, jsonpath, jsonpath, interval, jsonpath[], jsonpath, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.test_rule(jsonpath, timestamptz, timestamptz, text[], regclass[],
-	interval, numeric, text, jsonpath, jsonpath, interval) TO activity_monitor_reader;
+	interval, numeric, text, jsonpath, jsonpath, interval, jsonpath[], jsonpath, interval)
+	TO activity_monitor_reader;
+-- first-seen rules' memory: the owner (the worker, create_rule()) writes it
+REVOKE ALL ON activity_monitor.seen FROM PUBLIC;
 -- the rules view shows how each predicate is evaluated
 GRANT EXECUTE ON FUNCTION activity_monitor._predicate_plan(jsonpath) TO activity_monitor_reader;

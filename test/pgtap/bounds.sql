@@ -102,7 +102,8 @@ SELECT is((SELECT within FROM activity_monitor.alert_rule WHERE name = 'restored
 SELECT is((SELECT array_agg(column_name::text ORDER BY ordinal_position)
 		   FROM information_schema.columns
 		   WHERE table_schema = 'activity_monitor' AND table_name = 'rules' AND ordinal_position > 21),
-	'{keys_evicted,events_evicted,evaluation}'::text[], 'rules: keys_evicted and events_evicted, then evaluation, last');
+	'{keys_evicted,events_evicted,evaluation,rule_type,steps,missing,lookback}'::text[],
+	'rules: keys_evicted and events_evicted, evaluation, then detection v2''s type, steps, missing, lookback');
 SELECT results_eq($$SELECT keys_evicted, events_evicted FROM activity_monitor.rules WHERE name = 'day'$$,
 	$$VALUES (0::bigint, 0::bigint)$$, 'rules: a new rule evicted nothing');
 SELECT results_eq($$SELECT keys_evicted, events_evicted FROM activity_monitor.rule_stats s

@@ -119,8 +119,8 @@ expect_error 22004 "SELECT * FROM activity_monitor.test_rule('\$.a == 1', now() 
 	fail "test_rule() wrote alerts"
 [ "$(q "SELECT count(*) FROM activity_monitor.alert_rule")" = 11 ] || fail "test_rule() changed the rules"
 # the C part, called directly (superuser), refuses what would crash it
-expect_error 22023 "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, '1 hour', NULL, 'count', NULL, '\$.subject_id', NULL)"
-expect_error 22023 "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, NULL, NULL, 'sum', NULL, '\$.subject_id', NULL)"
+expect_error 22023 "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, '1 hour', NULL, 'count', NULL, '\$.subject_id', NULL, NULL, NULL, NULL)"
+expect_error 22023 "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, NULL, NULL, 'sum', NULL, '\$.subject_id', NULL, NULL, NULL, NULL)"
 # an empty tables list, or tables since dropped, applies to no table (as live)
 [ "$(q "SELECT count(*) FROM activity_monitor.test_rule('\$.new.amount > 40', '$start', tables => '{}')")" = 0 ] ||
 	fail "test_rule() with an empty tables list matched"
@@ -137,7 +137,7 @@ n=$(psql -X -At -d "$db" -U am_bt_reader -c "SELECT count(*) FROM activity_monit
 out=$(psql -X -At -d "$db" -U am_bt_other -v VERBOSITY=verbose -c "SELECT * FROM activity_monitor.test_rule('\$.a == 1', now() - interval '1 day')" 2>&1) &&
 	fail "a role without the reader role ran test_rule()"
 echo "$out" | grep -q 'ERROR:  42501' || fail "expected 42501, got: $out"
-out=$(psql -X -At -d "$db" -U am_bt_reader -v VERBOSITY=verbose -c "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, NULL, NULL, 'count', NULL, '\$.subject_id', NULL)" 2>&1) &&
+out=$(psql -X -At -d "$db" -U am_bt_reader -v VERBOSITY=verbose -c "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, NULL, NULL, 'count', NULL, '\$.subject_id', NULL, NULL, NULL, NULL)" 2>&1) &&
 	fail "a reader ran the unchecked _test_rule()"
 q "DROP ROLE am_bt_reader; DROP ROLE am_bt_other" >/dev/null
 

@@ -1,0 +1,602 @@
+/*-------------------------------------------------------------------------
+ *
+ * sequence.c
+ *	  The state of sequence and absence rules: per rule and group key, the
+ *	  recent events that matched a step, and the absences waiting for
+ *	  their deadline.
+ *
+ * A sequence rule fires when, among the processed events of one group key,
+ * events matching its steps 1, 2, ..., n occurred in that order (by
+ * occurred_at, then id) with the last at most "within" after the first; the
+ * events of a sequence that fired (or that a cooldown suppressed) are
+ * consumed: none serves another sequence.  The order is the events' time,
+ * not their commit order: a step committed late (a long transaction) takes
+ * its place among the others when it is processed, and completes a
+ * sequence if it is the piece that was missing.  After each event no
+ * complete sequence is left, so one found after adding an event includes
+ * it; the search (sequence_find) takes, for each first step in turn, the
+ * earliest next steps, which finds a sequence within "within" whenever
+ * there is one.
+ *
+ * An absence rule is a sequence (often of one step) followed by a missing
+ * step: once its steps are complete it waits until the first step's time
+ * plus "within"; an event matching the missing step, later than the last
+ * step and not after the deadline, cancels it; the deadline passing fires
+ * it (the caller asks am_seq_due, on its own clock).  Events matching the
+ * missing step are kept among the key's events, so that an absence
+ * completed late (its steps committed after the missing event) is
+ * cancelled at once.
+ *
+ * The state is a function of the processed events and of the alerts fired:
+ * the caller rebuilds it by replaying the events in id order after telling
+ * am_seq_consumed the events of the alerts already fired; a replay fires
+ * nothing, and consumes what it completes.  (Replayed in id order rather
+ * than commit order, a key's events could pair differently than they did
+ * live; only alerts not fired yet can change, and only for keys with
+ * overlapping sequences.)
+ *
+ * The bounds are a window rule's: at most max_keys group keys per rule
+ * (beyond, the least recently active key goes, its waiting absences with
+ * it), at most max_window_events events per key (beyond, the oldest) and
+ * max_events per rule, waiting absences counted; what is evicted is
+ * counted by the caller in rule_stats.
+ *
+ * IDENTIFICATION
+ *	  src/sequence.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "activity_monitor.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "lib/ilist.h"
+#include "lib/pairingheap.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+#include "detect.h"
+
+#define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
+
+/* A group key of a rule: its id and two 64-bit hashes of the key. */
+typedef struct SeqKeyId
+{
+	int64		rule_id;
+	uint64		h1;
+	uint64		h2;
+} SeqKeyId;
+
+/* An event that matched some steps (bits) of a rule. */
+typedef struct SeqEvent
+{
+	TimestampTz at;
+	int64		id;
+	int			mask;
+} SeqEvent;
+
+typedef struct SeqRuleState SeqRuleState;
+
+/* One rule and group key. */
+typedef struct SeqKey
+{
+	SeqKeyId	kid;			/* hash key: first */
+	char	   *text;			/* the key as ->> renders it; NULL */
+	SeqEvent   *ev;				/* sorted by (at, id) */
+	int			n;
+	int			cap;
+	TimestampTz newest;
+	dlist_head	waiting;		/* its absences (Waiting.key_node) */
+	int			nwaiting;
+	SeqRuleState *rs;
+	dlist_node	lru;			/* in rs->lru */
+} SeqKey;
+
+/* A rule's keys, least recently active first. */
+struct SeqRuleState
+{
+	int64		rule_id;		/* hash key */
+	dlist_head	lru;
+	int			nkeys;
+	int64		nevents;		/* events and waiting absences' steps */
+};
+
+/* An absence waiting for its deadline. */
+typedef struct Waiting
+{
+	pairingheap_node heap;		/* by deadline */
+	dlist_node	key_node;
+	SeqKey	   *key;
+	TimestampTz last_at;
+	TimestampTz deadline;
+	int			n;
+	int64		ids[AM_MAX_STEPS];
+	int64		last_id;
+} Waiting;
+
+/* A consumed event, told by am_seq_consumed before a replay. */
+typedef struct Consumed
+{
+	int64		rule_id;
+	int64		event_id;
+} Consumed;
+
+static MemoryContext seq_cxt = NULL;
+static HTAB *keys = NULL;
+static HTAB *rule_states = NULL;
+static HTAB *consumed = NULL;
+static pairingheap *deadlines = NULL;
+
+/* Earliest deadline first (pairingheap puts the "largest" first). */
+static int
+deadline_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
+{
+	const Waiting *wa = pairingheap_const_container(Waiting, heap, a);
+	const Waiting *wb = pairingheap_const_container(Waiting, heap, b);
+
+	if (wa->deadline < wb->deadline)
+		return 1;
+	if (wa->deadline > wb->deadline)
+		return -1;
+	return 0;
+}
+
+/* t + iv (a plain addition for hours, minutes and seconds). */
+TimestampTz
+am_ts_plus(TimestampTz t, Interval *iv)
+{
+	if (iv->month == 0 && iv->day == 0 && !TIMESTAMP_NOT_FINITE(t) && iv->time >= 0 &&
+		t <= PG_INT64_MAX - iv->time)
+		return t + iv->time;
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(t),
+												   IntervalPGetDatum(iv)));
+}
+
+/* The steps an event matched ("v" of matched: bits); 0: none, or not bits. */
+int
+am_seq_mask(JsonbValue *v)
+{
+	bool		err = false;
+	int32		mask;
+
+	if (v->type != jbvNumeric)
+		return 0;
+	mask = numeric_int4_opt_error(v->val.numeric, &err);
+	return err || mask < 0 ? 0 : mask;
+}
+
+/* Forget every key, absence and consumed event. */
+void
+am_seq_reset(void)
+{
+	HASHCTL		ctl;
+	MemoryContext old;
+
+	if (seq_cxt == NULL)
+		seq_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor sequences",
+										ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(seq_cxt);
+	ctl.keysize = sizeof(SeqKeyId);
+	ctl.entrysize = sizeof(SeqKey);
+	ctl.hcxt = seq_cxt;
+	keys = hash_create("activity_monitor sequence keys", 256, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(SeqRuleState);
+	rule_states = hash_create("activity_monitor sequence rules", 16, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	consumed = NULL;
+	old = MemoryContextSwitchTo(seq_cxt);
+	deadlines = pairingheap_allocate(deadline_cmp, NULL);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+ensure_init(void)
+{
+	if (keys == NULL)
+		am_seq_reset();
+}
+
+/* Before a replay: the event was part of an alert of the rule already. */
+void
+am_seq_consumed(int64 rule_id, int64 event_id)
+{
+	Consumed	c;
+
+	ensure_init();
+	if (consumed == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Consumed);
+		ctl.entrysize = sizeof(Consumed);
+		ctl.hcxt = seq_cxt;
+		consumed = hash_create("activity_monitor consumed events", 256, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	c.rule_id = rule_id;
+	c.event_id = event_id;
+	(void) hash_search(consumed, &c, HASH_ENTER, NULL);
+}
+
+/* The key's identity: a type letter and the value's text, hashed twice. */
+static SeqKeyId
+key_id(int64 rule_id, JsonbValue *k, char **text)
+{
+	SeqKeyId	kid;
+	StringInfoData s;
+
+	*text = NULL;
+	initStringInfo(&s);
+	switch (k->type)
+	{
+		case jbvNull:
+			appendStringInfoChar(&s, 'z');
+			break;
+		case jbvString:
+			appendStringInfoChar(&s, 's');
+			appendBinaryStringInfo(&s, k->val.string.val, k->val.string.len);
+			break;
+		case jbvNumeric:
+			appendStringInfo(&s, "n%s", numeric_normalize(k->val.numeric));
+			break;
+		case jbvBool:
+			appendStringInfoString(&s, k->val.boolean ? "bt" : "bf");
+			break;
+		default:
+			appendStringInfo(&s, "j%s", JsonbToCString(NULL, k->val.binary.data, k->val.binary.len));
+			break;
+	}
+	memset(&kid, 0, sizeof(kid));
+	kid.rule_id = rule_id;
+	kid.h1 = hash_bytes_extended((unsigned char *) s.data, s.len, 1);
+	kid.h2 = hash_bytes_extended((unsigned char *) s.data, s.len, 2);
+	pfree(s.data);
+	/* as the alerts table will have it */
+	*text = am_jsonb_value_text(k);
+	return kid;
+}
+
+static void
+waiting_free(Waiting *w)
+{
+	pairingheap_remove(deadlines, &w->heap);
+	dlist_delete(&w->key_node);
+	w->key->nwaiting--;
+	w->key->rs->nevents -= w->n;
+	pfree(w);
+}
+
+/* Drop a key, its events and its absences. */
+static void
+key_drop(SeqKey *sk)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &sk->waiting)
+		waiting_free(dlist_container(Waiting, key_node, it.cur));
+	sk->rs->nevents -= sk->n;
+	sk->rs->nkeys--;
+	dlist_delete(&sk->lru);
+	if (sk->ev)
+		pfree(sk->ev);
+	if (sk->text)
+		pfree(sk->text);
+	(void) hash_search(keys, &sk->kid, HASH_REMOVE, NULL);
+}
+
+/* Remove events [from, from + count) of the key. */
+static void
+events_remove(SeqKey *sk, int from, int count)
+{
+	memmove(&sk->ev[from], &sk->ev[from + count], sizeof(SeqEvent) * (sk->n - from - count));
+	sk->n -= count;
+	sk->rs->nevents -= count;
+}
+
+/* Drop the key's events older than its window (newest - within). */
+static void
+key_trim(SeqKey *sk, Interval *within)
+{
+	int			drop = 0;
+
+	while (drop < sk->n && am_ts_plus(sk->ev[drop].at, within) < sk->newest)
+		drop++;
+	if (drop > 0)
+		events_remove(sk, 0, drop);
+}
+
+/*
+ * The first complete sequence of the key's events, as indexes into ev
+ * (idx[0 .. nsteps)); false if there is none (see the file header).
+ */
+static bool
+sequence_find(const SeqRule *r, SeqKey *sk, int *idx)
+{
+	for (int s = 0; s < sk->n; s++)
+	{
+		TimestampTz limit;
+		int			step = 1;
+
+		if (!(sk->ev[s].mask & 1))
+			continue;
+		limit = am_ts_plus(sk->ev[s].at, r->within);
+		idx[0] = s;
+		for (int j = s + 1; j < sk->n && step < r->nsteps && sk->ev[j].at <= limit; j++)
+			if (sk->ev[j].mask & (1 << step))
+				idx[step++] = j;
+		if (step == r->nsteps)
+			return true;
+	}
+	return false;
+}
+
+/* Is there a missing step among the key's events in (after, deadline]? */
+static bool
+missing_between(const SeqRule *r, SeqKey *sk, TimestampTz after, int64 after_id,
+				TimestampTz deadline)
+{
+	int			bit = 1 << r->nsteps;
+
+	for (int j = 0; j < sk->n; j++)
+		if ((sk->ev[j].mask & bit) &&
+			(sk->ev[j].at > after || (sk->ev[j].at == after && sk->ev[j].id > after_id)) &&
+			sk->ev[j].at <= deadline)
+			return true;
+	return false;
+}
+
+/* Evict the rule's least recently active key other than keep. */
+static bool
+evict_key(SeqRuleState *rs, SeqKey *keep)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &rs->lru)
+	{
+		SeqKey	   *sk = dlist_container(SeqKey, lru, it.cur);
+
+		if (sk != keep)
+		{
+			key_drop(sk);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Add an event of rule r that matched the steps in mask (bits, see
+ * SeqRule), with group key k: returns true, with the events in *ids
+ * (time order), if it completed a sequence that fires now (never in a
+ * replay, never for an absence: those wait, see am_seq_due).  The
+ * evictions the bounds made are added to *evicted_keys and
+ * *evicted_events.
+ */
+bool
+am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
+		   bool replay, ArrayType **ids, int *evicted_keys, int *evicted_events)
+{
+	MemoryContext old;
+	SeqKeyId	kid;
+	char	   *text;
+	SeqKey	   *sk;
+	SeqRuleState *rs;
+	bool		found;
+	int			missing_bit = r->absence ? 1 << r->nsteps : 0;
+	int			idx[AM_MAX_STEPS];
+	int			pos;
+
+	ensure_init();
+	mask &= ((1 << r->nsteps) - 1) | missing_bit;
+	if (replay && consumed != NULL)
+	{
+		Consumed	c = {r->id, id};
+
+		if (hash_search(consumed, &c, HASH_FIND, NULL) != NULL)
+			mask &= missing_bit;	/* its steps served an alert */
+	}
+	if (mask == 0)
+		return false;
+
+	kid = key_id(r->id, k, &text);
+	old = MemoryContextSwitchTo(seq_cxt);
+	rs = hash_search(rule_states, &r->id, HASH_ENTER, &found);
+	if (!found)
+	{
+		dlist_init(&rs->lru);
+		rs->nkeys = 0;
+		rs->nevents = 0;
+	}
+	sk = hash_search(keys, &kid, HASH_ENTER, &found);
+	if (!found)
+	{
+		sk->text = text ? pstrdup(text) : NULL;
+		sk->ev = NULL;
+		sk->n = sk->cap = 0;
+		sk->newest = at;
+		dlist_init(&sk->waiting);
+		sk->nwaiting = 0;
+		sk->rs = rs;
+		dlist_push_tail(&rs->lru, &sk->lru);
+		rs->nkeys++;
+		while (rs->nkeys > r->max_keys && evict_key(rs, sk))
+			(*evicted_keys)++;
+	}
+	else
+		dlist_move_tail(&rs->lru, &sk->lru);
+	if (at > sk->newest)
+		sk->newest = at;
+
+	/* a missing step cancels the absences it follows, before their deadline */
+	if (mask & missing_bit)
+	{
+		dlist_mutable_iter it;
+
+		dlist_foreach_modify(it, &sk->waiting)
+		{
+			Waiting    *w = dlist_container(Waiting, key_node, it.cur);
+
+			if ((at > w->last_at || (at == w->last_at && id > w->last_id)) && at <= w->deadline)
+				waiting_free(w);
+		}
+	}
+
+	/* the event among the key's, in (at, id) order; none older than the window */
+	key_trim(sk, r->within);
+	if (am_ts_plus(at, r->within) < sk->newest)
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	if (sk->n == sk->cap)
+	{
+		sk->cap = Max(8, sk->cap * 2);
+		sk->ev = sk->ev ? repalloc(sk->ev, sizeof(SeqEvent) * sk->cap) :
+			palloc(sizeof(SeqEvent) * sk->cap);
+	}
+	pos = sk->n;
+	while (pos > 0 && (sk->ev[pos - 1].at > at || (sk->ev[pos - 1].at == at && sk->ev[pos - 1].id > id)))
+		pos--;
+	memmove(&sk->ev[pos + 1], &sk->ev[pos], sizeof(SeqEvent) * (sk->n - pos));
+	sk->ev[pos].at = at;
+	sk->ev[pos].id = id;
+	sk->ev[pos].mask = mask;
+	sk->n++;
+	rs->nevents++;
+	if (sk->n > r->max_window_events)
+	{
+		events_remove(sk, 0, sk->n - r->max_window_events);
+		(*evicted_events)++;
+	}
+	while (rs->nevents > r->max_events && evict_key(rs, sk))
+		(*evicted_keys)++;
+
+	if (!(mask & ((1 << r->nsteps) - 1)) || !sequence_find(r, sk, idx))
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+
+	/* complete: its events are consumed */
+	{
+		SeqEvent	chain[AM_MAX_STEPS];
+		Datum		d[AM_MAX_STEPS];
+		bool		fires = false;
+
+		for (int j = 0; j < r->nsteps; j++)
+			chain[j] = sk->ev[idx[j]];
+		for (int j = r->nsteps - 1; j >= 0; j--)
+			events_remove(sk, idx[j], 1);
+		if (!r->absence)
+		{
+			fires = !replay;
+			if (fires)
+			{
+				MemoryContextSwitchTo(old);
+				for (int j = 0; j < r->nsteps; j++)
+					d[j] = Int64GetDatum(chain[j].id);
+				*ids = construct_array(d, r->nsteps, INT8OID, sizeof(int64), true,
+									   TYPALIGN_DOUBLE);
+				return true;
+			}
+		}
+		else
+		{
+			TimestampTz deadline = am_ts_plus(chain[0].at, r->within);
+			SeqEvent   *last = &chain[r->nsteps - 1];
+
+			if (!missing_between(r, sk, last->at, last->id, deadline))
+			{
+				Waiting    *w = palloc0(sizeof(Waiting));
+
+				w->key = sk;
+				w->last_at = last->at;
+				w->last_id = last->id;
+				w->deadline = deadline;
+				w->n = r->nsteps;
+				for (int j = 0; j < r->nsteps; j++)
+					w->ids[j] = chain[j].id;
+				dlist_push_tail(&sk->waiting, &w->key_node);
+				sk->nwaiting++;
+				rs->nevents += w->n;
+				pairingheap_add(deadlines, &w->heap);
+			}
+		}
+		MemoryContextSwitchTo(old);
+		return fires;
+	}
+}
+
+/*
+ * The next absence whose deadline is at or before now, taken off the
+ * state into *out (in the caller's memory); false if there is none.
+ */
+bool
+am_seq_due(TimestampTz now, SeqDue *out)
+{
+	Waiting    *w;
+	Datum		d[AM_MAX_STEPS];
+
+	if (deadlines == NULL || pairingheap_is_empty(deadlines))
+		return false;
+	w = pairingheap_container(Waiting, heap, pairingheap_first(deadlines));
+	if (w->deadline > now)
+		return false;
+	out->rule_id = w->key->kid.rule_id;
+	out->key = w->key->text ? pstrdup(w->key->text) : NULL;
+	for (int j = 0; j < w->n; j++)
+		d[j] = Int64GetDatum(w->ids[j]);
+	out->ids = construct_array(d, w->n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+	out->last_id = w->last_id;
+	out->last_at = w->last_at;
+	waiting_free(w);
+	return true;
+}
+
+/* The earliest deadline waiting; DT_NOEND if none. */
+TimestampTz
+am_seq_next_deadline(void)
+{
+	if (deadlines == NULL || pairingheap_is_empty(deadlines))
+		return DT_NOEND;
+	return pairingheap_container(Waiting, heap, pairingheap_first(deadlines))->deadline;
+}
+
+/*
+ * Forget the keys of rules not in rules (dropped, disabled, changed type),
+ * and keys with nothing waiting whose newest event is more than an hour
+ * past their window; the consumed events of the last replay too.
+ */
+void
+am_seq_sweep(const SeqRule *rules, int nrules, TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	SeqKey	   *sk;
+
+	if (keys == NULL)
+		return;
+	hash_seq_init(&seq, keys);
+	while ((sk = hash_seq_search(&seq)) != NULL)
+	{
+		const SeqRule *r = NULL;
+
+		for (int i = 0; i < nrules && r == NULL; i++)
+			if (rules[i].id == sk->kid.rule_id)
+				r = &rules[i];
+		if (r == NULL ||
+			(sk->nwaiting == 0 && am_ts_plus(sk->newest, r->within) < now - IDLE_MARGIN_USEC))
+			key_drop(sk);
+	}
+	if (consumed != NULL)
+	{
+		hash_destroy(consumed);
+		consumed = NULL;
+	}
+}
