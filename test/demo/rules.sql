@@ -60,7 +60,7 @@ SELECT activity_monitor.create_rule('vip_account_changed_by_employee',
 	description => 'An employee changed a VIP account (VIP accounts are the VIP team''s; any other change is reviewed).');
 
 SELECT activity_monitor.create_rule('self_excluded_activity',
-	'$.action == "insert" && $.new.self_excluded == true && $.new.status != "failed"',
+	'$.action == "insert" && $.new.self_excluded == true && $.new.status != "failed" && $.new.status != "closed"',
 	severity => 'critical', tables => '{public.user_sessions,public.payments}', channel => 'compliance',
 	description => 'A self-excluded player logged in or made a payment (the platform should have refused it).');
 
@@ -71,3 +71,37 @@ SELECT activity_monitor.create_rule('provider_callback_failures',
 	severity => 'warning', tables => '{public.provider_callbacks}', channel => 'operations',
 	within => '10 minutes', threshold => 20, group_by => '$.new.provider', cooldown => '1 hour',
 	description => 'A game provider sent 20 or more failed or rolled-back callbacks within 10 minutes (outage, or an integration abused).');
+
+-- detection v2: sequences, absences, first seen ---------------------------------
+-- (deadlines are the demo's: its day passes in seconds; production values in
+-- each description)
+
+SELECT activity_monitor.create_rule('account_takeover', 'true',
+	severity => 'critical', kinds => '{profile,payment}', channel => 'security',
+	steps => ARRAY['$.table == "public.accounts" && $.changed[*] == "email"',
+				   '$.table == "public.accounts" && $.changed[*] == "password_hash"',
+				   '$.table == "public.payments" && $.action == "insert" && $.new.kind == "withdrawal"']::jsonpath[],
+	within => '1 hour',
+	description => 'E-mail changed, then password changed, then a withdrawal requested, within an hour (account takeover).');
+
+SELECT activity_monitor.create_rule('new_device_login',
+	'$.action == "insert" && ($.new.status == "active" || $.new.status == "closed")',
+	severity => 'info', tables => '{public.user_sessions}', channel => 'security',
+	measure_path => '$.new.device', lookback => '30 days',
+	description => 'A login from a device the account has not used in 30 days (yesterday''s sessions count: backfilled).');
+
+SELECT activity_monitor.create_rule('stuck_withdrawal',
+	'$.new.kind == "withdrawal" && $.new.amount > 5000',
+	severity => 'warning', tables => '{public.payments}', channel => 'operations',
+	steps => ARRAY['$.action == "insert"']::jsonpath[],
+	missing => '$.new.status == "completed" || $.new.status == "failed"',
+	within => '12 seconds',
+	description => 'A withdrawal above 5,000 not completed or failed in time: the senior review did not happen (30 minutes in production, 12 s in the demo).');
+
+SELECT activity_monitor.create_rule('missing_settlement',
+	'$.new.stake >= 500',
+	severity => 'warning', tables => '{public.game_rounds}', channel => 'operations',
+	steps => ARRAY['$.action == "insert"']::jsonpath[],
+	missing => '$.new.status == "settled" || $.new.status == "cancelled"',
+	within => '12 seconds',
+	description => 'A high-stake round the provider has not settled or cancelled in time (10 minutes in production, 12 s in the demo).');

@@ -261,6 +261,8 @@ end_ts=$(q "SELECT clock_timestamp()")
 wait_s=$((naptime * 3 + 60))
 wait_for "$wait_s" "SELECT last_run_at > '$end_ts' FROM activity_monitor.alert_state" ||
 	die "the worker did not process the day's events within $wait_s s"
+# the absences of the pack fire at their deadline, seconds after their scenario
+wait_for 30 "SELECT NOT EXISTS (SELECT FROM demo.planted p WHERE NOT EXISTS (SELECT FROM activity_monitor.alerts a WHERE a.rule_name = p.rule_name AND a.group_key = p.group_key))" || true
 nalerts=$(q "SELECT count(*) FROM activity_monitor.alerts")
 deadline=$(($(date +%s) + 30))
 while [ "$(wc -l <"$work/alerts.jsonl")" -lt "$nalerts" ] && [ "$(date +%s)" -le "$deadline" ]; do sleep 0.2; done

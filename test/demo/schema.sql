@@ -133,3 +133,11 @@ SELECT activity_monitor.track('public.provider_callbacks', kind => 'provider',
 		redact_columns => '{signature}', critical_statuses => '{failed,rollback}');
 SELECT activity_monitor.track('public.backoffice_adjustments', kind => 'admin',
 		subject_column => 'account_id', critical_columns => '{amount}');
+
+-- Each player's last session before today, from their usual IP and device
+-- (captured: the first-seen rule of the pack backfills them as history).
+INSERT INTO user_sessions (account_id, ip, device, status, started_at, ended_at)
+SELECT a.id, ('10.20.' || (a.id / 2) / 100 || '.' || (a.id / 2) % 100)::inet,
+	   (ARRAY['ios', 'android', 'web'])[a.id % 3 + 1], 'closed',
+	   now() - interval '1 day', now() - interval '23 hours'
+FROM accounts a;

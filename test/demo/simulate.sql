@@ -35,7 +35,8 @@ INSERT INTO demo.players (account_id, home_ip, device, reserved)
 SELECT a.id,
 	   ('10.20.' || (a.id / 2) / 100 || '.' || (a.id / 2) % 100)::inet,	-- two players per household
 	   (ARRAY['ios', 'android', 'web'])[a.id % 3 + 1],
-	   a.id IN (1020, 1077, 1150, 1213, 1234, 1241, 1252, 1263, 1301, 1302, 1303, 1304, 1305, 1306)
+	   a.id IN (1020, 1077, 1150, 1213, 1234, 1241, 1252, 1263, 1301, 1302, 1303, 1304, 1305, 1306,
+			  1320, 1321, 1322)
 FROM accounts a;
 
 CREATE TABLE demo.employees (
@@ -361,6 +362,29 @@ BEGIN
 END
 $$;
 
+-- a high-stake round the provider never answers
+CREATE PROCEDURE demo.high_bet(acc int, ip inet, device text, prov text, stake numeric) LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM demo.as_player(acc, ip, device);
+	INSERT INTO game_rounds (account_id, provider, game, stake) VALUES (acc, prov, 'Roulette Live', stake);
+	UPDATE accounts SET balance = balance - stake, updated_at = now() WHERE id = acc;
+	COMMIT;
+END
+$$;
+
+-- the account's owner (or who holds the session) changes the e-mail, or the password
+CREATE PROCEDURE demo.player_change(acc int, ip inet, device text, col text) LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM demo.as_player(acc, ip, device);
+	IF col = 'email' THEN
+		UPDATE accounts SET email = 'p' || acc || '@mail-drop.example', updated_at = now() WHERE id = acc;
+	ELSE
+		UPDATE accounts SET password_hash = md5(random()::text), updated_at = now() WHERE id = acc;
+	END IF;
+	COMMIT;
+END
+$$;
+
 CREATE PROCEDURE demo.plant(rule text, key text, h int, what text) LANGUAGE sql AS $$
 	INSERT INTO demo.planted VALUES (rule, key, h, what);
 $$;
@@ -476,12 +500,36 @@ BEGIN
 		END LOOP;
 	WHEN 7 THEN		-- password guessing on account 1150; the attacker gets in and takes it over
 		s := s || format('CALL demo.plant(%L, %L, %s, %L)', 'failed_login_burst', '1150', h,
-						 'password guessing: 7 failed logins on account 1150, then a login and a new password');
+						 'password guessing: 7 failed logins on account 1150, then a login and a new password')
+			   || format('CALL demo.plant(%L, %L, %s, %L)', 'new_device_login', '1150', h,
+						 'the attacker logs in to account 1150 from a device it never used');
 		who := format('1150, %L, %L', '203.0.113.77', 'web');
 		FOR i IN 1 .. 7 LOOP
 			s := s || format('CALL demo.failed_login(%s)', who);
 		END LOOP;
 		s := s || format('CALL demo.login(%s)', who) || format('CALL demo.take_over(%s)', who);
+	WHEN 8 THEN		-- account takeover: a login from a new device, e-mail, password, withdrawal
+		s := s || format('CALL demo.plant(%L, %L, %s, %L)', 'account_takeover', '1322', h,
+						 'account 1322: e-mail, then password changed, then a withdrawal, from a new device')
+			   || format('CALL demo.plant(%L, %L, %s, %L)', 'new_device_login', '1322', h,
+						 'account 1322 logs in from a device it never used');
+		who := format('1322, %L, %L', '203.0.113.90', 'tor-browser');
+		s := s || format('CALL demo.login(%s)', who)
+			   || format('CALL demo.player_change(%s, %L)', who, 'email')
+			   || format('CALL demo.player_change(%s, %L)', who, 'password')
+			   || format('CALL demo.request_withdrawal(1322, 300, %L, %L)', '203.0.113.90', 'tor-browser');
+	WHEN 9 THEN		-- a withdrawal above the review limit that nobody reviews
+		s := s || format('CALL demo.plant(%L, %L, %s, %L)', 'stuck_withdrawal', '1320', h,
+						 'account 1320 asks for 6,000; the senior review never happens');
+		SELECT * INTO p FROM demo.players WHERE account_id = 1320;
+		s := s || format('CALL demo.request_withdrawal(1320, 6000, %L, %L)', p.home_ip, p.device);
+	WHEN 11 THEN	-- a provider that never settles a high-stake round
+		s := s || format('CALL demo.plant(%L, %L, %s, %L)', 'missing_settlement', '1321', h,
+						 'account 1321 stakes 800 at novagames, which never settles the round');
+		SELECT * INTO p FROM demo.players WHERE account_id = 1321;
+		who := format('1321, %L, %L', p.home_ip, p.device);
+		s := s || format('CALL demo.login(%s)', who)
+			   || format('CALL demo.high_bet(%s, %L, 800)', who, 'novagames');
 	WHEN 10 THEN	-- deposit velocity: 6 x 2,000 within minutes
 		s := s || format('CALL demo.plant(%L, %L, %s, %L)', 'deposit_velocity', '1213', h,
 						 'deposit velocity: account 1213 deposits 6 x 2,000');
@@ -508,7 +556,7 @@ BEGIN
 		s := s || format('CALL demo.plant(%L, %L, %s, %L)', 'shared_ip', '192.0.2.150', h,
 						 'multi-accounting: accounts 1301-1306 log in from 192.0.2.150');
 		FOR acc IN 1301 .. 1306 LOOP
-			who := format('%s, %L, %L', acc, '192.0.2.150', 'android');
+			who := format('%s, %L, %L', acc, '192.0.2.150', (SELECT device FROM demo.players WHERE account_id = acc));
 			s := s || format('CALL demo.login(%s)', who) || format('CALL demo.bet(%s, %L)', who, 'luckylabs')
 				   || format('CALL demo.settle(%s, %L, false)', acc, 'luckylabs') || format('CALL demo.logout(%s)', who);
 		END LOOP;
