@@ -88,6 +88,7 @@ typedef struct SeqKey
 	SeqEvent   *ev;				/* sorted by (at, id) */
 	int			n;
 	int			cap;
+	int			nstep[AM_MAX_STEPS + 1];	/* events matching each step */
 	TimestampTz newest;
 	dlist_head	waiting;		/* its absences (Waiting.key_node) */
 	int			nwaiting;
@@ -295,6 +296,10 @@ key_drop(SeqKey *sk)
 static void
 events_remove(SeqKey *sk, int from, int count)
 {
+	for (int i = from; i < from + count; i++)
+		for (int j = 0; j <= AM_MAX_STEPS; j++)
+			if (sk->ev[i].mask & (1 << j))
+				sk->nstep[j]--;
 	memmove(&sk->ev[from], &sk->ev[from + count], sizeof(SeqEvent) * (sk->n - from - count));
 	sk->n -= count;
 	sk->rs->nevents -= count;
@@ -314,25 +319,34 @@ key_trim(SeqKey *sk, Interval *within)
 
 /*
  * The first complete sequence of the key's events, as indexes into ev
- * (idx[0 .. nsteps)); false if there is none (see the file header).
+ * (idx[0 .. nsteps)); false if there is none (see the file header).  From
+ * each first step in turn, the earliest next steps: a start whose walk
+ * runs out of events (rather than out of its window) ends the search, as
+ * every later start would too; so does a step no event of the key matches.
  */
 static bool
 sequence_find(const SeqRule *r, SeqKey *sk, int *idx)
 {
+	for (int j = 0; j < r->nsteps; j++)
+		if (sk->nstep[j] == 0)
+			return false;
 	for (int s = 0; s < sk->n; s++)
 	{
 		TimestampTz limit;
 		int			step = 1;
+		int			j;
 
 		if (!(sk->ev[s].mask & 1))
 			continue;
 		limit = am_ts_plus(sk->ev[s].at, r->within);
 		idx[0] = s;
-		for (int j = s + 1; j < sk->n && step < r->nsteps && sk->ev[j].at <= limit; j++)
+		for (j = s + 1; j < sk->n && step < r->nsteps && sk->ev[j].at <= limit; j++)
 			if (sk->ev[j].mask & (1 << step))
 				idx[step++] = j;
 		if (step == r->nsteps)
 			return true;
+		if (j == sk->n)
+			return false;		/* out of events, not of window */
 	}
 	return false;
 }
@@ -420,6 +434,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 		sk->text = text ? pstrdup(text) : NULL;
 		sk->ev = NULL;
 		sk->n = sk->cap = 0;
+		memset(sk->nstep, 0, sizeof(sk->nstep));
 		sk->newest = at;
 		dlist_init(&sk->waiting);
 		sk->nwaiting = 0;
@@ -469,6 +484,9 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	sk->ev[pos].id = id;
 	sk->ev[pos].mask = mask;
 	sk->n++;
+	for (int j = 0; j <= AM_MAX_STEPS; j++)
+		if (mask & (1 << j))
+			sk->nstep[j]++;
 	rs->nevents++;
 	if (sk->n > r->max_window_events)
 	{

@@ -361,7 +361,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	new_id		bigint;
-	backfill_at	timestamptz := pg_catalog.now();
+	backfill_at	CONSTANT timestamptz := pg_catalog.now();
 BEGIN
 	IF name IS NULL OR predicate IS NULL OR severity IS NULL OR measure IS NULL
 	   OR group_by IS NULL OR channel IS NULL THEN
@@ -414,7 +414,7 @@ BEGIN
 		-- a key's history before the rule counts: the values of the lookback
 		INSERT INTO activity_monitor.seen (rule_id, group_key, value, last_seen)
 		SELECT new_id, m.group_key, m.value, pg_catalog.max(m.occurred_at)
-		FROM activity_monitor._rule_matches(predicate, backfill_at - lookback, backfill_at, kinds,
+		FROM activity_monitor._rule_matches(predicate, backfill_at - lookback, 'infinity', kinds,
 				activity_monitor._table_names(tables), within, threshold, measure, measure_path,
 				group_by, cooldown, steps, missing, lookback) m
 		WHERE m.value IS NOT NULL
