@@ -10,8 +10,10 @@
  * once), rules.c (the rule cache the trigger and the alert engine share,
  * the event document, predicate evaluation), alerts.c (the worker's alert
  * engine: batches, thresholds, cooldowns, NOTIFY), window.c (its
- * in-memory windows; window.h, for alerts.c and backtest.c), backtest.c
- * (test_rule(): a rule over the stored history), receive.c (events a
+ * in-memory windows; window.h, for alerts.c and backtest.c), sequence.c
+ * (sequence and absence rules' steps and waits) and seen.c (first-seen
+ * rules' memory and table; both in detect.h), backtest.c (test_rule(): a
+ * rule over the stored history), receive.c (events a
  * reporting cluster receives), wake.c (waking the
  * worker at commit), worker.c (the background workers), guard.c (the DDL
  * guard: event triggers that keep capture from being switched off),

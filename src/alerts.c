@@ -29,6 +29,14 @@
  * (a transaction open longer than that could commit an event whose window
  * is then incomplete).
  *
+ * Sequence and absence rules (sequence.c) keep their steps the same way,
+ * rebuilt by the same replay after the events of the alerts they already
+ * fired are read back (those events are used up); an absence whose
+ * deadline has passed on this backend's clock fires at the end of a batch
+ * that caught up (fire_due), and the worker sleeps no longer than until the
+ * next deadline.  First-seen rules (seen.c) keep their values in a table,
+ * written in the batch's transaction, with a bounded memory in front.
+ *
  * The windows are bounded, so that no writer can grow the worker at will
  * (settings activity_monitor.max_*, reloaded on SIGHUP, that this file
  * hands to window.c with each rule, which applies them): a rule keeps at
@@ -660,10 +668,11 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 		arg[0] = horizon;
 		arg[1] = IntervalPGetDatum(max_window_interval());
 		if (run_saved(&plan_consumed,
-					  "SELECT a.rule_id, e.id FROM activity_monitor.alerts a "
-					  "JOIN activity_monitor.alert_rule r ON r.id = a.rule_id, "
+					  "SELECT a.rule_id, e.id FROM activity_monitor.alerts a, "
 					  "  pg_catalog.unnest(a.event_ids) e(id) "
-					  "WHERE r.steps IS NOT NULL AND a.occurred_at >= $1 - $2",
+					  "WHERE a.rule_id IN (SELECT r.id FROM activity_monitor.alert_rule r "
+					  "                    WHERE r.steps IS NOT NULL) "
+					  "  AND a.fired_at >= $1 - $2 AND a.occurred_at >= $1 - $2",
 					  2, atypes, arg, NULL) != SPI_OK_SELECT)
 			elog(ERROR, "could not read activity_monitor.alerts");
 		for (uint64 i = 0; i < SPI_processed; i++)

@@ -44,6 +44,7 @@ typedef struct SeqDue
 } SeqDue;
 
 extern int	am_seq_mask(JsonbValue *v);
+extern void am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2);
 extern void am_seq_reset(void);
 extern void am_seq_consumed(int64 rule_id, int64 event_id);
 extern bool am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,

@@ -87,14 +87,16 @@ typedef enum PredKind
 	PN_CMP,
 	PN_AND,
 	PN_OR,
-	PN_NOT
+	PN_NOT,
+	PN_CONST					/* true or false (a sequence rule's predicate) */
 } PredKind;
 
 /* A node of a compiled predicate. */
 struct AmPred
 {
 	PredKind	kind;
-	int			cmp;			/* PN_CMP: index into the set's comparisons */
+	int			cmp;			/* PN_CMP: index into the set's comparisons;
+								 * PN_CONST: PV_TRUE or PV_FALSE */
 	int			nargs;			/* PN_AND, PN_OR: operands; PN_NOT: 1 */
 	AmPred	  **args;
 	AmPredSet  *set;
@@ -395,6 +397,10 @@ compile_item(AmPredSet *set, JsonPathItem *item, int depth, bool ordered_strings
 				node->cmp = intern_cmp(set, intern_path(set, &path), op, &constant);
 				return node;
 			}
+		case jpiBool:
+			node->kind = PN_CONST;
+			node->cmp = jspGetBool(item) ? PV_TRUE : PV_FALSE;
+			return node;
 		default:
 			return NULL;
 	}
@@ -450,7 +456,7 @@ operand_cmp(const void *a, const void *b)
 void
 am_pred_finish(AmPred *p)
 {
-	if (p == NULL || p->kind == PN_CMP)
+	if (p == NULL || p->kind == PN_CMP || p->kind == PN_CONST)
 		return;
 	for (int i = 0; i < p->nargs; i++)
 		am_pred_finish(p->args[i]);
@@ -676,6 +682,8 @@ eval_node(AmPred *p, AmPredMemo *m)
 		case PN_NOT:
 			res = eval_node(p->args[0], m);
 			return res == PV_UNKNOWN ? PV_UNKNOWN : res == PV_TRUE ? PV_FALSE : PV_TRUE;
+		case PN_CONST:
+			return p->cmp;
 	}
 	return PV_UNKNOWN;
 }

@@ -643,12 +643,58 @@ path_call(PGFunction fn, Datum doc, Datum path, bool *isnull)
 }
 
 /*
+ * The group keys and measures one event's rules asked for, by path: rules
+ * mostly share a few ($.subject_id), each then evaluated once per event.
+ * Only outside subtransactions (a guarded rule's results may be rolled
+ * back with its subtransaction's memory).
+ */
+#define PATH_MEMO_SIZE 16
+
+typedef struct PathMemo
+{
+	int			n;
+	Datum		path[PATH_MEMO_SIZE];
+	Datum		value[PATH_MEMO_SIZE];
+	bool		isnull[PATH_MEMO_SIZE];
+} PathMemo;
+
+/* jsonb_path_query_first_tz of path on doc, through the memo pm (or none). */
+static Datum
+path_value(PathMemo *pm, Datum doc, Datum path, bool *isnull)
+{
+	Datum		v;
+
+	if (pm != NULL)
+		for (int i = 0; i < pm->n; i++)
+		{
+			JsonPath   *a = DatumGetJsonPathP(pm->path[i]);
+			JsonPath   *b = DatumGetJsonPathP(path);
+
+			if (pm->path[i] == path ||
+				(VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0))
+			{
+				*isnull = pm->isnull[i];
+				return pm->value[i];
+			}
+		}
+	v = path_call(jsonb_path_query_first_tz, doc, path, isnull);
+	if (pm != NULL && pm->n < PATH_MEMO_SIZE)
+	{
+		pm->path[pm->n] = path;
+		pm->value[pm->n] = v;
+		pm->isnull[pm->n] = *isnull;
+		pm->n++;
+	}
+	return v;
+}
+
+/*
  * Evaluate one rule on the event document into res: its predicate, then
- * for a match its group key and measure.  The outcome is set last, so that
+ * for a match its group key and measure (through pm, when not NULL).  The outcome is set last, so that
  * a rule that raises midway stays an error.
  */
 static void
-evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
+evaluate_rule(AmRule *r, Datum doc, RuleResult *res, PathMemo *pm)
 {
 	bool		isnull;
 	Datum		m;
@@ -708,9 +754,9 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res)
 		res->vnull = false;
 	}
 	if (r->group_by != (Datum) 0)
-		res->k = path_call(jsonb_path_query_first_tz, doc, r->group_by, &res->knull);
+		res->k = path_value(pm, doc, r->group_by, &res->knull);
 	if (r->measure_path != (Datum) 0)
-		res->v = path_call(jsonb_path_query_first_tz, doc, r->measure_path, &res->vnull);
+		res->v = path_value(pm, doc, r->measure_path, &res->vnull);
 	res->outcome = RO_MATCH;
 }
 
@@ -731,7 +777,7 @@ evaluate_guarded_from(void *arg)
 
 	for (; c->i < c->n; c->i++)
 		if (c->list[c->i]->guarded)
-			evaluate_rule(c->list[c->i], c->doc, &c->res[c->i]);
+			evaluate_rule(c->list[c->i], c->doc, &c->res[c->i], NULL);
 }
 
 /*
@@ -954,6 +1000,7 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 	int			nmatched = 0;
 	bool		guarded = false;
 	AmPredMemo *memo = NULL;
+	PathMemo	pm;
 
 	/*
 	 * Compiled predicates first, all of them: they cannot raise, and their
@@ -970,12 +1017,13 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 				compile_predicates ? am_pred_eval(list[i]->step_pred[j], doc, &memo) :
 				PRED_GENERIC;
 	}
+	pm.n = 0;
 	for (int i = 0; i < n; i++)
 	{
 		if (list[i]->guarded)
 			guarded = true;
 		else
-			evaluate_rule(list[i], doc, &results[i]);
+			evaluate_rule(list[i], doc, &results[i], &pm);
 	}
 	if (guarded)
 		evaluate_guarded(list, n, doc, results);

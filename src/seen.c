@@ -154,21 +154,21 @@ table_write(int64 rule_id, Datum key, bool knull, Datum value, TimestampTz at)
 		elog(ERROR, "could not write activity_monitor.seen");
 }
 
+/* A group key and value as the table holds them: long texts cut, as alerts' keys. */
+static void
+table_texts(JsonbValue *k, JsonbValue *v, Datum *keyd, Datum *valued)
+{
+	*keyd = k->type == jbvNull ? (Datum) 0 :
+		am_indexable_text(CStringGetTextDatum(am_jsonb_value_text(k)));
+	*valued = am_indexable_text(CStringGetTextDatum(am_jsonb_value_text(v)));
+}
+
 /* A lookback in microseconds, months as 30 days (for the refresh only). */
 static int64
 lookback_usecs(Interval *lookback)
 {
 	return lookback->time + (int64) lookback->day * USECS_PER_DAY +
 		(int64) lookback->month * 30 * USECS_PER_DAY;
-}
-
-static void
-text_hashes(const char *s, uint64 *h1, uint64 *h2)
-{
-	size_t		len = s ? strlen(s) : 0;
-
-	*h1 = s ? hash_bytes_extended((const unsigned char *) s, len, 1) : 0;
-	*h2 = s ? hash_bytes_extended((const unsigned char *) s, len, 2) : 1;
 }
 
 /*
@@ -182,29 +182,20 @@ bool
 am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 			 JsonbValue *v, TimestampTz at, bool history)
 {
-	char	   *key = am_jsonb_value_text(k);
-	char	   *value = v->type == jbvNull ? NULL : am_jsonb_value_text(v);
 	SeenId		id;
 	SeenEntry  *e;
 	bool		found;
 	bool		isnew;
 	Datum		keyd = (Datum) 0;
 	Datum		valued = (Datum) 0;
+	bool		knull = k->type == jbvNull;
 
-	if (value == NULL)
+	if (v->type == jbvNull)
 		return false;
-	if (sm->persist)
-	{
-		/* as the table holds them: long texts cut (like alerts' keys) */
-		keyd = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;
-		valued = am_indexable_text(CStringGetTextDatum(value));
-		key = key ? TextDatumGetCString(keyd) : NULL;
-		value = TextDatumGetCString(valued);
-	}
 	memset(&id, 0, sizeof(id));
 	id.rule_id = rule_id;
-	text_hashes(key, &id.k1, &id.k2);
-	text_hashes(value, &id.v1, &id.v2);
+	am_jsonb_value_hash(k, &id.k1, &id.k2);
+	am_jsonb_value_hash(v, &id.v1, &id.v2);
 
 	if (hash_get_num_entries(sm->h) >= sm->max_entries)
 	{
@@ -229,7 +220,10 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 	{
 		e->last = e->stored = 0;
 		if (sm->persist)
-			e->last = e->stored = table_find(rule_id, keyd, key == NULL, valued);
+		{
+			table_texts(k, v, &keyd, &valued);
+			e->last = e->stored = table_find(rule_id, keyd, knull, valued);
+		}
 	}
 	isnew = !history && (e->last == 0 || am_ts_plus(e->last, lookback) < at);
 	if (at > e->last)
@@ -237,7 +231,9 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 	if (sm->persist &&
 		(e->stored == 0 || isnew || e->last - e->stored > lookback_usecs(lookback) / 64))
 	{
-		table_write(rule_id, keyd, key == NULL, valued, e->last);
+		if (valued == (Datum) 0)
+			table_texts(k, v, &keyd, &valued);
+		table_write(rule_id, keyd, knull, valued, e->last);
 		e->stored = e->last;
 	}
 	return isnew;

@@ -131,6 +131,10 @@ static HTAB *rule_states = NULL;
 static HTAB *consumed = NULL;
 static pairingheap *deadlines = NULL;
 
+/* The rule states last used, by rule id modulo its size (one look-up less). */
+#define RS_CACHE 64
+static SeqRuleState *rs_cache[RS_CACHE];
+
 /* Earliest deadline first (pairingheap puts the "largest" first). */
 static int
 deadline_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
@@ -192,6 +196,7 @@ am_seq_reset(void)
 	rule_states = hash_create("activity_monitor sequence rules", 16, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	consumed = NULL;
+	memset(rs_cache, 0, sizeof(rs_cache));
 	old = MemoryContextSwitchTo(seq_cxt);
 	deadlines = pairingheap_allocate(deadline_cmp, NULL);
 	MemoryContextSwitchTo(old);
@@ -226,42 +231,42 @@ am_seq_consumed(int64 rule_id, int64 event_id)
 	(void) hash_search(consumed, &c, HASH_ENTER, NULL);
 }
 
-/* The key's identity: a type letter and the value's text, hashed twice. */
-static SeqKeyId
-key_id(int64 rule_id, JsonbValue *k, char **text)
+/*
+ * Two 64-bit hashes of a JSON value, its type in the seeds: a string's
+ * bytes as they are, any other value's text (numbers normalized).  For
+ * the group keys here and the keys and values of seen.c.
+ */
+void
+am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2)
 {
-	SeqKeyId	kid;
-	StringInfoData s;
+	const char *p;
+	size_t		len;
+	uint64		seed = (uint64) v->type << 8;
 
-	*text = NULL;
-	initStringInfo(&s);
-	switch (k->type)
+	switch (v->type)
 	{
 		case jbvNull:
-			appendStringInfoChar(&s, 'z');
+			p = "";
 			break;
 		case jbvString:
-			appendStringInfoChar(&s, 's');
-			appendBinaryStringInfo(&s, k->val.string.val, k->val.string.len);
-			break;
+			p = v->val.string.val;
+			len = v->val.string.len;
+			*h1 = hash_bytes_extended((const unsigned char *) p, len, seed + 1);
+			*h2 = hash_bytes_extended((const unsigned char *) p, len, seed + 2);
+			return;
 		case jbvNumeric:
-			appendStringInfo(&s, "n%s", numeric_normalize(k->val.numeric));
+			p = numeric_normalize(v->val.numeric);
 			break;
 		case jbvBool:
-			appendStringInfoString(&s, k->val.boolean ? "bt" : "bf");
+			p = v->val.boolean ? "t" : "f";
 			break;
 		default:
-			appendStringInfo(&s, "j%s", JsonbToCString(NULL, k->val.binary.data, k->val.binary.len));
+			p = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
 			break;
 	}
-	memset(&kid, 0, sizeof(kid));
-	kid.rule_id = rule_id;
-	kid.h1 = hash_bytes_extended((unsigned char *) s.data, s.len, 1);
-	kid.h2 = hash_bytes_extended((unsigned char *) s.data, s.len, 2);
-	pfree(s.data);
-	/* as the alerts table will have it */
-	*text = am_jsonb_value_text(k);
-	return kid;
+	len = strlen(p);
+	*h1 = hash_bytes_extended((const unsigned char *) p, len, seed + 1);
+	*h2 = hash_bytes_extended((const unsigned char *) p, len, seed + 2);
 }
 
 static void
@@ -419,19 +424,28 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	if (mask == 0)
 		return false;
 
-	kid = key_id(r->id, k, &text);
+	memset(&kid, 0, sizeof(kid));
+	kid.rule_id = r->id;
+	am_jsonb_value_hash(k, &kid.h1, &kid.h2);
 	old = MemoryContextSwitchTo(seq_cxt);
-	rs = hash_search(rule_states, &r->id, HASH_ENTER, &found);
-	if (!found)
+	rs = rs_cache[r->id % RS_CACHE];
+	if (rs == NULL || rs->rule_id != r->id)
 	{
-		dlist_init(&rs->lru);
-		rs->nkeys = 0;
-		rs->nevents = 0;
+		rs = hash_search(rule_states, &r->id, HASH_ENTER, &found);
+		if (!found)
+		{
+			dlist_init(&rs->lru);
+			rs->nkeys = 0;
+			rs->nevents = 0;
+		}
+		rs_cache[r->id % RS_CACHE] = rs;
 	}
 	sk = hash_search(keys, &kid, HASH_ENTER, &found);
 	if (!found)
 	{
-		sk->text = text ? pstrdup(text) : NULL;
+		/* the key as the alerts table will have it */
+		text = am_jsonb_value_text(k);
+		sk->text = text;
 		sk->ev = NULL;
 		sk->n = sk->cap = 0;
 		memset(sk->nstep, 0, sizeof(sk->nstep));

@@ -55,7 +55,7 @@ results_dir=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 # with 10 enabled rules applying to payments; the alert issue adds
 # variant_activity_monitor_rules.sql (track as variant_activity_monitor.sql,
 # then insert the rules), and from then on it runs like any other variant.
-all_variants="none activity_monitor activity_monitor_rules plpgsql pgq tablelog"
+all_variants="none activity_monitor activity_monitor_rules activity_monitor_detection plpgsql pgq tablelog"
 variants=${BENCH_VARIANTS:-$all_variants}
 preload=${BENCH_PRELOAD:-0}
 subjects=${BENCH_PRELOAD_SUBJECTS:-100000}

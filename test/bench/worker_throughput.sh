@@ -7,11 +7,16 @@
 # them processed.  Repeated WORKER_RUNS times; the best and median are printed.
 # WORKER_EXTRA_RULES more windowed rules apply to the payments and match
 # none of them (issue 17: 190 makes 200 rules, 10 matching each event).
+# WORKER_DETECTION=1 adds 10 rules of each detection v2 type, all matching
+# every event (issue 14): sequences by account (two steps the payments match
+# in turn, a third they never do), absences by payment (none completed:
+# each waits, beyond max_keys_per_rule the oldest are evicted), first seen
+# IPs by account (new in the first run only).
 #
 #   test/bench/worker_throughput.sh
 #
 # Environment: WORKER_EVENTS (20000), WORKER_RUNS (3), WORKER_EXTRA_RULES (0),
-# BENCH_USE_EXISTING=1.
+# WORKER_DETECTION (0), BENCH_USE_EXISTING=1.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/common.sh"
@@ -19,6 +24,7 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 events=${WORKER_EVENTS:-20000}
 runs=${WORKER_RUNS:-3}
 extra=${WORKER_EXTRA_RULES:-0}
+detection=${WORKER_DETECTION:-0}
 bench_cluster_up
 db=am_bench_worker_$$
 q() { "${BENCH_PSQL[@]}" -At -d "$db" -c "$1"; }
@@ -39,6 +45,19 @@ FROM generate_series(1, 10) i;
 SQL
 [ "$extra" -gt 0 ] && q "SELECT count(activity_monitor.create_rule('x' || i, '\$.new.amount < 0', within => '1 hour',
 	threshold => 1000, group_by => '\$.subject_id')) FROM generate_series(1, $extra) i" >/dev/null
+nmatching=10
+if [ "$detection" = 1 ]; then
+	q "SELECT count(activity_monitor.create_rule('seq' || i, '\$.action == \"insert\"',
+			steps => ARRAY['\$.new.currency == \"EUR\"', '\$.new.currency == \"USD\"', '\$.new.amount < 0']::jsonpath[],
+			within => '1 hour')),
+		   count(activity_monitor.create_rule('abs' || i, '\$.action == \"insert\"',
+			steps => ARRAY['\$.new.status == \"pending\"']::jsonpath[], missing => '\$.new.status == \"completed\"',
+			within => '1 hour')),
+		   count(activity_monitor.create_rule('seen' || i, '\$.action == \"insert\"', measure_path => '\$.new.ip',
+			lookback => '30 days'))
+		   FROM generate_series(1, 10) i" >/dev/null
+	nmatching=40
+fi
 rates=()
 for r in $(seq 1 "$runs"); do
 	before=$(q "SELECT events_processed FROM activity_monitor.alert_state")
@@ -62,8 +81,8 @@ SQL
 	done
 	done_at=$(q "SELECT extract(epoch FROM last_run_at) FROM activity_monitor.alert_state")
 	rate=$(echo "$events / ($done_at - $committed)" | bc -l)
-	printf 'run %d: %d events (x10 rules matching, %d rules) in %.2f s after commit (insert took %.2f s): %.0f events/s\n' \
-		"$r" "$events" "$((10 + extra))" "$(echo "$done_at - $committed" | bc -l)" "$(echo "$committed - $start" | bc -l)" "$rate"
+	printf 'run %d: %d events (x'"$nmatching"' rules matching, %d rules) in %.2f s after commit (insert took %.2f s): %.0f events/s\n' \
+		"$r" "$events" "$((nmatching + extra))" "$(echo "$done_at - $committed" | bc -l)" "$(echo "$committed - $start" | bc -l)" "$rate"
 	rates+=("$rate")
 done
-printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {printf "worker throughput, 10 windowed rules matching each event, '"$((10 + extra))"' rules: best %.0f events/s, median %.0f events/s\n", a[NR], a[int((NR+1)/2)]}'
+printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {printf "worker throughput, '"$nmatching"' rules matching each event, '"$((nmatching + extra))"' rules: best %.0f events/s, median %.0f events/s\n", a[NR], a[int((NR+1)/2)]}'
