@@ -50,9 +50,9 @@ per event, `$.new.amount > 990`|'$.new.amount > 990', now() - interval '2 days'
 count of payments per address, 1 hour, threshold 3|'$.kind == "payment"', now() - interval '2 days', within => '1 hour', threshold => 3, group_by => '$.client_addr'
 sum of amounts per address, 1 hour, threshold 1500|'$.kind == "payment"', now() - interval '2 days', within => '1 hour', threshold => 1500, measure => 'sum', measure_path => '$.new.amount', group_by => '$.client_addr'
 distinct accounts per address, 1 hour, threshold 3|'$.kind == "login"', now() - interval '2 days', within => '1 hour', threshold => 3, measure => 'distinct', measure_path => '$.subject_id', group_by => '$.client_addr'
-sequence per address: a payment insert, a login update, a payment update, 1 hour|'true', now() - interval '2 days', group_by => '$.client_addr', steps => ARRAY['$.kind == "payment" && $.action == "insert"', '$.kind == "login" && $.action == "update"', '$.kind == "payment" && $.action == "update"']::jsonpath[], within => '1 hour'
+sequence per address: a payment insert, a payment update, a payment insert, 1 hour|'$.kind == "payment"', now() - interval '2 days', group_by => '$.client_addr', steps => ARRAY['$.action == "insert"', '$.action == "update"', '$.action == "insert"']::jsonpath[], within => '1 hour'
 absence per address: a game insert, no game update within 10 minutes|'$.kind == "game"', now() - interval '2 days', group_by => '$.client_addr', steps => ARRAY['$.action == "insert"']::jsonpath[], missing => '$.action == "update"', within => '10 minutes'
-first seen: an account's address, lookback 1 day|'$.kind == "login"', now() - interval '2 hours', measure_path => '$.client_addr', lookback => '1 day'
+first seen: an account's address, lookback 1 hour (a pair recurs every 2.4 hours)|'$.kind == "login"', now() - interval '2 days', measure_path => '$.client_addr', lookback => '1 hour'
 RULES
 
 # First seen: what rebuilding its state from the activity would cost (the
