@@ -133,6 +133,7 @@ static SeenMemory *seen_memory = NULL;
 static TimestampTz seen_pruned = 0;
 
 #define SEEN_PRUNE_USECS ((int64) 3600 * USECS_PER_SEC)
+#define IDLE_LAG_USECS ((int64) 3600 * USECS_PER_SEC)	/* see fire_due's caller */
 
 /* The transaction of the batch running in this backend, if one is. */
 static LocalTransactionId batch_lxid = InvalidLocalTransactionId;
@@ -212,7 +213,7 @@ engine_reset(void)
 	if (seen_memory == NULL)
 		seen_memory = am_seen_create(TopMemoryContext, true, max_events_per_rule);
 	else
-		am_seen_clear(seen_memory);
+		am_seen_clear(seen_memory, max_events_per_rule);
 	am_window_reset();			/* frees engine_snapshot too */
 	engine_snapshot = NULL;
 	engine_valid = false;
@@ -664,21 +665,31 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	{
 		Datum		arg[2];
 		Oid			atypes[2] = {TIMESTAMPTZOID, INTERVALOID};
+		Portal		consumed;
 
 		arg[0] = horizon;
 		arg[1] = IntervalPGetDatum(max_window_interval());
-		if (run_saved(&plan_consumed,
-					  "SELECT a.rule_id, e.id FROM activity_monitor.alerts a, "
-					  "  pg_catalog.unnest(a.event_ids) e(id) "
-					  "WHERE a.rule_id IN (SELECT r.id FROM activity_monitor.alert_rule r "
-					  "                    WHERE r.steps IS NOT NULL) "
-					  "  AND a.fired_at >= $1 - $2 AND a.occurred_at >= $1 - $2",
-					  2, atypes, arg, NULL) != SPI_OK_SELECT)
-			elog(ERROR, "could not read activity_monitor.alerts");
-		for (uint64 i = 0; i < SPI_processed; i++)
-			am_seq_consumed(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
-							DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)));
+		consumed = SPI_cursor_open(NULL,
+								   saved_plan(&plan_consumed,
+											  "SELECT a.rule_id, e.id FROM activity_monitor.alerts a, "
+											  "  pg_catalog.unnest(a.event_ids) e(id) "
+											  "WHERE a.rule_id IN (SELECT r.id FROM activity_monitor.alert_rule r "
+											  "                    WHERE r.steps IS NOT NULL) "
+											  "  AND a.fired_at >= $1 - $2 AND a.occurred_at >= $1 - $2",
+											  2, atypes),
+								   arg, NULL, true);
+		for (;;)
+		{
+			SPI_cursor_fetch(consumed, true, REBUILD_FETCH);
+			if (SPI_processed == 0)
+				break;
+			for (uint64 i = 0; i < SPI_processed; i++)
+				am_seq_consumed(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
+								DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)));
+			SPI_freetuptable(SPI_tuptable);
+		}
 		SPI_freetuptable(SPI_tuptable);
+		SPI_cursor_close(consumed);
 	}
 
 	args[0] = snapshot_datum(last);
@@ -725,6 +736,7 @@ engine_rebuild(const char *last, const char *batch, int64 batch_last_id)
 	SPI_freetuptable(SPI_tuptable);
 	SPI_cursor_close(portal);
 	MemoryContextDelete(fetch_cxt);
+	am_seq_consumed_done();
 }
 
 /*
@@ -854,8 +866,11 @@ fire_call(void *arg)
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
+		bool		notified;
 
 		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		/* (a batch may fire many: each result freed at once) */
+		SPI_freetuptable(SPI_tuptable);
 		/*
 		 * Any role can LISTEN and never read, until the notification
 		 * queue is full; then the commit of a transaction that notified
@@ -870,7 +885,9 @@ fire_call(void *arg)
 					   1, types, args, NULL);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
-		if (SPI_processed == 0)
+		notified = SPI_processed > 0;
+		SPI_freetuptable(SPI_tuptable);
+		if (!notified)
 			ereport(WARNING,
 					(errmsg("activity_monitor: alert " INT64_FORMAT " stored without NOTIFY: the notification queue is 90%% full",
 							DatumGetInt64(args[0])),
@@ -878,6 +895,8 @@ fire_call(void *arg)
 		r->fired++;
 		ec->fired++;
 	}
+	else
+		SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -977,25 +996,41 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 
 /*
  * Fire the absences whose deadline has passed on this backend's clock
- * (sequence.c): the alert is their last step's event's, read back from the
- * activity.  Returns the alerts fired.
+ * (sequence.c), at most max of them (*left says whether more are due): the
+ * alert is their last step's event's, read back from the activity.  Each
+ * in a memory context of its own, reset after it.  Returns the alerts
+ * fired.
  */
 static int
-fire_due(void)
+fire_due(TimestampTz now, int max, bool *left)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	SeqDue		due;
 	int			fired = 0;
+	int			n = 0;
+	MemoryContext due_cxt = AllocSetContextCreate(CurrentMemoryContext,
+												  "activity_monitor absence",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(due_cxt);
 
-	while (am_seq_due(now, &due))
+	*left = false;
+	while (am_seq_next_deadline() <= now)
 	{
-		Rule	   *r = rule_find(due.rule_id);
+		Rule	   *r;
 		Datum		args[2];
 		Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
 		EventCtx	ec;
 		JsonbValue	k;
 		bool		isnull;
 
+		if (n++ == max)
+		{
+			*left = true;
+			break;
+		}
+		MemoryContextReset(due_cxt);
+		if (!am_seq_due(now, &due))
+			break;
+		r = rule_find(due.rule_id);
 		if (r == NULL || !r->enabled || !r->absence)
 			continue;
 		args[0] = Int64GetDatum(due.last_id);
@@ -1005,11 +1040,13 @@ fire_due(void)
 					  "WHERE a.occurred_at = $2 AND a.id = $1",
 					  2, types, args, NULL) != SPI_OK_SELECT || SPI_processed != 1)
 		{
+			SPI_freetuptable(SPI_tuptable);
 			record_event_error(due.last_id, "the last step of an absence is no longer stored");
 			continue;
 		}
-		ec.tup = SPI_tuptable->vals[0];
-		ec.desc = SPI_tuptable->tupdesc;
+		ec.tup = SPI_copytuple(SPI_tuptable->vals[0]);
+		ec.desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		SPI_freetuptable(SPI_tuptable);
 		ec.id = DatumGetInt64(SPI_getbinval(ec.tup, ec.desc, 1, &isnull));
 		ec.at = due.last_at;
 		ec.fired = 0;
@@ -1024,6 +1061,8 @@ fire_due(void)
 		fire(r, &ec, &k, num_int(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))), due.ids);
 		fired += ec.fired;
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(due_cxt);
 	return fired;
 }
 
@@ -1176,6 +1215,8 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	int			fired = 0;
 	uint64		rows;
 	bool		more;
+	bool		dues_left = false;
+	TimestampTz last_at = DT_NOBEGIN;
 	bool		isnull;
 	HeapTuple	st;
 	TupleDesc	sd;
@@ -1338,6 +1379,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 			ec.at = DatumGetTimestampTz(SPI_getbinval(ec.tup, ec.desc, 2, &isnull));
 			ec.fired = 0;
 			after_id = ec.id;
+			last_at = ec.at;
 			/* events restored from a dump (older than "since") are not alerted on */
 			if (ec.at < DatumGetTimestampTz(since))
 				continue;
@@ -1370,9 +1412,21 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	}
 
 	more = rows == max_events;
-	/* caught up: the absences whose deadline passed (none after a backlog) */
-	if (!more)
-		fired += fire_due();
+
+	/*
+	 * The absences whose deadline has passed, at most max_events of them.
+	 * Caught up, those of the clock; behind a backlog, only those whose
+	 * deadline is an hour before the last event processed (a missing step
+	 * later in the backlog would have cancelled them; one older than that
+	 * is as unlikely as the windows' late events, see the file header).
+	 */
+	{
+		TimestampTz due_by = GetCurrentTimestamp();
+
+		if (more)
+			due_by = Min(due_by, last_at - IDLE_LAG_USECS);
+		fired += fire_due(due_by, max_events, &dues_left);
+	}
 	write_counters();
 	{
 		Datum		args[4];
@@ -1420,7 +1474,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 
 	*events_out = events;
 	*fired_out = fired;
-	return more;
+	return more || dues_left;
 }
 
 /*

@@ -69,6 +69,7 @@ typedef struct Backtest
 	SeenMemory *values;			/* a first-seen rule's */
 	TimestampTz since;			/* before it: a first-seen rule's history */
 	bool		matches;		/* _rule_matches(): every match, no alert */
+	SPIPlanPtr	due_plan;		/* an absence's last step, read back */
 	ReturnSetInfo *rsinfo;
 } Backtest;
 
@@ -329,21 +330,30 @@ backtest_due(Backtest *bt, TimestampTz now, bool inclusive)
 
 		if (!am_seq_due(DT_NOEND, &due))
 			break;
+		if (bt->due_plan == NULL &&
+			(bt->due_plan = SPI_prepare("SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, "
+										"a.subject_id, a.actor_type, a.actor_id "
+										"FROM activity_monitor.activity a "
+										"WHERE a.occurred_at = $2 AND a.id = $1",
+										2, types)) == NULL)
+			elog(ERROR, "could not prepare the absences' query");
 		args[0] = Int64GetDatum(due.last_id);
 		args[1] = TimestampTzGetDatum(due.last_at);
-		if (SPI_execute_with_args("SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, "
-								  "a.subject_id, a.actor_type, a.actor_id "
-								  "FROM activity_monitor.activity a "
-								  "WHERE a.occurred_at = $2 AND a.id = $1",
-								  2, types, args, NULL, true, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			continue;
-		memset(nulls, true, sizeof(nulls));
-		for (int c = 0; c < lengthof(cols); c++)
-			values[cols[c]] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1,
-											&nulls[cols[c]]);
-		emit(bt, due.key, int64_to_numeric(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))),
-			 due.ids, values, nulls);
+		if (SPI_execute_plan(bt->due_plan, args, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			memset(nulls, true, sizeof(nulls));
+			for (int c = 0; c < lengthof(cols); c++)
+				values[cols[c]] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1,
+												&nulls[cols[c]]);
+			emit(bt, due.key, int64_to_numeric(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))),
+				 due.ids, values, nulls);
+		}
+		/* (emit copied the row into the result: each result freed at once) */
+		SPI_freetuptable(SPI_tuptable);
+		pfree(due.ids);
+		if (due.key)
+			pfree(due.key);
 	}
 }
 

@@ -47,6 +47,7 @@ extern int	am_seq_mask(JsonbValue *v);
 extern void am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2);
 extern void am_seq_reset(void);
 extern void am_seq_consumed(int64 rule_id, int64 event_id);
+extern void am_seq_consumed_done(void);
 extern bool am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 					   bool replay, ArrayType **ids, int *evicted_keys, int *evicted_events);
 extern bool am_seq_due(TimestampTz now, SeqDue *out);
@@ -58,7 +59,7 @@ extern TimestampTz am_ts_plus(TimestampTz t, Interval *iv);
 typedef struct SeenMemory SeenMemory;
 
 extern SeenMemory *am_seen_create(MemoryContext cxt, bool persist, int64 max_entries);
-extern void am_seen_clear(SeenMemory *sm);
+extern void am_seen_clear(SeenMemory *sm, int64 max_entries);
 extern bool am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 						 JsonbValue *v, TimestampTz at, bool history);
 extern void am_seen_prune(SeenMemory *sm, TimestampTz before);

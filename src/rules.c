@@ -755,7 +755,7 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res, PathMemo *pm)
 	}
 	if (r->group_by != (Datum) 0)
 		res->k = path_value(pm, doc, r->group_by, &res->knull);
-	if (r->measure_path != (Datum) 0)
+	if (r->measure_path != (Datum) 0 && r->nsteps == 0)
 		res->v = path_value(pm, doc, r->measure_path, &res->vnull);
 	res->outcome = RO_MATCH;
 }

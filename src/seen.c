@@ -75,18 +75,18 @@ am_seen_create(MemoryContext cxt, bool persist, int64 max_entries)
 
 	sm->cxt = AllocSetContextCreate(cxt, "activity_monitor first seen", ALLOCSET_DEFAULT_SIZES);
 	sm->persist = persist;
-	sm->max_entries = max_entries;
-	am_seen_clear(sm);
+	am_seen_clear(sm, max_entries);
 	return sm;
 }
 
-/* Forget everything (the table, if any, stays). */
+/* Forget everything (the table, if any, stays); keep at most max_entries. */
 void
-am_seen_clear(SeenMemory *sm)
+am_seen_clear(SeenMemory *sm, int64 max_entries)
 {
 	HASHCTL		ctl;
 
 	MemoryContextReset(sm->cxt);
+	sm->max_entries = max_entries;
 	ctl.keysize = sizeof(SeenId);
 	ctl.entrysize = sizeof(SeenEntry);
 	ctl.hcxt = sm->cxt;
@@ -116,6 +116,7 @@ table_find(int64 rule_id, Datum key, bool knull, Datum value)
 	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
 	bool		isnull;
 	int			rc;
+	TimestampTz found;
 
 	if (knull)
 	{
@@ -132,10 +133,12 @@ table_find(int64 rule_id, Datum key, bool knull, Datum value)
 								   3, types), args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read activity_monitor.seen: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											 &isnull));
+	found = SPI_processed == 0 ? 0 :
+		DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										  &isnull));
+	/* (a batch may look up many: each result freed at once) */
+	SPI_freetuptable(SPI_tuptable);
+	return found;
 }
 
 static void
@@ -200,7 +203,7 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 	if (hash_get_num_entries(sm->h) >= sm->max_entries)
 	{
 		if (sm->persist)
-			am_seen_clear(sm);	/* the table remembers */
+			am_seen_clear(sm, sm->max_entries);	/* the table remembers */
 		else
 		{
 			am_seen_prune(sm, DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,

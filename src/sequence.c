@@ -231,6 +231,15 @@ am_seq_consumed(int64 rule_id, int64 event_id)
 	(void) hash_search(consumed, &c, HASH_ENTER, NULL);
 }
 
+/* After a replay: the consumed events are no longer needed. */
+void
+am_seq_consumed_done(void)
+{
+	if (consumed != NULL)
+		hash_destroy(consumed);
+	consumed = NULL;
+}
+
 /*
  * Two 64-bit hashes of a JSON value, its type in the seeds: a string's
  * bytes as they are, any other value's text (numbers normalized).  For
@@ -310,13 +319,17 @@ events_remove(SeqKey *sk, int from, int count)
 	sk->rs->nevents -= count;
 }
 
-/* Drop the key's events older than its window (newest - within). */
+/*
+ * Drop the key's events older than its window and the late-commit margin
+ * (newest - within - an hour): a step committed late, up to an hour
+ * behind the key's newest, still finds the steps it completes.
+ */
 static void
 key_trim(SeqKey *sk, Interval *within)
 {
 	int			drop = 0;
 
-	while (drop < sk->n && am_ts_plus(sk->ev[drop].at, within) < sk->newest)
+	while (drop < sk->n && am_ts_plus(sk->ev[drop].at, within) < sk->newest - IDLE_MARGIN_USEC)
 		drop++;
 	if (drop > 0)
 		events_remove(sk, 0, drop);
@@ -428,7 +441,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	kid.rule_id = r->id;
 	am_jsonb_value_hash(k, &kid.h1, &kid.h2);
 	old = MemoryContextSwitchTo(seq_cxt);
-	rs = rs_cache[r->id % RS_CACHE];
+	rs = rs_cache[(uint64) r->id % RS_CACHE];
 	if (rs == NULL || rs->rule_id != r->id)
 	{
 		rs = hash_search(rule_states, &r->id, HASH_ENTER, &found);
@@ -438,7 +451,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 			rs->nkeys = 0;
 			rs->nevents = 0;
 		}
-		rs_cache[r->id % RS_CACHE] = rs;
+		rs_cache[(uint64) r->id % RS_CACHE] = rs;
 	}
 	sk = hash_search(keys, &kid, HASH_ENTER, &found);
 	if (!found)
@@ -479,7 +492,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 
 	/* the event among the key's, in (at, id) order; none older than the window */
 	key_trim(sk, r->within);
-	if (am_ts_plus(at, r->within) < sk->newest)
+	if (am_ts_plus(at, r->within) < sk->newest - IDLE_MARGIN_USEC)
 	{
 		MemoryContextSwitchTo(old);
 		return false;
@@ -504,8 +517,8 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	rs->nevents++;
 	if (sk->n > r->max_window_events)
 	{
+		*evicted_events += sk->n - r->max_window_events;
 		events_remove(sk, 0, sk->n - r->max_window_events);
-		(*evicted_events)++;
 	}
 	while (rs->nevents > r->max_events && evict_key(rs, sk))
 		(*evicted_keys)++;
@@ -559,6 +572,12 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 				sk->nwaiting++;
 				rs->nevents += w->n;
 				pairingheap_add(deadlines, &w->heap);
+				/* a key waits for at most max_window_events: the oldest go */
+				while (sk->nwaiting > r->max_window_events)
+				{
+					waiting_free(dlist_container(Waiting, key_node, dlist_head_node(&sk->waiting)));
+					(*evicted_events)++;
+				}
 			}
 		}
 		MemoryContextSwitchTo(old);
@@ -626,9 +645,5 @@ am_seq_sweep(const SeqRule *rules, int nrules, TimestampTz now)
 			(sk->nwaiting == 0 && am_ts_plus(sk->newest, r->within) < now - IDLE_MARGIN_USEC))
 			key_drop(sk);
 	}
-	if (consumed != NULL)
-	{
-		hash_destroy(consumed);
-		consumed = NULL;
-	}
+	am_seq_consumed_done();
 }

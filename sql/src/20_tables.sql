@@ -238,7 +238,7 @@ CREATE TABLE activity_monitor.alert_rule (
 	-- what a rule is follows from what it has (create_rule(), README)
 	CONSTRAINT alert_rule_type_check CHECK (CASE
 		WHEN steps IS NOT NULL THEN
-			within IS NOT NULL AND threshold IS NULL AND lookback IS NULL
+			within IS NOT NULL AND threshold IS NULL AND lookback IS NULL AND measure_path IS NULL
 			AND pg_catalog.cardinality(steps) BETWEEN (CASE WHEN missing IS NULL THEN 2 ELSE 1 END) AND 8
 		WHEN lookback IS NOT NULL THEN
 			lookback > interval '0' AND measure_path IS NOT NULL AND within IS NULL
@@ -320,6 +320,8 @@ COMMENT ON COLUMN activity_monitor.alerts.resolved_actor IS
 	'the actor the application declared (activity_monitor.actor_id) when the alert was resolved: a claim, not an identity';
 CREATE INDEX alerts_open_idx ON activity_monitor.alerts (fired_at) WHERE status <> 'resolved';
 CREATE INDEX alerts_rule_key_idx ON activity_monitor.alerts (rule_id, group_key, fired_at);
+-- a sequence or absence rule's recent alerts, read back by the worker's rebuild
+CREATE INDEX alerts_rule_fired_idx ON activity_monitor.alerts (rule_id, fired_at);
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('activity_monitor.alerts_id_seq', '');
 

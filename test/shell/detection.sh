@@ -28,7 +28,8 @@ cleanup() {
 	exec 3>&- 2>/dev/null || true
 	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.naptime" \
-		-c "ALTER SYSTEM RESET activity_monitor.max_events_per_rule" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+		-c "ALTER SYSTEM RESET activity_monitor.max_events_per_rule" -c "ALTER SYSTEM RESET activity_monitor.max_events_per_window" \
+		-c "ALTER SYSTEM RESET activity_monitor.alert_batch_size" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	[ -n "${AM_KEEP_DB:-}" ] || am_db_drop
 }
 trap cleanup EXIT
@@ -251,6 +252,52 @@ for offset in -0.15 0.0 0.05; do
 	sleep 1.5
 	same_alerts stuck "$truth_abs"
 done
+
+# --- a late step more than `within` behind the key's newest still completes its sequence ------
+echo "# a step committed late, behind a newer first step by more than within, completes its sequence"
+q "SELECT activity_monitor.create_rule('ab', '\$.table == \"public.payments\"', group_by => '\$.new.account_id',
+	steps => ARRAY['\$.status_to == \"a\"', '\$.status_to == \"b\"']::jsonpath[], within => '3 seconds')" >/dev/null
+q "INSERT INTO payments (account_id, kind, amount, status) VALUES ('late2', 'bet', 1, 'a')" >/dev/null
+rm -f "$work/late2.fifo"
+mkfifo "$work/late2.fifo"
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" <"$work/late2.fifo" >"$work/late2.out" 2>&1 &
+bg_pids+=($!)
+late2=$!
+exec 3>"$work/late2.fifo"
+echo "BEGIN; INSERT INTO payments (account_id, kind, amount, status) VALUES ('late2', 'bet', 2, 'b'); SELECT pg_sleep(0.1);" >&3
+sleep 4
+q "INSERT INTO payments (account_id, kind, amount, status) VALUES ('late2', 'bet', 3, 'a')" >/dev/null
+caught_up
+echo "COMMIT;" >&3
+echo '\q' >&3
+exec 3>&-
+wait $late2
+caught_up
+same_alerts ab "SELECT 'late2', ARRAY(SELECT a.id FROM activity_monitor.activity a
+	WHERE a.table_name = 'public.payments' AND a.new_values ->> 'account_id' = 'late2' AND a.new_values ->> 'amount' IN ('1', '2')
+	ORDER BY a.occurred_at, a.id)"
+backtest_same ab "activity_monitor.test_rule('\$.table == \"public.payments\"', '$rule_at', group_by => '\$.new.account_id',
+	steps => ARRAY['\$.status_to == \"a\"', '\$.status_to == \"b\"']::jsonpath[], within => '3 seconds')"
+
+# --- one key's waits are bounded; many due at once fire over several batches, once each -------
+echo "# 40 absences of one key, max_events_per_window 10: the 10 newest wait and fire; 30 evicted, counted"
+psql -X -q -d postgres -c "ALTER SYSTEM SET activity_monitor.max_events_per_window = 10" \
+	-c "ALTER SYSTEM SET activity_monitor.alert_batch_size = 3" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+q "SELECT activity_monitor.create_rule('stuck_key', '\$.table == \"public.payments\"', group_by => '\$.new.account_id',
+	steps => ARRAY['\$.status_to == \"held\"']::jsonpath[], missing => '\$.status_to == \"released\"',
+	within => '2 seconds')" >/dev/null
+q "INSERT INTO payments (account_id, kind, amount, status) SELECT 'flood', 'bet', g, 'held' FROM generate_series(1, 40) g" >/dev/null
+caught_up
+am_wait_for 30 "$db" "SELECT count(*) = 10 FROM activity_monitor.alerts WHERE rule_name = 'stuck_key'" ||
+	fail "expected the 10 newest absences of the key to fire: $(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'stuck_key'")"
+sleep 1.5
+same_alerts stuck_key "SELECT 'flood', ARRAY[a.id] FROM activity_monitor.activity a
+	WHERE a.table_name = 'public.payments' AND a.new_values ->> 'account_id' = 'flood' ORDER BY a.id DESC LIMIT 10"
+[ "$(q "SELECT events_evicted FROM activity_monitor.rules WHERE name = 'stuck_key'")" = 30 ] ||
+	fail "the 30 absences beyond the key's bound should be counted as evicted: $(q "SELECT events_evicted FROM activity_monitor.rules WHERE name = 'stuck_key'")"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.max_events_per_window" \
+	-c "ALTER SYSTEM RESET activity_monitor.alert_batch_size" -c "SELECT pg_reload_conf()" >/dev/null
 
 # --- first seen: logins from random devices, a bounded memory, a crash --------------------------
 echo "# first seen: 400 logins from 5 devices, the worker's memory bounded to 3 values"

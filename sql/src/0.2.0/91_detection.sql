@@ -14,7 +14,7 @@ ALTER TABLE activity_monitor.alert_rule
 	DROP CONSTRAINT alert_rule_check,
 	ADD CONSTRAINT alert_rule_type_check CHECK (CASE
 		WHEN steps IS NOT NULL THEN
-			within IS NOT NULL AND threshold IS NULL AND lookback IS NULL
+			within IS NOT NULL AND threshold IS NULL AND lookback IS NULL AND measure_path IS NULL
 			AND pg_catalog.cardinality(steps) BETWEEN (CASE WHEN missing IS NULL THEN 2 ELSE 1 END) AND 8
 		WHEN lookback IS NOT NULL THEN
 			lookback > interval '0' AND measure_path IS NOT NULL AND within IS NULL
@@ -26,6 +26,9 @@ COMMENT ON COLUMN activity_monitor.alert_rule.missing IS
 	'an absence rule''s missing step: fires when no event matches it within "within" of the first step';
 COMMENT ON COLUMN activity_monitor.alert_rule.lookback IS
 	'a first-seen rule''s lookback: fires when the value at measure_path was not seen for the group key within it';
+
+-- a sequence or absence rule's recent alerts, read back by the worker's rebuild
+CREATE INDEX alerts_rule_fired_idx ON activity_monitor.alerts (rule_id, fired_at);
 
 /*
  * First-seen rules' memory (src/seen.c): the values each group key showed,
