@@ -15,7 +15,7 @@ SET LOCAL TimeZone = 'UTC';
 -- EXCLUSIVE on activity_default (it attaches partitions) until the end, and
 -- a rollup reading the activity would hold the parent that CREATE TABLE ...
 -- PARTITION OF needs.
-LOCK activity_monitor.alert_state, activity_monitor.config, activity_monitor.activity_minute;
+LOCK activity_monitor.alert_state, activity_monitor.config, activity_monitor.received, activity_monitor.activity_minute;
 
 -- ---------------------------------------------------------------------------
 -- 64 past days of daily partitions: maintain(now => a day) makes that day's
