@@ -296,7 +296,6 @@ am_alerts_window_rule(int64 id, char measure, Interval *within, Numeric threshol
 	return window_rule(&r);
 }
 
-
 /* What the sequence engine needs of rule r (detect.h), with the bounds. */
 static SeqRule
 seq_rule(Rule *r)
@@ -325,12 +324,6 @@ am_alerts_seq_rule(int64 id, int nsteps, bool absence, Interval *within)
 	r.absence = absence;
 	r.within = rule_within(within);
 	return seq_rule(&r);
-}
-
-int64
-am_alerts_max_events_per_rule(void)
-{
-	return max_events_per_rule;
 }
 
 /*
@@ -969,7 +962,7 @@ process_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 					ee = 0;
 
 		if (am_seq_add(&sr, k, ec->at, ec->id, am_seq_mask(v), false, &ids, &ek, &ee))
-			fire(r, ec, k, num_int(ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids))), ids);
+			fire(r, ec, k, num_int(r->nsteps), ids);
 		r->keys_evicted += ek;
 		r->events_evicted += ee;
 		return;
@@ -1012,8 +1005,7 @@ fire_due(TimestampTz now, int max, bool *left)
 												  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(due_cxt);
 
-	*left = false;
-	while (am_seq_next_deadline() <= now)
+	for (;;)
 	{
 		Rule	   *r;
 		Datum		args[2];
@@ -1022,14 +1014,10 @@ fire_due(TimestampTz now, int max, bool *left)
 		JsonbValue	k;
 		bool		isnull;
 
-		if (n++ == max)
-		{
-			*left = true;
-			break;
-		}
 		MemoryContextReset(due_cxt);
-		if (!am_seq_due(now, &due))
+		if (n == max || !am_seq_due(now, &due))
 			break;
+		n++;
 		r = rule_find(due.rule_id);
 		if (r == NULL || !r->enabled || !r->absence)
 			continue;
@@ -1058,9 +1046,10 @@ fire_due(TimestampTz now, int max, bool *left)
 			k.val.string.val = due.key;
 			k.val.string.len = strlen(due.key);
 		}
-		fire(r, &ec, &k, num_int(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))), due.ids);
+		fire(r, &ec, &k, num_int(r->nsteps), due.ids);
 		fired += ec.fired;
 	}
+	*left = am_seq_next_deadline() <= now;
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(due_cxt);
 	return fired;
@@ -1199,7 +1188,7 @@ write_counters(void)
  * One bounded batch (see the file header): the events committed since the
  * last batch, at most max_events of them.  Sets *events_out (events
  * processed) and *fired_out (alerts fired); returns whether more events
- * wait.  Runs in the caller's transaction, which must be able to write
+ * wait, or more absences are due.  Runs in the caller's transaction, which must be able to write
  * (the worker's own, or that of a _process_alerts() call); an ERROR
  * leaves alert_state as it was once that transaction rolls back.
  */

@@ -13,12 +13,14 @@
  * to the events its kinds and tables name as in the capture trigger (its
  * tables compared by name, as table_name holds them), to changes to the
  * monitoring only if it names the kind admin (audit.c), and with a tables
- * list never to events received from other clusters (as receive.c).  Its predicate is evaluated
- * by rules.c (compiled or generic, errors counted, never raised), and its
- * matches go through the worker's window engine (window.c) with the bounds
- * in force, the threshold crossed, the cooldown kept in memory (an alert
- * of the same group key whose event is within the cooldown suppresses the
- * next, as the worker's check on the alerts table does).
+ * list never to events received from other clusters (as receive.c).  Its
+ * predicate is evaluated by rules.c (compiled or generic, errors counted,
+ * never raised), and its matches go through the worker's engines with the
+ * bounds in force (window.c, sequence.c; a first-seen rule's values in a
+ * memory of their own, seen.c), the threshold crossed, the cooldown kept
+ * in memory (an alert of the same group key whose event is within the
+ * cooldown suppresses the next, as the worker's check on the alerts table
+ * does).
  *
  * The window engine keeps one set of windows per backend: a backend that
  * also processes alert batches (the worker never runs this; a superuser's
@@ -272,15 +274,14 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	id = DatumGetInt64(values[AC_ID]);
 	if (bt->matches)
 	{
-		/* _rule_matches(): the event's time, key and value, cut as stored */
-		char	   *key = am_jsonb_value_text(&k);
-		char	   *value = v.type == jbvNull ? NULL : am_jsonb_value_text(&v);
+		/* _rule_matches(): the event's time, key and value, as seen.c stores them */
 		Datum		out[3];
-		bool		outnull[3] = {false, key == NULL, value == NULL};
+		bool		outnull[3] = {false, k.type == jbvNull, false};
 
+		if (v.type == jbvNull)
+			return;				/* no value: never seen, never new */
 		out[0] = values[AC_OCCURRED_AT];
-		out[1] = key ? am_indexable_text(CStringGetTextDatum(key)) : (Datum) 0;
-		out[2] = value ? am_indexable_text(CStringGetTextDatum(value)) : (Datum) 0;
+		am_seen_texts(&k, &v, &out[1], &out[2]);
 		tuplestore_putvalues(bt->rsinfo->setResult, bt->rsinfo->setDesc, out, outnull);
 		return;
 	}
@@ -291,7 +292,7 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 
 		if (!am_seq_add(&bt->sr, &k, at, id, am_seq_mask(&v), false, &ids, &ek, &ee))
 			return;
-		val = int64_to_numeric(ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)));
+		val = int64_to_numeric(bt->rule.nsteps);
 	}
 	else if (bt->rule.lookback != NULL)
 	{
@@ -321,15 +322,14 @@ backtest_due(Backtest *bt, TimestampTz now, bool inclusive)
 	Datum		args[2];
 	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
 
-	while (am_seq_next_deadline() < now || (inclusive && am_seq_next_deadline() == now))
+	/* due: a deadline before now (or at it, inclusive) */
+	while (am_seq_due(inclusive ? now : now - 1, &due))
 	{
 		Datum		values[AC_NUM_COLUMNS];
 		bool		nulls[AC_NUM_COLUMNS];
 		static const int cols[] = {AC_ID, AC_OCCURRED_AT, AC_KIND, AC_ACTION, AC_TABLE_NAME,
 		AC_SUBJECT_ID, AC_ACTOR_TYPE, AC_ACTOR_ID};
 
-		if (!am_seq_due(DT_NOEND, &due))
-			break;
 		if (bt->due_plan == NULL &&
 			(bt->due_plan = SPI_prepare("SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, "
 										"a.subject_id, a.actor_type, a.actor_id "
@@ -346,8 +346,7 @@ backtest_due(Backtest *bt, TimestampTz now, bool inclusive)
 			for (int c = 0; c < lengthof(cols); c++)
 				values[cols[c]] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c + 1,
 												&nulls[cols[c]]);
-			emit(bt, due.key, int64_to_numeric(ArrayGetNItems(ARR_NDIM(due.ids), ARR_DIMS(due.ids))),
-				 due.ids, values, nulls);
+			emit(bt, due.key, int64_to_numeric(bt->rule.nsteps), due.ids, values, nulls);
 		}
 		/* (emit copied the row into the result: each result freed at once) */
 		SPI_freetuptable(SPI_tuptable);

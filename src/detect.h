@@ -62,12 +62,11 @@ extern SeenMemory *am_seen_create(MemoryContext cxt, bool persist, int64 max_ent
 extern void am_seen_clear(SeenMemory *sm, int64 max_entries);
 extern bool am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 						 JsonbValue *v, TimestampTz at, bool history);
-extern void am_seen_prune(SeenMemory *sm, TimestampTz before);
 extern void am_seen_prune_table(void);
+extern void am_seen_texts(JsonbValue *k, JsonbValue *v, Datum *keyd, Datum *valued);
 
 /* alerts.c, for backtest.c and worker.c */
 extern SeqRule am_alerts_seq_rule(int64 id, int nsteps, bool absence, Interval *within);
-extern int64 am_alerts_max_events_per_rule(void);
 extern TimestampTz am_alerts_next_deadline(void);
 
 #endif							/* AM_DETECT_H */

@@ -109,6 +109,7 @@ typedef struct RuleResult
 								 * unknown), or PRED_GENERIC */
 	RuleOutcome outcome;
 	int			stepc[AM_MAX_STEPS + 1];	/* the steps' compiled results */
+	int			mask;			/* a sequence's steps matched, as bits; else 0 */
 	bool		knull;
 	bool		vnull;
 	Datum		k;				/* group key (jsonb) */
@@ -667,11 +668,11 @@ path_value(PathMemo *pm, Datum doc, Datum path, bool *isnull)
 	if (pm != NULL)
 		for (int i = 0; i < pm->n; i++)
 		{
+			/* the rules' paths are detoasted copies: compared as bytes */
 			JsonPath   *a = DatumGetJsonPathP(pm->path[i]);
 			JsonPath   *b = DatumGetJsonPathP(path);
 
-			if (pm->path[i] == path ||
-				(VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0))
+			if (a == b || (VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0))
 			{
 				*isnull = pm->isnull[i];
 				return pm->value[i];
@@ -690,8 +691,9 @@ path_value(PathMemo *pm, Datum doc, Datum path, bool *isnull)
 
 /*
  * Evaluate one rule on the event document into res: its predicate, then
- * for a match its group key and measure (through pm, when not NULL).  The outcome is set last, so that
- * a rule that raises midway stays an error.
+ * for a match its steps, group key and measure (through pm, when not
+ * NULL).  The outcome is set last, so that a rule that raises midway stays
+ * an error.
  */
 static void
 evaluate_rule(AmRule *r, Datum doc, RuleResult *res, PathMemo *pm)
@@ -727,7 +729,6 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res, PathMemo *pm)
 	{
 		/* a sequence's or absence's event: which steps it matches, as bits */
 		int			mask = 0;
-		JsonbValue	steps;
 
 		for (int j = 0; j < r->nsteps + r->has_missing; j++)
 		{
@@ -748,10 +749,7 @@ evaluate_rule(AmRule *r, Datum doc, RuleResult *res, PathMemo *pm)
 			res->outcome = RO_NO_MATCH;
 			return;
 		}
-		steps.type = jbvNumeric;
-		steps.val.numeric = int64_to_numeric(mask);
-		res->v = JsonbPGetDatum(JsonbValueToJsonb(&steps));
-		res->vnull = false;
+		res->mask = mask;		/* its "v" */
 	}
 	if (r->group_by != (Datum) 0)
 		res->k = path_value(pm, doc, r->group_by, &res->knull);
@@ -1046,7 +1044,17 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 		doc_key(&state, r->key);
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 		doc_jsonb(&state, "k", results[i].knull ? (Datum) 0 : results[i].k);
-		doc_jsonb(&state, "v", results[i].vnull ? (Datum) 0 : results[i].v);
+		if (results[i].mask != 0)
+		{
+			JsonbValue	steps;
+
+			doc_key(&state, "v");
+			steps.type = jbvNumeric;
+			steps.val.numeric = int64_to_numeric(results[i].mask);
+			pushJsonbValue(&state, WJB_VALUE, &steps);
+		}
+		else
+			doc_jsonb(&state, "v", results[i].vnull ? (Datum) 0 : results[i].v);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);

@@ -64,6 +64,8 @@ struct SeenMemory
 	int64		max_entries;
 };
 
+static void seen_prune(SeenMemory *sm, TimestampTz before);
+
 static SPIPlanPtr plan_find,
 			plan_find_null,
 			plan_write;
@@ -157,9 +159,13 @@ table_write(int64 rule_id, Datum key, bool knull, Datum value, TimestampTz at)
 		elog(ERROR, "could not write activity_monitor.seen");
 }
 
-/* A group key and value as the table holds them: long texts cut, as alerts' keys. */
-static void
-table_texts(JsonbValue *k, JsonbValue *v, Datum *keyd, Datum *valued)
+/*
+ * A group key and value as the table holds them (and _rule_matches()
+ * returns them for the backfill): ->> texts, long ones cut as alerts'
+ * keys; a JSON null key is NULL (0).
+ */
+void
+am_seen_texts(JsonbValue *k, JsonbValue *v, Datum *keyd, Datum *valued)
 {
 	*keyd = k->type == jbvNull ? (Datum) 0 :
 		am_indexable_text(CStringGetTextDatum(am_jsonb_value_text(k)));
@@ -206,7 +212,7 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 			am_seen_clear(sm, sm->max_entries);	/* the table remembers */
 		else
 		{
-			am_seen_prune(sm, DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+			seen_prune(sm, DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 																	   TimestampTzGetDatum(at),
 																	   IntervalPGetDatum(lookback))));
 			if (hash_get_num_entries(sm->h) >= sm->max_entries)
@@ -224,7 +230,7 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 		e->last = e->stored = 0;
 		if (sm->persist)
 		{
-			table_texts(k, v, &keyd, &valued);
+			am_seen_texts(k, v, &keyd, &valued);
 			e->last = e->stored = table_find(rule_id, keyd, knull, valued);
 		}
 	}
@@ -235,7 +241,7 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 		(e->stored == 0 || isnew || e->last - e->stored > lookback_usecs(lookback) / 64))
 	{
 		if (valued == (Datum) 0)
-			table_texts(k, v, &keyd, &valued);
+			am_seen_texts(k, v, &keyd, &valued);
 		table_write(rule_id, keyd, knull, valued, e->last);
 		e->stored = e->last;
 	}
@@ -243,8 +249,8 @@ am_seen_note(SeenMemory *sm, int64 rule_id, Interval *lookback, JsonbValue *k,
 }
 
 /* Forget the values last seen before "before" (test_rule()'s memory). */
-void
-am_seen_prune(SeenMemory *sm, TimestampTz before)
+static void
+seen_prune(SeenMemory *sm, TimestampTz before)
 {
 	HASH_SEQ_STATUS seq;
 	SeenEntry  *e;

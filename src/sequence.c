@@ -403,6 +403,17 @@ evict_key(SeqRuleState *rs, SeqKey *keep)
 	return false;
 }
 
+/* The ids of n events, as an int8[] (in the caller's memory). */
+static ArrayType *
+ids_array(const int64 *ids, int n)
+{
+	Datum		d[AM_MAX_STEPS];
+
+	for (int j = 0; j < n; j++)
+		d[j] = Int64GetDatum(ids[j]);
+	return construct_array(d, n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+}
+
 /*
  * Add an event of rule r that matched the steps in mask (bits, see
  * SeqRule), with group key k: returns true, with the events in *ids
@@ -417,7 +428,6 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 {
 	MemoryContext old;
 	SeqKeyId	kid;
-	char	   *text;
 	SeqKey	   *sk;
 	SeqRuleState *rs;
 	bool		found;
@@ -457,8 +467,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	if (!found)
 	{
 		/* the key as the alerts table will have it */
-		text = am_jsonb_value_text(k);
-		sk->text = text;
+		sk->text = am_jsonb_value_text(k);
 		sk->ev = NULL;
 		sk->n = sk->cap = 0;
 		memset(sk->nstep, 0, sizeof(sk->nstep));
@@ -532,27 +541,16 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	/* complete: its events are consumed */
 	{
 		SeqEvent	chain[AM_MAX_STEPS];
-		Datum		d[AM_MAX_STEPS];
-		bool		fires = false;
+		int64		chain_ids[AM_MAX_STEPS];
 
 		for (int j = 0; j < r->nsteps; j++)
+		{
 			chain[j] = sk->ev[idx[j]];
+			chain_ids[j] = chain[j].id;
+		}
 		for (int j = r->nsteps - 1; j >= 0; j--)
 			events_remove(sk, idx[j], 1);
-		if (!r->absence)
-		{
-			fires = !replay;
-			if (fires)
-			{
-				MemoryContextSwitchTo(old);
-				for (int j = 0; j < r->nsteps; j++)
-					d[j] = Int64GetDatum(chain[j].id);
-				*ids = construct_array(d, r->nsteps, INT8OID, sizeof(int64), true,
-									   TYPALIGN_DOUBLE);
-				return true;
-			}
-		}
-		else
+		if (r->absence)
 		{
 			TimestampTz deadline = am_ts_plus(chain[0].at, r->within);
 			SeqEvent   *last = &chain[r->nsteps - 1];
@@ -566,8 +564,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 				w->last_id = last->id;
 				w->deadline = deadline;
 				w->n = r->nsteps;
-				for (int j = 0; j < r->nsteps; j++)
-					w->ids[j] = chain[j].id;
+				memcpy(w->ids, chain_ids, sizeof(int64) * r->nsteps);
 				dlist_push_tail(&sk->waiting, &w->key_node);
 				sk->nwaiting++;
 				rs->nevents += w->n;
@@ -581,7 +578,10 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 			}
 		}
 		MemoryContextSwitchTo(old);
-		return fires;
+		if (r->absence || replay)
+			return false;
+		*ids = ids_array(chain_ids, r->nsteps);
+		return true;
 	}
 }
 
@@ -593,7 +593,6 @@ bool
 am_seq_due(TimestampTz now, SeqDue *out)
 {
 	Waiting    *w;
-	Datum		d[AM_MAX_STEPS];
 
 	if (deadlines == NULL || pairingheap_is_empty(deadlines))
 		return false;
@@ -602,9 +601,7 @@ am_seq_due(TimestampTz now, SeqDue *out)
 		return false;
 	out->rule_id = w->key->kid.rule_id;
 	out->key = w->key->text ? pstrdup(w->key->text) : NULL;
-	for (int j = 0; j < w->n; j++)
-		d[j] = Int64GetDatum(w->ids[j]);
-	out->ids = construct_array(d, w->n, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
+	out->ids = ids_array(w->ids, w->n);
 	out->last_id = w->last_id;
 	out->last_at = w->last_at;
 	waiting_free(w);
