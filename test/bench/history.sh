@@ -12,7 +12,11 @@
 #      the parent (INSERT ... SELECT, as queries.sh) one transaction per 30
 #      days: 100,000 accounts, 5 % employee actions (50 employees), a third
 #      inserts, two thirds status changes, payment status changes critical;
-#   3. VACUUM ANALYZE and the dashboard's rollup of the last day; then,
+#   3. VACUUM ANALYZE and the dashboard's rollup of the last day; the
+#      seals the worker wrote meanwhile deleted and the whole history
+#      sealed by one first round (_seal()), as after an update from 0.1.0
+#      (the events were written with past dates: no later round takes
+#      them); then,
 #      with pgbench capture running (workload.sql), 20 s more with merging
 #      off (as it was while the history was laid down) and then merging
 #      switched on: the worker's own maintenance at the real time until a
@@ -20,6 +24,7 @@
 #      load) and its merges of old partitions into months and years are
 #      done (no merge in progress, no month or year due with more than one
 #      partition); the capture latencies of both phases are reported.
+# verify() then checks the whole sealed history of both databases, merged.
 # The queries are the documented way to ask them: account_timeline() for
 # an account's events, the views with time bounds sent as timestamptz
 # literals (HISTORY_BOUNDS=literal, the default), the dashboard view; the
@@ -36,6 +41,9 @@
 # while pgbench runs the capture workload (workload.sql on schema.sql's
 # tracked tables) all along and HISTORY_PGBENCH_SECONDS more once every
 # session has run; errors (out of shared memory) of both are counted.
+# Last, the long history is dumped (pg_dump -Fc) and restored into a
+# database of its own, where it must hold the same number of events and
+# verify() must report nothing.
 #
 #   test/bench/history.sh                       (about an hour: two 10M-event loads)
 #   HISTORY_SMOKE=1 test/bench/history.sh        (about a minute)
@@ -91,7 +99,7 @@ history_cleanup() {
 	local j
 	for j in $(jobs -p); do kill "$j" 2>/dev/null || true; done
 	if [ "$keep" != 1 ]; then
-		for d in $dbs; do
+		for d in $dbs am_history_long_restored; do
 			"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
 		done
 	fi
@@ -152,7 +160,7 @@ BEGIN
 		INSERT INTO activity_monitor.activity
 			(occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id,
 			 actor_reason, status_from, status_to, critical, old_values, new_values,
-			 db_user, application_name, backend_pid, txid)
+			 db_user, application_name, backend_pid)
 		SELECT t_start + ((g - 1) * span / n) * interval '1 second',
 			   k.kind, CASE WHEN g % 3 = 0 THEN 'insert' ELSE 'update' END,
 			   'public.' || k.kind || 's', (g / 3)::text, s.subject,
@@ -164,7 +172,7 @@ BEGIN
 			   CASE WHEN g % 3 <> 0 THEN jsonb_build_object('status', 'pending') END,
 			   CASE WHEN g % 3 = 0 THEN jsonb_build_object('id', g / 3, 'amount', g % 1000, 'currency', 'EUR', 'status', 'pending')
 					ELSE jsonb_build_object('status', 'completed') END,
-			   'app', 'api', 1000 + g % 50, 1000000 + g / 4
+			   'app', 'api', 1000 + g % 50
 		FROM generate_series(lo, hi) g
 		CROSS JOIN LATERAL (SELECT (ARRAY['payment','login','profile','game','provider'])[1 + g % 5] AS kind) k
 		CROSS JOIN LATERAL (SELECT ((g * 48271) % 100000)::text AS subject) s;
@@ -191,9 +199,21 @@ SELECT activity_monitor.track('user_sessions', 'login',
 	subject_column => 'account_id', status_column => 'status');
 SQL
 	t3=$(date +%s)
+	# 4. the seals: the rounds the worker ran while the events went in
+	# sealed none of them (they are back-dated: verify() would report them
+	# as added), so they make way for a first round that seals the whole
+	# history, as the first round after an update from 0.1.0 does
+	sealed=$(p "$db" -At -q <<'SQL'
+BEGIN;
+DELETE FROM activity_monitor.seal;
+SELECT events FROM activity_monitor._seal();
+COMMIT;
+SQL
+	)
+	t4=$(date +%s)
 	read -r parts size <<<"$(p "$db" -At -F ' ' -c "SELECT count(*), pg_size_pretty(sum(pg_total_relation_size(relid)))
 		FROM pg_partition_tree('activity_monitor.activity') WHERE isleaf")"
-	echo "$db: $days days, $n events, $parts partitions, $size; maintenance travel $((t1 - t0)) s, events $((t2 - t1)) s, analyze $((t3 - t2)) s" |
+	echo "$db: $days days, $n events, $parts partitions, $size; maintenance travel $((t1 - t0)) s, events $((t2 - t1)) s, analyze $((t3 - t2)) s, $sealed events sealed in $((t4 - t3)) s" |
 		tee -a "$work/loads" >&2
 }
 
@@ -265,6 +285,48 @@ worker_done() {
 		echo "$db capture (pgbench workload.sql, 2 clients) with merging off for 20 s: ${a[0]} transactions, latency p50 ${a[1]} / p99 ${a[2]} / max ${a[3]} ms, ${a[4]} errors; while the worker merged: ${b[0]} transactions, p50 ${b[1]} / p99 ${b[2]} / max ${b[3]} ms, ${b[4]} errors" |
 			tee -a "$work/loads" >&2
 	done
+}
+
+# --- seals and dump ---------------------------------------------------------------------
+
+# verified DB WHAT: verify() over the whole history of DB, as a report
+# line (a problem is also a note)
+verified() {
+	local db=$1 what=$2 t0 t1 out
+	local -a a
+	t0=$(date +%s.%N)
+	out=$(p "$db" -At -F ' ' -c "SELECT (SELECT coalesce(sum(event_count), 0) FROM activity_monitor.seal WHERE kind = 'events'),
+			(SELECT count(*) FROM activity_monitor.seal), count(v.*), coalesce(string_agg(DISTINCT v.problem, '/'), '-')
+		FROM activity_monitor.verify() v" 2>&1) || { note "$db: verify() failed: $out"; return; }
+	t1=$(date +%s.%N)
+	read -r -a a <<<"$out"
+	[ "${a[2]}" = 0 ] || note "$db: verify() $what reports ${a[2]} problems: ${a[3]}"
+	echo "$db verify() $what: ${a[0]} events in ${a[1]} seals, ${a[2]} problems, $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s" |
+		tee -a "$work/loads" >&2
+}
+
+# dump_restore DB: pg_dump -Fc of DB restored into DB_restored; the same
+# number of events, and its seals verify
+dump_restore() {
+	local db=$1 r=${1}_restored t0 t1 t2 n1 n2
+	t0=$(date +%s)
+	if ! pg_dump -Fc -f "$work/$db.dump" "$db" 2>"$work/dump.err"; then
+		note "pg_dump $db: $(head -n 1 "$work/dump.err")"
+		return
+	fi
+	t1=$(date +%s)
+	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $r WITH (FORCE)" -c "CREATE DATABASE $r" >/dev/null ||
+		{ note "could not create $r"; return; }
+	pg_restore -d "$r" "$work/$db.dump" >"$work/restore.err" 2>&1 ||
+		note "pg_restore $db: $(head -n 3 "$work/restore.err" | tr '\n' ' ')"
+	t2=$(date +%s)
+	n1=$(p "$db" -At -c "SELECT count(*) FROM activity_monitor.activity" 2>&1) || true
+	n2=$(p "$r" -At -c "SELECT count(*) FROM activity_monitor.activity" 2>&1) || true
+	[ "$n1" = "$n2" ] || note "$r holds $n2 events, $db $n1"
+	echo "$db dump and restore: pg_dump -Fc $((t1 - t0)) s ($(du -m "$work/$db.dump" | cut -f1) MB), pg_restore $((t2 - t1)) s; $n2 events restored of $n1" |
+		tee -a "$work/loads" >&2
+	rm -f "$work/$db.dump"
+	verified "$r" "of the restored dump"
 }
 
 # --- the queries ----------------------------------------------------------------------
@@ -451,6 +513,7 @@ loaded=""
 reused am_history_short || { load am_history_short "$short_days" "$short_events"; loaded="$loaded am_history_short"; }
 reused am_history_long || { load am_history_long "$long_days" "$long_events"; loaded="$loaded am_history_long"; }
 [ -z "$loaded" ] || worker_done "$(psql -X -At -c "SELECT now()")" $loaded
+for db in $dbs; do verified "$db" "after the merges"; done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 declare -A res
@@ -469,6 +532,7 @@ for db in $dbs; do
 done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+dump_restore am_history_long
 slots=$(psql -X -At -c "SELECT n || ' locked objects, ' || 2 * n || ' holders (max_locks_per_transaction '
 	|| current_setting('max_locks_per_transaction') || ' × (max_connections ' || current_setting('max_connections')
 	|| ' + other backends and prepared transactions); the tables can grow into spare shared memory)'

@@ -8,8 +8,10 @@
 # at most 60 partitions), that each of the five back-office queries holds
 # at most 100 relation locks on both histories (locks do not depend on
 # timing), that capture ran without error while the worker merged, that
-# every probe session ran and that nothing went wrong on the way (no
-# note); the times are not checked: a test never times anything.
+# every probe session ran, that both histories, sealed before the merges,
+# verify() after them, that the dump of the merged 400 days restores every
+# event and verifies, and that nothing went wrong on the way (no note);
+# the times are not checked: a test never times anything.
 set -euo pipefail
 root=${AM_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 out_dir=$(mktemp -d /tmp/activity_monitor_bench_history.XXXXXX)
@@ -57,6 +59,14 @@ check "every probe session ran, on both histories" \
 		END { exit !(seen && n == 10 && other == 0 && ran1 == n && ran2 == n) }' "$out_dir/out.md"
 check "pgbench captured during the probe" \
 	awk -F' *\\| *' '$2 == "pgbench capture transactions" { ok = ($3 > 0 && $4 > 0) } END { exit !ok }' "$out_dir/out.md"
+for db in am_history_short am_history_long; do
+	check "the history of $db sealed, merged, and verify() reports nothing" \
+		grep -Eq "^- $db verify\(\) after the merges: (2[0-9]{5}|[3-9][0-9]{5}|[0-9]{7,}) events in [0-9]+ seals, 0 problems," "$out_dir/out.md"
+done
+check "the dump of the merged 400 days restores every event" \
+	grep -Eq "^- am_history_long dump and restore: .*; ([0-9]+) events restored of \1$" "$out_dir/out.md"
+check "the restored history verifies" \
+	grep -Eq "^- am_history_long_restored verify\(\) of the restored dump: [0-9]{6,} events in [0-9]+ seals, 0 problems," "$out_dir/out.md"
 check "no note (nothing failed on the way)" bash -c "! grep -q '^- note:' '$out_dir/out.md'"
 check "results file written" test -s "$out_dir/history-latest.md"
 exit $fail
