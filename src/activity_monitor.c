@@ -16,6 +16,7 @@
 
 #include "activity_monitor.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -51,8 +52,23 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  * worker when this transaction commits: the prepared transaction may hold
  * matched events, and the backend that captured them prepared it, which
  * does not wake the worker (whether it holds any is not known here: at
- * worst the worker runs one round for nothing).
+ * worst the worker runs one round for nothing).  Template databases have
+ * no worker (a connection would keep CREATE DATABASE from copying them):
+ * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false,
+ * the database's worker is started when the transaction commits (it exits
+ * at once if the database lacks the extension); after IS_TEMPLATE true its
+ * worker is woken, to leave.
  */
+/* am_worker_at_commit() for the database named name, if it exists. */
+static void
+worker_at_commit(const char *name, bool start)
+{
+	Oid			dboid = get_database_oid(name, true);
+
+	if (OidIsValid(dboid))
+		am_worker_at_commit(dboid, start);
+}
+
 static void
 am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
@@ -80,6 +96,21 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		if (IsA(pstmt->utilityStmt, TransactionStmt) &&
 			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 			am_wake_at_commit();
+		else if (IsA(pstmt->utilityStmt, CreatedbStmt))
+			worker_at_commit(((CreatedbStmt *) pstmt->utilityStmt)->dbname, true);
+		else if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
+		{
+			AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
+			ListCell   *lc;
+
+			foreach(lc, stmt->options)
+			{
+				DefElem    *opt = lfirst_node(DefElem, lc);
+
+				if (strcmp(opt->defname, "is_template") == 0)
+					worker_at_commit(stmt->dbname, !defGetBoolean(opt));
+			}
+		}
 		return;
 	}
 	PG_TRY();

@@ -224,6 +224,7 @@ extern void am_define_worker_gucs(void);
 extern void am_register_launcher(void);
 extern bool am_worker_stop_for_database(Oid dboid);
 extern bool am_register_db_worker(Oid dboid);
+extern void am_worker_at_commit(Oid dboid, bool start);
 
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);
@@ -312,5 +313,6 @@ extern void am_wake_at_commit(void);
 extern int	am_wake_worker_pid(Oid dboid);
 extern void am_wake_set_dropped(Oid dboid, bool dropped);
 extern bool am_wake_database_dropped(Oid dboid);
+extern void am_wake_database(Oid dboid);
 
 #endif							/* ACTIVITY_MONITOR_H */

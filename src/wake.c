@@ -207,6 +207,19 @@ am_wake_database_dropped(Oid dboid)
 	return dropped;
 }
 
+/* Set the latch of database dboid's worker, if it has one. */
+void
+am_wake_database(Oid dboid)
+{
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_WORKERS; i++)
+		if (shared->slots[i].dboid == dboid)
+			SetLatch(&ProcGlobal->allProcs[shared->slots[i].pgprocno].procLatch);
+	SpinLockRelease(&shared->mutex);
+}
+
 /* Called by capture: wake the worker when this transaction commits. */
 void
 am_wake_at_commit(void)

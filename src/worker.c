@@ -11,7 +11,12 @@
  * it, so a database without the extension costs one short-lived process at
  * start and nothing after.  CREATE EXTENSION calls start_worker(), which
  * registers the database's worker when its transaction commits, so
- * DROP/CREATE EXTENSION need no restart.  Dynamic workers have a restart
+ * DROP/CREATE EXTENSION need no restart.  A template database has no
+ * worker (a connection would keep CREATE DATABASE from copying it): the
+ * launcher skips it, start_worker() does not start one, and a worker whose
+ * database becomes a template leaves (the utility hook wakes it at the
+ * commit); CREATE DATABASE, and a database no longer a template, start the
+ * database's worker at commit.  Dynamic workers have a restart
  * time: after a crash or kill -9 the postmaster starts them again.  A
  * session advisory lock keeps one worker per database however many were
  * started.
@@ -49,6 +54,7 @@
 
 #include "activity_monitor.h"
 #include "access/heapam.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -75,6 +81,7 @@
 #include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "detect.h"
@@ -106,6 +113,18 @@ static int	seal_interval = 5;	/* activity_monitor.seal_interval, seconds */
 static int	seal_log_interval = 60; /* activity_monitor.seal_log_interval, seconds */
 static bool start_at_commit = false;
 static SubTransactionId start_subid = InvalidSubTransactionId;
+
+/*
+ * Other databases whose worker to start, or to wake, when this transaction
+ * commits (CREATE DATABASE, ALTER DATABASE ... IS_TEMPLATE; see
+ * am_worker_at_commit).  A few per transaction at most: beyond, the
+ * launcher finds them at the next server start.
+ */
+#define AM_PENDING_DBS 8
+static Oid	pending_start[AM_PENDING_DBS];
+static int	npending_start = 0;
+static Oid	pending_wake[AM_PENDING_DBS];
+static int	npending_wake = 0;
 static volatile sig_atomic_t got_sigterm = false;
 
 /* SIGTERM ends the worker cleanly at the end of its round (exit 0). */
@@ -236,12 +255,22 @@ am_register_launcher(void)
 static void
 start_worker_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT && start_at_commit)
-		am_register_db_worker(MyDatabaseId);
+	if (event == XACT_EVENT_COMMIT)
+	{
+		if (start_at_commit)
+			am_register_db_worker(MyDatabaseId);
+		for (int i = 0; i < npending_start; i++)
+			am_register_db_worker(pending_start[i]);
+		for (int i = 0; i < npending_wake; i++)
+			am_wake_database(pending_wake[i]);
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		start_at_commit = false;
+		npending_start = npending_wake = 0;
+	}
 }
 
 /*
@@ -261,13 +290,8 @@ start_worker_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		start_at_commit = false;
 }
 
-/*
- * start_worker(): start this database's worker when the transaction commits
- * (before that, the worker could not see the extension being created).  A
- * call outside CREATE EXTENSION is an admin event (audit.c).
- */
-Datum
-activity_monitor_start_worker(PG_FUNCTION_ARGS)
+static void
+register_callbacks(void)
 {
 	static bool registered = false;
 
@@ -277,13 +301,77 @@ activity_monitor_start_worker(PG_FUNCTION_ARGS)
 		RegisterSubXactCallback(start_worker_subxact_callback, NULL);
 		registered = true;
 	}
+}
+
+/*
+ * Is database dboid a template (pg_database.datistemplate)?  Read from the
+ * table, not the syscache: the worker asks when ALTER DATABASE's commit
+ * wakes it, which happens before that transaction sends its cache
+ * invalidations.
+ */
+static bool
+database_is_template(Oid dboid)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	bool		template = false;
+
+	ScanKeyInit(&key, Anum_pg_database_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(dboid));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, DatabaseOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return template;
+}
+
+/*
+ * start_worker(): start this database's worker when the transaction commits
+ * (before that, the worker could not see the extension being created); not
+ * in a template database, where a connected worker would keep CREATE
+ * DATABASE from copying it.  A call outside CREATE EXTENSION is an admin
+ * event (audit.c).
+ */
+Datum
+activity_monitor_start_worker(PG_FUNCTION_ARGS)
+{
+	register_callbacks();
 	am_record_admin(AM_SCHEMA ".worker_state", "start_worker",
 					get_database_name(MyDatabaseId), (Datum) 0, (Datum) 0);
+	if (database_is_template(MyDatabaseId))
+		PG_RETURN_VOID();
 	/* an earlier request of an enclosing subtransaction stays its own */
 	if (!start_at_commit)
 		start_subid = GetCurrentSubTransactionId();
 	start_at_commit = true;
 	PG_RETURN_VOID();
+}
+
+/*
+ * When this transaction commits, start the worker of database dboid (start
+ * true: a database just created, perhaps from a template that has the
+ * extension, or one that stopped being a template; the worker exits at
+ * once if the database lacks the extension), or wake it (start false: the
+ * database became a template, which its worker then leaves within the
+ * round, and CREATE DATABASE can copy it).  For the utility hook.
+ */
+void
+am_worker_at_commit(Oid dboid, bool start)
+{
+	Oid		   *list = start ? pending_start : pending_wake;
+	int		   *n = start ? &npending_start : &npending_wake;
+
+	register_callbacks();
+	for (int i = 0; i < *n; i++)
+		if (list[i] == dboid)
+			return;
+	if (*n < AM_PENDING_DBS)
+		list[(*n)++] = dboid;
 }
 
 /*
@@ -435,6 +523,7 @@ typedef enum ExtensionState
 	EXT_ABSENT,					/* not installed (or dropped) */
 	EXT_FOREIGN_SCHEMA,			/* "activity_monitor" is not its schema */
 	EXT_OLD_VERSION,			/* installed, ALTER EXTENSION UPDATE pending */
+	EXT_TEMPLATE,				/* the database is a template */
 	EXT_READY
 } ExtensionState;
 
@@ -459,6 +548,8 @@ extension_state(void)
 	nsp = am_extension_schema(NULL, &version);
 	if (!OidIsValid(nsp))
 		st = EXT_ABSENT;
+	else if (database_is_template(MyDatabaseId))
+		st = EXT_TEMPLATE;
 	else if (get_namespace_oid(AM_SCHEMA, true) != nsp)
 		st = EXT_FOREIGN_SCHEMA;
 	else if (version == NULL || strcmp(version, AM_VERSION) != 0)
@@ -466,6 +557,22 @@ extension_state(void)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
 	return st;
+}
+
+/*
+ * The worker's database is a template: leave it for good (exit 0), since a
+ * connection to it keeps CREATE DATABASE from copying it.  A database
+ * created from it gets its own worker (the utility hook), and so does this
+ * one when it stops being a template, or at the next server start.
+ */
+static void
+leave_template(void)
+{
+	ereport(LOG,
+			(errmsg("activity_monitor worker for database \"%s\" stops: the database is a template", dbname),
+			 errdetail("A connection to a template would keep CREATE DATABASE from copying it; "
+					   "databases created from it get their own worker.")));
+	proc_exit(0);
 }
 
 /*
@@ -787,8 +894,17 @@ activity_monitor_worker_main(Datum main_arg)
 	pin_settings();
 	pgstat_report_appname(WORKER_TYPE);
 
-	if (extension_state() == EXT_ABSENT)
-		proc_exit(0);
+	switch (extension_state())
+	{
+		case EXT_ABSENT:
+			proc_exit(0);
+			break;
+		case EXT_TEMPLATE:
+			leave_template();
+			break;
+		default:
+			break;
+	}
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, WORKER_LOCK_KEY1, WORKER_LOCK_KEY2, WORKER_LOCK_SPACE);
 	StartTransactionCommand();
@@ -840,6 +956,8 @@ activity_monitor_worker_main(Datum main_arg)
 							dbname)));
 			proc_exit(0);
 		}
+		if (st == EXT_TEMPLATE)
+			leave_template();
 		if (st != EXT_READY)
 		{
 			/* capture goes on; the worker waits, saying why once */
