@@ -58,7 +58,8 @@
 # 10 sessions, 2 s), HISTORY_KEEP=1 (keep the two databases, am_history_short and
 # am_history_long, for study by hand), HISTORY_REUSE=1 (measure the kept
 # databases again instead of loading), BENCH_RESULTS_DIR (test/bench/results:
-# the report is also written to history-latest.md there),
+# the report is also written to history-latest.md there, and the plan of
+# each query, EXPLAIN (ANALYZE, BUFFERS), to history-latest-plans.md),
 # BENCH_USE_EXISTING=1, HISTORY_MERGE_WAIT (seconds to wait for the
 # worker's merges, 7200; smoke 900).  The own cluster gets max_connections =
 # HISTORY_SESSIONS + 30 and the default max_locks_per_transaction.
@@ -90,6 +91,7 @@ work=$BENCH_WORK
 dbs="am_history_short am_history_long"
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 : >"$work/notes"
+: >"$work/plans.md"
 # note TEXT: a line for the report (from subshells too)
 note() { echo "$*" >>"$work/notes"; }
 
@@ -394,6 +396,15 @@ measure() {
 	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -f "$work/explain.sql" >"$work/explain.out" 2>&1 || true
 	plan=$(sed -n 's/.*"Planning Time": \([0-9.]*\).*/\1/p' "$work/explain.out" | pct 0.5)
 	exec=$(sed -n 's/.*"Execution Time": \([0-9.]*\).*/\1/p' "$work/explain.out" | pct 0.5)
+	# the plan, kept for study (history-latest-plans.md)
+	{
+		echo "## $db: $sql"
+		echo
+		echo '```'
+		psql -X -q -At -d "$db" -c "EXPLAIN (ANALYZE, BUFFERS, SETTINGS) $(inst "$sql" 1)" 2>&1
+		echo '```'
+		echo
+	} >>"$work/plans.md"
 	locks=$(psql -X -q -At -d "$db" 2>&1 <<SQL | tail -n 1
 BEGIN;
 \o /dev/null
@@ -581,4 +592,5 @@ report() {
 report >"$work/report.md"
 cat "$work/report.md"
 cp "$work/report.md" "$results_dir/history-latest.md"
+cp "$work/plans.md" "$results_dir/history-latest-plans.md"
 echo "written: $results_dir/history-latest.md" >&2
