@@ -57,8 +57,29 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false,
  * the database's worker is started when the transaction commits (it exits
  * at once if the database lacks the extension); after IS_TEMPLATE true its
- * worker is woken, to leave.
+ * worker is woken, to leave.  Only a superuser may make a database that has
+ * a worker a template: its owner could otherwise stop the monitoring.
  */
+/* Does stmt set IS_TEMPLATE, and to what (*value)? The last one counts. */
+static bool
+is_template_option(AlterDatabaseStmt *stmt, bool *value)
+{
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "is_template") == 0)
+		{
+			*value = defGetBoolean(opt);
+			found = true;
+		}
+	}
+	return found;
+}
+
 /* am_worker_at_commit() for the database named name, if it exists. */
 static void
 worker_at_commit(const char *name, bool start)
@@ -77,6 +98,21 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	Oid			dboid = InvalidOid;
 
 	am_sink_close();
+	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt) && !superuser())
+	{
+		AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
+		bool		template;
+		Oid			target = get_database_oid(stmt->dbname, true);
+
+		/* a template has no worker: only a superuser may stop it this way */
+		if (is_template_option(stmt, &template) && template &&
+			OidIsValid(target) && am_wake_worker_pid(target) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to make database \"%s\" a template", stmt->dbname),
+					 errdetail("Its activity_monitor worker would stop: a template database has none."),
+					 errhint("Ask a superuser.")));
+	}
 	if (IsA(pstmt->utilityStmt, DropdbStmt))
 	{
 		dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
@@ -101,15 +137,10 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		else if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
 		{
 			AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
-			ListCell   *lc;
+			bool		template;
 
-			foreach(lc, stmt->options)
-			{
-				DefElem    *opt = lfirst_node(DefElem, lc);
-
-				if (strcmp(opt->defname, "is_template") == 0)
-					worker_at_commit(stmt->dbname, !defGetBoolean(opt));
-			}
+			if (is_template_option(stmt, &template))
+				worker_at_commit(stmt->dbname, !template);
 		}
 		return;
 	}

@@ -15,13 +15,15 @@
 #    worker there: CREATE DATABASE copies it at once.
 # 4. ALTER DATABASE ... IS_TEMPLATE true rolled back keeps the worker (same
 #    pid); IS_TEMPLATE false brings it back.
+# 5. The owner of a monitored database, not a superuser, cannot make it a
+#    template (which would stop its monitoring): 42501, nothing changes.
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT.  Exit 0 = pass.
 # Every wait has a deadline.
 set -euo pipefail
 db=am_tpl
 . "$AM_ROOT/test/lib/shell.sh"
-dbs="am_tpl am_tpl_copy am_tpl2 am_tpl2_copy"
+dbs="am_tpl am_tpl_copy am_tpl2 am_tpl2_copy am_tpl_owned"
 cleanup() {
 	for d in $dbs; do
 		psql -X -q -d postgres -c "SET client_min_messages = warning" \
@@ -29,6 +31,7 @@ cleanup() {
 		psql -X -q -d postgres -c "SET client_min_messages = warning" \
 			-c "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
 	done
+	psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS am_tpl_owner" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
@@ -99,3 +102,21 @@ pg "ALTER DATABASE am_tpl IS_TEMPLATE false" >/dev/null
 db=am_tpl
 has_worker am_tpl 30 || fail "am_tpl got no worker back after IS_TEMPLATE false"
 echo "ok: a rolled-back IS_TEMPLATE keeps the worker; IS_TEMPLATE false brings it back"
+
+# 5. the owner cannot stop the monitoring by making the database a template
+db=am_tpl_owned
+pg "CREATE ROLE am_tpl_owner LOGIN" >/dev/null
+pg "CREATE DATABASE am_tpl_owned OWNER am_tpl_owner" >/dev/null
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d am_tpl_owned \
+	-c "CREATE EXTENSION activity_monitor" >/dev/null
+has_worker am_tpl_owned 30 || fail "am_tpl_owned has no worker"
+pid=$(workers am_tpl_owned)
+out=$(psql -X -At -U am_tpl_owner -d postgres -c "\\set VERBOSITY verbose" -c "ALTER DATABASE am_tpl_owned IS_TEMPLATE true" 2>&1) &&
+	fail "the owner made the monitored database a template"
+grep -q '^ERROR:  42501: permission denied to make database "am_tpl_owned" a template' <<<"$out" ||
+	fail "the owner's IS_TEMPLATE true gave: $out"
+[ "$(pg "SELECT datistemplate FROM pg_database WHERE datname = 'am_tpl_owned'")" = f ] ||
+	fail "am_tpl_owned became a template"
+sleep 1
+[ "$(workers am_tpl_owned)" = "$pid" ] || fail "the worker of am_tpl_owned changed: $pid, now $(workers am_tpl_owned)"
+echo "ok: the owner of a monitored database cannot make it a template (42501), its worker stays"
