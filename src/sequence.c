@@ -403,6 +403,39 @@ evict_key(SeqRuleState *rs, SeqKey *keep)
 	return false;
 }
 
+/*
+ * The steps of an absence are complete (ids, the first at first_at, the
+ * last *last): it waits until first_at + within, unless a missing step
+ * among the key's events already cancels it.
+ */
+static void
+absence_wait(const SeqRule *r, SeqKey *sk, const int64 *ids, TimestampTz first_at,
+			 const SeqEvent *last, int *evicted_events)
+{
+	TimestampTz deadline = am_ts_plus(first_at, r->within);
+	Waiting    *w;
+
+	if (missing_between(r, sk, last->at, last->id, deadline))
+		return;
+	w = palloc0(sizeof(Waiting));
+	w->key = sk;
+	w->last_at = last->at;
+	w->last_id = last->id;
+	w->deadline = deadline;
+	w->n = r->nsteps;
+	memcpy(w->ids, ids, sizeof(int64) * r->nsteps);
+	dlist_push_tail(&sk->waiting, &w->key_node);
+	sk->nwaiting++;
+	sk->rs->nevents += w->n;
+	pairingheap_add(deadlines, &w->heap);
+	/* a key waits for at most max_window_events: the oldest go */
+	while (sk->nwaiting > r->max_window_events)
+	{
+		waiting_free(dlist_container(Waiting, key_node, dlist_head_node(&sk->waiting)));
+		(*evicted_events)++;
+	}
+}
+
 /* The ids of n events, as an int8[] (in the caller's memory). */
 static ArrayType *
 ids_array(const int64 *ids, int n)
@@ -506,6 +539,21 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 		MemoryContextSwitchTo(old);
 		return false;
 	}
+	if (r->absence && r->nsteps == 1 && (mask & 1))
+	{
+		/*
+		 * A one-step absence is complete at once: it waits, and its event is
+		 * used up (a missing step too, if it matched both), as below but
+		 * without passing through the key's events.
+		 */
+		SeqEvent	e = {at, id, mask};
+
+		absence_wait(r, sk, &id, at, &e, evicted_events);
+		while (rs->nevents > r->max_events && evict_key(rs, sk))
+			(*evicted_keys)++;
+		MemoryContextSwitchTo(old);
+		return false;
+	}
 	if (sk->n == sk->cap)
 	{
 		sk->cap = Max(8, sk->cap * 2);
@@ -551,32 +599,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 		for (int j = r->nsteps - 1; j >= 0; j--)
 			events_remove(sk, idx[j], 1);
 		if (r->absence)
-		{
-			TimestampTz deadline = am_ts_plus(chain[0].at, r->within);
-			SeqEvent   *last = &chain[r->nsteps - 1];
-
-			if (!missing_between(r, sk, last->at, last->id, deadline))
-			{
-				Waiting    *w = palloc0(sizeof(Waiting));
-
-				w->key = sk;
-				w->last_at = last->at;
-				w->last_id = last->id;
-				w->deadline = deadline;
-				w->n = r->nsteps;
-				memcpy(w->ids, chain_ids, sizeof(int64) * r->nsteps);
-				dlist_push_tail(&sk->waiting, &w->key_node);
-				sk->nwaiting++;
-				rs->nevents += w->n;
-				pairingheap_add(deadlines, &w->heap);
-				/* a key waits for at most max_window_events: the oldest go */
-				while (sk->nwaiting > r->max_window_events)
-				{
-					waiting_free(dlist_container(Waiting, key_node, dlist_head_node(&sk->waiting)));
-					(*evicted_events)++;
-				}
-			}
-		}
+			absence_wait(r, sk, chain_ids, chain[0].at, &chain[r->nsteps - 1], evicted_events);
 		MemoryContextSwitchTo(old);
 		if (r->absence || replay)
 			return false;
