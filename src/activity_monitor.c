@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
@@ -23,6 +24,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 
 PG_MODULE_MAGIC;
 
@@ -41,25 +43,6 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 								queryEnv, dest, qc);
 }
 
-/*
- * Before any utility statement: release the activity partitions capture
- * keeps open (so the session's own DDL on them works).  Before DROP
- * DATABASE, stop that database's worker, which would block the drop; this
- * hook runs before the drop's own permission checks, so only for a role
- * that may drop it, and if the drop fails all the same (other sessions
- * connected, ...) a new worker is started.  It also marks the database as
- * dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
- * worker when this transaction commits: the prepared transaction may hold
- * matched events, and the backend that captured them prepared it, which
- * does not wake the worker (whether it holds any is not known here: at
- * worst the worker runs one round for nothing).  Template databases have
- * no worker (a connection would keep CREATE DATABASE from copying them):
- * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false,
- * the database's worker is started when the transaction commits (it exits
- * at once if the database lacks the extension); after IS_TEMPLATE true its
- * worker is woken, to leave.  Only a superuser may make a database that has
- * a worker a template: its owner could otherwise stop the monitoring.
- */
 /* Does stmt set IS_TEMPLATE, and to what (*value)? The last one counts. */
 static bool
 is_template_option(AlterDatabaseStmt *stmt, bool *value)
@@ -80,6 +63,25 @@ is_template_option(AlterDatabaseStmt *stmt, bool *value)
 	return found;
 }
 
+/* Is the database named name a template: 1, 0, or -1 if there is none. */
+static int
+database_template_state(const char *name)
+{
+	Oid			dboid = get_database_oid(name, true);
+	HeapTuple	tup;
+	int			state = -1;
+
+	if (!OidIsValid(dboid))
+		return -1;
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	if (HeapTupleIsValid(tup))
+	{
+		state = ((Form_pg_database) GETSTRUCT(tup))->datistemplate ? 1 : 0;
+		ReleaseSysCache(tup);
+	}
+	return state;
+}
+
 /* am_worker_at_commit() for the database named name, if it exists. */
 static void
 worker_at_commit(const char *name, bool start)
@@ -90,29 +92,54 @@ worker_at_commit(const char *name, bool start)
 		am_worker_at_commit(dboid, start);
 }
 
+/*
+ * Before any utility statement: release the activity partitions capture
+ * keeps open (so the session's own DDL on them works).  Before DROP
+ * DATABASE, stop that database's worker, which would block the drop; this
+ * hook runs before the drop's own permission checks, so only for a role
+ * that may drop it, and if the drop fails all the same (other sessions
+ * connected, ...) a new worker is started.  It also marks the database as
+ * dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
+ * worker when this transaction commits: the prepared transaction may hold
+ * matched events, and the backend that captured them prepared it, which
+ * does not wake the worker (whether it holds any is not known here: at
+ * worst the worker runs one round for nothing).  Template databases have
+ * no worker (a connection would keep CREATE DATABASE from copying them):
+ * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false,
+ * the database's worker is started when the transaction commits (it exits
+ * at once if the database lacks the extension); after IS_TEMPLATE true its
+ * worker is woken, to leave (only a change of IS_TEMPLATE counts).  Only a
+ * superuser may make a database a template: its owner could otherwise stop
+ * the monitoring.
+ */
 static void
 am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Oid			dboid = InvalidOid;
+	int			was_template = -1;
 
 	am_sink_close();
 	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt) && !superuser())
 	{
 		AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
 		bool		template;
-		Oid			target = get_database_oid(stmt->dbname, true);
 
-		/* a template has no worker: only a superuser may stop it this way */
-		if (is_template_option(stmt, &template) && template &&
-			OidIsValid(target) && am_wake_worker_pid(target) != 0)
+		/*
+		 * A template has no worker: only a superuser may stop one this way.
+		 * Whether the database has a running worker is not asked: its owner
+		 * can keep it from running for a while (a failing DROP DATABASE).
+		 */
+		if (is_template_option(stmt, &template) && template)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to make database \"%s\" a template", stmt->dbname),
-					 errdetail("Its activity_monitor worker would stop: a template database has none."),
+					 errdetail("With activity_monitor loaded, only a superuser can: a template database has no monitoring worker."),
 					 errhint("Ask a superuser.")));
 	}
+	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
+		was_template = database_template_state(((AlterDatabaseStmt *) pstmt->utilityStmt)->dbname);
 	if (IsA(pstmt->utilityStmt, DropdbStmt))
 	{
 		dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
@@ -134,13 +161,22 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			am_wake_at_commit();
 		else if (IsA(pstmt->utilityStmt, CreatedbStmt))
 			worker_at_commit(((CreatedbStmt *) pstmt->utilityStmt)->dbname, true);
-		else if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
+		else if (IsA(pstmt->utilityStmt, AlterDatabaseStmt) && was_template != -1)
 		{
 			AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
 			bool		template;
 
-			if (is_template_option(stmt, &template))
-				worker_at_commit(stmt->dbname, !template);
+			/*
+			 * Only a change counts: becoming a template wakes the worker (to
+			 * leave), ceasing to be one starts it, unless one runs already.
+			 */
+			if (is_template_option(stmt, &template) && template != (was_template == 1))
+			{
+				if (template)
+					worker_at_commit(stmt->dbname, false);
+				else if (am_wake_worker_pid(get_database_oid(stmt->dbname, false)) == 0)
+					worker_at_commit(stmt->dbname, true);
+			}
 		}
 		return;
 	}

@@ -211,13 +211,18 @@ am_wake_database_dropped(Oid dboid)
 void
 am_wake_database(Oid dboid)
 {
+	int			pgprocno = -1;
+
 	if (shared == NULL)
 		return;
 	SpinLockAcquire(&shared->mutex);
 	for (int i = 0; i < AM_MAX_WORKERS; i++)
 		if (shared->slots[i].dboid == dboid)
-			SetLatch(&ProcGlobal->allProcs[shared->slots[i].pgprocno].procLatch);
+			pgprocno = shared->slots[i].pgprocno;
 	SpinLockRelease(&shared->mutex);
+	/* SetLatch may signal: not under the spinlock */
+	if (pgprocno >= 0)
+		SetLatch(&ProcGlobal->allProcs[pgprocno].procLatch);
 }
 
 /* Called by capture: wake the worker when this transaction commits. */

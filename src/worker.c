@@ -117,8 +117,8 @@ static SubTransactionId start_subid = InvalidSubTransactionId;
 /*
  * Other databases whose worker to start, or to wake, when this transaction
  * commits (CREATE DATABASE, ALTER DATABASE ... IS_TEMPLATE; see
- * am_worker_at_commit).  A few per transaction at most: beyond, the
- * launcher finds them at the next server start.
+ * am_worker_at_commit).  A few per transaction at most (beyond: an ERROR);
+ * a transaction holding any cannot be prepared.
  */
 #define AM_PENDING_DBS 8
 static Oid	pending_start[AM_PENDING_DBS];
@@ -255,6 +255,12 @@ am_register_launcher(void)
 static void
 start_worker_xact_callback(XactEvent event, void *arg)
 {
+	/* a prepared transaction's requests would be lost at COMMIT PREPARED */
+	if (event == XACT_EVENT_PRE_PREPARE && (npending_start > 0 || npending_wake > 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot prepare a transaction that changed whether a database is a template"),
+				 errhint("Commit it instead: activity_monitor starts or stops that database's worker at commit.")));
 	if (event == XACT_EVENT_COMMIT)
 	{
 		if (start_at_commit)
@@ -370,8 +376,13 @@ am_worker_at_commit(Oid dboid, bool start)
 	for (int i = 0; i < *n; i++)
 		if (list[i] == dboid)
 			return;
-	if (*n < AM_PENDING_DBS)
-		list[(*n)++] = dboid;
+	if (*n >= AM_PENDING_DBS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many databases changed in one transaction"),
+				 errdetail("activity_monitor starts or stops the workers of at most %d databases per transaction.",
+						   AM_PENDING_DBS)));
+	list[(*n)++] = dboid;
 }
 
 /*

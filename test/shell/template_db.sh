@@ -15,15 +15,19 @@
 #    worker there: CREATE DATABASE copies it at once.
 # 4. ALTER DATABASE ... IS_TEMPLATE true rolled back keeps the worker (same
 #    pid); IS_TEMPLATE false brings it back.
-# 5. The owner of a monitored database, not a superuser, cannot make it a
-#    template (which would stop its monitoring): 42501, nothing changes.
+# 5. The owner of a database, not a superuser, cannot make it a template
+#    (which would stop its monitoring): 42501, nothing changes; not even
+#    while its worker is not running (an owner can keep it away for a
+#    while with a DROP DATABASE that fails).
+# 6. IS_TEMPLATE false on a database that is not a template starts no
+#    worker (a loop of them filled every worker slot).
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT.  Exit 0 = pass.
 # Every wait has a deadline.
 set -euo pipefail
 db=am_tpl
 . "$AM_ROOT/test/lib/shell.sh"
-dbs="am_tpl am_tpl_copy am_tpl2 am_tpl2_copy am_tpl_owned"
+dbs="am_tpl am_tpl_copy am_tpl2 am_tpl2_copy am_tpl_owned am_tpl_bare"
 cleanup() {
 	for d in $dbs; do
 		psql -X -q -d postgres -c "SET client_min_messages = warning" \
@@ -120,3 +124,22 @@ grep -q '^ERROR:  42501: permission denied to make database "am_tpl_owned" a tem
 sleep 1
 [ "$(workers am_tpl_owned)" = "$pid" ] || fail "the worker of am_tpl_owned changed: $pid, now $(workers am_tpl_owned)"
 echo "ok: the owner of a monitored database cannot make it a template (42501), its worker stays"
+
+# ... also while no worker runs there
+pg "CREATE DATABASE am_tpl_bare OWNER am_tpl_owner" >/dev/null
+out=$(psql -X -At -U am_tpl_owner -d postgres -c "ALTER DATABASE am_tpl_bare IS_TEMPLATE true" 2>&1) &&
+	fail "the owner made a database without a worker a template"
+grep -q 'permission denied to make database "am_tpl_bare" a template' <<<"$out" || fail "IS_TEMPLATE true on am_tpl_bare gave: $out"
+echo "ok: the owner cannot make a database a template with or without a running worker"
+
+# 6. IS_TEMPLATE false where it was false already: no worker started
+before=$(grep -c 'worker started for database "am_tpl_owned"' "$PGHOST/server.log" || true)
+full0=$(grep -c "No background worker slot is free" "$PGHOST/server.log" || true)
+for i in $(seq 1 30); do echo "ALTER DATABASE am_tpl_owned IS_TEMPLATE false;"; done |
+	psql -X -q -U am_tpl_owner -d postgres >/dev/null 2>&1
+sleep 2
+after=$(grep -c 'worker started for database "am_tpl_owned"' "$PGHOST/server.log" || true)
+[ "$after" = "$before" ] || fail "30 IS_TEMPLATE false on a database that is no template started $((after - before)) workers"
+[ "$(grep -c "No background worker slot is free" "$PGHOST/server.log" || true)" = "$full0" ] || fail "worker slots ran out"
+[ "$(workers am_tpl_owned)" = "$pid" ] || fail "the worker of am_tpl_owned changed"
+echo "ok: IS_TEMPLATE false on a database that is no template starts nothing"
