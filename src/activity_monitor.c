@@ -15,7 +15,6 @@
 #include "postgres.h"
 
 #include "activity_monitor.h"
-#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
@@ -24,7 +23,6 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
-#include "utils/syscache.h"
 
 PG_MODULE_MAGIC;
 
@@ -63,35 +61,6 @@ is_template_option(AlterDatabaseStmt *stmt, bool *value)
 	return found;
 }
 
-/* Is the database named name a template: 1, 0, or -1 if there is none. */
-static int
-database_template_state(const char *name)
-{
-	Oid			dboid = get_database_oid(name, true);
-	HeapTuple	tup;
-	int			state = -1;
-
-	if (!OidIsValid(dboid))
-		return -1;
-	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
-	if (HeapTupleIsValid(tup))
-	{
-		state = ((Form_pg_database) GETSTRUCT(tup))->datistemplate ? 1 : 0;
-		ReleaseSysCache(tup);
-	}
-	return state;
-}
-
-/* am_worker_at_commit() for the database named name, if it exists. */
-static void
-worker_at_commit(const char *name, bool start)
-{
-	Oid			dboid = get_database_oid(name, true);
-
-	if (OidIsValid(dboid))
-		am_worker_at_commit(dboid, start);
-}
-
 /*
  * Before any utility statement: release the activity partitions capture
  * keeps open (so the session's own DDL on them works).  Before DROP
@@ -118,28 +87,34 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Oid			dboid = InvalidOid;
-	int			was_template = -1;
+	Oid			alter_db = InvalidOid;	/* ALTER DATABASE ... IS_TEMPLATE */
+	bool		template = false;	/* what it sets */
+	bool		was_template = false;	/* what it was */
 
 	am_sink_close();
-	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt) && !superuser())
+	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
 	{
 		AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
-		bool		template;
 
-		/*
-		 * A template has no worker: only a superuser may stop one this way.
-		 * Whether the database has a running worker is not asked: its owner
-		 * can keep it from running for a while (a failing DROP DATABASE).
-		 */
-		if (is_template_option(stmt, &template) && template)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to make database \"%s\" a template", stmt->dbname),
-					 errdetail("With activity_monitor loaded, only a superuser can: a template database has no monitoring worker."),
-					 errhint("Ask a superuser.")));
+		if (is_template_option(stmt, &template))
+		{
+			/*
+			 * A template has no worker: only a superuser may stop one this
+			 * way.  Whether the database has a running worker is not asked:
+			 * its owner can keep it from running for a while (a failing DROP
+			 * DATABASE).
+			 */
+			if (template && !superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied to make database \"%s\" a template", stmt->dbname),
+						 errdetail("With activity_monitor loaded, only a superuser can: a template database has no monitoring worker."),
+						 errhint("Ask a superuser.")));
+			alter_db = get_database_oid(stmt->dbname, true);
+			if (OidIsValid(alter_db))
+				was_template = am_database_is_template(alter_db);
+		}
 	}
-	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
-		was_template = database_template_state(((AlterDatabaseStmt *) pstmt->utilityStmt)->dbname);
 	if (IsA(pstmt->utilityStmt, DropdbStmt))
 	{
 		dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
@@ -160,23 +135,22 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 			am_wake_at_commit();
 		else if (IsA(pstmt->utilityStmt, CreatedbStmt))
-			worker_at_commit(((CreatedbStmt *) pstmt->utilityStmt)->dbname, true);
-		else if (IsA(pstmt->utilityStmt, AlterDatabaseStmt) && was_template != -1)
 		{
-			AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
-			bool		template;
+			Oid			created = get_database_oid(((CreatedbStmt *) pstmt->utilityStmt)->dbname, true);
 
+			if (OidIsValid(created))
+				am_worker_at_commit(created, true);
+		}
+		else if (OidIsValid(alter_db) && template != was_template)
+		{
 			/*
 			 * Only a change counts: becoming a template wakes the worker (to
 			 * leave), ceasing to be one starts it, unless one runs already.
 			 */
-			if (is_template_option(stmt, &template) && template != (was_template == 1))
-			{
-				if (template)
-					worker_at_commit(stmt->dbname, false);
-				else if (am_wake_worker_pid(get_database_oid(stmt->dbname, false)) == 0)
-					worker_at_commit(stmt->dbname, true);
-			}
+			if (template)
+				am_worker_at_commit(alter_db, false);
+			else if (am_wake_worker_pid(alter_db) == 0)
+				am_worker_at_commit(alter_db, true);
 		}
 		return;
 	}

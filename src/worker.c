@@ -313,10 +313,10 @@ register_callbacks(void)
  * Is database dboid a template (pg_database.datistemplate)?  Read from the
  * table, not the syscache: the worker asks when ALTER DATABASE's commit
  * wakes it, which happens before that transaction sends its cache
- * invalidations.
+ * invalidations.  (The utility hook asks too, before the change.)
  */
-static bool
-database_is_template(Oid dboid)
+bool
+am_database_is_template(Oid dboid)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -349,7 +349,7 @@ activity_monitor_start_worker(PG_FUNCTION_ARGS)
 	register_callbacks();
 	am_record_admin(AM_SCHEMA ".worker_state", "start_worker",
 					get_database_name(MyDatabaseId), (Datum) 0, (Datum) 0);
-	if (database_is_template(MyDatabaseId))
+	if (am_database_is_template(MyDatabaseId))
 		PG_RETURN_VOID();
 	/* an earlier request of an enclosing subtransaction stays its own */
 	if (!start_at_commit)
@@ -559,7 +559,7 @@ extension_state(void)
 	nsp = am_extension_schema(NULL, &version);
 	if (!OidIsValid(nsp))
 		st = EXT_ABSENT;
-	else if (database_is_template(MyDatabaseId))
+	else if (am_database_is_template(MyDatabaseId))
 		st = EXT_TEMPLATE;
 	else if (get_namespace_oid(AM_SCHEMA, true) != nsp)
 		st = EXT_FOREIGN_SCHEMA;
