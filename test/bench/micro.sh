@@ -38,7 +38,8 @@
 # Environment: MICRO_ROWS (20000), MICRO_RUNS (5), MICRO_VARIANTS (plain
 # activity_monitor plpgsql pgq; also am_rules: activity_monitor with 10
 # alert rules evaluated bare, am_guarded: 9 of them and one like_regex rule,
-# evaluated in a subtransaction), MICRO_OUT (also write the markdown there),
+# evaluated in a subtransaction, am_detection: am_rules' ten and ten of each
+# detection v2 type: sequences, absences, first seen), MICRO_OUT (also write the markdown there),
 # BENCH_PRELOAD (0: no second phase), BENCH_PRELOAD_SUBJECTS (100000),
 # BENCH_USE_EXISTING=1 (use the server PGHOST/PGPORT name), BENCH_NO_APT=1.
 set -euo pipefail
@@ -70,11 +71,12 @@ table_of() {
 	pgq) echo payments_pgq ;;
 	am_rules) echo payments_amr ;;
 	am_guarded) echo payments_amg ;;
+	am_detection) echo payments_amd ;;
 	esac
 }
 capture_truncate() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded) echo "TRUNCATE activity_monitor.activity;" ;;
+	activity_monitor | am_rules | am_guarded | am_detection) echo "TRUNCATE activity_monitor.activity;" ;;
 	plpgsql) echo "TRUNCATE audit.record_version;" ;;
 	pgq) echo "SELECT format('TRUNCATE %s', queue_data_pfx) FROM pgq.queue WHERE queue_name = 'micro' \\gexec" ;;
 	esac
@@ -83,7 +85,7 @@ capture_truncate() {
 # a preload, and other variants' rows).
 capture_count() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded)
+	activity_monitor | am_rules | am_guarded | am_detection)
 		echo "SELECT count(*) FROM activity_monitor.activity WHERE occurred_at >= :'t_run' AND action <> 'truncate'" ;;
 	plpgsql) echo "SELECT count(*) FROM audit.record_version WHERE ts >= :'t_run'" ;;
 	pgq) echo "SELECT count(*) FROM pgq.event_template" ;;
@@ -92,7 +94,7 @@ capture_count() {
 # The capture table a variant's preload goes to ("" if none).
 preload_kind() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded) echo activity ;;
+	activity_monitor | am_rules | am_guarded | am_detection) echo activity ;;
 	plpgsql) echo audit ;;
 	esac
 }
@@ -100,7 +102,7 @@ preload_kind() {
 variants=()
 for v in $want; do
 	case $v in
-	plain | plpgsql | activity_monitor | am_rules | am_guarded) variants+=("$v") ;;
+	plain | plpgsql | activity_monitor | am_rules | am_guarded | am_detection) variants+=("$v") ;;
 	pgq)
 		if bench_ensure_ext pgq; then
 			variants+=("$v")
@@ -146,14 +148,14 @@ trap cleanup_db EXIT
 		[ "$v" = plain ] && continue
 		echo "CREATE TABLE $(table_of "$v") (LIKE payments_plain INCLUDING ALL);"
 	done
-	if has activity_monitor || has am_rules || has am_guarded; then
+	if has activity_monitor || has am_rules || has am_guarded || has am_detection; then
 		echo "CREATE EXTENSION activity_monitor;"
 	fi
 	if has activity_monitor; then
 		echo "SELECT activity_monitor.track('payments_am', 'payment', subject_column => 'account_id', status_column => 'status');"
 	fi
 	# ten per-event rules; am_guarded swaps the last for one that needs the guard
-	for v in am_rules am_guarded; do
+	for v in am_rules am_guarded am_detection; do
 		has $v || continue
 		t=$(table_of $v)
 		echo "SELECT activity_monitor.track('$t', 'payment', subject_column => 'account_id', status_column => 'status');"
@@ -161,11 +163,29 @@ trap cleanup_db EXIT
 		for p in '$.new.amount > 900' '$.action == "update" && $.new.status == "completed" && $.new.amount > 950' \
 			'$.status_to == "refunded"' '$.new.currency != "EUR"' '$.actor_type == "employee"' '$.new.amount < 0' \
 			'$.new.account_id == 42' '$.new.status == "failed"' '$.changed[*] == "amount"' \
-			"$([ $v = am_rules ] && echo '$.new.amount > 100 && $.new.currency == "USD"' || echo '$.new.currency like_regex "^US"')"; do
+			"$([ $v != am_guarded ] && echo '$.new.amount > 100 && $.new.currency == "USD"' || echo '$.new.currency like_regex "^US"')"; do
 			n=$((n + 1))
 			echo "SELECT activity_monitor.create_rule('${v}_$n', '$p', tables => '{$t}');"
 		done
 	done
+	# am_detection: the ten rules above plus ten of each detection v2 type
+	# (variant_activity_monitor_detection.sql's, on this table): sequences
+	# per account (inserted, completed, then one above 499.50), absences per
+	# payment (pending, not completed: each insert waits, its update
+	# cancels), first seen currencies per account
+	if has am_detection; then
+		t=$(table_of am_detection)
+		echo "SELECT count(activity_monitor.create_rule('amd_seq' || i, 'true', tables => '{$t}',
+	steps => ARRAY['\$.action == \"insert\"', '\$.status_to == \"completed\"',
+				   '\$.action == \"insert\" && \$.new.amount > 499.5']::jsonpath[],
+	within => '1 hour', cooldown => '1 hour')) FROM generate_series(1, 10) i;"
+		echo "SELECT count(activity_monitor.create_rule('amd_abs' || i, 'true', tables => '{$t}', group_by => '\$.row_key',
+	steps => ARRAY['\$.status_to == \"pending\"']::jsonpath[],
+	missing => '\$.status_to == \"completed\" || \$.status_to == \"failed\"', within => '30 minutes'))
+	FROM generate_series(1, 10) i;"
+		echo "SELECT count(activity_monitor.create_rule('amd_seen' || i, '\$.action == \"insert\"', tables => '{$t}',
+	measure_path => '\$.new.currency', lookback => '30 days')) FROM generate_series(1, 10) i;"
+	fi
 	if has plpgsql; then
 		echo "\\i '$BENCH_DIR/plpgsql_audit.sql'"
 		echo "CREATE TRIGGER audit_i_u_d AFTER INSERT OR UPDATE OR DELETE ON payments_plpgsql"
