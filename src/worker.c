@@ -310,13 +310,14 @@ register_callbacks(void)
 }
 
 /*
- * Is database dboid a template (pg_database.datistemplate)?  Read from the
+ * Is database dboid a template (pg_database.datistemplate), and does it allow
+ * connections (datallowconn, into *allowconn if not NULL)?  Read from the
  * table, not the syscache: the worker asks when ALTER DATABASE's commit
  * wakes it, which happens before that transaction sends its cache
  * invalidations.  (The utility hook asks too, before the change.)
  */
 bool
-am_database_is_template(Oid dboid)
+am_database_is_template(Oid dboid, bool *allowconn)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -324,13 +325,20 @@ am_database_is_template(Oid dboid)
 	HeapTuple	tup;
 	bool		template = false;
 
+	if (allowconn)
+		*allowconn = false;
+
 	ScanKeyInit(&key, Anum_pg_database_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(dboid));
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, DatabaseOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
+	{
 		template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		if (allowconn)
+			*allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return template;
@@ -349,7 +357,7 @@ activity_monitor_start_worker(PG_FUNCTION_ARGS)
 	register_callbacks();
 	am_record_admin(AM_SCHEMA ".worker_state", "start_worker",
 					get_database_name(MyDatabaseId), (Datum) 0, (Datum) 0);
-	if (am_database_is_template(MyDatabaseId))
+	if (am_database_is_template(MyDatabaseId, NULL))
 		PG_RETURN_VOID();
 	/* an earlier request of an enclosing subtransaction stays its own */
 	if (!start_at_commit)
@@ -559,7 +567,7 @@ extension_state(void)
 	nsp = am_extension_schema(NULL, &version);
 	if (!OidIsValid(nsp))
 		st = EXT_ABSENT;
-	else if (am_database_is_template(MyDatabaseId))
+	else if (am_database_is_template(MyDatabaseId, NULL))
 		st = EXT_TEMPLATE;
 	else if (get_namespace_oid(AM_SCHEMA, true) != nsp)
 		st = EXT_FOREIGN_SCHEMA;
