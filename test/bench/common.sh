@@ -6,7 +6,9 @@
 #                        name (the test suite's); otherwise start a throwaway
 #                        cluster with test/lib/cluster.sh, stopped on exit,
 #                        with the postgresql.conf lines of the array
-#                        BENCH_CLUSTER_CONF (set by the calling script) added
+#                        BENCH_CLUSTER_CONF (set by the calling script) and
+#                        of BENCH_CONF (environment: lines separated by ";",
+#                        e.g. BENCH_CONF="wal_compression = lz4") added
 #   bench_ext_available EXT   0 if EXT is in pg_available_extensions
 #   bench_ensure_ext EXT       the same, installing the Debian package first
 #                              when allowed (root, own cluster or BENCH_APT_OK=1,
@@ -43,8 +45,10 @@ bench_cluster_up() {
 		chmod 755 "$BENCH_TMP"
 		BENCH_OWN_CLUSTER=1
 		# Checkpoints only when asked (before each run), not in the middle of one.
+		local extra=()
+		[ -z "${BENCH_CONF:-}" ] || IFS=';' read -r -a extra <<<"$BENCH_CONF"
 		am_cluster_start "$BENCH_TMP/cluster" "max_wal_size = 8GB" "checkpoint_timeout = 1h" \
-			${BENCH_CLUSTER_CONF[@]+"${BENCH_CLUSTER_CONF[@]}"} >&2
+			${BENCH_CLUSTER_CONF[@]+"${BENCH_CLUSTER_CONF[@]}"} ${extra[@]+"${extra[@]}"} >&2
 		BENCH_LIB_SUM=$(bench_lib_sum)
 		echo "benchmark cluster: $PGDATA (port $PGPORT)" >&2
 	fi
