@@ -21,7 +21,6 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "storage/procarray.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
@@ -43,23 +42,20 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 								queryEnv, dest, qc);
 }
 
-/*
- * Does the option list of an ALTER DATABASE or DROP DATABASE name option
- * "name", and with what value (*value; the last one counts)?
- */
+/* Does stmt set IS_TEMPLATE, and to what (*value)? The last one counts. */
 static bool
-database_option(List *options, const char *name, bool *value)
+is_template_option(AlterDatabaseStmt *stmt, bool *value)
 {
 	ListCell   *lc;
 	bool		found = false;
 
-	foreach(lc, options)
+	foreach(lc, stmt->options)
 	{
 		DefElem    *opt = lfirst_node(DefElem, lc);
 
-		if (strcmp(opt->defname, name) == 0)
+		if (strcmp(opt->defname, "is_template") == 0)
 		{
-			*value = opt->arg == NULL ? true : defGetBoolean(opt);
+			*value = defGetBoolean(opt);
 			found = true;
 		}
 	}
@@ -70,27 +66,21 @@ database_option(List *options, const char *name, bool *value)
  * Before any utility statement: release the activity partitions capture
  * keeps open (so the session's own DDL on them works).  Before DROP
  * DATABASE, stop that database's worker, which would block the drop; this
- * hook runs before the drop's own checks, so it makes those that need no
- * wait first (a role that may drop it, outside a transaction block, and
- * without FORCE no other session connected: a drop that must fail leaves
- * the worker alone, or its owner could keep the monitoring away by failing
- * drops), and if the drop fails all the same (a session connected since,
- * ...) a new worker is started.  It also marks the database as dropped,
- * for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
+ * hook runs before the drop's own permission checks, so only for a role
+ * that may drop it and outside a transaction block, and if the drop fails
+ * all the same (other sessions connected, ...) a new worker is started.  It also marks the database as
+ * dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
  * worker when this transaction commits: the prepared transaction may hold
  * matched events, and the backend that captured them prepared it, which
  * does not wake the worker (whether it holds any is not known here: at
  * worst the worker runs one round for nothing).  Template databases have
  * no worker (a connection would keep CREATE DATABASE from copying them):
- * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false or
- * ALLOW_CONNECTIONS true, the database's worker is started when the
- * transaction commits (it exits at once if the database lacks the
- * extension); after IS_TEMPLATE true its worker is woken, to leave (only a
- * change counts, and only to a database that allows connections and is no
- * template; at server start the launcher skips the others, so a database
- * whose owner disallowed connections across a restart gets its worker when
- * it allows them again).  Only a superuser may make a database a template:
- * its owner could otherwise stop the monitoring.
+ * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false,
+ * the database's worker is started when the transaction commits (it exits
+ * at once if the database lacks the extension); after IS_TEMPLATE true its
+ * worker is woken, to leave (only a change of IS_TEMPLATE counts).  Only a
+ * superuser may make a database a template: its owner could otherwise stop
+ * the monitoring.
  */
 static void
 am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -98,60 +88,44 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Oid			dboid = InvalidOid;
-	Oid			alter_db = InvalidOid;	/* ALTER DATABASE ... IS_TEMPLATE,
-										 * ALLOW_CONNECTIONS */
+	Oid			alter_db = InvalidOid;	/* ALTER DATABASE ... IS_TEMPLATE */
 	bool		template = false;	/* what it sets */
-	bool		allowconn = false;
-	bool		was_template = false;	/* what they were */
-	bool		was_allowconn = false;
+	bool		was_template = false;	/* what it was */
 
 	am_sink_close();
 	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
 	{
 		AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
-		bool		sets_template = database_option(stmt->options, "is_template", &template);
-		bool		sets_allowconn = database_option(stmt->options, "allow_connections", &allowconn);
 
-		/*
-		 * A template has no worker: only a superuser may stop one this way.
-		 * Whether the database has a running worker is not asked: its owner
-		 * could keep it from running for a while.
-		 */
-		if (sets_template && template && !superuser())
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to make database \"%s\" a template", stmt->dbname),
-					 errdetail("With activity_monitor loaded, only a superuser can: a template database has no monitoring worker."),
-					 errhint("Ask a superuser.")));
-		if (sets_template || sets_allowconn)
+		if (is_template_option(stmt, &template))
 		{
+			/*
+			 * A template has no worker: only a superuser may stop one this
+			 * way.  Whether the database has a running worker is not asked:
+			 * its owner can keep it from running for a while (a failing DROP
+			 * DATABASE).
+			 */
+			if (template && !superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied to make database \"%s\" a template", stmt->dbname),
+						 errdetail("With activity_monitor loaded, only a superuser can: a template database has no monitoring worker."),
+						 errhint("Ask a superuser.")));
 			alter_db = get_database_oid(stmt->dbname, true);
 			if (OidIsValid(alter_db))
-				was_template = am_database_is_template(alter_db, &was_allowconn);
-			if (!sets_template)
-				template = was_template;
-			if (!sets_allowconn)
-				allowconn = was_allowconn;
+				was_template = am_database_is_template(alter_db);
 		}
 	}
 	if (IsA(pstmt->utilityStmt, DropdbStmt))
 	{
-		DropdbStmt *stmt = (DropdbStmt *) pstmt->utilityStmt;
-		bool		force = false;
-
-		dboid = get_database_oid(stmt->dbname, true);
+		dboid = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
 		if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
 			!pg_database_ownercheck(dboid, GetUserId()))
 			dboid = InvalidOid;
 		else
 		{
-			/* the drop's own checks that need no wait, first (see above) */
+			/* a drop that must fail at once leaves the worker alone */
 			PreventInTransactionBlock(context == PROCESS_UTILITY_TOPLEVEL, "DROP DATABASE");
-			if (!database_option(stmt->options, "force", &force) && CountDBConnections(dboid) > 0)
-				dboid = InvalidOid;
-		}
-		if (OidIsValid(dboid))
-		{
 			/* a worker waiting to be restarted must not come back */
 			am_wake_set_dropped(dboid, true);
 			(void) am_worker_stop_for_database(dboid);
@@ -170,17 +144,15 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			if (OidIsValid(created))
 				am_worker_at_commit(created, true);
 		}
-		else if (OidIsValid(alter_db))
+		else if (OidIsValid(alter_db) && template != was_template)
 		{
 			/*
 			 * Only a change counts: becoming a template wakes the worker (to
-			 * leave); ceasing to be one, or allowing connections again,
-			 * starts it where it can connect, unless one runs already.
+			 * leave), ceasing to be one starts it, unless one runs already.
 			 */
-			if (template && !was_template)
+			if (template)
 				am_worker_at_commit(alter_db, false);
-			else if (!template && allowconn && (was_template || !was_allowconn) &&
-					 am_wake_worker_pid(alter_db) == 0)
+			else if (am_wake_worker_pid(alter_db) == 0)
 				am_worker_at_commit(alter_db, true);
 		}
 		return;

@@ -225,7 +225,7 @@ extern void am_register_launcher(void);
 extern bool am_worker_stop_for_database(Oid dboid);
 extern bool am_register_db_worker(Oid dboid);
 extern void am_worker_at_commit(Oid dboid, bool start);
-extern bool am_database_is_template(Oid dboid, bool *allowconn);
+extern bool am_database_is_template(Oid dboid);
 
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);

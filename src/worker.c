@@ -310,14 +310,13 @@ register_callbacks(void)
 }
 
 /*
- * Is database dboid a template (pg_database.datistemplate), and does it allow
- * connections (datallowconn, into *allowconn if not NULL)?  Read from the
+ * Is database dboid a template (pg_database.datistemplate)?  Read from the
  * table, not the syscache: the worker asks when ALTER DATABASE's commit
  * wakes it, which happens before that transaction sends its cache
  * invalidations.  (The utility hook asks too, before the change.)
  */
 bool
-am_database_is_template(Oid dboid, bool *allowconn)
+am_database_is_template(Oid dboid)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -325,20 +324,13 @@ am_database_is_template(Oid dboid, bool *allowconn)
 	HeapTuple	tup;
 	bool		template = false;
 
-	if (allowconn)
-		*allowconn = false;
-
 	ScanKeyInit(&key, Anum_pg_database_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(dboid));
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, DatabaseOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
-	{
 		template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
-		if (allowconn)
-			*allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
-	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return template;
@@ -357,7 +349,7 @@ activity_monitor_start_worker(PG_FUNCTION_ARGS)
 	register_callbacks();
 	am_record_admin(AM_SCHEMA ".worker_state", "start_worker",
 					get_database_name(MyDatabaseId), (Datum) 0, (Datum) 0);
-	if (am_database_is_template(MyDatabaseId, NULL))
+	if (am_database_is_template(MyDatabaseId))
 		PG_RETURN_VOID();
 	/* an earlier request of an enclosing subtransaction stays its own */
 	if (!start_at_commit)
@@ -394,7 +386,8 @@ am_worker_at_commit(Oid dboid, bool start)
 }
 
 /*
- * The launcher: register a worker for every connectable database, retrying
+ * The launcher: register a worker for every database but the templates
+ * (also those that allow no connections: the worker bypasses that), retrying
  * those that found no free slot each naptime, then exit 0 (for good).
  */
 void
@@ -420,7 +413,7 @@ activity_monitor_launcher_main(Datum main_arg)
 			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 			MemoryContext old;
 
-			if (!db->datallowconn || db->datistemplate)
+			if (db->datistemplate)
 				continue;
 			old = MemoryContextSwitchTo(TopMemoryContext);
 			pending = lappend_oid(pending, db->oid);
@@ -567,7 +560,7 @@ extension_state(void)
 	nsp = am_extension_schema(NULL, &version);
 	if (!OidIsValid(nsp))
 		st = EXT_ABSENT;
-	else if (am_database_is_template(MyDatabaseId, NULL))
+	else if (am_database_is_template(MyDatabaseId))
 		st = EXT_TEMPLATE;
 	else if (get_namespace_oid(AM_SCHEMA, true) != nsp)
 		st = EXT_FOREIGN_SCHEMA;
@@ -909,7 +902,12 @@ activity_monitor_worker_main(Datum main_arg)
 						dboid)));
 		proc_exit(0);
 	}
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/*
+	 * Also where connections are not allowed: its owner could otherwise
+	 * switch the monitoring off across a restart (ALLOW_CONNECTIONS false),
+	 * and a worker that cannot connect would be restarted every 5 s forever.
+	 */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
 	pin_settings();
 	pgstat_report_appname(WORKER_TYPE);
 
