@@ -386,8 +386,7 @@ am_worker_at_commit(Oid dboid, bool start)
 }
 
 /*
- * The launcher: register a worker for every database but the templates
- * (also those that allow no connections: the worker bypasses that), retrying
+ * The launcher: register a worker for every connectable database, retrying
  * those that found no free slot each naptime, then exit 0 (for good).
  */
 void
@@ -413,7 +412,7 @@ activity_monitor_launcher_main(Datum main_arg)
 			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 			MemoryContext old;
 
-			if (db->datistemplate)
+			if (!db->datallowconn || db->datistemplate)
 				continue;
 			old = MemoryContextSwitchTo(TopMemoryContext);
 			pending = lappend_oid(pending, db->oid);
@@ -902,12 +901,7 @@ activity_monitor_worker_main(Datum main_arg)
 						dboid)));
 		proc_exit(0);
 	}
-	/*
-	 * Also where connections are not allowed: its owner could otherwise
-	 * switch the monitoring off across a restart (ALLOW_CONNECTIONS false),
-	 * and a worker that cannot connect would be restarted every 5 s forever.
-	 */
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pin_settings();
 	pgstat_report_appname(WORKER_TYPE);
 

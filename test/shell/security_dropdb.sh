@@ -7,9 +7,6 @@
 #   - the owner's DROP DATABASE fails (another session is connected): the
 #     worker comes back and alerts; inside a transaction block it leaves the
 #     worker alone (the same process);
-#   - the owner disallows connections across a server restart: the worker
-#     connects all the same (until 0.2.0 the launcher skipped such a
-#     database, which had no worker until the next restart);
 #   - pg_terminate_backend() of the worker (SIGTERM): it comes back;
 #   - the owner's DROP DATABASE that succeeds: no worker, and the server log
 #     shows no restart attempt for the dropped database.
@@ -72,16 +69,6 @@ echo "$out" | grep -q "25001: DROP DATABASE cannot run inside a transaction bloc
 alerted
 echo "  the drops failed; worker back, then untouched by the drop in a transaction block, alerting"
 
-echo "# the owner disallows connections across a restart"
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -U am_dbowner -c "ALTER DATABASE $db ALLOW_CONNECTIONS false" >/dev/null
-am_as_owner "$AM_PGBIN/pg_ctl" -D "$PGDATA" -w -m fast restart -l "$PGHOST/server.log" >/dev/null
-am_wait_for 20 postgres "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'activity_monitor worker' AND datname = '$db')" ||
-	fail "no worker after a restart in a database that allows no connections"
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -U am_dbowner -c "ALTER DATABASE $db ALLOW_CONNECTIONS true" >/dev/null
-alerted
-pid2=$(q "$wpid")
-echo "  the worker ran all along (pid $pid2), alerting"
-
 echo "# pg_terminate_backend() of the worker, while a role without privileges holds advisory locks"
 # 0.1.0's keys: the one-worker lock (a worker that cannot take it exits for
 # good) and the maintenance and rollup locks (the worker would wait forever)
@@ -91,8 +78,8 @@ holder=$locker_proc_PID
 am_wait_for 10 postgres "SELECT count(*) = 3 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 	WHERE l.locktype = 'advisory' AND a.usename = 'am_nobody' AND l.granted" || fail "the locks are not held"
 since=$(q "SELECT now()")
-q "SELECT pg_terminate_backend($pid2)" >/dev/null
-am_wait_for 30 "$db" "SELECT EXISTS ($wpid) AND ($wpid) <> $pid2" || fail "the worker did not come back after SIGTERM"
+q "SELECT pg_terminate_backend($pid1)" >/dev/null
+am_wait_for 30 "$db" "SELECT EXISTS ($wpid) AND ($wpid) <> $pid1" || fail "the worker did not come back after SIGTERM"
 alerted
 am_wait_for 30 "$db" "SELECT last_run_at > '$since' FROM activity_monitor.worker_state" ||
 	fail "partition maintenance did not run while the locks were held"
