@@ -811,32 +811,20 @@ duty_merge(void)
 }
 
 /*
- * Rollup duty: the per-minute counts behind the dashboard view, from the
- * minutes the previous round said may still change (_worker_rollup();
- * the first round after the worker's start: the last 10 minutes).
+ * Rollup duty: the per-minute counts behind the dashboard view, of the
+ * events committed since the previous round (_worker_rollup(); the first
+ * round of a database without a rollup state: the last 10 minutes).
  */
 static void
 duty_rollup(void)
 {
-	static TimestampTz since;
-	static bool since_known = false;
-	char	   *sql;
 	char	   *error;
-	Datum		next;
+	Datum		rows;
 	bool		isnull;
 
-	sql = since_known ?
-		psprintf("SELECT activity_monitor._worker_rollup('%s'::timestamptz)",
-				 timestamptz_to_str(since)) :
-		pstrdup("SELECT activity_monitor._worker_rollup(NULL)");
-	if (!run_sql_row("rollup", sql, NULL, 1, &next, &isnull, &error))
-	{
+	if (!run_sql_row("rollup", "SELECT activity_monitor._worker_rollup()",
+					 NULL, 1, &rows, &isnull, &error))
 		record_error(error);
-		return;
-	}
-	since_known = !isnull;
-	if (!isnull)
-		since = DatumGetTimestampTz(next);
 }
 
 /*

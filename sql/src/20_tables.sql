@@ -100,8 +100,8 @@ ALTER SEQUENCE activity_monitor.activity_id_seq OWNED BY activity_monitor.activi
 
 /*
  * Fan-in: the oldest event time each transaction that received events from
- * another cluster wrote (src/receive.c).  The dashboard's rollup counts
- * minutes again down to it (and marks the note rolled), the sealing rounds
+ * another cluster wrote (src/receive.c).  The dashboard's rollup reads
+ * the events back to it (and marks the note rolled), the sealing rounds
  * read their pairs of snapshots down to it and delete the notes both are
  * done with.
  */
@@ -368,6 +368,19 @@ CREATE TABLE activity_monitor.dashboard_counts (
 	events				jsonb NOT NULL,
 	active_sessions		numeric NOT NULL,
 	busiest_employees	jsonb NOT NULL
+);
+
+-- Where the dashboard's rollup stands (one row, written by _rollup_count()):
+-- every event visible in snapshot is counted in activity_minute, and every
+-- event not visible in it is dated horizon or later (but for those the
+-- rollup's documented limits leave out, and received events, whose notes in
+-- activity_monitor.received say how far back).  Each round counts only the
+-- events visible now and not in snapshot.  Derived data, not dumped: after a
+-- restore the first round counts the last ten minutes again.
+CREATE TABLE activity_monitor.rollup_state (
+	single		boolean PRIMARY KEY DEFAULT true CHECK (single),
+	snapshot	txid_snapshot NOT NULL,
+	horizon		timestamptz NOT NULL
 );
 
 -- ---------------------------------------------------------------------------

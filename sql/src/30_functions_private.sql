@@ -615,34 +615,84 @@ LANGUAGE C STRICT
 SET search_path = pg_catalog, pg_temp;
 
 /*
- * The worker's rollup duty: recount the minutes from "since" (default: the
- * last 10 minutes, which covers events committed late) into activity_minute
- * and forget minutes older than two days.  Sessions start and end as
- * _activity_sessions says, the definition user_sessions uses.
+ * The rollup's count, for _rollup() and _worker_rollup() (whose caller
+ * holds the lock on activity_minute): the minutes from recount on are
+ * counted again from the events; the events committed since the last count
+ * (visible now, not in rollup_state's snapshot) are added to the minutes
+ * they were made in, however old (but never more than two days back, what
+ * activity_minute keeps).  The events a round reads are those since the
+ * last round's horizon, or further back to the oldest of the notes of
+ * transactions that received events from another cluster since (marked
+ * rolled in the same statement, so a note is marked by the round that
+ * counts its events).  One statement counts, marks and stores the new
+ * snapshot, so all three see the same transactions.
+ *
+ * The new horizon is read before that statement: every change not visible
+ * in it will be dated (its statement's start) no earlier than the start of
+ * the transaction or statement of a backend of this database that holds a
+ * transaction id or runs a statement now, or now (minus a second, for a
+ * backend between its statement's start and reporting it); ten minutes back
+ * while a prepared transaction of this database waits (its start is not
+ * known).  What the calling transaction writes after the count is never
+ * counted (its own transaction id is visible in the snapshot stored): the
+ * worker's rounds write no events.  Returns the minute rows written.
  */
-CREATE FUNCTION activity_monitor._rollup(since timestamptz DEFAULT pg_catalog.now() - interval '10 minutes')
+CREATE FUNCTION activity_monitor._rollup_count(recount timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-	n	bigint;
+	floor	timestamptz := pg_catalog.now() - interval '10 minutes';
+	new_horizon timestamptz;
+	n		bigint;
 BEGIN
-	since := pg_catalog.date_trunc('minute', since);
-	-- One rollup at a time (the worker's and a manual call).  A table lock,
-	-- not an advisory lock, which any role could take and hold.
-	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
-	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= since;
-	INSERT INTO activity_monitor.activity_minute
-	SELECT pg_catalog.date_trunc('minute', a.occurred_at), a.kind, a.actor_type,
-		   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END,
-		   pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE a.critical),
-		   pg_catalog.count(*) FILTER (WHERE a.starts_session),
-		   pg_catalog.count(*) FILTER (WHERE a.ends_session)
-	FROM activity_monitor._activity_sessions a
-	WHERE a.occurred_at >= since
-	GROUP BY 1, 2, 3, 4;
-	GET DIAGNOSTICS n = ROW_COUNT;
+	SELECT LEAST(pg_catalog.now(), pg_catalog.min(LEAST(a.xact_start, a.query_start))) - interval '1 second'
+	INTO new_horizon
+	FROM pg_catalog.pg_stat_activity a
+	WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+	  AND (a.backend_xid IS NOT NULL OR a.state = 'active');
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
+		new_horizon := LEAST(new_horizon, floor);
+	END IF;
+	new_horizon := GREATEST(new_horizon, floor);
+	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= recount;
+	WITH prev AS (
+		SELECT s.snapshot, s.horizon FROM activity_monitor.rollup_state s
+		WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
+			  <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())
+	), notes AS (
+		UPDATE activity_monitor.received r SET rolled = true WHERE NOT r.rolled RETURNING r.oldest
+	), counted AS (
+		SELECT pg_catalog.date_trunc('minute', a.occurred_at) AS minute, a.kind, a.actor_type,
+			   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END AS employee_id,
+			   pg_catalog.count(*) AS events, pg_catalog.count(*) FILTER (WHERE a.critical) AS critical_events,
+			   pg_catalog.count(*) FILTER (WHERE a.starts_session) AS sessions_started,
+			   pg_catalog.count(*) FILTER (WHERE a.ends_session) AS sessions_ended
+		FROM activity_monitor._activity_sessions a
+		WHERE a.occurred_at >= GREATEST(LEAST(recount, (SELECT p.horizon FROM prev p),
+											  (SELECT pg_catalog.min(o.oldest) FROM notes o)),
+										pg_catalog.now() - interval '2 days')
+		  AND (a.occurred_at >= recount
+			   OR NOT pg_catalog.txid_visible_in_snapshot(a.txid, (SELECT p.snapshot FROM prev p)))
+		GROUP BY 1, 2, 3, 4
+	), written AS (
+		INSERT INTO activity_monitor.activity_minute AS m
+		SELECT c.minute, c.kind, c.actor_type, c.employee_id, c.events, c.critical_events,
+			   c.sessions_started, c.sessions_ended
+		FROM counted c
+		ON CONFLICT (minute, kind, actor_type, employee_id) DO UPDATE
+			SET events = m.events + excluded.events,
+				critical_events = m.critical_events + excluded.critical_events,
+				sessions_started = m.sessions_started + excluded.sessions_started,
+				sessions_ended = m.sessions_ended + excluded.sessions_ended
+		RETURNING 1
+	), stored AS (
+		INSERT INTO activity_monitor.rollup_state AS s (snapshot, horizon)
+		VALUES (pg_catalog.txid_current_snapshot(), new_horizon)
+		ON CONFLICT (single) DO UPDATE SET snapshot = excluded.snapshot, horizon = excluded.horizon
+	)
+	SELECT pg_catalog.count(*) INTO n FROM written;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
 	-- the dashboard's counts, once per rollup rather than once per query
 	INSERT INTO activity_monitor.dashboard_counts (computed_at, events, active_sessions, busiest_employees)
@@ -656,47 +706,43 @@ END
 $fn$;
 
 /*
- * The worker's rollup: _rollup() of the minutes from "since" (NULL: the
- * last 10 minutes, as _rollup()'s default), and the "since" of the next
- * round, which the worker keeps.  Every change not yet visible now will be
- * recorded with an occurred_at (its statement's start) no earlier than the
- * start of the transaction or statement of a backend of this database that
- * holds a transaction id now or runs a statement now: the earliest of
- * those, read before the rollup's snapshot, or now.  So each round reads
- * the events since the previous round (plus what transactions open across
- * it wrote), not the last 10 minutes whatever the rate.  Never further back
- * than 10 minutes (0.1.0's window; a change committed later than that after
- * its statement began is in activity but not in the counts), and 10 minutes
- * back while a prepared transaction of this database waits (its start is
- * not known).
+ * The rollup by hand: count the minutes from "since" (default: the last 10
+ * minutes) again, into activity_minute, and forget minutes older than two
+ * days.  Sessions start and end as _activity_sessions says, the definition
+ * user_sessions uses.  Shares its state with the worker's rounds (one at a
+ * time: a table lock, not an advisory lock, which any role could take and
+ * hold), so that neither counts an event the other counted.
  */
-CREATE FUNCTION activity_monitor._worker_rollup(since timestamptz)
-RETURNS timestamptz
+CREATE FUNCTION activity_monitor._rollup(since timestamptz DEFAULT pg_catalog.now() - interval '10 minutes')
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	floor	timestamptz := pg_catalog.now() - interval '10 minutes';
-	next	timestamptz;
-	received timestamptz;
 BEGIN
-	SELECT LEAST(pg_catalog.now(), pg_catalog.min(LEAST(a.xact_start, a.query_start)))
-	INTO next
-	FROM pg_catalog.pg_stat_activity a
-	WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-	  AND (a.backend_xid IS NOT NULL OR a.state = 'active');
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
-		next := floor;
+	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
+	RETURN activity_monitor._rollup_count(pg_catalog.date_trunc('minute', since));
+END
+$fn$;
+
+/*
+ * The worker's rollup: the events committed since the last round (see
+ * _rollup_count()).  Without a stored state, or with one of other
+ * transaction ids than this cluster's (its snapshot ahead of the current
+ * one), the last 10 minutes are counted again, as 0.1.0 did every round.
+ */
+CREATE FUNCTION activity_monitor._worker_rollup()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
+	IF EXISTS (SELECT 1 FROM activity_monitor.rollup_state s
+			   WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
+					 <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())) THEN
+		RETURN activity_monitor._rollup_count('infinity');
 	END IF;
-	-- events received from other clusters since the last round, dated at their
-	-- source: counted again down to the oldest of them (at most 2 days back,
-	-- what activity_minute keeps); a statement before the rollup's, so that
-	-- the rollup sees every transaction whose note it marks
-	WITH u AS (UPDATE activity_monitor.received r SET rolled = true WHERE NOT r.rolled RETURNING r.oldest)
-	SELECT pg_catalog.min(u.oldest) INTO received FROM u;
-	PERFORM activity_monitor._rollup(GREATEST(LEAST(GREATEST(coalesce(since, floor), floor), received),
-											  pg_catalog.now() - interval '2 days'));
-	RETURN GREATEST(next, floor);
+	RETURN activity_monitor._rollup_count(pg_catalog.date_trunc('minute', pg_catalog.now() - interval '10 minutes'));
 END
 $fn$;
 

@@ -89,7 +89,7 @@ CREATE VIEW activity_monitor._activity_sessions AS
 			   AND NOT e.ended AS starts_session,
 		   a.kind OPERATOR(pg_catalog.=) 'login' AND a.action OPERATOR(pg_catalog.<>) 'insert'
 			   AND e.ended AND NOT e.was_ended AS ends_session,
-		   a.source
+		   a.source, a.txid
 	FROM activity_monitor.activity a
 	CROSS JOIN LATERAL (
 		SELECT a.action OPERATOR(pg_catalog.=) 'delete'

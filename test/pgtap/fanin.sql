@@ -36,14 +36,21 @@ SELECT is((SELECT format('%s %s', source, source_id) FROM activity_monitor.admin
 	'admin_actions has the columns');
 SELECT has_column('activity_monitor', 'user_sessions', 'source', 'user_sessions has the source');
 
--- the rollup: since now, the event of 5 minutes back is counted only through the note
-SELECT activity_monitor._worker_rollup(now());
+-- the rollup: after a round that did not see this transaction (its
+-- snapshot "x:x:", horizon now), the event of 5 minutes back is counted only
+-- through the note
+INSERT INTO activity_monitor.rollup_state (snapshot, horizon)
+VALUES (format('%s:%s:', txid_current(), txid_current())::txid_snapshot, now())
+ON CONFLICT (single) DO UPDATE SET snapshot = excluded.snapshot, horizon = excluded.horizon;
+SELECT activity_monitor._worker_rollup();
 SELECT is((SELECT coalesce(sum(events), 0) FROM activity_monitor.activity_minute WHERE kind = 'fanin_kind'), 0::numeric,
-	'without a note the rollup does not go back to an event dated before its last round');
+	'without a note the rollup does not go back to an event dated before its last round''s horizon');
+UPDATE activity_monitor.rollup_state SET snapshot = format('%s:%s:', txid_current(), txid_current())::txid_snapshot,
+	horizon = now();
 INSERT INTO activity_monitor.received (txid, oldest) VALUES (txid_current(), date_trunc('minute', now()) - interval '5 minutes');
-SELECT activity_monitor._worker_rollup(now());
+SELECT activity_monitor._worker_rollup();
 SELECT is((SELECT coalesce(sum(events), 0) FROM activity_monitor.activity_minute WHERE kind = 'fanin_kind'), 1::numeric,
-	'with the receiving transaction''s note it counts again down to it (the event of 7 minutes back is older)');
+	'with the receiving transaction''s note it reads back to it (the event of 7 minutes back is older)');
 SELECT is((SELECT rolled FROM activity_monitor.received WHERE txid = txid_current()), true, 'and marks the note rolled');
 
 -- privileges

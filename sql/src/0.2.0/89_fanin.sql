@@ -14,8 +14,8 @@ COMMENT ON COLUMN activity_monitor.activity.source_id IS
 
 /*
  * Fan-in: the oldest event time each transaction that received events from
- * another cluster wrote (src/receive.c).  The dashboard's rollup counts
- * minutes again down to it (and marks the note rolled), the sealing rounds
+ * another cluster wrote (src/receive.c).  The dashboard's rollup reads
+ * the events back to it (and marks the note rolled), the sealing rounds
  * read their pairs of snapshots down to it and delete the notes both are
  * done with.
  */
@@ -24,51 +24,6 @@ CREATE TABLE activity_monitor.received (
 	oldest	timestamptz NOT NULL,
 	rolled	boolean NOT NULL DEFAULT false
 );
-
-/*
- * The worker's rollup: _rollup() of the minutes from "since" (NULL: the
- * last 10 minutes, as _rollup()'s default), and the "since" of the next
- * round, which the worker keeps.  Every change not yet visible now will be
- * recorded with an occurred_at (its statement's start) no earlier than the
- * start of the transaction or statement of a backend of this database that
- * holds a transaction id now or runs a statement now: the earliest of
- * those, read before the rollup's snapshot, or now.  So each round reads
- * the events since the previous round (plus what transactions open across
- * it wrote), not the last 10 minutes whatever the rate.  Never further back
- * than 10 minutes (0.1.0's window; a change committed later than that after
- * its statement began is in activity but not in the counts), and 10 minutes
- * back while a prepared transaction of this database waits (its start is
- * not known).
- */
-CREATE OR REPLACE FUNCTION activity_monitor._worker_rollup(since timestamptz)
-RETURNS timestamptz
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-	floor	timestamptz := pg_catalog.now() - interval '10 minutes';
-	next	timestamptz;
-	received timestamptz;
-BEGIN
-	SELECT LEAST(pg_catalog.now(), pg_catalog.min(LEAST(a.xact_start, a.query_start)))
-	INTO next
-	FROM pg_catalog.pg_stat_activity a
-	WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-	  AND (a.backend_xid IS NOT NULL OR a.state = 'active');
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
-		next := floor;
-	END IF;
-	-- events received from other clusters since the last round, dated at their
-	-- source: counted again down to the oldest of them (at most 2 days back,
-	-- what activity_minute keeps); a statement before the rollup's, so that
-	-- the rollup sees every transaction whose note it marks
-	WITH u AS (UPDATE activity_monitor.received r SET rolled = true WHERE NOT r.rolled RETURNING r.oldest)
-	SELECT pg_catalog.min(u.oldest) INTO received FROM u;
-	PERFORM activity_monitor._rollup(GREATEST(LEAST(GREATEST(coalesce(since, floor), floor), received),
-											  pg_catalog.now() - interval '2 days'));
-	RETURN GREATEST(next, floor);
-END
-$fn$;
 
 CREATE FUNCTION activity_monitor._receive()
 RETURNS trigger
@@ -124,7 +79,7 @@ CREATE OR REPLACE VIEW activity_monitor._activity_sessions AS
 			   AND NOT e.ended AS starts_session,
 		   a.kind OPERATOR(pg_catalog.=) 'login' AND a.action OPERATOR(pg_catalog.<>) 'insert'
 			   AND e.ended AND NOT e.was_ended AS ends_session,
-		   a.source
+		   a.source, a.txid
 	FROM activity_monitor.activity a
 	CROSS JOIN LATERAL (
 		SELECT a.action OPERATOR(pg_catalog.=) 'delete'
