@@ -62,14 +62,31 @@ is_template_option(AlterDatabaseStmt *stmt, bool *value)
 	return found;
 }
 
+/* Does a DROP DATABASE statement say WITH (FORCE)? */
+static bool
+drop_is_forced(DropdbStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "force") == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Before any utility statement: release the activity partitions capture
  * keeps open (so the session's own DDL on them works).  Before DROP
  * DATABASE, stop that database's worker, which would block the drop; this
- * hook runs before the drop's own permission checks, so only for a role
- * that may drop it and outside a transaction block, and if the drop fails
- * all the same (other sessions connected, ...) a new worker is started.  It also marks the database as
- * dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
+ * hook runs before the drop's own checks, so only for a role that may drop
+ * it, outside a transaction block, once the drop's own lock is held and
+ * only if the drop can then succeed (am_worker_stop_for_drop()); if it
+ * fails all the same a new worker is started.  It also marks the database
+ * as dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
  * worker when this transaction commits: the prepared transaction may hold
  * matched events, and the backend that captured them prepared it, which
  * does not wake the worker (whether it holds any is not known here: at
@@ -126,9 +143,10 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		{
 			/* a drop that must fail at once leaves the worker alone */
 			PreventInTransactionBlock(context == PROCESS_UTILITY_TOPLEVEL, "DROP DATABASE");
-			/* a worker waiting to be restarted must not come back */
-			am_wake_set_dropped(dboid, true);
-			(void) am_worker_stop_for_database(dboid);
+			/* so does one that is bound to fail (it runs all the same) */
+			if (!am_worker_stop_for_drop(((DropdbStmt *) pstmt->utilityStmt)->dbname, dboid,
+										 drop_is_forced((DropdbStmt *) pstmt->utilityStmt)))
+				dboid = InvalidOid;
 		}
 	}
 	if (!OidIsValid(dboid))

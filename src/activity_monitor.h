@@ -222,7 +222,7 @@ extern Datum am_indexable_text(Datum value);
 /* worker.c */
 extern void am_define_worker_gucs(void);
 extern void am_register_launcher(void);
-extern bool am_worker_stop_for_database(Oid dboid);
+extern bool am_worker_stop_for_drop(const char *dbname, Oid dboid, bool force);
 extern bool am_register_db_worker(Oid dboid);
 extern void am_worker_at_commit(Oid dboid, bool start);
 extern bool am_database_is_template(Oid dboid);

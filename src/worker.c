@@ -62,6 +62,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_subscription.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -70,12 +72,16 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
@@ -138,22 +144,110 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/* Whether database dboid has a prepared transaction. */
+static bool
+has_prepared_xacts(Oid dboid)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(dboid)};
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_prepared_xact() p WHERE p.dbid = $1",
+							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the prepared transactions");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
 /*
- * Stop the worker of database dboid, for a DROP DATABASE that has passed its
- * permission checks (and marked the database dropped, so that the worker
- * exits for good), and wait for it (at most 10 s): the drop cannot proceed
- * while it is connected.  Returns whether there was one.
+ * Whether the current user's DROP DATABASE of dboid can succeed once its
+ * worker is stopped, as far as can be told before dropdb() runs; the
+ * caller holds the drop's own lock on the database, so no session can
+ * connect meanwhile.  What dropdb() refuses: a template, a database with
+ * logical replication slots, subscriptions or prepared transactions, and
+ * other sessions (not its worker; not autovacuum, which dropdb() ends):
+ * with FORCE, one that the user may not terminate (the rule
+ * TerminateOtherDBBackends() applies); without, any still connected after
+ * 5 seconds (dropdb() waits as long for them to leave).
+ */
+static bool
+drop_can_succeed(Oid dboid, bool force)
+{
+	int			worker = am_wake_worker_pid(dboid);
+	int			nslots;
+	int			nactive;
+
+	if (am_database_is_template(dboid) ||
+		ReplicationSlotsCountDBSlots(dboid, &nslots, &nactive) ||
+		CountDBSubscriptions(dboid) > 0 ||
+		has_prepared_xacts(dboid))
+		return false;
+	for (int tries = 0;; tries++)
+	{
+		int			others = 0;
+
+		pgstat_clear_backend_activity_snapshot();
+		for (int i = 1; i <= pgstat_fetch_stat_numbackends(); i++)
+		{
+			PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+			PGPROC	   *proc;
+
+			if (be->st_databaseid != dboid || be->st_procpid == MyProcPid ||
+				be->st_procpid == worker)
+				continue;
+			if (!force)
+			{
+				if (be->st_backendType != B_AUTOVAC_WORKER)
+					others++;
+				continue;
+			}
+			proc = BackendPidGetProc(be->st_procpid);
+			if (proc != NULL &&
+				((superuser_arg(proc->roleId) && !superuser()) ||
+				 (!has_privs_of_role(GetUserId(), proc->roleId) &&
+				  !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND))))
+				return false;
+		}
+		if (force || others == 0)
+			return true;
+		if (tries >= 50)
+			return false;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(100 * 1000L);
+	}
+}
+
+/*
+ * Before the DROP DATABASE of dbname (OID dboid) by a role that may drop it
+ * (outside a transaction block): take the drop's own lock on the database first (a
+ * drop that waits for it waits with the worker running), then, if the drop
+ * can succeed (drop_can_succeed()), mark the database dropped, so that a
+ * worker waiting to be restarted does not come back, and stop its worker,
+ * waiting for it (at most 10 s): the drop cannot proceed while it is
+ * connected.  A drop that fails all the same (the caller starts the worker
+ * again) has raced with a session that prepared a transaction meanwhile.
+ * Returns whether the worker was stopped (or the database marked).
  */
 bool
-am_worker_stop_for_database(Oid dboid)
+am_worker_stop_for_drop(const char *dbname, Oid dboid, bool force)
 {
-	int			pid = am_wake_worker_pid(dboid);
+	int			pid;
 
-	if (pid == 0)
+	LockSharedObject(DatabaseRelationId, dboid, 0, AccessExclusiveLock);
+	/* still the database of that name (as dropdb() checks once locked) */
+	if (get_database_oid(dbname, true) != dboid || !drop_can_succeed(dboid, force))
 		return false;
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 100 && am_wake_worker_pid(dboid) != 0; i++)
-		pg_usleep(100 * 1000L);
+	am_wake_set_dropped(dboid, true);
+	pid = am_wake_worker_pid(dboid);
+	if (pid != 0)
+	{
+		kill(pid, SIGTERM);
+		for (int i = 0; i < 100 && am_wake_worker_pid(dboid) != 0; i++)
+			pg_usleep(100 * 1000L);
+	}
 	return true;
 }
 
