@@ -42,9 +42,9 @@ run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 								queryEnv, dest, qc);
 }
 
-/* Does stmt set IS_TEMPLATE, and to what (*value)? The last one counts. */
+/* Does stmt set option name, and to what (*value)? The last one counts. */
 static bool
-is_template_option(AlterDatabaseStmt *stmt, bool *value)
+bool_option(AlterDatabaseStmt *stmt, const char *name, bool *value)
 {
 	ListCell   *lc;
 	bool		found = false;
@@ -53,7 +53,7 @@ is_template_option(AlterDatabaseStmt *stmt, bool *value)
 	{
 		DefElem    *opt = lfirst_node(DefElem, lc);
 
-		if (strcmp(opt->defname, "is_template") == 0)
+		if (strcmp(opt->defname, name) == 0)
 		{
 			*value = defGetBoolean(opt);
 			found = true;
@@ -92,8 +92,10 @@ drop_is_forced(DropdbStmt *stmt)
  * does not wake the worker (whether it holds any is not known here: at
  * worst the worker runs one round for nothing).  Template databases have
  * no worker (a connection would keep CREATE DATABASE from copying them):
- * after CREATE DATABASE, and after ALTER DATABASE ... IS_TEMPLATE false,
- * the database's worker is started when the transaction commits (it exits
+ * after CREATE DATABASE, after ALTER DATABASE ... IS_TEMPLATE false and
+ * after ALLOW_CONNECTIONS true (from false), the database's worker is
+ * started when the transaction commits, if the transaction leaves the
+ * database a connectable non-template without a running worker (it exits
  * at once if the database lacks the extension); after IS_TEMPLATE true its
  * worker is woken, to leave (only a change of IS_TEMPLATE counts).  Only a
  * superuser may make a database a template: its owner could otherwise stop
@@ -108,13 +110,21 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	Oid			alter_db = InvalidOid;	/* ALTER DATABASE ... IS_TEMPLATE */
 	bool		template = false;	/* what it sets */
 	bool		was_template = false;	/* what it was */
+	Oid			allow_db = InvalidOid;	/* ... ALLOW_CONNECTIONS from false to true */
+	bool		allow = false;
 
 	am_sink_close();
 	if (IsA(pstmt->utilityStmt, AlterDatabaseStmt))
 	{
 		AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) pstmt->utilityStmt;
 
-		if (is_template_option(stmt, &template))
+		if (bool_option(stmt, "allow_connections", &allow) && allow)
+		{
+			allow_db = get_database_oid(stmt->dbname, true);
+			if (OidIsValid(allow_db) && am_database_allows_connections(allow_db))
+				allow_db = InvalidOid;
+		}
+		if (bool_option(stmt, "is_template", &template))
 		{
 			/*
 			 * A template has no worker: only a superuser may stop one this
@@ -170,9 +180,12 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			 */
 			if (template)
 				am_worker_at_commit(alter_db, false);
-			else if (am_wake_worker_pid(alter_db) == 0)
+			else
 				am_worker_at_commit(alter_db, true);
 		}
+		/* a database that allows connections again gets its worker back */
+		if (OidIsValid(allow_db))
+			am_worker_at_commit(allow_db, true);
 		return;
 	}
 	PG_TRY();

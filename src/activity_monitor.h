@@ -226,6 +226,7 @@ extern bool am_worker_stop_for_drop(const char *dbname, Oid dboid, bool force);
 extern bool am_register_db_worker(Oid dboid);
 extern void am_worker_at_commit(Oid dboid, bool start);
 extern bool am_database_is_template(Oid dboid);
+extern bool am_database_allows_connections(Oid dboid);
 
 /* sink.c */
 extern void am_sink_insert(Datum *values, bool *nulls);

@@ -15,8 +15,11 @@
  * worker (a connection would keep CREATE DATABASE from copying it): the
  * launcher skips it, start_worker() does not start one, and a worker whose
  * database becomes a template leaves (the utility hook wakes it at the
- * commit); CREATE DATABASE, and a database no longer a template, start the
- * database's worker at commit.  Dynamic workers have a restart
+ * commit); CREATE DATABASE, a database no longer a template and one that
+ * allows connections again start the database's worker at commit.  A
+ * database that does not allow connections has none either: the launcher
+ * skips it, and a worker started there (restarted, or raced) connects only
+ * to leave for good.  Dynamic workers have a restart
  * time: after a crash or kill -9 the postmaster starts them again.  A
  * session advisory lock keeps one worker per database however many were
  * started.
@@ -132,6 +135,8 @@ static int	npending_start = 0;
 static Oid	pending_wake[AM_PENDING_DBS];
 static int	npending_wake = 0;
 static volatile sig_atomic_t got_sigterm = false;
+
+static bool database_flags(Oid dboid, bool *template, bool *allowconn);
 
 /* SIGTERM ends the worker cleanly at the end of its round (exit 0). */
 static void
@@ -353,8 +358,30 @@ start_worker_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_PRE_PREPARE && (npending_start > 0 || npending_wake > 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot prepare a transaction that changed whether a database is a template"),
+				 errmsg("cannot prepare a transaction that changed whether a database is a template or allows connections"),
 				 errhint("Commit it instead: activity_monitor starts or stops that database's worker at commit.")));
+	if (event == XACT_EVENT_PRE_COMMIT)
+	{
+		int			n = 0;
+
+		/*
+		 * The databases whose worker this transaction asked to start, as the
+		 * transaction leaves them: one that exists, is no template, allows
+		 * connections and has no running worker.  (A worker that cannot
+		 * connect would be restarted every 5 s, holding a slot; toggles of
+		 * a setting within the transaction count once, as they end.)
+		 */
+		for (int i = 0; i < npending_start; i++)
+		{
+			bool		template;
+			bool		allowconn;
+
+			if (database_flags(pending_start[i], &template, &allowconn) &&
+				!template && allowconn && am_wake_worker_pid(pending_start[i]) == 0)
+				pending_start[n++] = pending_start[i];
+		}
+		npending_start = n;
+	}
 	if (event == XACT_EVENT_COMMIT)
 	{
 		if (start_at_commit)
@@ -404,30 +431,59 @@ register_callbacks(void)
 }
 
 /*
- * Is database dboid a template (pg_database.datistemplate)?  Read from the
+ * Read database dboid's pg_database row: returns whether it exists, with
+ * datistemplate in *template and datallowconn in *allowconn.  From the
  * table, not the syscache: the worker asks when ALTER DATABASE's commit
  * wakes it, which happens before that transaction sends its cache
- * invalidations.  (The utility hook asks too, before the change.)
+ * invalidations.  (The utility hook asks too, before the change, and the
+ * commit callback after it, in the same transaction.)
  */
-bool
-am_database_is_template(Oid dboid)
+static bool
+database_flags(Oid dboid, bool *template, bool *allowconn)
 {
 	Relation	rel;
 	SysScanDesc scan;
 	ScanKeyData key;
 	HeapTuple	tup;
-	bool		template = false;
+	bool		found;
 
+	*template = false;
+	*allowconn = false;
 	ScanKeyInit(&key, Anum_pg_database_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(dboid));
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, DatabaseOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+	found = HeapTupleIsValid(tup);
+	if (found)
+	{
+		*template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		*allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Is database dboid a template (pg_database.datistemplate)? */
+bool
+am_database_is_template(Oid dboid)
+{
+	bool		template;
+	bool		allowconn;
+
+	(void) database_flags(dboid, &template, &allowconn);
 	return template;
+}
+
+/* Does database dboid allow connections (pg_database.datallowconn)? */
+bool
+am_database_allows_connections(Oid dboid)
+{
+	bool		template;
+	bool		allowconn;
+
+	return database_flags(dboid, &template, &allowconn) && allowconn;
 }
 
 /*
@@ -983,7 +1039,25 @@ activity_monitor_worker_main(Datum main_arg)
 						dboid)));
 		proc_exit(0);
 	}
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/*
+	 * Connect even where connections are not allowed, only to leave for good
+	 * (exit 0: not restarted) if so, at once: restarted every 5 s, a worker
+	 * that cannot connect would hold a slot for as long, and one that stayed
+	 * would keep the database from being copied (CREATE DATABASE ...
+	 * TEMPLATE waits 5 s for other sessions to leave).  ALTER DATABASE ...
+	 * ALLOW_CONNECTIONS true starts it again (the utility hook).
+	 */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
+	StartTransactionCommand();
+	if (!am_database_allows_connections(MyDatabaseId))
+	{
+		ereport(LOG,
+				(errmsg("activity_monitor worker for database \"%s\" stops: the database does not allow connections",
+						get_database_name(MyDatabaseId)),
+				 errdetail("ALTER DATABASE ... ALLOW_CONNECTIONS true starts it again.")));
+		proc_exit(0);
+	}
+	CommitTransactionCommand();
 	pin_settings();
 	pgstat_report_appname(WORKER_TYPE);
 
