@@ -84,9 +84,10 @@ drop_is_forced(DropdbStmt *stmt)
  * DATABASE, stop that database's worker, which would block the drop; this
  * hook runs before the drop's own checks, so only for a role that may drop
  * it, outside a transaction block, once the drop's own lock is held and
- * only if the drop can then succeed (am_worker_stop_for_drop()); if it
- * fails all the same a new worker is started.  It also marks the database
- * as dropped, for a worker that is not running but waits to be restarted.  After COMMIT PREPARED, wake the
+ * only if the drop can then succeed (am_worker_stop_for_drop()); the
+ * worker is restarted if the drop's transaction does not commit, however
+ * it ends, and ends for good if it does (also one that was not running but
+ * waited to be restarted).  After COMMIT PREPARED, wake the
  * worker when this transaction commits: the prepared transaction may hold
  * matched events, and the backend that captured them prepared it, which
  * does not wake the worker (whether it holds any is not known here: at
@@ -188,17 +189,7 @@ am_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 			am_worker_at_commit(allow_db, true);
 		return;
 	}
-	PG_TRY();
-	{
-		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	}
-	PG_CATCH();
-	{
-		/* the database stays: it gets its worker back (if it has the extension) */
-		(void) am_register_db_worker(dboid);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
 void

@@ -313,8 +313,18 @@ extern void am_wake_init(void);
 extern void am_wake_register_worker(void);
 extern void am_wake_at_commit(void);
 extern int	am_wake_worker_pid(Oid dboid);
-extern void am_wake_set_dropped(Oid dboid, bool dropped);
-extern bool am_wake_database_dropped(Oid dboid);
+typedef enum AmDropState
+{
+	AM_DROP_NONE,				/* no drop of the database known */
+	AM_DROP_RUNNING,			/* its DROP DATABASE's transaction runs */
+	AM_DROP_DONE				/* it committed */
+} AmDropState;
+extern void am_wake_set_drop(Oid dboid, AmDropState state);
+extern bool am_wake_start_begin(Oid dboid);
+extern void am_wake_start_end(Oid dboid);
+extern void am_wake_want_start(Oid dboid, bool want);
+extern int	am_wake_wanted_starts(Oid *dbs, int max);
+extern AmDropState am_wake_drop_state(Oid dboid);
 extern void am_wake_database(Oid dboid);
 
 #endif							/* ACTIVITY_MONITOR_H */

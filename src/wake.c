@@ -26,6 +26,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #define AM_MAX_WORKERS 64
 #define AM_MAX_DROPPED 64
@@ -36,11 +37,23 @@ typedef struct AmWorkerSlot
 	int			pgprocno;
 } AmWorkerSlot;
 
+/* A worker registered and not yet running its rounds, or a start wanted. */
+typedef struct AmStart
+{
+	Oid			dboid;
+	TimestampTz since;			/* registered at (starting only) */
+} AmStart;
+
+#define AM_START_STALE_USEC (60 * USECS_PER_SEC)	/* a start that never ran */
+
 typedef struct AmShared
 {
 	slock_t		mutex;
 	AmWorkerSlot slots[AM_MAX_WORKERS];
+	AmStart		starting[AM_MAX_WORKERS];	/* one per database at most */
+	AmStart		wanted[AM_MAX_WORKERS]; /* found no free slot: retried */
 	Oid			dropped[AM_MAX_DROPPED];	/* databases dropped: the latest */
+	bool		committed[AM_MAX_DROPPED];	/* its drop committed (else: running) */
 	int			next_dropped;
 } AmShared;
 
@@ -71,9 +84,16 @@ wake_shmem_startup(void)
 	{
 		SpinLockInit(&shared->mutex);
 		for (int i = 0; i < AM_MAX_WORKERS; i++)
+		{
 			shared->slots[i].dboid = InvalidOid;
+			shared->starting[i].dboid = InvalidOid;
+			shared->wanted[i].dboid = InvalidOid;
+		}
 		for (int i = 0; i < AM_MAX_DROPPED; i++)
+		{
 			shared->dropped[i] = InvalidOid;
+			shared->committed[i] = false;
+		}
 		shared->next_dropped = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -123,6 +143,7 @@ am_wake_register_worker(void)
 		shared->slots[free].pgprocno = MyProc->pgprocno;
 	}
 	SpinLockRelease(&shared->mutex);
+	am_wake_start_end(MyDatabaseId);
 	if (free >= 0)
 		on_shmem_exit(wake_unregister, Int32GetDatum(free));
 	else
@@ -166,16 +187,17 @@ am_wake_worker_pid(Oid dboid)
 }
 
 /*
- * Note that database dboid is dropped (dropped true: from just before DROP
- * DATABASE) or exists (false: the drop failed, or a worker is registered
- * for it, which happens only for a database that exists).  A worker of a
- * dropped database that the postmaster starts again (it had exited to be
- * restarted, and was not running when the drop stopped workers) exits for
- * good instead of failing to connect every restart delay.  The latest
+ * Note where the DROP DATABASE of dboid stands: AM_DROP_RUNNING from just
+ * before its worker is stopped (the utility hook) until its transaction
+ * ends; AM_DROP_DONE once it committed; AM_DROP_NONE when it aborted, or
+ * when a worker is registered for the database (which happens only for one
+ * that exists).  A worker of the database that the postmaster starts while
+ * a drop runs exits to be restarted, and once it committed exits for good
+ * instead of failing to connect every restart delay.  The latest
  * AM_MAX_DROPPED drops are remembered.
  */
 void
-am_wake_set_dropped(Oid dboid, bool dropped)
+am_wake_set_drop(Oid dboid, AmDropState state)
 {
 	if (shared == NULL)
 		return;
@@ -183,28 +205,125 @@ am_wake_set_dropped(Oid dboid, bool dropped)
 	for (int i = 0; i < AM_MAX_DROPPED; i++)
 		if (shared->dropped[i] == dboid)
 			shared->dropped[i] = InvalidOid;
-	if (dropped)
+	if (state != AM_DROP_NONE)
 	{
 		shared->dropped[shared->next_dropped] = dboid;
+		shared->committed[shared->next_dropped] = (state == AM_DROP_DONE);
 		shared->next_dropped = (shared->next_dropped + 1) % AM_MAX_DROPPED;
 	}
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Was database dboid dropped (am_wake_set_dropped)? */
-bool
-am_wake_database_dropped(Oid dboid)
+/* Where does a DROP DATABASE of dboid stand (am_wake_set_drop)? */
+AmDropState
+am_wake_drop_state(Oid dboid)
 {
-	bool		dropped = false;
+	AmDropState state = AM_DROP_NONE;
 
 	if (shared == NULL)
-		return false;
+		return AM_DROP_NONE;
 	SpinLockAcquire(&shared->mutex);
 	for (int i = 0; i < AM_MAX_DROPPED; i++)
 		if (shared->dropped[i] == dboid)
-			dropped = true;
+			state = shared->committed[i] ? AM_DROP_DONE : AM_DROP_RUNNING;
 	SpinLockRelease(&shared->mutex);
-	return dropped;
+	return state;
+}
+
+/*
+ * Note a worker of database dboid about to be registered: returns false if
+ * one is registered already and has not run its rounds yet (nor exited;
+ * for at most a minute), so that a loop of starts, a loop of ALTER
+ * DATABASE ... ALLOW_CONNECTIONS true commits among them, registers one
+ * worker at a time and cannot take every background worker slot.
+ */
+bool
+am_wake_start_begin(Oid dboid)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			free = -1;
+	bool		ok = true;
+
+	if (shared == NULL)
+		return true;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_WORKERS; i++)
+	{
+		if (shared->starting[i].dboid == dboid)
+		{
+			if (shared->starting[i].since > now - AM_START_STALE_USEC)
+				ok = false;
+			free = i;
+			break;
+		}
+		if (free < 0 && shared->starting[i].dboid == InvalidOid)
+			free = i;
+	}
+	if (ok && free >= 0)
+	{
+		shared->starting[free].dboid = dboid;
+		shared->starting[free].since = now;
+	}
+	SpinLockRelease(&shared->mutex);
+	return ok;
+}
+
+/* The worker of dboid runs its rounds, exited, or was never registered. */
+void
+am_wake_start_end(Oid dboid)
+{
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_WORKERS; i++)
+		if (shared->starting[i].dboid == dboid)
+			shared->starting[i].dboid = InvalidOid;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * Want a worker for database dboid started (want true: its start found no
+ * free slot; the launcher retries every naptime), or no longer.
+ */
+void
+am_wake_want_start(Oid dboid, bool want)
+{
+	int			free = -1;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_WORKERS; i++)
+	{
+		if (shared->wanted[i].dboid == dboid)
+		{
+			if (!want)
+				shared->wanted[i].dboid = InvalidOid;
+			free = -2;
+			break;
+		}
+		if (free == -1 && shared->wanted[i].dboid == InvalidOid)
+			free = i;
+	}
+	if (want && free >= 0)
+		shared->wanted[free].dboid = dboid;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* The databases whose start is wanted (at most max of them, into dbs). */
+int
+am_wake_wanted_starts(Oid *dbs, int max)
+{
+	int			n = 0;
+
+	if (shared == NULL)
+		return 0;
+	SpinLockAcquire(&shared->mutex);
+	for (int i = 0; i < AM_MAX_WORKERS && n < max; i++)
+		if (shared->wanted[i].dboid != InvalidOid)
+			dbs[n++] = shared->wanted[i].dboid;
+	SpinLockRelease(&shared->mutex);
+	return n;
 }
 
 /* Set the latch of database dboid's worker, if it has one. */

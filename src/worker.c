@@ -6,7 +6,9 @@
  *
  * Which databases: every database where the extension is installed, found
  * without configuration.  At server start (library preloaded) the launcher
- * registers a dynamic worker for each connectable database; a worker that
+ * registers a dynamic worker for each connectable database, and stays to
+ * register again every naptime those that found no free slot (a start at
+ * commit too); a worker that
  * finds no extension in its database exits with code 0, which unregisters
  * it, so a database without the extension costs one short-lived process at
  * start and nothing after.  CREATE EXTENSION calls start_worker(), which
@@ -137,6 +139,10 @@ static int	npending_wake = 0;
 static volatile sig_atomic_t got_sigterm = false;
 
 static bool database_flags(Oid dboid, bool *template, bool *allowconn);
+static void register_callbacks(void);
+
+/* The database this transaction's DROP DATABASE stopped the workers of. */
+static Oid	dropping_db = InvalidOid;
 
 /* SIGTERM ends the worker cleanly at the end of its round (exit 0). */
 static void
@@ -167,6 +173,47 @@ has_prepared_xacts(Oid dboid)
 	return found;
 }
 
+/* At the worker's exit: its database has no start in flight (wake.c). */
+static void
+worker_start_ended(int code, Datum arg)
+{
+	am_wake_start_end(DatumGetObjectId(arg));
+}
+
+/* Is process pid an activity_monitor worker (of any database)? */
+static bool
+is_our_worker(int pid)
+{
+	const char *type = GetBackgroundWorkerTypeByPid(pid);
+
+	return type != NULL && strcmp(type, WORKER_TYPE) == 0;
+}
+
+/*
+ * Send SIGTERM to the workers connected to database dboid (signal true),
+ * or only count them; a worker restarted or started meanwhile is one too.
+ */
+static int
+our_workers_in(Oid dboid, bool signal)
+{
+	int			n = 0;
+
+	pgstat_clear_backend_activity_snapshot();
+	for (int i = 1; i <= pgstat_fetch_stat_numbackends(); i++)
+	{
+		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+
+		if (be->st_databaseid == dboid && be->st_backendType == B_BG_WORKER &&
+			is_our_worker(be->st_procpid))
+		{
+			n++;
+			if (signal)
+				kill(be->st_procpid, SIGTERM);
+		}
+	}
+	return n;
+}
+
 /*
  * Whether the current user's DROP DATABASE of dboid can succeed once its
  * worker is stopped, as far as can be told before dropdb() runs; the
@@ -181,7 +228,6 @@ has_prepared_xacts(Oid dboid)
 static bool
 drop_can_succeed(Oid dboid, bool force)
 {
-	int			worker = am_wake_worker_pid(dboid);
 	int			nslots;
 	int			nactive;
 
@@ -201,7 +247,7 @@ drop_can_succeed(Oid dboid, bool force)
 			PGPROC	   *proc;
 
 			if (be->st_databaseid != dboid || be->st_procpid == MyProcPid ||
-				be->st_procpid == worker)
+				(be->st_backendType == B_BG_WORKER && is_our_worker(be->st_procpid)))
 				continue;
 			if (!force)
 			{
@@ -227,31 +273,32 @@ drop_can_succeed(Oid dboid, bool force)
 
 /*
  * Before the DROP DATABASE of dbname (OID dboid) by a role that may drop it
- * (outside a transaction block): take the drop's own lock on the database first (a
- * drop that waits for it waits with the worker running), then, if the drop
- * can succeed (drop_can_succeed()), mark the database dropped, so that a
- * worker waiting to be restarted does not come back, and stop its worker,
- * waiting for it (at most 10 s): the drop cannot proceed while it is
- * connected.  A drop that fails all the same (the caller starts the worker
- * again) has raced with a session that prepared a transaction meanwhile.
- * Returns whether the worker was stopped (or the database marked).
+ * (outside a transaction block): take the drop's own lock on the database
+ * first (a drop that waits for it waits with the worker running), then, if
+ * the drop can succeed (drop_can_succeed()), note the drop running and stop
+ * the database's workers, waiting for them (at most 10 s): the drop cannot
+ * proceed while one is connected.  A worker stopped so exits to be
+ * restarted (it keeps its slot), and its restart waits while the drop
+ * runs: when the drop's transaction ends, the transaction callback notes
+ * it committed (the restarted worker then ends for good) or not (it
+ * connects again), whatever ended it, an ERROR, a cancel or the end of the
+ * dropping session.  Returns whether the workers were stopped.
  */
 bool
 am_worker_stop_for_drop(const char *dbname, Oid dboid, bool force)
 {
-	int			pid;
-
 	LockSharedObject(DatabaseRelationId, dboid, 0, AccessExclusiveLock);
 	/* still the database of that name (as dropdb() checks once locked) */
 	if (get_database_oid(dbname, true) != dboid || !drop_can_succeed(dboid, force))
 		return false;
-	am_wake_set_dropped(dboid, true);
-	pid = am_wake_worker_pid(dboid);
-	if (pid != 0)
+	register_callbacks();
+	dropping_db = dboid;
+	am_wake_set_drop(dboid, AM_DROP_RUNNING);
+	(void) our_workers_in(dboid, true);
+	for (int i = 0; i < 100 && our_workers_in(dboid, false) > 0; i++)
 	{
-		kill(pid, SIGTERM);
-		for (int i = 0; i < 100 && am_wake_worker_pid(dboid) != 0; i++)
-			pg_usleep(100 * 1000L);
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(100 * 1000L);
 	}
 	return true;
 }
@@ -322,15 +369,22 @@ am_register_db_worker(Oid dboid)
 	snprintf(w.bgw_type, BGW_MAXLEN, WORKER_TYPE);
 	w.bgw_main_arg = ObjectIdGetDatum(dboid);
 	w.bgw_notify_pid = 0;
-	am_wake_set_dropped(dboid, false);	/* it exists */
+	am_wake_set_drop(dboid, AM_DROP_NONE);	/* it exists */
+	if (!am_wake_start_begin(dboid))
+		return true;			/* one is starting */
 	if (RegisterDynamicBackgroundWorker(&w, NULL))
+	{
+		am_wake_want_start(dboid, false);
 		return true;
+	}
+	am_wake_start_end(dboid);
+	am_wake_want_start(dboid, true);
 	ereport(WARNING,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("could not start the activity_monitor worker for database %u", dboid),
-			 errdetail("No background worker slot is free (max_worker_processes = %d).",
+			 errdetail("No background worker slot is free (max_worker_processes = %d); the activity_monitor launcher tries again every naptime.",
 					   max_worker_processes),
-			 errhint("Raise max_worker_processes: activity_monitor needs one worker per database that has the extension, plus one at server start.")));
+			 errhint("Raise max_worker_processes: activity_monitor needs one worker per database that has the extension, plus its launcher.")));
 	return false;
 }
 
@@ -390,6 +444,12 @@ start_worker_xact_callback(XactEvent event, void *arg)
 			am_register_db_worker(pending_start[i]);
 		for (int i = 0; i < npending_wake; i++)
 			am_wake_database(pending_wake[i]);
+	}
+	/* where the drop stands, for the workers it stopped */
+	if (OidIsValid(dropping_db) && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT))
+	{
+		am_wake_set_drop(dropping_db, event == XACT_EVENT_COMMIT ? AM_DROP_DONE : AM_DROP_NONE);
+		dropping_db = InvalidOid;
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -536,14 +596,14 @@ am_worker_at_commit(Oid dboid, bool start)
 }
 
 /*
- * The launcher: register a worker for every connectable database, retrying
- * those that found no free slot each naptime, then exit 0 (for good).
+ * The launcher: register a worker for every connectable database that is
+ * no template, then stay, and every naptime register the workers whose
+ * start found no free slot (am_wake_want_start()) of the databases that
+ * still want one (connectable, no template, no worker running).
  */
 void
 activity_monitor_launcher_main(Datum main_arg)
 {
-	List	   *pending = NIL;
-
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -560,32 +620,35 @@ activity_monitor_launcher_main(Datum main_arg)
 		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 		{
 			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-			MemoryContext old;
 
-			if (!db->datallowconn || db->datistemplate)
-				continue;
-			old = MemoryContextSwitchTo(TopMemoryContext);
-			pending = lappend_oid(pending, db->oid);
-			MemoryContextSwitchTo(old);
+			/* one that finds no slot is wanted: retried below */
+			if (db->datallowconn && !db->datistemplate)
+				(void) am_register_db_worker(db->oid);
 		}
 		table_endscan(scan);
 		table_close(rel, AccessShareLock);
 		CommitTransactionCommand();
 	}
 
-	while (pending != NIL)
+	for (;;)
 	{
-		List	   *failed = NIL;
-		ListCell   *lc;
+		Oid			dbs[64];
+		int			n = am_wake_wanted_starts(dbs, lengthof(dbs));
 
-		foreach(lc, pending)
+		for (int i = 0; i < n; i++)
 		{
-			if (!am_register_db_worker(lfirst_oid(lc)))
-				failed = lappend_oid(failed, lfirst_oid(lc));
+			bool		template;
+			bool		allowconn;
+			bool		exists;
+
+			StartTransactionCommand();
+			exists = database_flags(dbs[i], &template, &allowconn);
+			CommitTransactionCommand();
+			if (!exists || template || !allowconn || am_wake_worker_pid(dbs[i]) != 0)
+				am_wake_want_start(dbs[i], false);
+			else if (!am_register_db_worker(dbs[i]))
+				break;			/* no slot: the next ones would find none */
 		}
-		pending = failed;
-		if (pending == NIL)
-			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 naptime * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -596,7 +659,6 @@ activity_monitor_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
-	proc_exit(0);
 }
 
 /*
@@ -1031,13 +1093,23 @@ activity_monitor_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
+	/* no longer starting once it runs its rounds (wake.c) or exits */
+	before_shmem_exit(worker_start_ended, ObjectIdGetDatum(dboid));
 	/* restarted after its database was dropped: connecting would fail forever */
-	if (am_wake_database_dropped(dboid))
+	switch (am_wake_drop_state(dboid))
 	{
-		ereport(LOG,
-				(errmsg("activity_monitor worker for database %u stops: the database was dropped",
-						dboid)));
-		proc_exit(0);
+		case AM_DROP_DONE:
+			ereport(LOG,
+					(errmsg("activity_monitor worker for database %u stops: the database was dropped",
+							dboid)));
+			proc_exit(0);
+			break;
+		case AM_DROP_RUNNING:
+			/* to be restarted, and to connect if the drop fails */
+			proc_exit(1);
+			break;
+		case AM_DROP_NONE:
+			break;
 	}
 	/*
 	 * Connect even where connections are not allowed, only to leave for good
@@ -1095,14 +1167,22 @@ activity_monitor_worker_main(Datum main_arg)
 		ExtensionState st;
 
 		CHECK_FOR_INTERRUPTS();
-		if (got_sigterm)
+		if (got_sigterm || am_wake_drop_state(MyDatabaseId) != AM_DROP_NONE)
 		{
-			if (am_wake_database_dropped(MyDatabaseId))
+			if (am_wake_drop_state(MyDatabaseId) == AM_DROP_DONE)
+			{
+				ereport(LOG,
+						(errmsg("activity_monitor worker for database \"%s\" stops: the database was dropped",
+								dbname)));
+				proc_exit(0);
+			}
+			if (am_wake_drop_state(MyDatabaseId) == AM_DROP_RUNNING)
 			{
 				ereport(LOG,
 						(errmsg("activity_monitor worker for database \"%s\" stops: the database is being dropped",
-								dbname)));
-				proc_exit(0);
+								dbname),
+						 errdetail("It is restarted, and connects again if the drop fails.")));
+				proc_exit(1);
 			}
 			ereport(LOG,
 					(errmsg("activity_monitor worker for database \"%s\" stops on request, to be restarted",

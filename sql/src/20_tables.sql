@@ -371,7 +371,9 @@ CREATE TABLE activity_monitor.dashboard_counts (
 );
 
 -- Where the dashboard's rollup stands (one row, written by _rollup_count()):
--- every event visible in snapshot is counted in activity_minute, and every
+-- every event visible in snapshot or of transaction txid (whose events
+-- written before it are counted, and those after never are) is counted in
+-- activity_minute, and every
 -- event not visible in it is dated horizon or later (but for those the
 -- rollup's documented limits leave out, and received events, whose notes in
 -- activity_monitor.received say how far back).  Each round counts only the
@@ -380,7 +382,8 @@ CREATE TABLE activity_monitor.dashboard_counts (
 CREATE TABLE activity_monitor.rollup_state (
 	single		boolean PRIMARY KEY DEFAULT true CHECK (single),
 	snapshot	txid_snapshot NOT NULL,
-	horizon		timestamptz NOT NULL
+	horizon		timestamptz NOT NULL,
+	txid		bigint NOT NULL		-- the transaction that stored it, counted too
 );
 
 -- ---------------------------------------------------------------------------

@@ -632,10 +632,12 @@ SET search_path = pg_catalog, pg_temp;
  * the transaction or statement of a backend of this database that holds a
  * transaction id or runs a statement now, or now (minus a second, for a
  * backend between its statement's start and reporting it); ten minutes back
- * while a prepared transaction of this database waits (its start is not
- * known).  What the calling transaction writes after the count is never
- * counted (its own transaction id is visible in the snapshot stored): the
- * worker's rounds write no events.  Returns the minute rows written.
+ * while a prepared transaction of this database waits, or a backend's
+ * activity is not tracked (their start is not known).  The calling
+ * transaction's own events are counted (it sees them) and its id stored
+ * with the snapshot, in which it may not be visible: what it writes after
+ * the count is never counted (the worker's rounds write no events).
+ * Returns the minute rows written.
  */
 CREATE FUNCTION activity_monitor._rollup_count(recount timestamptz)
 RETURNS bigint
@@ -652,13 +654,19 @@ BEGIN
 	FROM pg_catalog.pg_stat_activity a
 	WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
 	  AND (a.backend_xid IS NOT NULL OR a.state = 'active');
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
+	-- a prepared transaction (its start is not known), or a backend whose
+	-- activity is not tracked (track_activities off: no start either)
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database())
+	   OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+				  WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+					AND a.xact_start IS NULL
+					AND (a.backend_xid IS NOT NULL OR a.state IS NULL OR a.state = 'disabled')) THEN
 		new_horizon := LEAST(new_horizon, floor);
 	END IF;
 	new_horizon := GREATEST(new_horizon, floor);
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= recount;
 	WITH prev AS (
-		SELECT s.snapshot, s.horizon FROM activity_monitor.rollup_state s
+		SELECT s.snapshot, s.horizon, s.txid FROM activity_monitor.rollup_state s
 		WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
 			  <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())
 	), notes AS (
@@ -674,7 +682,8 @@ BEGIN
 											  (SELECT pg_catalog.min(o.oldest) FROM notes o)),
 										pg_catalog.now() - interval '2 days')
 		  AND (a.occurred_at >= recount
-			   OR NOT pg_catalog.txid_visible_in_snapshot(a.txid, (SELECT p.snapshot FROM prev p)))
+			   OR (NOT pg_catalog.txid_visible_in_snapshot(a.txid, (SELECT p.snapshot FROM prev p))
+				   AND a.txid IS DISTINCT FROM (SELECT p.txid FROM prev p)))
 		GROUP BY 1, 2, 3, 4
 	), written AS (
 		INSERT INTO activity_monitor.activity_minute AS m
@@ -688,9 +697,10 @@ BEGIN
 				sessions_ended = m.sessions_ended + excluded.sessions_ended
 		RETURNING 1
 	), stored AS (
-		INSERT INTO activity_monitor.rollup_state AS s (snapshot, horizon)
-		VALUES (pg_catalog.txid_current_snapshot(), new_horizon)
-		ON CONFLICT (single) DO UPDATE SET snapshot = excluded.snapshot, horizon = excluded.horizon
+		INSERT INTO activity_monitor.rollup_state AS s (snapshot, horizon, txid)
+		VALUES (pg_catalog.txid_current_snapshot(), new_horizon, pg_catalog.txid_current())
+		ON CONFLICT (single) DO UPDATE
+			SET snapshot = excluded.snapshot, horizon = excluded.horizon, txid = excluded.txid
 	)
 	SELECT pg_catalog.count(*) INTO n FROM written;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
@@ -729,6 +739,9 @@ $fn$;
  * _rollup_count()).  Without a stored state, or with one of other
  * transaction ids than this cluster's (its snapshot ahead of the current
  * one), the last 10 minutes are counted again, as 0.1.0 did every round.
+ * While pg_restore runs, nothing (and no state: a restore loads events
+ * with their source's transaction ids; _rollup(now() - interval '2 days')
+ * by hand afterwards counts what activity_minute keeps).
  */
 CREATE FUNCTION activity_monitor._worker_rollup()
 RETURNS bigint
@@ -737,6 +750,12 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
 	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
+	-- while pg_restore loads events with their source's transaction ids, which
+	-- a state stored meanwhile could take for counted: none, till it is done
+	IF activity_monitor._restoring() THEN
+		DELETE FROM activity_monitor.rollup_state;
+		RETURN 0;
+	END IF;
 	IF EXISTS (SELECT 1 FROM activity_monitor.rollup_state s
 			   WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
 					 <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())) THEN

@@ -39,14 +39,14 @@ SELECT has_column('activity_monitor', 'user_sessions', 'source', 'user_sessions 
 -- the rollup: after a round that did not see this transaction (its
 -- snapshot "x:x:", horizon now), the event of 5 minutes back is counted only
 -- through the note
-INSERT INTO activity_monitor.rollup_state (snapshot, horizon)
-VALUES (format('%s:%s:', txid_current(), txid_current())::txid_snapshot, now())
-ON CONFLICT (single) DO UPDATE SET snapshot = excluded.snapshot, horizon = excluded.horizon;
+INSERT INTO activity_monitor.rollup_state (snapshot, horizon, txid)
+VALUES (format('%s:%s:', txid_current(), txid_current())::txid_snapshot, now(), 0)
+ON CONFLICT (single) DO UPDATE SET snapshot = excluded.snapshot, horizon = excluded.horizon, txid = excluded.txid;
 SELECT activity_monitor._worker_rollup();
 SELECT is((SELECT coalesce(sum(events), 0) FROM activity_monitor.activity_minute WHERE kind = 'fanin_kind'), 0::numeric,
 	'without a note the rollup does not go back to an event dated before its last round''s horizon');
 UPDATE activity_monitor.rollup_state SET snapshot = format('%s:%s:', txid_current(), txid_current())::txid_snapshot,
-	horizon = now();
+	horizon = now(), txid = 0;
 INSERT INTO activity_monitor.received (txid, oldest) VALUES (txid_current(), date_trunc('minute', now()) - interval '5 minutes');
 SELECT activity_monitor._worker_rollup();
 SELECT is((SELECT coalesce(sum(events), 0) FROM activity_monitor.activity_minute WHERE kind = 'fanin_kind'), 1::numeric,

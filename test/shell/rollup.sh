@@ -14,12 +14,16 @@
 #    events of the current minute counted, the next round reads (nearly)
 #    none of them (the rollup of 0.2.0's first cut read again from the start
 #    of the minute of its previous round, each event about 4 times at
-#    naptime 10).
+#    naptime 10);
+# 5. with track_activities off (no transaction's start known), a
+#    transaction that writes and commits seconds later, after rounds, is
+#    counted (a round reads ten minutes back then).
 set -euo pipefail
 db=am_rollup
 . "$AM_ROOT/test/lib/shell.sh"
 cleanup() {
-	psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	psql -X -q -d postgres -c "ALTER SYSTEM RESET activity_monitor.naptime" -c "ALTER SYSTEM RESET track_activities" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	am_db_drop
 }
 trap cleanup EXIT
@@ -106,3 +110,18 @@ diff <(q "SELECT minute, kind, actor_type, events FROM activity_monitor.activity
 		WHERE occurred_at >= date_trunc('minute', now()) - interval '3 minutes' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3") ||
 	fail "the minute counts differ from the events after the 2,000"
 echo "ok: a round reads the events committed since the previous round ($n read by a round after 2,000 were counted)"
+
+# 5. track_activities off
+psql -X -q -d postgres -c "ALTER SYSTEM SET track_activities = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "BEGIN" -c "INSERT INTO payments VALUES (5000, 1, 1, 'pending')" \
+	-c "SELECT pg_sleep(5)" -c "COMMIT" >/dev/null
+rounds
+rounds
+psql -X -q -d postgres -c "ALTER SYSTEM RESET track_activities" -c "SELECT pg_reload_conf()" >/dev/null
+diff <(q "SELECT minute, kind, actor_type, events FROM activity_monitor.activity_minute
+		WHERE minute >= date_trunc('minute', now()) - interval '3 minutes' ORDER BY 1, 2, 3") \
+	<(q "SELECT date_trunc('minute', occurred_at), kind, actor_type, count(*) FROM activity_monitor.activity
+		WHERE occurred_at >= date_trunc('minute', now()) - interval '3 minutes' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3") ||
+	fail "with track_activities off, a transaction that committed after rounds was not counted"
+echo "ok: with track_activities off, a transaction committed seconds after its write is counted"

@@ -12,7 +12,12 @@
 #      terminate: refused, the same worker;
 #   4. no FORCE, another session connected: refused (after dropdb's wait),
 #      the same worker, which alerted meanwhile;
-#   5. the usual way: the owner ends the other sessions and drops at once:
+#   5. the owner's drop stopped the worker, then its session is terminated
+#      (FATAL, no ERROR) before the drop commits (here while it waits for a
+#      lock on pg_database a superuser holds): the worker comes back (the
+#      drop's transaction aborted; 0.2.0's first cut restarted it only on
+#      an ERROR);
+#   6. the usual way: the owner ends the other sessions and drops at once:
 #      the drop succeeds and the worker is gone for good.
 # A cluster of our own (max_prepared_transactions > 0).
 set -euo pipefail
@@ -104,7 +109,30 @@ SQL
 	alerted
 	echo "  refused after $(($(date +%s) - t0)) s; worker untouched and alerting"
 
-	echo "# 5. the owner ends the other sessions and drops at once"
+	echo "# 5. the dropping session terminated after the worker stopped"
+	psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db'
+		AND backend_type = 'client backend'" >/dev/null
+	coproc pglock_proc { psql -X -q -d postgres -c "BEGIN" -c "LOCK TABLE pg_database IN SHARE MODE" \
+		-c "SELECT pg_sleep(60)" >/dev/null 2>&1; }
+	holders+=("$pglock_proc_PID")
+	am_wait_for 10 postgres "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'pg_database'::regclass
+		AND mode = 'ShareLock' AND granted)" || fail "pg_database is not locked"
+	psql -X -q -d postgres -U am_owner -c "DROP DATABASE $db" >/dev/null 2>&1 &
+	dropper=$!
+	am_wait_for 20 postgres "SELECT NOT EXISTS ($wpid) AND EXISTS (SELECT 1 FROM pg_stat_activity
+		WHERE query = 'DROP DATABASE $db' AND wait_event_type = 'Lock')" ||
+		fail "the drop did not stop the worker and wait for pg_database"
+	psql -X -q -d postgres -U am_owner -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE query = 'DROP DATABASE $db'" >/dev/null
+	wait "$dropper" 2>/dev/null || true
+	psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'
+		AND pid <> pg_backend_pid()" >/dev/null
+	[ "$(q "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 1 ] || fail "the database was dropped"
+	am_wait_for 30 "$db" "SELECT EXISTS ($wpid)" || fail "the worker did not come back after the dropping session ended"
+	alerted
+	echo "  the worker came back ($(q "$wpid")), alerting"
+
+	echo "# 6. the owner ends the other sessions and drops at once"
 	oid=$(q "SELECT oid FROM pg_database WHERE datname = '$db'")
 	psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db'
 		AND backend_type = 'client backend'" >/dev/null

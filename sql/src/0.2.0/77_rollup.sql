@@ -6,7 +6,9 @@
 -- ---------------------------------------------------------------------------
 
 -- Where the dashboard's rollup stands (one row, written by _rollup_count()):
--- every event visible in snapshot is counted in activity_minute, and every
+-- every event visible in snapshot or of transaction txid (whose events
+-- written before it are counted, and those after never are) is counted in
+-- activity_minute, and every
 -- event not visible in it is dated horizon or later (but for those the
 -- rollup's documented limits leave out, and received events, whose notes in
 -- activity_monitor.received say how far back).  Each round counts only the
@@ -15,7 +17,8 @@
 CREATE TABLE activity_monitor.rollup_state (
 	single		boolean PRIMARY KEY DEFAULT true CHECK (single),
 	snapshot	txid_snapshot NOT NULL,
-	horizon		timestamptz NOT NULL
+	horizon		timestamptz NOT NULL,
+	txid		bigint NOT NULL		-- the transaction that stored it, counted too
 );
 
 /*
@@ -36,10 +39,12 @@ CREATE TABLE activity_monitor.rollup_state (
  * the transaction or statement of a backend of this database that holds a
  * transaction id or runs a statement now, or now (minus a second, for a
  * backend between its statement's start and reporting it); ten minutes back
- * while a prepared transaction of this database waits (its start is not
- * known).  What the calling transaction writes after the count is never
- * counted (its own transaction id is visible in the snapshot stored): the
- * worker's rounds write no events.  Returns the minute rows written.
+ * while a prepared transaction of this database waits, or a backend's
+ * activity is not tracked (their start is not known).  The calling
+ * transaction's own events are counted (it sees them) and its id stored
+ * with the snapshot, in which it may not be visible: what it writes after
+ * the count is never counted (the worker's rounds write no events).
+ * Returns the minute rows written.
  */
 CREATE FUNCTION activity_monitor._rollup_count(recount timestamptz)
 RETURNS bigint
@@ -56,13 +61,19 @@ BEGIN
 	FROM pg_catalog.pg_stat_activity a
 	WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
 	  AND (a.backend_xid IS NOT NULL OR a.state = 'active');
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
+	-- a prepared transaction (its start is not known), or a backend whose
+	-- activity is not tracked (track_activities off: no start either)
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database())
+	   OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+				  WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+					AND a.xact_start IS NULL
+					AND (a.backend_xid IS NOT NULL OR a.state IS NULL OR a.state = 'disabled')) THEN
 		new_horizon := LEAST(new_horizon, floor);
 	END IF;
 	new_horizon := GREATEST(new_horizon, floor);
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= recount;
 	WITH prev AS (
-		SELECT s.snapshot, s.horizon FROM activity_monitor.rollup_state s
+		SELECT s.snapshot, s.horizon, s.txid FROM activity_monitor.rollup_state s
 		WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
 			  <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())
 	), notes AS (
@@ -78,7 +89,8 @@ BEGIN
 											  (SELECT pg_catalog.min(o.oldest) FROM notes o)),
 										pg_catalog.now() - interval '2 days')
 		  AND (a.occurred_at >= recount
-			   OR NOT pg_catalog.txid_visible_in_snapshot(a.txid, (SELECT p.snapshot FROM prev p)))
+			   OR (NOT pg_catalog.txid_visible_in_snapshot(a.txid, (SELECT p.snapshot FROM prev p))
+				   AND a.txid IS DISTINCT FROM (SELECT p.txid FROM prev p)))
 		GROUP BY 1, 2, 3, 4
 	), written AS (
 		INSERT INTO activity_monitor.activity_minute AS m
@@ -92,9 +104,10 @@ BEGIN
 				sessions_ended = m.sessions_ended + excluded.sessions_ended
 		RETURNING 1
 	), stored AS (
-		INSERT INTO activity_monitor.rollup_state AS s (snapshot, horizon)
-		VALUES (pg_catalog.txid_current_snapshot(), new_horizon)
-		ON CONFLICT (single) DO UPDATE SET snapshot = excluded.snapshot, horizon = excluded.horizon
+		INSERT INTO activity_monitor.rollup_state AS s (snapshot, horizon, txid)
+		VALUES (pg_catalog.txid_current_snapshot(), new_horizon, pg_catalog.txid_current())
+		ON CONFLICT (single) DO UPDATE
+			SET snapshot = excluded.snapshot, horizon = excluded.horizon, txid = excluded.txid
 	)
 	SELECT pg_catalog.count(*) INTO n FROM written;
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute < pg_catalog.now() - interval '2 days';
@@ -133,6 +146,9 @@ $fn$;
  * _rollup_count()).  Without a stored state, or with one of other
  * transaction ids than this cluster's (its snapshot ahead of the current
  * one), the last 10 minutes are counted again, as 0.1.0 did every round.
+ * While pg_restore runs, nothing (and no state: a restore loads events
+ * with their source's transaction ids; _rollup(now() - interval '2 days')
+ * by hand afterwards counts what activity_minute keeps).
  */
 CREATE FUNCTION activity_monitor._worker_rollup()
 RETURNS bigint
@@ -141,6 +157,12 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
 	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
+	-- while pg_restore loads events with their source's transaction ids, which
+	-- a state stored meanwhile could take for counted: none, till it is done
+	IF activity_monitor._restoring() THEN
+		DELETE FROM activity_monitor.rollup_state;
+		RETURN 0;
+	END IF;
 	IF EXISTS (SELECT 1 FROM activity_monitor.rollup_state s
 			   WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
 					 <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())) THEN
