@@ -371,7 +371,14 @@ am_register_db_worker(Oid dboid)
 	w.bgw_notify_pid = 0;
 	am_wake_set_drop(dboid, AM_DROP_NONE);	/* it exists */
 	if (!am_wake_start_begin(dboid))
-		return true;			/* one is starting */
+	{
+		/*
+		 * One is starting, which may yet find the database closed and leave
+		 * (ALLOW_CONNECTIONS toggled meanwhile): the launcher looks again.
+		 */
+		am_wake_want_start(dboid, true);
+		return true;
+	}
 	if (RegisterDynamicBackgroundWorker(&w, NULL))
 	{
 		am_wake_want_start(dboid, false);

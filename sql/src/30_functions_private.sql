@@ -729,6 +729,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+	-- received before activity_minute: the order of the worker's other duties
+	LOCK TABLE activity_monitor.received IN ROW EXCLUSIVE MODE;
 	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
 	RETURN activity_monitor._rollup_count(pg_catalog.date_trunc('minute', since));
 END
@@ -749,6 +751,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+	-- received before activity_minute: the order of the worker's other duties
+	LOCK TABLE activity_monitor.received IN ROW EXCLUSIVE MODE;
 	LOCK TABLE activity_monitor.activity_minute IN SHARE UPDATE EXCLUSIVE MODE;
 	-- while pg_restore loads events with their source's transaction ids, which
 	-- a state stored meanwhile could take for counted: none, till it is done
