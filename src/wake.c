@@ -189,12 +189,13 @@ am_wake_worker_pid(Oid dboid)
 /*
  * Note where the DROP DATABASE of dboid stands: AM_DROP_RUNNING from just
  * before its worker is stopped (the utility hook) until its transaction
- * ends; AM_DROP_DONE once it committed; AM_DROP_NONE when it aborted, or
- * when a worker is registered for the database (which happens only for one
- * that exists).  A worker of the database that the postmaster starts while
- * a drop runs exits to be restarted, and once it committed exits for good
- * instead of failing to connect every restart delay.  The latest
- * AM_MAX_DROPPED drops are remembered.
+ * ends; AM_DROP_DONE once it committed; AM_DROP_NONE when it aborted (the
+ * aborting backend starts a worker again), or when a worker is registered
+ * for the database (which happens only for one that exists).  A worker of
+ * the database that the postmaster starts while the drop runs or after it
+ * (one that had exited to be restarted) exits for good instead of failing
+ * to connect every restart delay.  The latest AM_MAX_DROPPED drops are
+ * remembered.
  */
 void
 am_wake_set_drop(Oid dboid, AmDropState state)

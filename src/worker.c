@@ -277,12 +277,13 @@ drop_can_succeed(Oid dboid, bool force)
  * first (a drop that waits for it waits with the worker running), then, if
  * the drop can succeed (drop_can_succeed()), note the drop running and stop
  * the database's workers, waiting for them (at most 10 s): the drop cannot
- * proceed while one is connected.  A worker stopped so exits to be
- * restarted (it keeps its slot), and its restart waits while the drop
- * runs: when the drop's transaction ends, the transaction callback notes
- * it committed (the restarted worker then ends for good) or not (it
- * connects again), whatever ended it, an ERROR, a cancel or the end of the
- * dropping session.  Returns whether the workers were stopped.
+ * proceed while one is connected.  A worker stopped so exits for good
+ * (exit 0: not restarted, so that none can outlive its database); when the
+ * drop's transaction ends, the transaction callback notes it committed,
+ * or, if it aborted, whatever ended it (an ERROR, a cancel, the end of the
+ * dropping session: the callback runs at a FATAL's exit too), registers a
+ * worker again (without a free slot: the launcher retries).  Returns
+ * whether the workers were stopped.
  */
 bool
 am_worker_stop_for_drop(const char *dbname, Oid dboid, bool force)
@@ -455,8 +456,13 @@ start_worker_xact_callback(XactEvent event, void *arg)
 	/* where the drop stands, for the workers it stopped */
 	if (OidIsValid(dropping_db) && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT))
 	{
-		am_wake_set_drop(dropping_db, event == XACT_EVENT_COMMIT ? AM_DROP_DONE : AM_DROP_NONE);
+		Oid			db = dropping_db;
+
 		dropping_db = InvalidOid;
+		am_wake_set_drop(db, event == XACT_EVENT_COMMIT ? AM_DROP_DONE : AM_DROP_NONE);
+		/* the drop failed, however (also at a FATAL's exit): a worker again */
+		if (event == XACT_EVENT_ABORT)
+			(void) am_register_db_worker(db);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -519,13 +525,16 @@ database_flags(Oid dboid, bool *template, bool *allowconn)
 	ScanKeyInit(&key, Anum_pg_database_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(dboid));
 	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, DatabaseOidIndexId, true, NULL, 1, &key);
+	/* the launcher has no database: no index (it may not read pg_class) */
+	scan = systable_beginscan(rel, DatabaseOidIndexId, OidIsValid(MyDatabaseId), NULL, 1, &key);
 	tup = systable_getnext(scan);
 	found = HeapTupleIsValid(tup);
 	if (found)
 	{
 		*template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
-		*allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+		/* a database a failed drop left invalid (datconnlimit -2) neither */
+		*allowconn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn &&
+			((Form_pg_database) GETSTRUCT(tup))->datconnlimit != -2;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -629,7 +638,7 @@ activity_monitor_launcher_main(Datum main_arg)
 			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 			/* one that finds no slot is wanted: retried below */
-			if (db->datallowconn && !db->datistemplate)
+			if (db->datallowconn && !db->datistemplate && db->datconnlimit != -2)
 				(void) am_register_db_worker(db->oid);
 		}
 		table_endscan(scan);
@@ -1112,8 +1121,8 @@ activity_monitor_worker_main(Datum main_arg)
 			proc_exit(0);
 			break;
 		case AM_DROP_RUNNING:
-			/* to be restarted, and to connect if the drop fails */
-			proc_exit(1);
+			/* the drop, if it fails, starts a worker again */
+			proc_exit(0);
 			break;
 		case AM_DROP_NONE:
 			break;
@@ -1188,8 +1197,8 @@ activity_monitor_worker_main(Datum main_arg)
 				ereport(LOG,
 						(errmsg("activity_monitor worker for database \"%s\" stops: the database is being dropped",
 								dbname),
-						 errdetail("It is restarted, and connects again if the drop fails.")));
-				proc_exit(1);
+						 errdetail("If the drop fails, it starts a worker again.")));
+				proc_exit(0);
 			}
 			ereport(LOG,
 					(errmsg("activity_monitor worker for database \"%s\" stops on request, to be restarted",
