@@ -66,9 +66,12 @@ $fn$;
 
 /*
  * One step of merging old partitions (README, "Partitions and history"):
- * daily partitions of a month merge into one partition activity_mYYYYMM
- * once the month ended merge_after ago, and, with merge_interval 1 year,
- * the partitions of a year into activity_yYYYY once the year did.  A merge
+ * partitions shorter than a day (partition_interval 1 hour: capture writes
+ * into an hour's small indexes) merge into one partition activity_dYYYYMMDD
+ * once the day ended a partition_interval ago, the partitions of a month
+ * into activity_mYYYYMM once the month ended merge_after ago, and, with
+ * merge_interval 1 year, those of a year into activity_yYYYY once the year
+ * did.  A merge
  * never blocks capture for longer than its swap, and each step is one short
  * transaction, so that the worker runs alert rounds between steps:
  *
@@ -319,22 +322,29 @@ BEGIN
 			SELECT q.part, q.lower, q.upper,
 				   CASE WHEN cfg.merge_interval = interval '1 year'
 							 AND pg_catalog.date_trunc('year', q.lower) + interval '1 year' + cfg.merge_after <= "now"
-						THEN interval '1 year' ELSE interval '1 month' END AS span
+						THEN interval '1 year'
+						WHEN pg_catalog.date_trunc('month', q.lower) + interval '1 month' + cfg.merge_after <= "now"
+						THEN interval '1 month' ELSE interval '1 day' END AS span
 			FROM activity_monitor._partitions() q
 		), r AS (
-			SELECT q.*, pg_catalog.date_trunc(CASE WHEN q.span = interval '1 year' THEN 'year' ELSE 'month' END,
+			SELECT q.*, pg_catalog.date_trunc(CASE q.span WHEN interval '1 year' THEN 'year'
+												 WHEN interval '1 month' THEN 'month' ELSE 'day' END,
 											  q.lower) AS lo
 			FROM q
 		)
 		SELECT r.lo, r.lo + r.span AS hi, r.span, pg_catalog.count(*) AS n
 		FROM r
-		WHERE r.lo + r.span + cfg.merge_after <= "now"
+		-- a day (of partitions shorter than a day) once it ended a
+		-- partition_interval ago, a month or year once it ended merge_after ago
+		WHERE r.lo + r.span + CASE WHEN r.span = interval '1 day' THEN cfg.partition_interval
+								   ELSE cfg.merge_after END <= "now"
 		GROUP BY r.lo, r.span
 		HAVING pg_catalog.count(*) >= 2 AND pg_catalog.bool_and(r.upper <= r.lo + r.span)
 		ORDER BY r.lo
 	LOOP
-		final := 'activity_' || CASE WHEN p.span = interval '1 year' THEN 'y' || pg_catalog.to_char(p.lo, 'YYYY')
-									 ELSE 'm' || pg_catalog.to_char(p.lo, 'YYYYMM') END;
+		final := 'activity_' || CASE p.span WHEN interval '1 year' THEN 'y' || pg_catalog.to_char(p.lo, 'YYYY')
+									 WHEN interval '1 month' THEN 'm' || pg_catalog.to_char(p.lo, 'YYYYMM')
+									 ELSE 'd' || pg_catalog.to_char(p.lo, 'YYYYMMDD') END;
 		CONTINUE WHEN EXISTS (SELECT 1 FROM activity_monitor._partitions() q
 							  WHERE coalesce(q.lower, '-infinity') < p.lo AND q.upper > p.lo)
 			-- every piece has its indexes (a dump restores them after the rows)

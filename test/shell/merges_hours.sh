@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Hourly partitions (partition_interval 1 hour: capture writes into an
+# hour's small indexes, whatever the day holds) merge into one partition per
+# UTC day once the day ended an hour ago, by the worker:
+#
+# 1. Hourly partitions of the last three days and of two days of a month
+#    long gone, with events: the worker merges every ended day into
+#    activity_dYYYYMMDD (its subject index ordered by time, the reader's
+#    grant) and the old month's hours straight into activity_mYYYYMM; the
+#    current day (and the previous one before 01:00 UTC) stays hourly; the
+#    rows are the same (every column); account_timeline() gives the view's
+#    rows over the mixed layout; verify() reports nothing.
+# 2. Capture goes on into the hourly partitions during the merges.
+# 3. Nothing more is due then: a day of one partition is not a merge.
+#
+# Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
+# pass.  Every wait has a deadline.
+set -euo pipefail
+db=am_merges_hours
+. "$AM_ROOT/test/lib/shell.sh"
+trap am_db_drop EXIT
+
+am_db_new
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<'SQL' || fail "setup failed"
+CREATE EXTENSION activity_monitor;
+SELECT activity_monitor.configure(merge_interval => '0', partition_interval => '1 hour');
+CREATE TABLE payments (id int PRIMARY KEY, amount numeric);
+SELECT activity_monitor.track('payments', 'payment');
+-- the daily partitions CREATE EXTENSION made (today and ahead: a new
+-- partition_interval applies to partitions made after it) go, still empty
+DO $$
+DECLARE
+	p	regclass;
+BEGIN
+	FOR p IN SELECT q.part FROM activity_monitor._partitions() q WHERE q.lower IS NOT NULL LOOP
+		EXECUTE format('DROP TABLE %s', p);
+	END LOOP;
+END
+$$;
+-- hourly partitions: two days of a month long gone, and the last three days
+DO $$
+DECLARE
+	d	timestamptz;
+BEGIN
+	FOR d IN SELECT g FROM generate_series(date_trunc('month', now() - interval '3 months', 'UTC'),
+										   date_trunc('month', now() - interval '3 months', 'UTC') + interval '47 hours',
+										   interval '1 hour') g
+		UNION ALL SELECT g FROM generate_series(date_trunc('day', now() - interval '3 days', 'UTC'), now(),
+												interval '1 hour') g
+	LOOP
+		PERFORM activity_monitor.maintain(now => d);
+	END LOOP;
+END
+$$;
+-- an event every 10 minutes wherever a partition is
+INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, subject_id, actor_type)
+SELECT g, 'payment', 'insert', 'public.payments', (g2 % 97)::text, 'user'
+FROM activity_monitor._partitions() p
+CROSS JOIN LATERAL generate_series(p.lower, least(p.upper, now()) - interval '1 second', interval '10 minutes')
+	WITH ORDINALITY AS s(g, g2)
+WHERE p.lower IS NOT NULL;
+SQL
+
+# the hourly layout is there, the history sealed before the merges
+[ "$(q "SELECT count(*) FROM activity_monitor._partitions() WHERE upper - lower = interval '1 hour'")" -ge 110 ] ||
+	fail "no hourly layout: $(q "SELECT count(*) FROM activity_monitor._partitions()") partitions"
+psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "BEGIN" -c "DELETE FROM activity_monitor.seal" \
+	-c "SELECT events FROM activity_monitor._seal()" -c "COMMIT" >/dev/null || fail "sealing failed"
+rows() { q "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id)) FROM activity_monitor.activity a
+	WHERE row_key IS NULL AND kind <> 'admin'"; }
+before=$(rows)
+# the days due: ended an hour ago (before 01:00 UTC, yesterday is not)
+due=$(q "SELECT string_agg('activity_d' || to_char(d, 'YYYYMMDD'), ' ' ORDER BY d)
+	FROM generate_series(date_trunc('day', now() - interval '3 days', 'UTC'), now(), interval '1 day') d
+	WHERE d + interval '1 day' + interval '1 hour' <= now()")
+month=$(q "SELECT 'activity_m' || to_char(date_trunc('month', now() - interval '3 months', 'UTC') AT TIME ZONE 'UTC', 'YYYYMM')")
+
+# 2. capture during the merges: 500 inserts, 10 ms apart
+for i in $(seq 1 500); do echo "INSERT INTO payments VALUES ($i, $i); SELECT pg_sleep(0.01);"; done >"$AM_TMP/merges_hours.sql"
+psql -X -q -At -d "$db" -f "$AM_TMP/merges_hours.sql" >"$AM_TMP/merges_hours.out" 2>&1 &
+wpid=$!
+
+q "SELECT activity_monitor.configure(merge_interval => '1 month')" >/dev/null
+am_wait_for 180 "$db" "SELECT NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
+	AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE 'activity\\_merged\\_%' OR relname LIKE 'activity\\_build\\_%')
+	AND to_regclass('activity_monitor.$month') IS NOT NULL
+	AND (SELECT count(*) FROM unnest(string_to_array('$due', ' ')) d WHERE to_regclass('activity_monitor.' || d) IS NOT NULL)
+		= cardinality(string_to_array('$due', ' '))" ||
+	fail "the worker did not merge the days ($due) and $month: $(q "SELECT last_merge, merge_in_progress, last_error FROM activity_monitor.worker_status")"
+wait "$wpid" || true
+grep -q ERROR "$AM_TMP/merges_hours.out" && fail "a write failed during the merges: $(grep -m 3 ERROR "$AM_TMP/merges_hours.out")"
+[ "$(q "SELECT count(*) FROM activity_monitor.activity WHERE table_name = 'public.payments' AND action = 'insert' AND row_key IS NOT NULL")" = 500 ] ||
+	fail "captured $(q "SELECT count(*) FROM activity_monitor.activity WHERE row_key IS NOT NULL") of 500 inserts"
+[ "$(rows)" = "$before" ] || fail "the merged history differs: $(rows), was $before"
+
+# 1. the layout: a partition per ended day, each exactly its day, with the
+# five indexes (subject ordered by time) and the reader's grant; no hour of
+# those days left; the current day hourly
+for d in $due; do
+	[ "$(q "SELECT to_char(lower AT TIME ZONE 'UTC', 'YYYYMMDD HH24:MI') = '${d#activity_d} 00:00'
+		AND upper = lower + interval '1 day' FROM activity_monitor._partitions() WHERE part = 'activity_monitor.$d'::regclass")" = t ] ||
+		fail "$d does not cover its day: $(q "SELECT lower, upper FROM activity_monitor._partitions() WHERE part = 'activity_monitor.$d'::regclass")"
+	[ "$(q "SELECT count(*) FILTER (WHERE pg_get_indexdef(i.indexrelid) LIKE '%(subject_id, occurred_at)') || ' ' || count(*)
+		FROM pg_index i WHERE i.indrelid = 'activity_monitor.$d'::regclass")" = "1 5" ] ||
+		fail "$d lacks its five indexes: $(q "SELECT string_agg(pg_get_indexdef(indexrelid), '; ') FROM pg_index WHERE indrelid = 'activity_monitor.$d'::regclass")"
+done
+[ "$(q "SELECT count(*) FROM activity_monitor._partitions() p
+	WHERE p.upper - p.lower = interval '1 hour'
+	  AND date_trunc('day', p.lower, 'UTC') + interval '1 day' + interval '1 hour' <= now()")" = 0 ] ||
+	fail "hours of ended days are left: $(q "SELECT string_agg(part::text, ' ') FROM activity_monitor._partitions() WHERE upper - lower = interval '1 hour' AND upper <= date_trunc('day', now(), 'UTC')")"
+[ "$(q "SELECT count(*) FROM activity_monitor._partitions() p
+	WHERE p.upper - p.lower = interval '1 hour' AND p.lower >= date_trunc('day', now(), 'UTC') AND p.lower <= now()")" = \
+	"$(q "SELECT extract(hour FROM now() AT TIME ZONE 'UTC')::int + 1")" ] ||
+	fail "today's hours are not all hourly partitions"
+[ "$(q "SELECT count(*) FROM activity_monitor.$month")" = "$(q "SELECT count(*) FROM activity_monitor.activity
+	WHERE occurred_at >= date_trunc('month', now() - interval '3 months', 'UTC')
+	  AND occurred_at < date_trunc('month', now() - interval '3 months', 'UTC') + interval '1 month'")" ] ||
+	fail "$month does not hold its rows"
+[ "$(q "SELECT bool_and(has_table_privilege('activity_monitor_reader', part, 'SELECT'))
+		AND NOT bool_or(has_table_privilege('public', part, 'SELECT')) FROM activity_monitor._partitions()")" = t ] ||
+	fail "a merged partition lacks the reader's grant or is readable by PUBLIC"
+for s in 0 5 41 96; do
+	[ "$(q "SELECT (SELECT coalesce(string_agg(t.id::text, ',' ORDER BY n), '') FROM
+			activity_monitor.account_timeline('$s', 80) WITH ORDINALITY AS t(id, occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id, actor_reason, status_from, status_to, critical, old_values, new_values, client_addr, application_name, db_user, n))
+		= (SELECT coalesce(string_agg(v.id::text, ','), '') FROM (SELECT id FROM activity_monitor.timeline WHERE subject_id = '$s'
+			ORDER BY occurred_at DESC, id DESC LIMIT 80) v)")" = t ] ||
+		fail "account_timeline('$s', 80) differs from the view on the merged layout"
+done
+[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status")" ] ||
+	fail "worker error: $(q "SELECT last_error FROM activity_monitor.worker_status")"
+got=$(q "SELECT coalesce(string_agg(problem, '; '), '') FROM activity_monitor.verify()")
+[ -z "$got" ] || fail "verify() after the merges reports: $(cut -c1-300 <<<"$got")"
+echo "ok: merged into $due and $month"
+
+# 3. nothing more is due: each merged day is one partition (not a merge),
+# today's hours are not due
+[ -z "$(q "SELECT done FROM activity_monitor._merge_step()")" ] ||
+	fail "one more merge step: $(q "SELECT done FROM activity_monitor._merge_step()")"
+echo "ok: a day of one partition is no merge"
