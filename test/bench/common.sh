@@ -163,21 +163,38 @@ bench_preload_sql() {
 			DECLARE
 				t_lo	timestamptz;
 				t_hi	timestamptz;
+				t_cut	timestamptz;
+				n_cur	bigint := 0;
 			BEGIN
 				SELECT p.lower, p.upper INTO t_lo, t_hi FROM activity_monitor._partitions() p
 				WHERE p.lower <= pg_catalog.now() AND p.upper > pg_catalog.now();
 				IF t_lo IS NULL THEN
 					RAISE EXCEPTION 'no dated partition of activity_monitor.activity holds the present';
 				END IF;
-				t_hi := least(t_hi, pg_catalog.now() - interval '15 minutes');
-				IF t_hi <= t_lo THEN
+				IF t_hi - t_lo < interval '1 day' THEN
+					-- partitions shorter than a day (BENCH_PARTITION_INTERVAL):
+					-- a day's events, the current partition holding its full
+					-- share (the worst case of an evenly loaded day) over
+					-- what has passed of it, the rest evenly over the hours
+					-- before it (each row goes to its partition); none
+					-- after the present
+					n_cur := ceil($n * extract(epoch FROM t_hi - t_lo) / 86400)::bigint;
+					t_cut := t_lo;
+					t_lo := t_hi - interval '1 day';
 					t_hi := pg_catalog.now();
+				ELSE
+					t_hi := least(t_hi, pg_catalog.now() - interval '15 minutes');
+					IF t_hi <= t_lo THEN
+						t_hi := pg_catalog.now();
+					END IF;
+					t_cut := t_hi;
 				END IF;
 				INSERT INTO activity_monitor.activity
 					(occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id,
 					 actor_reason, status_from, status_to, critical, old_values, new_values,
 					 db_user, application_name, client_addr, backend_pid)
-				SELECT t_lo + (g - 1) * ((t_hi - t_lo) / $n),
+				SELECT CASE WHEN g <= $n - n_cur THEN t_lo + (g - 1) * ((t_cut - t_lo) / ($n - n_cur))
+							ELSE t_cut + (g - 1 - ($n - n_cur)) * ((t_hi - t_cut) / nullif(n_cur, 0)) END,
 					   k.kind, CASE WHEN g % 3 = 0 THEN 'insert' ELSE 'update' END,
 					   'public.' || k.kind || 's', (g / 3)::text, s.subject,
 					   CASE WHEN g % 20 = 0 THEN 'employee' WHEN g % 2 = 0 THEN 'user' ELSE 'service' END,
@@ -247,6 +264,35 @@ bench_preload_sql() {
 	esac
 }
 
+# BENCH_PARTITION_INTERVAL (e.g. "1 hour"): the activity table's partitions
+# are that long instead of the default day (configure(partition_interval))
+# from today's start (UTC) on, yesterday one partition, as the worker's
+# merge leaves it (a day of partitions shorter than a day merges an hour
+# after it ended: no merge is due during the runs): SQL to run right after
+# CREATE EXTENSION (its own partitions, still empty, are replaced).
+# Nothing when unset.
+bench_layout_sql() {
+	[ -n "${BENCH_PARTITION_INTERVAL:-}" ] || return 0
+	cat <<-SQL
+		SELECT activity_monitor.configure(partition_interval => '$BENCH_PARTITION_INTERVAL');
+		DO \$layout\$
+		DECLARE
+			p	regclass;
+		BEGIN
+			FOR p IN SELECT q.part FROM activity_monitor._partitions() q WHERE q.lower IS NOT NULL LOOP
+				EXECUTE pg_catalog.format('DROP TABLE %s', p);
+			END LOOP;
+			PERFORM activity_monitor._create_partition(pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC') - interval '1 day',
+													   pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC'));
+			PERFORM activity_monitor.maintain(now => g)
+			FROM pg_catalog.generate_series(pg_catalog.date_trunc('day', pg_catalog.now(), 'UTC'), pg_catalog.now(),
+											'$BENCH_PARTITION_INTERVAL'::interval) g;
+			PERFORM activity_monitor.maintain();
+		END
+		\$layout\$;
+	SQL
+}
+
 bench_index_sizes() {
 	case $1 in
 	activity)
@@ -256,13 +302,15 @@ bench_index_sizes() {
 		JOIN pg_catalog.pg_class p ON p.oid = t.relid
 		JOIN pg_catalog.pg_index i ON i.indrelid = t.relid
 		JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-		WHERE t.isleaf AND p.reltuples > 0
+		WHERE t.isleaf AND p.reltuples > 0 AND t.relid = (SELECT q.part FROM activity_monitor._partitions() q
+														 WHERE q.lower <= pg_catalog.now() AND q.upper > pg_catalog.now())
 		UNION ALL
 		SELECT p.relname || ' heap ' || pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size(p.oid))
 			|| ', total ' || pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(p.oid))
 		FROM pg_catalog.pg_partition_tree('activity_monitor.activity') t
 		JOIN pg_catalog.pg_class p ON p.oid = t.relid
-		WHERE t.isleaf AND p.reltuples > 0"
+		WHERE t.isleaf AND p.reltuples > 0 AND t.relid = (SELECT q.part FROM activity_monitor._partitions() q
+														 WHERE q.lower <= pg_catalog.now() AND q.upper > pg_catalog.now())"
 		;;
 	audit)
 		echo "SELECT c.relname || ' ' || pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size(c.oid))

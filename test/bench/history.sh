@@ -51,7 +51,8 @@
 #
 # Environment: HISTORY_DAYS (1825), HISTORY_EVENTS (10000000),
 # HISTORY_SHORT_DAYS (31), HISTORY_SHORT_EVENTS (= HISTORY_EVENTS),
-# HISTORY_STEP_DAYS (1), HISTORY_BOUNDS (literal: the time bounds as
+# HISTORY_STEP_DAYS (1), BENCH_PARTITION_INTERVAL (e.g. '1 hour': today's
+# partitions that long, the days before one each, as after day merges), HISTORY_BOUNDS (literal: the time bounds as
 # timestamptz literals; now: as now() - interval), HISTORY_RUNS (20), HISTORY_EXPLAIN_RUNS (5),
 # HISTORY_SESSIONS (100), HISTORY_PGBENCH_SECONDS (10), HISTORY_SMOKE=1
 # (defaults 400 days in steps of 3, 200,000 events, 5 runs, 3 explains,
@@ -144,6 +145,27 @@ BEGIN
 END
 \$travel\$;
 SQL
+	# BENCH_PARTITION_INTERVAL: today (UTC) in partitions that long, the
+	# days before it one partition each, as the worker's day merges leave
+	# an installation with hourly partitions
+	if [ -n "${BENCH_PARTITION_INTERVAL:-}" ]; then
+		p "$db" <<SQL
+DO \$hours\$
+DECLARE
+	q	regclass;
+BEGIN
+	FOR q IN SELECT x.part FROM activity_monitor._partitions() x
+			 WHERE x.lower >= date_trunc('day', now(), 'UTC') LOOP
+		EXECUTE format('DROP TABLE %s', q);
+	END LOOP;
+	PERFORM activity_monitor.configure(partition_interval => '$BENCH_PARTITION_INTERVAL');
+	PERFORM activity_monitor.maintain(now => g)
+	FROM generate_series(date_trunc('day', now(), 'UTC'), now(), '$BENCH_PARTITION_INTERVAL'::interval) g;
+	PERFORM activity_monitor.maintain();
+END
+\$hours\$;
+SQL
+	fi
 	t1=$(date +%s)
 	# 2. the events, in time order, a transaction per 30 days of them
 	p "$db" <<SQL
@@ -558,7 +580,7 @@ report() {
 	echo
 	echo "- date: $started"
 	echo "- machine: $(bench_machine)"
-	echo "- command: \`$(for v in HISTORY_SMOKE HISTORY_REUSE HISTORY_BOUNDS BENCH_USE_EXISTING HISTORY_DAYS HISTORY_EVENTS HISTORY_SHORT_DAYS HISTORY_SHORT_EVENTS HISTORY_RUNS HISTORY_SESSIONS; do
+	echo "- command: \`$(for v in HISTORY_SMOKE HISTORY_REUSE BENCH_PARTITION_INTERVAL HISTORY_BOUNDS BENCH_USE_EXISTING HISTORY_DAYS HISTORY_EVENTS HISTORY_SHORT_DAYS HISTORY_SHORT_EVENTS HISTORY_RUNS HISTORY_SESSIONS; do
 		[ -n "${!v:-}" ] && printf '%s=%s ' "$v" "${!v}"; done)test/bench/history.sh\`"
 	while read -r line; do echo "- $line"; done <"$work/loads"
 	echo "- time bounds: HISTORY_BOUNDS=$bounds ($( [ "$bounds" = now ] && echo "now() - interval '...'" || echo "timestamptz literals computed by the client"))"

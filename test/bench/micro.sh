@@ -49,6 +49,8 @@
 # evaluated in a subtransaction, am_detection: am_rules' ten and ten of each
 # detection v2 type: sequences, absences, first seen), MICRO_OUT (also write the markdown there),
 # BENCH_PRELOAD (0: no second phase), BENCH_PRELOAD_SUBJECTS (100000),
+# BENCH_PARTITION_INTERVAL (e.g. '1 hour': the activity's partitions that
+# long, the pre-load a day ending with the current one; common.sh),
 # BENCH_USE_EXISTING=1 (use the server PGHOST/PGPORT name), BENCH_NO_APT=1.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -160,6 +162,7 @@ trap cleanup_db EXIT
 	done
 	if has activity_monitor || has am_rules || has am_guarded || has am_detection; then
 		echo "CREATE EXTENSION activity_monitor;"
+		bench_layout_sql
 	fi
 	if has activity_monitor; then
 		echo "SELECT activity_monitor.track('payments_am', 'payment', subject_column => 'account_id', status_column => 'status');"
@@ -313,7 +316,11 @@ per_row() { awk -v a="$(tmin "$1" plain "$2")" -v n="$rows" 'BEGIN { printf "%.2
 phase_title() {
 	case $1 in
 	empty) echo "capture tables emptied before each run" ;;
-	preloaded) echo "today's partition holding $preload events (the PL/pgSQL reference's table $preload rows), another database" ;;
+	preloaded) if [ -n "${BENCH_PARTITION_INTERVAL:-}" ]; then
+		echo "$preload events over the last day in partitions of $BENCH_PARTITION_INTERVAL, the current one holding its full share (the PL/pgSQL reference's table $preload rows), another database"
+	else
+		echo "today's partition holding $preload events (the PL/pgSQL reference's table $preload rows), another database"
+	fi ;;
 	esac
 }
 # the per-phase table (its rows' shape is what test/shell/bench_smoke.sh checks)
@@ -339,7 +346,7 @@ phase_table() {
 {
 	echo "## Per-change cost in one backend (micro.sh)"
 	echo
-	echo "\`$( [ "$preload" -gt 0 ] && printf 'BENCH_PRELOAD=%s BENCH_PRELOAD_SUBJECTS=%s ' "$preload" "$subjects")MICRO_ROWS=$rows MICRO_RUNS=$runs$( [ "$checkpoint" = once ] && printf ' MICRO_CHECKPOINT=once')$( [ -n "${BENCH_CONF:-}" ] && printf " BENCH_CONF='%s'" "$BENCH_CONF") MICRO_VARIANTS='${variants[*]}' test/bench/micro.sh\`:" \
+	echo "\`$( [ "$preload" -gt 0 ] && printf 'BENCH_PRELOAD=%s BENCH_PRELOAD_SUBJECTS=%s ' "$preload" "$subjects")$( [ -n "${BENCH_PARTITION_INTERVAL:-}" ] && printf "BENCH_PARTITION_INTERVAL='%s' " "$BENCH_PARTITION_INTERVAL")MICRO_ROWS=$rows MICRO_RUNS=$runs$( [ "$checkpoint" = once ] && printf ' MICRO_CHECKPOINT=once')$( [ -n "${BENCH_CONF:-}" ] && printf " BENCH_CONF='%s'" "$BENCH_CONF") MICRO_VARIANTS='${variants[*]}' test/bench/micro.sh\`:" \
 		"INSERT ... SELECT of $rows rows, then UPDATE of all of them," \
 		"each variant's table in turn, min of $runs interleaved runs; µs per row change added over the untracked table" \
 		"(untracked, $(phase_title empty): $(per_row empty insert) µs per inserted row, $(per_row empty update) µs per updated row$(

@@ -36,7 +36,8 @@
 # BENCH_RESULTS_DIR (test/bench/results), BENCH_USE_EXISTING=1,
 # BENCH_NO_APT=1 (do not apt-get install PgQ / tablelog), BENCH_PRELOAD (0),
 # BENCH_PRELOAD_SUBJECTS (100000), and micro.sh's MICRO_ROWS, MICRO_RUNS,
-# MICRO_VARIANTS (micro.sh pre-loads too when BENCH_PRELOAD is set).
+# MICRO_VARIANTS (micro.sh pre-loads too when BENCH_PRELOAD is set),
+# BENCH_PARTITION_INTERVAL (common.sh, bench_layout_sql).
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/common.sh"
@@ -119,7 +120,9 @@ pick_variants() {
 setup_db() {
 	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2" &&
 		"${BENCH_PSQL[@]}" -d "$2" -f "$BENCH_DIR/schema.sql" >"$work/setup.log" 2>&1 &&
-		(cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$2" -f "variant_$1.sql") >>"$work/setup.log" 2>&1
+		(cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$2" -f "variant_$1.sql") >>"$work/setup.log" 2>&1 &&
+		{ ! grep -q '^CREATE EXTENSION activity_monitor' "$BENCH_DIR/variant_$1.sql" ||
+			bench_layout_sql | "${BENCH_PSQL[@]}" -d "$2" >>"$work/setup.log" 2>&1; }
 }
 setup_failed() {
 	echo "variant $1 failed to install:" >&2
@@ -387,7 +390,7 @@ report() {
 	echo "- date: $started"
 	echo "- machine: $machine"
 	if [ "$mode" != micro ]; then
-		echo "- pgbench: \`$( [ "$preload" -gt 0 ] && printf 'BENCH_PRELOAD=%s BENCH_PRELOAD_SUBJECTS=%s ' "$preload" "$subjects")BENCH_ROUNDS=$rounds BENCH_SECONDS=$secs BENCH_VARIANTS='$variants' test/bench/run.sh $mode\`;" \
+		echo "- pgbench: \`$( [ "$preload" -gt 0 ] && printf 'BENCH_PRELOAD=%s BENCH_PRELOAD_SUBJECTS=%s ' "$preload" "$subjects")$( [ -n "${BENCH_PARTITION_INTERVAL:-}" ] && printf "BENCH_PARTITION_INTERVAL='%s' " "$BENCH_PARTITION_INTERVAL")BENCH_ROUNDS=$rounds BENCH_SECONDS=$secs BENCH_VARIANTS='$variants' test/bench/run.sh $mode\`;" \
 			"pgbench -M simple -c $clients -j $clients -n -T $secs, workload.sql (3.2 tracked row changes per transaction)," \
 			"variants interleaved, each run on a fresh database; ratio = tps / tps of none in the same round"
 		echo "- bytes per change: growth of the capture table(s), indexes and TOAST included, during the run / captured row changes"
