@@ -86,7 +86,7 @@ $fn$;
 /*
  * The partition maintenance the worker runs and maintain() exposes: create
  * every partition missing from the one holding "now" to premake intervals
- * ahead, and retire (drop or detach) those wholly older than the retention,
+ * ahead and those of past rows in activity_default, and retire (drop or detach) those wholly older than the retention,
  * never than activity_monitor.min_retention (a retention configured below
  * it, as 0.1.0 allowed, counts as the floor).  Each DDL is its own
  * subtransaction under a short lock_timeout (2 s to create, 100 ms to retire,
@@ -134,6 +134,25 @@ BEGIN
 								   WHERE coalesce(q.lower, '-infinity') < c.lower + cfg.partition_interval
 									 AND coalesce(q.upper, 'infinity') > c.lower)
 				 ORDER BY c.lower
+	LOOP
+		BEGIN
+			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
+				created := created + 1;
+			END IF;
+		EXCEPTION WHEN lock_not_available THEN
+			RAISE WARNING 'activity_monitor: could not create the partition from % within lock_timeout', lower
+				USING HINT = 'It is retried on the next maintenance run.';
+		END;
+	END LOOP;
+	-- Rows of the past in activity_default (the worker was away, or a lock
+	-- held up their partition past its time: hourly partitions make that
+	-- likelier) get their partitions too, the oldest 24 ranges a run: the
+	-- rows move into them, and their day or month can merge.  A range that
+	-- overlaps a partition (the interval changed) is left.
+	FOR lower IN SELECT DISTINCT pg_catalog.to_timestamp(floor(extract(epoch FROM d.occurred_at) / step) * step) AS l
+				 FROM activity_monitor.activity_default d
+				 WHERE d.occurred_at < first
+				 ORDER BY l LIMIT 24
 	LOOP
 		BEGIN
 			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN

@@ -12,6 +12,9 @@
 #    rows over the mixed layout; verify() reports nothing.
 # 2. Capture goes on into the hourly partitions during the merges.
 # 3. Nothing more is due then: a day of one partition is not a merge.
+# 4. An event of a past hour that has no partition (the worker away longer
+#    than premake hours) lands in activity_default; the next maintenance
+#    makes its hour's partition and moves it there.
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
 # pass.  Every wait has a deadline.
@@ -137,3 +140,19 @@ echo "ok: merged into $due and $month"
 [ -z "$(q "SELECT done FROM activity_monitor._merge_step()")" ] ||
 	fail "one more merge step: $(q "SELECT done FROM activity_monitor._merge_step()")"
 echo "ok: a day of one partition is no merge"
+
+# 4. past rows of the default partition get their partitions
+q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, subject_id, actor_type)
+   VALUES (date_trunc('hour', now() - interval '10 days', 'UTC') + interval '7 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user'),
+		  (date_trunc('hour', now() - interval '10 days', 'UTC') + interval '67 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user')" >/dev/null
+[ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 2 ] || fail "the events of ten days ago did not land in the default partition"
+q "SELECT activity_monitor.maintain()" >/dev/null
+[ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 0 ] ||
+	fail "maintain() left $(q "SELECT count(*) FROM activity_monitor.activity_default") past rows in the default partition"
+# (in their hours' partitions, or already in the day the worker merged
+# them into)
+[ "$(q "SELECT count(*) FROM activity_monitor._partitions() p JOIN activity_monitor.activity a ON a.tableoid = p.part
+	WHERE a.subject_id = 'lost' AND p.lower IS NOT NULL
+	  AND p.lower IN (date_trunc('hour', a.occurred_at, 'UTC'), date_trunc('day', a.occurred_at, 'UTC'))")" = 2 ] ||
+	fail "the past rows are not in their hours' partitions: $(q "SELECT tableoid::regclass, occurred_at FROM activity_monitor.activity WHERE subject_id = 'lost'")"
+echo "ok: past rows of the default partition moved into their hours' partitions"
