@@ -86,7 +86,8 @@ $fn$;
 /*
  * The partition maintenance the worker runs and maintain() exposes: create
  * every partition missing from the one holding "now" to premake intervals
- * ahead and those of past rows in activity_default, and retire (drop or detach) those wholly older than the retention,
+ * ahead and those of recent past rows in activity_default (merge_after
+ * back), and retire (drop or detach) those wholly older than the retention,
  * never than activity_monitor.min_retention (a retention configured below
  * it, as 0.1.0 allowed, counts as the floor).  Each DDL is its own
  * subtransaction under a short lock_timeout (2 s to create, 100 ms to retire,
@@ -144,14 +145,15 @@ BEGIN
 				USING HINT = 'It is retried on the next maintenance run.';
 		END;
 	END LOOP;
-	-- Rows of the past in activity_default (the worker was away, or a lock
-	-- held up their partition past its time: hourly partitions make that
-	-- likelier) get their partitions too, the oldest 24 ranges a run: the
-	-- rows move into them, and their day or month can merge.  A range that
-	-- overlaps a partition (the interval changed) is left.
+	-- Rows of the recent past in activity_default (the worker was away, or
+	-- a lock held up their partition past its time: hourly partitions make
+	-- that likelier) get their partitions too, the oldest 24 ranges a run:
+	-- the rows move into them, and their day or month can merge.  Older
+	-- rows (history imported by hand, older than merge_after) stay, and so
+	-- does a range that overlaps a partition (the interval changed).
 	FOR lower IN SELECT DISTINCT pg_catalog.to_timestamp(floor(extract(epoch FROM d.occurred_at) / step) * step) AS l
 				 FROM activity_monitor.activity_default d
-				 WHERE d.occurred_at < first
+				 WHERE d.occurred_at < first AND d.occurred_at >= "now" - cfg.merge_after
 				 ORDER BY l LIMIT 24
 	LOOP
 		BEGIN

@@ -14,7 +14,8 @@
 # 3. Nothing more is due then: a day of one partition is not a merge.
 # 4. An event of a past hour that has no partition (the worker away longer
 #    than premake hours) lands in activity_default; the next maintenance
-#    makes its hour's partition and moves it there.
+#    makes its hour's partition and moves it there (within merge_after:
+#    older ones, history imported by hand, stay).
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
 # pass.  Every wait has a deadline.
@@ -79,8 +80,8 @@ due=$(q "SELECT string_agg('activity_d' || to_char(d, 'YYYYMMDD'), ' ' ORDER BY 
 month=$(q "SELECT 'activity_m' || to_char(date_trunc('month', now() - interval '3 months', 'UTC') AT TIME ZONE 'UTC', 'YYYYMM')")
 
 # 2. capture during the merges: 500 inserts, 10 ms apart
-for i in $(seq 1 500); do echo "INSERT INTO payments VALUES ($i, $i); SELECT pg_sleep(0.01);"; done >"$AM_TMP/merges_hours.sql"
-psql -X -q -At -d "$db" -f "$AM_TMP/merges_hours.sql" >"$AM_TMP/merges_hours.out" 2>&1 &
+for i in $(seq 1 500); do echo "INSERT INTO payments VALUES ($i, $i); SELECT pg_sleep(0.01);"; done >"$AM_TMP/merges_hours_writes.sql"
+psql -X -q -At -d "$db" -f "$AM_TMP/merges_hours_writes.sql" >"$AM_TMP/merges_hours_writes.out" 2>&1 &
 wpid=$!
 
 q "SELECT activity_monitor.configure(merge_interval => '1 month')" >/dev/null
@@ -91,7 +92,7 @@ am_wait_for 180 "$db" "SELECT NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
 		= cardinality(string_to_array('$due', ' '))" ||
 	fail "the worker did not merge the days ($due) and $month: $(q "SELECT last_merge, merge_in_progress, last_error FROM activity_monitor.worker_status")"
 wait "$wpid" || true
-grep -q ERROR "$AM_TMP/merges_hours.out" && fail "a write failed during the merges: $(grep -m 3 ERROR "$AM_TMP/merges_hours.out")"
+grep -q ERROR "$AM_TMP/merges_hours_writes.out" && fail "a write failed during the merges: $(grep -m 3 ERROR "$AM_TMP/merges_hours_writes.out")"
 [ "$(q "SELECT count(*) FROM activity_monitor.activity WHERE table_name = 'public.payments' AND action = 'insert' AND row_key IS NOT NULL")" = 500 ] ||
 	fail "captured $(q "SELECT count(*) FROM activity_monitor.activity WHERE row_key IS NOT NULL") of 500 inserts"
 [ "$(rows)" = "$before" ] || fail "the merged history differs: $(rows), was $before"
@@ -143,9 +144,9 @@ echo "ok: a day of one partition is no merge"
 
 # 4. past rows of the default partition get their partitions
 q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, subject_id, actor_type)
-   VALUES (date_trunc('hour', now() - interval '10 days', 'UTC') + interval '7 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user'),
-		  (date_trunc('hour', now() - interval '10 days', 'UTC') + interval '67 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user')" >/dev/null
-[ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 2 ] || fail "the events of ten days ago did not land in the default partition"
+   VALUES (date_trunc('hour', now() - interval '5 days', 'UTC') + interval '7 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user'),
+		  (date_trunc('hour', now() - interval '5 days', 'UTC') + interval '67 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user')" >/dev/null
+[ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 2 ] || fail "the events of five days ago did not land in the default partition"
 q "SELECT activity_monitor.maintain()" >/dev/null
 [ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 0 ] ||
 	fail "maintain() left $(q "SELECT count(*) FROM activity_monitor.activity_default") past rows in the default partition"
@@ -156,3 +157,9 @@ q "SELECT activity_monitor.maintain()" >/dev/null
 	  AND p.lower IN (date_trunc('hour', a.occurred_at, 'UTC'), date_trunc('day', a.occurred_at, 'UTC'))")" = 2 ] ||
 	fail "the past rows are not in their hours' partitions: $(q "SELECT tableoid::regclass, occurred_at FROM activity_monitor.activity WHERE subject_id = 'lost'")"
 echo "ok: past rows of the default partition moved into their hours' partitions"
+q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, subject_id, actor_type)
+   VALUES (now() - interval '40 days', 'payment', 'insert', 'public.payments', 'imported', 'user')" >/dev/null
+q "SELECT activity_monitor.maintain()" >/dev/null
+[ "$(q "SELECT count(*) FROM activity_monitor.activity_default WHERE subject_id = 'imported'")" = 1 ] ||
+	fail "an event older than merge_after left the default partition"
+echo "ok: older rows stay in the default partition"
