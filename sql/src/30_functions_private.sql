@@ -127,34 +127,25 @@ BEGIN
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
 	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
 	-- The partitions are listed once (not once per candidate): only the
-	-- missing ones go to _create_partition().
+	-- missing ones go to _create_partition().  Rows of the recent past in
+	-- activity_default (the worker was away, or a lock held up their
+	-- partition past its time: hourly partitions make that likelier) get
+	-- their partitions too, the oldest 24 ranges a run: the rows move into
+	-- them, and their day or month can merge.  Older rows (history imported
+	-- by hand, older than merge_after) stay, and so does a range that
+	-- overlaps a partition (the interval changed).
 	FOR lower IN SELECT c.lower
 				 FROM pg_catalog.generate_series(0, cfg.premake) i
 				 CROSS JOIN LATERAL (SELECT first + i * cfg.partition_interval AS lower) c
 				 WHERE NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() q
 								   WHERE coalesce(q.lower, '-infinity') < c.lower + cfg.partition_interval
 									 AND coalesce(q.upper, 'infinity') > c.lower)
-				 ORDER BY c.lower
-	LOOP
-		BEGIN
-			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
-				created := created + 1;
-			END IF;
-		EXCEPTION WHEN lock_not_available THEN
-			RAISE WARNING 'activity_monitor: could not create the partition from % within lock_timeout', lower
-				USING HINT = 'It is retried on the next maintenance run.';
-		END;
-	END LOOP;
-	-- Rows of the recent past in activity_default (the worker was away, or
-	-- a lock held up their partition past its time: hourly partitions make
-	-- that likelier) get their partitions too, the oldest 24 ranges a run:
-	-- the rows move into them, and their day or month can merge.  Older
-	-- rows (history imported by hand, older than merge_after) stay, and so
-	-- does a range that overlaps a partition (the interval changed).
-	FOR lower IN SELECT DISTINCT pg_catalog.to_timestamp(floor(extract(epoch FROM d.occurred_at) / step) * step) AS l
-				 FROM activity_monitor.activity_default d
-				 WHERE d.occurred_at < first AND d.occurred_at >= "now" - cfg.merge_after
-				 ORDER BY l LIMIT 24
+				 UNION
+				 (SELECT DISTINCT pg_catalog.to_timestamp(floor(extract(epoch FROM d.occurred_at) / step) * step)
+				  FROM activity_monitor.activity_default d
+				  WHERE d.occurred_at < first AND d.occurred_at >= "now" - cfg.merge_after
+				  ORDER BY 1 LIMIT 24)
+				 ORDER BY 1
 	LOOP
 		BEGIN
 			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
