@@ -86,8 +86,8 @@ $fn$;
 /*
  * The partition maintenance the worker runs and maintain() exposes: create
  * every partition missing from the one holding "now" to premake intervals
- * ahead and those of recent past rows in activity_default (merge_after
- * back), and retire (drop or detach) those wholly older than the retention,
+ * ahead and, one a run, that of recent past rows in activity_default
+ * (merge_after back), and retire (drop or detach) those wholly older than the retention,
  * never than activity_monitor.min_retention (a retention configured below
  * it, as 0.1.0 allowed, counts as the floor).  Each DDL is its own
  * subtransaction under a short lock_timeout (2 s to create, 100 ms to retire,
@@ -127,25 +127,14 @@ BEGIN
 	-- Ranges are aligned on whole intervals since the epoch (midnight UTC for days).
 	first := pg_catalog.to_timestamp(floor(extract(epoch FROM "now") / step) * step);
 	-- The partitions are listed once (not once per candidate): only the
-	-- missing ones go to _create_partition().  Rows of the recent past in
-	-- activity_default (the worker was away, or a lock held up their
-	-- partition past its time: hourly partitions make that likelier) get
-	-- their partitions too, the oldest 24 ranges a run: the rows move into
-	-- them, and their day or month can merge.  Older rows (history imported
-	-- by hand, older than merge_after) stay, and so does a range that
-	-- overlaps a partition (the interval changed).
+	-- missing ones go to _create_partition().
 	FOR lower IN SELECT c.lower
 				 FROM pg_catalog.generate_series(0, cfg.premake) i
 				 CROSS JOIN LATERAL (SELECT first + i * cfg.partition_interval AS lower) c
 				 WHERE NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() q
 								   WHERE coalesce(q.lower, '-infinity') < c.lower + cfg.partition_interval
 									 AND coalesce(q.upper, 'infinity') > c.lower)
-				 UNION
-				 (SELECT DISTINCT pg_catalog.to_timestamp(floor(extract(epoch FROM d.occurred_at) / step) * step)
-				  FROM activity_monitor.activity_default d
-				  WHERE d.occurred_at < first AND d.occurred_at >= "now" - cfg.merge_after
-				  ORDER BY 1 LIMIT 24)
-				 ORDER BY 1
+				 ORDER BY c.lower
 	LOOP
 		BEGIN
 			IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
@@ -156,6 +145,40 @@ BEGIN
 				USING HINT = 'It is retried on the next maintenance run.';
 		END;
 	END LOOP;
+	-- Rows of the recent past in activity_default (the worker was away, or a
+	-- lock held up their partition past its time: hourly partitions make
+	-- that likelier) get their partition too, one range a run: its rows
+	-- move into it (under ACCESS EXCLUSIVE on the default partition until
+	-- this transaction ends, so not while a partition made above is not
+	-- yet committed: writers still send rows to the default until then),
+	-- and its day or month can merge.  Not older than merge_after (history
+	-- imported by hand stays) nor than the retention; not a range that
+	-- overlaps a partition (the interval changed: its rows stay).
+	IF created = 0 THEN
+		SELECT r.l INTO lower
+		FROM (SELECT pg_catalog.to_timestamp(floor(extract(epoch FROM d.occurred_at) / step) * step) AS l
+			  FROM activity_monitor.activity_default d
+			  WHERE d.occurred_at < first
+				AND d.occurred_at >= CASE WHEN cfg.retention IS NULL THEN "now" - cfg.merge_after
+										  ELSE GREATEST("now" - cfg.merge_after,
+														"now" - GREATEST(cfg.retention, activity_monitor._min_retention())) END
+			  GROUP BY 1) r
+		WHERE NOT EXISTS (SELECT 1 FROM activity_monitor._partitions() q
+						  WHERE coalesce(q.lower, '-infinity') < r.l + cfg.partition_interval
+							AND coalesce(q.upper, 'infinity') > r.l)
+		ORDER BY r.l LIMIT 1;
+		IF lower IS NOT NULL THEN
+			BEGIN
+				IF activity_monitor._create_partition(lower, lower + cfg.partition_interval) THEN
+					created := created + 1;
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				RAISE WARNING 'activity_monitor: could not create the partition from % for rows of activity_default: %',
+					lower, SQLERRM
+					USING HINT = 'It is retried on the next maintenance run.';
+			END;
+		END IF;
+	END IF;
 
 	IF cfg.retention IS NOT NULL THEN
 		keep := GREATEST(cfg.retention, activity_monitor._min_retention());
@@ -218,7 +241,7 @@ $fn$;
  * never blocks capture for longer than its swap, and each step is one short
  * transaction, so that the worker runs alert rounds between steps:
  *
- *   start  a free-standing table activity_build_<m|y>... with a CHECK
+ *   start  a free-standing table activity_build_<d|m|y>... with a CHECK
  *          constraint matching the range and the partitions' indexes (a
  *          row of activity_monitor.merge);
  *   copy   at most 50,000 rows of a partition of the range per step, in

@@ -14,8 +14,8 @@
 # 3. Nothing more is due then: a day of one partition is not a merge.
 # 4. An event of a past hour that has no partition (the worker away longer
 #    than premake hours) lands in activity_default; the next maintenance
-#    makes its hour's partition and moves it there (within merge_after:
-#    older ones, history imported by hand, stay).
+#    makes its hour's partition and moves it there, one range a run
+#    (within merge_after: older ones, history imported by hand, stay).
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
 # pass.  Every wait has a deadline.
@@ -147,7 +147,11 @@ q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name,
    VALUES (date_trunc('hour', now() - interval '5 days', 'UTC') + interval '7 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user'),
 		  (date_trunc('hour', now() - interval '5 days', 'UTC') + interval '67 minutes', 'payment', 'insert', 'public.payments', 'lost', 'user')" >/dev/null
 [ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 2 ] || fail "the events of five days ago did not land in the default partition"
-q "SELECT activity_monitor.maintain()" >/dev/null
+# (one range a run: the worker's runs or ours)
+for _ in 1 2 3 4 5; do
+	[ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 0 ] && break
+	q "SELECT activity_monitor.maintain()" >/dev/null 2>&1
+done
 [ "$(q "SELECT count(*) FROM activity_monitor.activity_default")" = 0 ] ||
 	fail "maintain() left $(q "SELECT count(*) FROM activity_monitor.activity_default") past rows in the default partition"
 # (in their hours' partitions, or already in the day the worker merged

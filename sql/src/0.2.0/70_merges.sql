@@ -75,7 +75,7 @@ $fn$;
  * never blocks capture for longer than its swap, and each step is one short
  * transaction, so that the worker runs alert rounds between steps:
  *
- *   start  a free-standing table activity_build_<m|y>... with a CHECK
+ *   start  a free-standing table activity_build_<d|m|y>... with a CHECK
  *          constraint matching the range and the partitions' indexes (a
  *          row of activity_monitor.merge);
  *   copy   at most 50,000 rows of a partition of the range per step, in
