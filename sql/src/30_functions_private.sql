@@ -688,10 +688,14 @@ CREATE FUNCTION activity_monitor._rollup_count(recount timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $fn$
 DECLARE
 	floor	timestamptz := pg_catalog.now() - interval '10 minutes';
 	new_horizon timestamptz;
+	prev	activity_monitor.rollup_state;
+	noted	timestamptz;
+	lo		timestamptz;
 	n		bigint;
 BEGIN
 	SELECT LEAST(pg_catalog.now(), pg_catalog.min(LEAST(a.xact_start, a.query_start))) - interval '1 second'
@@ -710,25 +714,28 @@ BEGIN
 	END IF;
 	new_horizon := GREATEST(new_horizon, floor);
 	DELETE FROM activity_monitor.activity_minute m WHERE m.minute >= recount;
-	WITH prev AS (
-		SELECT s.snapshot, s.horizon, s.txid FROM activity_monitor.rollup_state s
-		WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
-			  <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())
-	), notes AS (
+	SELECT s.* INTO prev FROM activity_monitor.rollup_state s
+	WHERE pg_catalog.txid_snapshot_xmax(s.snapshot)
+		  <= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot());
+	WITH notes AS (
 		UPDATE activity_monitor.received r SET rolled = true WHERE NOT r.rolled RETURNING r.oldest
-	), counted AS (
+	)
+	SELECT pg_catalog.min(o.oldest) INTO noted FROM notes o;
+	-- the oldest time to read, a value: the query below is planned with it
+	-- (its partitions only; a bound computed in the query made every
+	-- round plan, lock and JIT-compile every partition: minutes at 1,848)
+	lo := GREATEST(LEAST(recount, prev.horizon, noted), pg_catalog.now() - interval '2 days');
+	WITH counted AS (
 		SELECT pg_catalog.date_trunc('minute', a.occurred_at) AS minute, a.kind, a.actor_type,
 			   CASE WHEN a.actor_type = 'employee' THEN coalesce(a.actor_id, '') ELSE '' END AS employee_id,
 			   pg_catalog.count(*) AS events, pg_catalog.count(*) FILTER (WHERE a.critical) AS critical_events,
 			   pg_catalog.count(*) FILTER (WHERE a.starts_session) AS sessions_started,
 			   pg_catalog.count(*) FILTER (WHERE a.ends_session) AS sessions_ended
 		FROM activity_monitor._activity_sessions a
-		WHERE a.occurred_at >= GREATEST(LEAST(recount, (SELECT p.horizon FROM prev p),
-											  (SELECT pg_catalog.min(o.oldest) FROM notes o)),
-										pg_catalog.now() - interval '2 days')
+		WHERE a.occurred_at >= lo
 		  AND (a.occurred_at >= recount
-			   OR (NOT pg_catalog.txid_visible_in_snapshot(a.txid, (SELECT p.snapshot FROM prev p))
-				   AND a.txid IS DISTINCT FROM (SELECT p.txid FROM prev p)))
+			   OR (NOT pg_catalog.txid_visible_in_snapshot(a.txid, prev.snapshot)
+				   AND a.txid IS DISTINCT FROM prev.txid))
 		GROUP BY 1, 2, 3, 4
 	), written AS (
 		INSERT INTO activity_monitor.activity_minute AS m

@@ -7,7 +7,7 @@
 -- Same columns, same values as the 0.1.0 definitions (inline below), for the
 -- same roles.
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 SET LOCAL client_min_messages = warning;
 SET LOCAL TimeZone = 'UTC';
 -- The tables the worker's duties lock first, so that it waits for this
@@ -103,9 +103,23 @@ SELECT * FROM activity_monitor.operational_activity \g /dev/null
 SELECT pg_temp.read_locks() AS ops_locks, pg_temp.old_locks() AS ops_old \gset
 ROLLBACK TO SAVEPOINT ops;
 
+-- a rollup round (by hand, as the worker's): its partitions only, those
+-- of the last two days at most (its bound was computed in the query: every
+-- round planned, locked and JIT-compiled every partition, minutes at 1,848)
+CREATE TEMP TABLE old3_rels AS
+	SELECT r.rel FROM activity_rels r JOIN activity_monitor._partitions() p ON p.part = r.part
+	WHERE p.upper <= now() - interval '3 days';
+SAVEPOINT roll;
+SELECT activity_monitor._rollup() \g /dev/null
+SELECT count(*) AS roll_old FROM pg_locks l
+	WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.mode = 'AccessShareLock'
+	  AND l.relation IN (SELECT rel FROM old3_rels) \gset
+ROLLBACK TO SAVEPOINT roll;
+
 SELECT cmp_ok(:dash_locks, '<=', (SELECT locks::int + 4 FROM allowed),
 	'dashboard: locks only the partitions of the last day, premade and default, with their indexes (0.1.0: 5 per partition)');
 SELECT is(:dash_old, 0, 'dashboard: no lock on a partition older than a day, nor on its indexes');
+SELECT is(:roll_old::int, 0, 'rollup: no lock on a partition older than its two days, nor on its indexes');
 SELECT cmp_ok(:ops_locks, '<=', (SELECT locks::int + 4 FROM allowed),
 	'operational_activity: locks only the partitions of the last 24 hours, premade and default, with their indexes');
 SELECT is(:ops_old, 0, 'operational_activity: no lock on a partition older than a day, nor on its indexes');
