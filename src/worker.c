@@ -1187,18 +1187,20 @@ activity_monitor_worker_main(Datum main_arg)
 	{
 		TimestampTz now;
 		ExtensionState st;
+		AmDropState drop;
 
 		CHECK_FOR_INTERRUPTS();
-		if (got_sigterm || am_wake_drop_state(MyDatabaseId) != AM_DROP_NONE)
+		drop = am_wake_drop_state(MyDatabaseId);
+		if (got_sigterm || drop != AM_DROP_NONE)
 		{
-			if (am_wake_drop_state(MyDatabaseId) == AM_DROP_DONE)
+			if (drop == AM_DROP_DONE)
 			{
 				ereport(LOG,
 						(errmsg("activity_monitor worker for database \"%s\" stops: the database was dropped",
 								dbname)));
 				proc_exit(0);
 			}
-			if (am_wake_drop_state(MyDatabaseId) == AM_DROP_RUNNING)
+			if (drop == AM_DROP_RUNNING)
 			{
 				ereport(LOG,
 						(errmsg("activity_monitor worker for database \"%s\" stops: the database is being dropped",
