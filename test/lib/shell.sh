@@ -10,6 +10,9 @@
 #                        committed before the call
 . "$AM_ROOT/test/lib/cluster.sh"
 unset PGTZ PGDATABASE PGOPTIONS
+# A command that fails without a word (a psql killed by SIGPIPE, say) still
+# says where the script stopped under set -e.
+trap 'echo "error: status $? at line $LINENO of $(basename "$0")"' ERR
 
 am_db_drop() {
 	psql -X -q -d postgres -c "SET client_min_messages = warning" \

@@ -233,8 +233,12 @@ same_alerts stuck "$truth_abs"
 for offset in -0.15 0.0 0.05; do
 	echo "# kill -9 of the worker ${offset} s from 8 absences' deadline"
 	base=$(q "SELECT coalesce(max(amount), 0) + 1 FROM payments")
-	t0=$(q "INSERT INTO payments (account_id, kind, amount, status) SELECT 'a' || i, 'withdrawal', $base + i, 'pending'
-		FROM generate_series(0, 7) i RETURNING extract(epoch FROM clock_timestamp())" | head -1)
+	# (one row out: psql writes RETURNING's rows and then its "INSERT 0 8"
+	# tag in two writes, and a "| head -1" that exits between them killed
+	# psql with SIGPIPE and, under pipefail, this script without a word)
+	t0=$(q "WITH i AS (INSERT INTO payments (account_id, kind, amount, status)
+		SELECT 'a' || i, 'withdrawal', $base + i, 'pending' FROM generate_series(0, 7) i RETURNING clock_timestamp() AS t)
+		SELECT extract(epoch FROM min(t)) FROM i")
 	caught_up
 	old=$(q "$worker_pid")
 	starts=$(q "SELECT starts FROM activity_monitor.worker_status")
