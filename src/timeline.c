@@ -1,24 +1,32 @@
 /*-------------------------------------------------------------------------
  *
  * timeline.c
- *	  account_timeline(): an account's latest events, read partition by
- *	  partition newest first, without keeping a lock per partition.
+ *	  account_timeline(), employee_actions() and recent_critical_changes():
+ *	  a view's latest rows, read partition by partition newest first,
+ *	  without keeping a lock per partition.
  *
  * The timeline view, asked for one account's latest 50 events, is planned
  * over every partition of activity_monitor.activity: the planner opens and
  * locks each partition and its indexes (six locks a partition, held
  * to the end of the transaction), and with years of history a hundred
- * back-office sessions doing that at once fill the shared lock table.
- * account_timeline() returns the same rows in the same order, but reads
- * the partitions itself: it holds ACCESS SHARE on the parent for the
- * transaction (so no partition can be detached or dropped under it: both
- * need ACCESS EXCLUSIVE on the parent), takes the partitions and their
- * range bounds from the parent's partition descriptor, and reads the
- * default partition and then the dated ones newest first, each through its
- * index led by subject_id (a merged partition's (subject_id, occurred_at)
- * scanned backward and stopped early; a day's, on subject_id alone, read
- * whole), until it has enough rows (rows of an older partition are all
- * older).  Each partition and
+ * back-office sessions doing that at once fill the shared lock table; with
+ * today in hourly partitions, even a query of the last day plans and locks
+ * some thirty of them.  The readers here return the same rows in the same
+ * order, but read the partitions themselves: each holds ACCESS SHARE on
+ * the parent for the transaction (so no partition can be detached or
+ * dropped under it: both need ACCESS EXCLUSIVE on the parent), takes the
+ * partitions and their range bounds from the parent's partition
+ * descriptor, and reads the default partition and then the dated ones
+ * newest first, each through a btree that gives its rows (a reader's key
+ * column first, then occurred_at, scanned backward and stopped early; or
+ * the key column alone, read whole; for a reader without a key, occurred_at
+ * first), until it has enough rows (rows of an older partition are all
+ * older).  A reader is one of the views' WHERE clauses (ReaderSpec): an
+ * equality on its key column (subject_id, actor_id, or none) and a fixed
+ * condition (none, the admin_actions view's, critical); a partial index
+ * serves it when the condition implies the index's predicate (the
+ * planner's own proof, predicate_implied_by()), and each row read is
+ * checked against the condition as well.  Each partition and
  * index is closed as soon as it has been read, releasing its lock: what
  * the call leaves locked is the parent, whatever the number of partitions.
  * The rows are copied out (toasted values fetched) before the lock goes,
@@ -31,8 +39,9 @@
  * in the same indexes and announced to the kernel (prefetch_partition), so
  * that reads from storage overlap.
  *
- * Privileges: the function returns the view's rows, so it requires what
- * the view requires: SELECT on activity_monitor.timeline for the caller,
+ * Privileges: a function returns a view's rows, so it requires what the
+ * view requires: SELECT on the view (timeline, admin_actions,
+ * critical_changes) for the caller,
  * and for the view's owner (as whom the view reads the table) SELECT on
  * the activity table.  Row-level security: the view applies the policies
  * of activity that concern its owner; the scan here cannot, so when row
@@ -57,6 +66,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -64,6 +74,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "storage/bufmgr.h"
@@ -83,6 +95,8 @@
 #include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_account_timeline);
+PG_FUNCTION_INFO_V1(activity_monitor_employee_actions);
+PG_FUNCTION_INFO_V1(activity_monitor_recent_critical_changes);
 
 /* heap blocks one call announces to the kernel before reading (8 kB each) */
 #define TIMELINE_PREFETCH_BLOCKS 256
@@ -102,13 +116,46 @@ typedef struct TimelineUnit
 	TimestampTz hi;				/* exclusive */
 } TimelineUnit;
 
+/* The fixed condition of a view's WHERE clause that a reader applies. */
+typedef enum ReaderCondition
+{
+	RC_NONE,
+	RC_ADMIN,					/* actor_type = 'employee' OR kind = 'admin' */
+	RC_CRITICAL					/* critical */
+} ReaderCondition;
+
+/* A view's rows that a reader function returns. */
+typedef struct ReaderSpec
+{
+	const char *func;			/* the SQL function, for messages */
+	const char *view;			/* the view whose rows it returns */
+	const char *key;			/* the column equal to the key argument, or NULL */
+	ReaderCondition cond;
+} ReaderSpec;
+
+static const ReaderSpec account_reader = {"account_timeline()", "timeline", "subject_id", RC_NONE};
+static const ReaderSpec employee_reader = {"employee_actions()", "admin_actions", "actor_id", RC_ADMIN};
+static const ReaderSpec critical_reader = {"recent_critical_changes()", "critical_changes", NULL, RC_CRITICAL};
+
+/* The columns of one partition a reader looks at (0: none). */
+typedef struct PartColumns
+{
+	AttrNumber	key;
+	AttrNumber	at;
+	AttrNumber	actor_type;
+	AttrNumber	kind;
+	AttrNumber	critical;
+	List	   *cond;			/* the condition as an implicit-AND clause list */
+} PartColumns;
+
 /* What one call reads and what it has collected so far. */
 typedef struct TimelineScan
 {
-	TupleDesc	outdesc;		/* the timeline view's row type */
+	const ReaderSpec *spec;
+	TupleDesc	outdesc;		/* the view's row type */
 	int			out_id;			/* index of "id" in outdesc */
 	int			out_at;			/* index of "occurred_at" in outdesc */
-	Datum		subject;		/* text */
+	Datum		key;			/* text, when spec->key */
 	bool		has_before;
 	bool		has_since;
 	TimestampTz before;
@@ -154,24 +201,24 @@ attnum_by_name(TupleDesc desc, const char *name)
 }
 
 /*
- * Refuse the call unless the caller may read the timeline view and the
- * view, read as its owner, would return every row of the account: the scan
+ * Refuse the call unless the caller may read the reader's view and the
+ * view, read as its owner, would return every row asked for: the scan
  * below bypasses the privilege checks and row security of the executor.
  * Column privileges do not count: the caller needs SELECT on the whole view.
  */
 static void
-check_privileges(const AmCatalog *cat)
+check_privileges(const AmCatalog *cat, const ReaderSpec *spec)
 {
-	Oid			view = get_relname_relid("timeline", cat->schema);
+	Oid			view = get_relname_relid(spec->view, cat->schema);
 	HeapTuple	tup;
 	Oid			owner;
 
 	if (!OidIsValid(view))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"activity_monitor\" has no view \"timeline\"")));
+				 errmsg("extension \"activity_monitor\" has no view \"%s\"", spec->view)));
 	if (pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, "timeline");
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, spec->view);
 
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(view));
 	if (!HeapTupleIsValid(tup))
@@ -184,9 +231,11 @@ check_privileges(const AmCatalog *cat)
 	if (check_enable_rls(cat->activity, owner, true) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("account_timeline() cannot apply the row-level security of activity_monitor.activity"),
-				 errdetail("Row-level security applies to the owner of the view activity_monitor.timeline."),
-				 errhint("Query the view activity_monitor.timeline instead.")));
+				 errmsg("%s cannot apply the row-level security of activity_monitor.activity",
+						spec->func),
+				 errdetail("Row-level security applies to the owner of the view activity_monitor.%s.",
+						   spec->view),
+				 errhint("Query the view activity_monitor.%s instead.", spec->view)));
 }
 
 /*
@@ -284,51 +333,161 @@ unit_in_range(const TimelineScan *ts, const TimelineUnit *u)
 	return true;
 }
 
+/* "column = 'value'" on text column att of a partition's rows (varno 1). */
+static Expr *
+text_equals(TupleDesc desc, AttrNumber att, const char *value)
+{
+	Oid			coll = TupleDescAttr(desc, att - 1)->attcollation;
+	Var		   *var = makeVar(1, att, TEXTOID, -1, coll, 0);
+	Const	   *c = makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1,
+							  CStringGetTextDatum(value), false, false);
+
+	return make_opclause(TextEqualOperator, BOOLOID, false, (Expr *) var, (Expr *) c,
+						 InvalidOid, coll);
+}
+
 /*
- * The partition's btree led by subject_id: valid, not partial, text
- * equality in the column's collation on its first key column.  One whose
- * second key column is occurred_at (timestamptz's ordering) is preferred,
- * and *ordered is then set: it is read newest first and stopped early
- * (merged partitions have it); otherwise (the partitions capture writes
- * to index subject_id alone) every row of the account is read.  Opened
- * (ACCESS SHARE); NULL if there is none (the indexes looked at are closed
- * again, releasing their locks).
+ * Look up the columns of partition rel the reader needs, and build its
+ * condition on them; elog if the partition lacks one (it is made from the
+ * parent's definition: this is corruption, not user error).
+ */
+static void
+part_columns(const TimelineScan *ts, Relation rel, PartColumns *pc)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *bad = NULL;
+
+	memset(pc, 0, sizeof(*pc));
+	pc->at = attnum_by_name(desc, "occurred_at");
+	if (pc->at == InvalidAttrNumber || TupleDescAttr(desc, pc->at - 1)->atttypid != TIMESTAMPTZOID)
+		bad = "occurred_at timestamptz";
+	if (ts->spec->key != NULL)
+	{
+		pc->key = attnum_by_name(desc, ts->spec->key);
+		if (pc->key == InvalidAttrNumber || TupleDescAttr(desc, pc->key - 1)->atttypid != TEXTOID)
+			bad = ts->spec->key;
+	}
+	switch (ts->spec->cond)
+	{
+		case RC_NONE:
+			break;
+		case RC_ADMIN:
+			pc->actor_type = attnum_by_name(desc, "actor_type");
+			pc->kind = attnum_by_name(desc, "kind");
+			if (pc->actor_type == InvalidAttrNumber || pc->kind == InvalidAttrNumber ||
+				TupleDescAttr(desc, pc->actor_type - 1)->atttypid != TEXTOID ||
+				TupleDescAttr(desc, pc->kind - 1)->atttypid != TEXTOID)
+				bad = "actor_type or kind text";
+			else
+				pc->cond = list_make1(makeBoolExpr(OR_EXPR,
+												   list_make2(text_equals(desc, pc->actor_type, "employee"),
+															  text_equals(desc, pc->kind, "admin")),
+												   -1));
+			break;
+		case RC_CRITICAL:
+			pc->critical = attnum_by_name(desc, "critical");
+			if (pc->critical == InvalidAttrNumber ||
+				TupleDescAttr(desc, pc->critical - 1)->atttypid != BOOLOID)
+				bad = "critical boolean";
+			else
+				pc->cond = list_make1(makeVar(1, pc->critical, BOOLOID, -1, InvalidOid, 0));
+			break;
+	}
+	if (bad != NULL)
+		elog(ERROR, "partition \"%s\" has no column %s", RelationGetRelationName(rel), bad);
+}
+
+/* Does the row in slot meet the reader's condition and key? */
+static bool
+row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot, Oid key_coll)
+{
+	bool		isnull;
+	Datum		v;
+
+	if (pc->key != InvalidAttrNumber)
+	{
+		v = slot_getattr(slot, pc->key, &isnull);
+		if (isnull || !DatumGetBool(DirectFunctionCall2Coll(texteq, key_coll, v, ts->key)))
+			return false;
+	}
+	switch (ts->spec->cond)
+	{
+		case RC_NONE:
+			return true;
+		case RC_ADMIN:
+			v = slot_getattr(slot, pc->actor_type, &isnull);
+			if (!isnull && strcmp(TextDatumGetCString(v), "employee") == 0)
+				return true;
+			v = slot_getattr(slot, pc->kind, &isnull);
+			return !isnull && strcmp(TextDatumGetCString(v), "admin") == 0;
+		case RC_CRITICAL:
+			v = slot_getattr(slot, pc->critical, &isnull);
+			return !isnull && DatumGetBool(v);
+	}
+	return false;
+}
+
+/*
+ * The partition's btree that gives the reader's rows: valid, usable by
+ * this snapshot, not partial or with a predicate the reader's condition
+ * implies, and led by the key column (text equality in the column's
+ * collation) or, for a reader without a key, by occurred_at.  With a key,
+ * one whose second key column is occurred_at (timestamptz's ordering) is
+ * preferred, and *ordered is then set: it is read newest first and stopped
+ * early (merged partitions have it); otherwise (the partitions capture
+ * writes to index subject_id alone) every row of the key is read.  *at_col
+ * is occurred_at's place in the ordered index (1 or 2).  Opened (ACCESS
+ * SHARE); NULL if there is none (the indexes looked at are closed again,
+ * releasing their locks).
  */
 static Relation
-find_subject_index(const TimelineScan *ts, Relation rel, AttrNumber subject_att,
-				   AttrNumber at_att, bool *ordered)
+find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *ordered,
+		   int *at_col)
 {
-	Oid			subject_coll = TupleDescAttr(RelationGetDescr(rel), subject_att - 1)->attcollation;
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
 	Relation	found = NULL;
 
 	*ordered = false;
+	*at_col = 0;
 	foreach(lc, indexes)
 	{
 		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
 		Form_pg_index ind = idx->rd_index;
 		bool		usable;
-		bool		by_time;
+		bool		by_time = false;
 
 		/* as the planner: an index some snapshots may not use is skipped */
 		usable = idx->rd_rel->relam == BTREE_AM_OID && ind->indisvalid &&
 			(!ind->indcheckxmin ||
 			 TransactionIdPrecedes(HeapTupleHeaderGetXmin(idx->rd_indextuple->t_data),
 								   TransactionXmin)) &&
-			ind->indnkeyatts >= 1 && ind->indkey.values[0] == subject_att &&
-			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
-			idx->rd_indcollation[0] == subject_coll &&
-			get_opfamily_member(idx->rd_opfamily[0], TEXTOID, TEXTOID,
-								BTEqualStrategyNumber) == TextEqualOperator;
-		by_time = usable && ind->indnkeyatts >= 2 &&
-			ind->indkey.values[1] == at_att && idx->rd_opfamily[1] == ts->at_family;
+			ind->indnkeyatts >= 1;
+		if (usable && pc->key != InvalidAttrNumber)
+		{
+			Oid			key_coll = TupleDescAttr(RelationGetDescr(rel), pc->key - 1)->attcollation;
+
+			usable = ind->indkey.values[0] == pc->key &&
+				idx->rd_indcollation[0] == key_coll &&
+				get_opfamily_member(idx->rd_opfamily[0], TEXTOID, TEXTOID,
+									BTEqualStrategyNumber) == TextEqualOperator;
+			by_time = usable && ind->indnkeyatts >= 2 &&
+				ind->indkey.values[1] == pc->at && idx->rd_opfamily[1] == ts->at_family;
+		}
+		else if (usable)
+			usable = by_time = ind->indkey.values[0] == pc->at &&
+				idx->rd_opfamily[0] == ts->at_family;
+		/* a partial index must hold every row the reader's condition admits */
+		if (usable && !heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL))
+			usable = pc->cond != NIL &&
+				predicate_implied_by(RelationGetIndexPredicate(idx), pc->cond, false);
 		if (usable && (found == NULL || (by_time && !*ordered)))
 		{
 			if (found != NULL)
 				index_close(found, AccessShareLock);
 			found = idx;
 			*ordered = by_time;
+			*at_col = by_time ? (pc->key != InvalidAttrNumber ? 2 : 1) : 0;
 			if (by_time)
 				break;
 			continue;
@@ -407,71 +566,83 @@ collect_row(TimelineScan *ts, TupleTableSlot *slot, const AttrNumber *map)
 }
 
 /*
- * Start a scan of a partition's subject index for the account: an ordered
- * one ((subject_id, occurred_at)) with the time bounds as scan keys and in
- * the direction that gives the newest first (*dir), one on subject_id alone
- * forward.
+ * Start a scan of the reader's index in a partition: the key's equality if
+ * the reader has one; in an ordered index, the time bounds as scan keys and
+ * the direction that gives the newest first (*dir); in one on the key
+ * alone, forward.
  */
 static IndexScanDesc
-begin_subject_scan(const TimelineScan *ts, Relation rel, Relation idx, bool ordered,
-				   ScanDirection *dir)
+begin_index_scan(const TimelineScan *ts, Relation rel, Relation idx, int at_col,
+				 ScanDirection *dir)
 {
 	ScanKeyData keys[3];
 	int			nkeys = 0;
 	IndexScanDesc scan;
 
 	*dir = ForwardScanDirection;
-	ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[0], F_TEXTEQ, ts->subject);
-	if (ordered)
+	if (ts->spec->key != NULL)
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ, ts->key);
+	if (at_col > 0)
 	{
 		if (ts->has_before)
-			ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTLessStrategyNumber, InvalidOid,
+			ScanKeyEntryInitialize(&keys[nkeys++], 0, at_col, BTLessStrategyNumber, InvalidOid,
 								   InvalidOid, ts->at_lt, TimestampTzGetDatum(ts->before));
 		if (ts->has_since)
-			ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber,
+			ScanKeyEntryInitialize(&keys[nkeys++], 0, at_col, BTGreaterEqualStrategyNumber,
 								   InvalidOid, InvalidOid, ts->at_ge, TimestampTzGetDatum(ts->since));
 		/* newest first whichever way the index orders occurred_at */
-		*dir = (idx->rd_indoption[1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
+		*dir = (idx->rd_indoption[at_col - 1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
 	}
 	scan = index_beginscan(rel, idx, ts->snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	return scan;
 }
 
+/* Is occurred_at (at) outside the call's bounds? */
+static inline bool
+out_of_bounds(const TimelineScan *ts, TimestampTz at)
+{
+	return (ts->has_before && at >= ts->before) || (ts->has_since && at < ts->since);
+}
+
 /*
- * Read the account's rows of one leaf partition through index idx.  An
- * ordered one ((subject_id, occurred_at)) is read backward (newest first),
- * with the time bounds as scan keys: want rows, and those tied with the
- * last on occurred_at (the sort orders them by id).  One on subject_id
- * alone gives the account's rows in no particular order: all of them
- * within the bounds are read.  Returns the number of rows collected.
+ * Read the reader's rows of one leaf partition through index idx.  An
+ * ordered one is read backward (newest first), with the time bounds as
+ * scan keys: want rows, and those tied with the last on occurred_at (the
+ * sort orders them by id).  One on the key alone gives the key's rows in
+ * no particular order: all of them within the bounds are read.  Each row
+ * is checked against the condition (a partial index may hold more).
+ * Returns the number of rows collected.
  */
 static int64
-read_index(TimelineScan *ts, Relation rel, Relation idx, bool ordered,
-		   const AttrNumber *map, AttrNumber at_att, int64 want)
+read_index(TimelineScan *ts, Relation rel, Relation idx, int at_col,
+		   const AttrNumber *map, const PartColumns *pc, int64 want)
 {
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	ScanDirection dir;
 	int64		n = 0;
 	TimestampTz boundary = 0;
+	bool		ordered = at_col > 0;
+	Oid			key_coll = pc->key ? TupleDescAttr(RelationGetDescr(rel), pc->key - 1)->attcollation : InvalidOid;
 
-	scan = begin_subject_scan(ts, rel, idx, ordered, &dir);
+	scan = begin_index_scan(ts, rel, idx, at_col, &dir);
 	while (index_getnext_slot(scan, dir, slot))
 	{
 		bool		isnull;
-		TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, at_att, &isnull));
+		TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, pc->at, &isnull));
 
 		CHECK_FOR_INTERRUPTS();
 		if (!ordered)
 		{
-			if (isnull || (ts->has_before && at >= ts->before) ||
-				(ts->has_since && at < ts->since))
+			if (isnull || out_of_bounds(ts, at))
 				continue;
 		}
 		else if (n >= want && at != boundary)
 			break;
+		if (ts->spec->cond != RC_NONE && !row_matches(ts, pc, slot, key_coll))
+			continue;
 		slot_getallattrs(slot);
 		collect_row(ts, slot, map);
 		if (++n == want)
@@ -483,15 +654,14 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, bool ordered,
 }
 
 /*
- * A partition without a btree led by subject_id (made by hand, or one
- * being rebuilt): read it whole, keeping the account's rows within the
- * bounds, in no order (every one goes into the sort).
+ * A partition without an index for the reader (made by hand, or one being
+ * rebuilt): read it whole, keeping the rows of the key and the condition
+ * within the bounds, in no order (every one goes into the sort).
  */
 static int64
-read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map,
-		  AttrNumber subject_att, AttrNumber at_att)
+read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map, const PartColumns *pc)
 {
-	Oid			coll = TupleDescAttr(RelationGetDescr(rel), subject_att - 1)->attcollation;
+	Oid			key_coll = pc->key ? TupleDescAttr(RelationGetDescr(rel), pc->key - 1)->attcollation : InvalidOid;
 	TableScanDesc scan = table_beginscan(rel, ts->snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	int64		n = 0;
@@ -499,16 +669,13 @@ read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map,
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		subject = slot_getattr(slot, subject_att, &isnull);
 		TimestampTz at;
 
 		CHECK_FOR_INTERRUPTS();
-		if (isnull ||
-			!DatumGetBool(DirectFunctionCall2Coll(texteq, coll, subject, ts->subject)))
+		if (!row_matches(ts, pc, slot, key_coll))
 			continue;
-		at = DatumGetTimestampTz(slot_getattr(slot, at_att, &isnull));
-		if (isnull || (ts->has_before && at >= ts->before) ||
-			(ts->has_since && at < ts->since))
+		at = DatumGetTimestampTz(slot_getattr(slot, pc->at, &isnull));
+		if (isnull || out_of_bounds(ts, at))
 			continue;
 		slot_getallattrs(slot);
 		collect_row(ts, slot, map);
@@ -517,6 +684,20 @@ read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map,
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	return n;
+}
+
+/*
+ * The partition's column of each column of the view (the view's name, or
+ * the column it renames).
+ */
+static const char *
+source_column(const char *name)
+{
+	if (strcmp(name, "employee_id") == 0)
+		return "actor_id";
+	if (strcmp(name, "reason") == 0)
+		return "actor_reason";
+	return name;
 }
 
 /*
@@ -530,26 +711,22 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 	Relation	rel = table_open(relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	AttrNumber *map = palloc(sizeof(AttrNumber) * ts->outdesc->natts);
-	AttrNumber	subject_att = attnum_by_name(desc, "subject_id");
-	AttrNumber	at_att = attnum_by_name(desc, "occurred_at");
+	PartColumns pc;
 	Relation	idx;
 	bool		ordered;
+	int			at_col;
 	int64		n;
 
 	if (rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("account_timeline() cannot read foreign partition \"%s\"",
-						RelationGetRelationName(rel)),
-				 errhint("Query the view activity_monitor.timeline instead.")));
-	if (subject_att == InvalidAttrNumber || at_att == InvalidAttrNumber ||
-		TupleDescAttr(desc, subject_att - 1)->atttypid != TEXTOID ||
-		TupleDescAttr(desc, at_att - 1)->atttypid != TIMESTAMPTZOID)
-		elog(ERROR, "partition \"%s\" has no subject_id text or occurred_at timestamptz column",
-			 RelationGetRelationName(rel));
+				 errmsg("%s cannot read foreign partition \"%s\"",
+						ts->spec->func, RelationGetRelationName(rel)),
+				 errhint("Query the view activity_monitor.%s instead.", ts->spec->view)));
+	part_columns(ts, rel, &pc);
 	for (int i = 0; i < ts->outdesc->natts; i++)
 	{
-		const char *name = NameStr(TupleDescAttr(ts->outdesc, i)->attname);
+		const char *name = source_column(NameStr(TupleDescAttr(ts->outdesc, i)->attname));
 
 		map[i] = attnum_by_name(desc, name);
 		if (map[i] == InvalidAttrNumber)
@@ -558,18 +735,18 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 		/* values are copied as they are: the types must be the view's */
 		if (TupleDescAttr(desc, map[i] - 1)->atttypid !=
 			TupleDescAttr(ts->outdesc, i)->atttypid)
-			elog(ERROR, "column \"%s\" of partition \"%s\" is not of the type of the timeline view's",
-				 name, RelationGetRelationName(rel));
+			elog(ERROR, "column \"%s\" of partition \"%s\" is not of the type of the %s view's",
+				 name, RelationGetRelationName(rel), ts->spec->view);
 	}
 
-	idx = find_subject_index(ts, rel, subject_att, at_att, &ordered);
+	idx = find_index(ts, rel, &pc, &ordered, &at_col);
 	if (idx != NULL)
 	{
-		n = read_index(ts, rel, idx, ordered, map, at_att, want);
+		n = read_index(ts, rel, idx, at_col, map, &pc, want);
 		index_close(idx, AccessShareLock);
 	}
 	else
-		n = read_heap(ts, rel, map, subject_att, at_att);
+		n = read_heap(ts, rel, map, &pc);
 	table_close(rel, AccessShareLock);
 
 	MemoryContextSwitchTo(old);
@@ -578,15 +755,15 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 }
 
 /*
- * Ask the kernel to start reading the heap blocks that hold the account's
- * rows of one leaf partition (at most want of them, newest first, in an
- * ordered index; all of them in one on subject_id alone), taken from its
- * subject index alone, and close it again.  An account's rows lie on
- * different blocks, in different partitions, and each one not in shared
- * buffers is a read from storage: issued one after the other as the rows
- * are fetched, their latencies add up; announced together first, they
- * overlap (the way a bitmap heap scan prefetches).  *budget is the blocks
- * this call may still announce.  Returns the index entries seen.
+ * Ask the kernel to start reading the heap blocks that hold the reader's
+ * rows of one leaf partition (at most want index entries, newest first, in
+ * an ordered index; all of them in one on the key alone), taken from its
+ * index alone, and close it again.  An account's rows lie on different
+ * blocks, in different partitions, and each one not in shared buffers is a
+ * read from storage: issued one after the other as the rows are fetched,
+ * their latencies add up; announced together first, they overlap (the way
+ * a bitmap heap scan prefetches).  *budget is the blocks this call may
+ * still announce.  Returns the index entries seen.
  */
 static int64
 prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
@@ -594,23 +771,22 @@ prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
 #ifdef USE_PREFETCH
 	MemoryContext old = MemoryContextSwitchTo(ts->partcxt);
 	Relation	rel = table_open(relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	subject_att = attnum_by_name(desc, "subject_id");
-	AttrNumber	at_att = attnum_by_name(desc, "occurred_at");
 	Relation	idx = NULL;
+	PartColumns pc;
 	bool		ordered = false;
+	int			at_col = 0;
 	int64		n = 0;
 
 	/* what read_partition() refuses is left to it */
-	if (rel->rd_rel->relkind == RELKIND_RELATION &&
-		subject_att != InvalidAttrNumber && at_att != InvalidAttrNumber &&
-		TupleDescAttr(desc, subject_att - 1)->atttypid == TEXTOID &&
-		TupleDescAttr(desc, at_att - 1)->atttypid == TIMESTAMPTZOID)
-		idx = find_subject_index(ts, rel, subject_att, at_att, &ordered);
+	if (rel->rd_rel->relkind == RELKIND_RELATION)
+	{
+		part_columns(ts, rel, &pc);
+		idx = find_index(ts, rel, &pc, &ordered, &at_col);
+	}
 	if (idx != NULL)
 	{
 		ScanDirection dir;
-		IndexScanDesc scan = begin_subject_scan(ts, rel, idx, ordered, &dir);
+		IndexScanDesc scan = begin_index_scan(ts, rel, idx, at_col, &dir);
 		BlockNumber last = InvalidBlockNumber;
 		ItemPointer tid;
 
@@ -640,15 +816,16 @@ prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
 }
 
 /*
- * account_timeline(subject text, lim int DEFAULT 50, before timestamptz
- * DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS SETOF timeline:
- * the rows of SELECT * FROM timeline WHERE subject_id = subject AND
- * occurred_at < before AND occurred_at >= since ORDER BY occurred_at DESC,
- * id DESC LIMIT lim (a NULL bound or lim: none; a NULL subject: no rows).
+ * The body of the reader functions: arguments ([key text,] lim int, before
+ * timestamptz, since timestamptz), the rows of SELECT * FROM view WHERE
+ * key_column = key AND condition AND occurred_at < before AND occurred_at
+ * >= since ORDER BY occurred_at DESC, id DESC LIMIT lim (a NULL bound or
+ * lim: none; a NULL key: no rows).
  */
-Datum
-activity_monitor_account_timeline(PG_FUNCTION_ARGS)
+static Datum
+read_view(FunctionCallInfo fcinfo, const ReaderSpec *spec)
 {
+	int			a = spec->key != NULL ? 1 : 0;	/* lim's argument */
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	const AmCatalog *cat;
 	Oid			activity;
@@ -665,29 +842,31 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 
 	cat = am_catalog();
 	activity = cat->activity;
-	check_privileges(cat);
+	check_privileges(cat, spec);
 
-	if (!PG_ARGISNULL(1) && PG_GETARG_INT32(1) < 0)
+	if (!PG_ARGISNULL(a) && PG_GETARG_INT32(a) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lim must not be negative"),
-				 errdetail("The value given was %d.", PG_GETARG_INT32(1)),
+				 errdetail("The value given was %d.", PG_GETARG_INT32(a)),
 				 errhint("Give NULL for no limit.")));
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (PG_ARGISNULL(0) || (!PG_ARGISNULL(1) && PG_GETARG_INT32(1) == 0))
+	if ((a == 1 && PG_ARGISNULL(0)) || (!PG_ARGISNULL(a) && PG_GETARG_INT32(a) == 0))
 		return (Datum) 0;
 
 	memset(&ts, 0, sizeof(ts));
+	ts.spec = spec;
 	ts.outdesc = rsinfo->setDesc;
-	ts.subject = PointerGetDatum(PG_GETARG_TEXT_PP(0));
-	ts.lim = PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT32(1);
-	ts.has_before = !PG_ARGISNULL(2);
+	if (a == 1)
+		ts.key = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+	ts.lim = PG_ARGISNULL(a) ? PG_INT64_MAX : PG_GETARG_INT32(a);
+	ts.has_before = !PG_ARGISNULL(a + 1);
 	if (ts.has_before)
-		ts.before = PG_GETARG_TIMESTAMPTZ(2);
-	ts.has_since = !PG_ARGISNULL(3);
+		ts.before = PG_GETARG_TIMESTAMPTZ(a + 1);
+	ts.has_since = !PG_ARGISNULL(a + 2);
 	if (ts.has_since)
-		ts.since = PG_GETARG_TIMESTAMPTZ(3);
+		ts.since = PG_GETARG_TIMESTAMPTZ(a + 2);
 	ts.snapshot = GetActiveSnapshot();
 	ts.at_family = get_opclass_family(GetDefaultOpClass(TIMESTAMPTZOID, BTREE_AM_OID));
 	ts.at_lt = get_opcode(get_opfamily_member(ts.at_family, TIMESTAMPTZOID, TIMESTAMPTZOID,
@@ -701,12 +880,12 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	if (ts.out_id < 0 || ts.out_at < 0 ||
 		TupleDescAttr(ts.outdesc, ts.out_id)->atttypid != INT8OID ||
 		TupleDescAttr(ts.outdesc, ts.out_at)->atttypid != TIMESTAMPTZOID)
-		elog(ERROR, "the result type of account_timeline() has no id bigint or occurred_at timestamptz");
-	ts.unitcxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline partitions",
+		elog(ERROR, "the result type of %s has no id bigint or occurred_at timestamptz", spec->func);
+	ts.unitcxt = AllocSetContextCreate(CurrentMemoryContext, "timeline reader partitions",
 									   ALLOCSET_SMALL_SIZES);
-	ts.partcxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline partition",
+	ts.partcxt = AllocSetContextCreate(CurrentMemoryContext, "timeline reader partition",
 									   ALLOCSET_DEFAULT_SIZES);
-	ts.tuplecxt = AllocSetContextCreate(CurrentMemoryContext, "account_timeline row",
+	ts.tuplecxt = AllocSetContextCreate(CurrentMemoryContext, "timeline reader row",
 										ALLOCSET_SMALL_SIZES);
 	ts.rowslot = MakeSingleTupleTableSlot(ts.outdesc, &TTSOpsVirtual);
 	ts.sort = begin_sort(&ts);
@@ -788,4 +967,37 @@ activity_monitor_account_timeline(PG_FUNCTION_ARGS)
 	MemoryContextDelete(ts.partcxt);
 	MemoryContextDelete(ts.unitcxt);
 	return (Datum) 0;
+}
+
+/*
+ * account_timeline(subject text, lim int DEFAULT 50, before timestamptz
+ * DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS SETOF timeline:
+ * the timeline view's rows of one account (subject_id).
+ */
+Datum
+activity_monitor_account_timeline(PG_FUNCTION_ARGS)
+{
+	return read_view(fcinfo, &account_reader);
+}
+
+/*
+ * employee_actions(employee text, lim int DEFAULT 50, before timestamptz
+ * DEFAULT NULL, since timestamptz DEFAULT NULL) RETURNS SETOF
+ * admin_actions: the admin_actions view's rows of one employee_id.
+ */
+Datum
+activity_monitor_employee_actions(PG_FUNCTION_ARGS)
+{
+	return read_view(fcinfo, &employee_reader);
+}
+
+/*
+ * recent_critical_changes(lim int DEFAULT 50, before timestamptz DEFAULT
+ * NULL, since timestamptz DEFAULT NULL) RETURNS SETOF critical_changes:
+ * the critical_changes view's latest rows.
+ */
+Datum
+activity_monitor_recent_critical_changes(PG_FUNCTION_ARGS)
+{
+	return read_view(fcinfo, &critical_reader);
 }

@@ -1305,13 +1305,13 @@ $fn$;
  * owner's rights; executable by the roles that may read the view.
  */
 
-/* The dashboard view's one row (see activity_monitor.dashboard). */
 /*
  * The dashboard view's row: the counts the last rollup computed (up to a
  * naptime old, as the minute rows they come from; computed here when no
- * rollup has run), the open alerts, and the latest critical changes read
- * live from the partitions of the last day (EXECUTE with the bounds as
- * parameters: pruned at plan time).
+ * rollup has run), the open alerts, and the latest critical changes of the
+ * last day read live by recent_critical_changes() (newest partition first,
+ * stopping at ten: with today in hourly partitions, the current hour or
+ * two are read, not the day's thirty).
  */
 CREATE FUNCTION activity_monitor._dashboard(OUT generated_at timestamptz, OUT events jsonb,
 											OUT active_sessions numeric, OUT open_alerts jsonb,
@@ -1330,21 +1330,17 @@ BEGIN
 		SELECT d.events, d.active_sessions, d.busiest_employees INTO events, active_sessions, busiest_employees
 		FROM activity_monitor._dashboard_counts(t) d;
 	END IF;
-	EXECUTE $q$
-	SELECT (SELECT pg_catalog.jsonb_build_object(
-					'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
-					'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
-					'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
-			FROM activity_monitor.alerts a WHERE a.status <> 'resolved'),
-		   (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
-			FROM (SELECT a.id, a.occurred_at, a.kind, a.action, a.table_name, a.row_key, a.subject_id,
-						 a.actor_type, a.actor_id, a.status_from, a.status_to
-				  FROM activity_monitor.activity a
-				  WHERE a.critical AND a.occurred_at >= $1
-				  ORDER BY a.occurred_at DESC, a.id DESC LIMIT 10) c)
-	$q$
-	INTO open_alerts, latest_critical
-	USING t - interval '1 day';
+	SELECT pg_catalog.jsonb_build_object(
+			   'critical', pg_catalog.count(*) FILTER (WHERE a.severity = 'critical'),
+			   'warning', pg_catalog.count(*) FILTER (WHERE a.severity = 'warning'),
+			   'info', pg_catalog.count(*) FILTER (WHERE a.severity = 'info'))
+	INTO open_alerts
+	FROM activity_monitor.alerts a WHERE a.status <> 'resolved';
+	SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c) ORDER BY c.occurred_at DESC, c.id DESC), '[]')
+	INTO latest_critical
+	FROM (SELECT r.id, r.occurred_at, r.kind, r.action, r.table_name, r.row_key, r.subject_id,
+				 r.actor_type, r.actor_id, r.status_from, r.status_to
+		  FROM activity_monitor.recent_critical_changes(10, NULL, t - interval '1 day') r) c;
 END
 $fn$;
 

@@ -68,12 +68,16 @@ GRANT EXECUTE ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts
 	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int)
 	TO activity_monitor_reader;
 
--- The timeline view's rows, read in C (src/timeline.c checks SELECT on the
--- view): to those who may read the view.
+-- The timeline, admin_actions and critical_changes views' rows, read in C
+-- (src/timeline.c checks SELECT on the view): to those who may read the view.
 REVOKE ALL ON FUNCTION activity_monitor.account_timeline(text, int, timestamptz, timestamptz)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.account_timeline(text, int, timestamptz, timestamptz)
 	TO activity_monitor_reader;
+REVOKE ALL ON FUNCTION activity_monitor.employee_actions(text, int, timestamptz, timestamptz),
+	activity_monitor.recent_critical_changes(int, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION activity_monitor.employee_actions(text, int, timestamptz, timestamptz),
+	activity_monitor.recent_critical_changes(int, timestamptz, timestamptz) TO activity_monitor_reader;
 
 -- The dashboard and operational_activity views read through these
 -- (SECURITY DEFINER: with the owner's rights, as a view); a function a view

@@ -32,6 +32,8 @@ INSERT INTO fn_matrix VALUES
 	('_cut', false, true, true, true),
 	('_session_end_statuses', false, true, true, true),
 	('account_timeline', false, true, true, true),
+	('employee_actions', false, true, true, true),
+	('recent_critical_changes', false, true, true, true),
 	('verify', false, true, true, true),
 	('verify_head', false, true, true, true),
 	('test_rule', false, true, true, true),
