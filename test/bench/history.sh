@@ -25,11 +25,11 @@
 #      done (no merge in progress, no month or year due with more than one
 #      partition); the capture latencies of both phases are reported.
 # verify() then checks the whole sealed history of both databases, merged.
-# The queries are the documented way to ask them: account_timeline() for
-# an account's events, the views with time bounds sent as timestamptz
-# literals (HISTORY_BOUNDS=literal, the default), the dashboard view; the
-# timeline view's form of the two account queries is measured too, for
-# reference (not in the probe).
+# The queries are the documented way to ask them: account_timeline(),
+# employee_actions() and recent_critical_changes() with time bounds sent as
+# timestamptz literals (HISTORY_BOUNDS=literal, the default), the dashboard
+# view; the views' form of the account, employee and critical queries is
+# measured too, for reference (not in the probe).
 # Then, for each query: p50 and p90 over HISTORY_RUNS executions as psql
 # \timing sees them (a fresh statement each run, planning included, one
 # session, one warm-up run first), the median planning and execution time
@@ -364,12 +364,14 @@ dump_restore() {
 # not, timestamptz - interval being only stable)
 queries=(
 	"an account's latest 50 events|SELECT * FROM activity_monitor.account_timeline('@S@', 50)"
-	"an employee's day|SELECT * FROM activity_monitor.admin_actions WHERE employee_id = 'emp-@E@' AND occurred_at >= @AGO:1 day@ ORDER BY occurred_at DESC, id DESC"
-	"critical changes of the last 7 days, first 20|SELECT * FROM activity_monitor.critical_changes WHERE occurred_at >= @AGO:7 days@ ORDER BY occurred_at DESC, id DESC LIMIT 20"
+	"an employee's day|SELECT * FROM activity_monitor.employee_actions('emp-@E@', NULL, since => @AGO:1 day@)"
+	"critical changes of the last 7 days, first 20|SELECT * FROM activity_monitor.recent_critical_changes(20, since => @AGO:7 days@)"
 	"an account's last 30 days|SELECT * FROM activity_monitor.account_timeline('@S@', NULL, since => @AGO:30 days@)"
 	"the dashboard|SELECT * FROM activity_monitor.dashboard"
 	"(reference) latest 50 through the timeline view|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' ORDER BY occurred_at DESC, id DESC LIMIT 50"
 	"(reference) last 30 days through the timeline view|SELECT * FROM activity_monitor.timeline WHERE subject_id = '@S@' AND occurred_at >= @AGO:30 days@ ORDER BY occurred_at DESC, id DESC"
+	"(reference) an employee's day through the admin_actions view|SELECT * FROM activity_monitor.admin_actions WHERE employee_id = 'emp-@E@' AND occurred_at >= @AGO:1 day@ ORDER BY occurred_at DESC, id DESC"
+	"(reference) critical changes, 7 days, first 20, through the critical_changes view|SELECT * FROM activity_monitor.critical_changes WHERE occurred_at >= @AGO:7 days@ ORDER BY occurred_at DESC, id DESC LIMIT 20"
 )
 # the probe runs the first probe_queries of them
 probe_queries=5
