@@ -65,8 +65,8 @@
 #include "access/transam.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_index.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -133,9 +133,15 @@ typedef struct ReaderSpec
 	ReaderCondition cond;
 } ReaderSpec;
 
-static const ReaderSpec account_reader = {"account_timeline()", "timeline", "subject_id", RC_NONE};
-static const ReaderSpec employee_reader = {"employee_actions()", "admin_actions", "actor_id", RC_ADMIN};
-static const ReaderSpec critical_reader = {"recent_critical_changes()", "critical_changes", NULL, RC_CRITICAL};
+static const ReaderSpec account_reader = {
+	"account_timeline()", "timeline", "subject_id", RC_NONE
+};
+static const ReaderSpec employee_reader = {
+	"employee_actions()", "admin_actions", "actor_id", RC_ADMIN
+};
+static const ReaderSpec critical_reader = {
+	"recent_critical_changes()", "critical_changes", NULL, RC_CRITICAL
+};
 
 /* The columns of one partition a reader looks at (0: none). */
 typedef struct PartColumns
@@ -145,6 +151,9 @@ typedef struct PartColumns
 	AttrNumber	actor_type;
 	AttrNumber	kind;
 	AttrNumber	critical;
+	Oid			key_coll;		/* the text columns' collations */
+	Oid			actor_type_coll;
+	Oid			kind_coll;
 	List	   *cond;			/* the condition as an implicit-AND clause list */
 } PartColumns;
 
@@ -156,6 +165,8 @@ typedef struct TimelineScan
 	int			out_id;			/* index of "id" in outdesc */
 	int			out_at;			/* index of "occurred_at" in outdesc */
 	Datum		key;			/* text, when spec->key */
+	Datum		employee;		/* the condition's constants (text) */
+	Datum		admin;
 	bool		has_before;
 	bool		has_since;
 	TimestampTz before;
@@ -366,6 +377,8 @@ part_columns(const TimelineScan *ts, Relation rel, PartColumns *pc)
 		pc->key = attnum_by_name(desc, ts->spec->key);
 		if (pc->key == InvalidAttrNumber || TupleDescAttr(desc, pc->key - 1)->atttypid != TEXTOID)
 			bad = ts->spec->key;
+		else
+			pc->key_coll = TupleDescAttr(desc, pc->key - 1)->attcollation;
 	}
 	switch (ts->spec->cond)
 	{
@@ -379,10 +392,14 @@ part_columns(const TimelineScan *ts, Relation rel, PartColumns *pc)
 				TupleDescAttr(desc, pc->kind - 1)->atttypid != TEXTOID)
 				bad = "actor_type or kind text";
 			else
+			{
+				pc->actor_type_coll = TupleDescAttr(desc, pc->actor_type - 1)->attcollation;
+				pc->kind_coll = TupleDescAttr(desc, pc->kind - 1)->attcollation;
 				pc->cond = list_make1(makeBoolExpr(OR_EXPR,
 												   list_make2(text_equals(desc, pc->actor_type, "employee"),
 															  text_equals(desc, pc->kind, "admin")),
 												   -1));
+			}
 			break;
 		case RC_CRITICAL:
 			pc->critical = attnum_by_name(desc, "critical");
@@ -397,9 +414,12 @@ part_columns(const TimelineScan *ts, Relation rel, PartColumns *pc)
 		elog(ERROR, "partition \"%s\" has no column %s", RelationGetRelationName(rel), bad);
 }
 
-/* Does the row in slot meet the reader's condition and key? */
+/*
+ * Does the row in slot meet the reader's key and condition?  Compared as
+ * the view compares: text equality in each column's collation.
+ */
 static bool
-row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot, Oid key_coll)
+row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot)
 {
 	bool		isnull;
 	Datum		v;
@@ -407,7 +427,7 @@ row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot,
 	if (pc->key != InvalidAttrNumber)
 	{
 		v = slot_getattr(slot, pc->key, &isnull);
-		if (isnull || !DatumGetBool(DirectFunctionCall2Coll(texteq, key_coll, v, ts->key)))
+		if (isnull || !DatumGetBool(DirectFunctionCall2Coll(texteq, pc->key_coll, v, ts->key)))
 			return false;
 	}
 	switch (ts->spec->cond)
@@ -416,10 +436,12 @@ row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot,
 			return true;
 		case RC_ADMIN:
 			v = slot_getattr(slot, pc->actor_type, &isnull);
-			if (!isnull && strcmp(TextDatumGetCString(v), "employee") == 0)
+			if (!isnull &&
+				DatumGetBool(DirectFunctionCall2Coll(texteq, pc->actor_type_coll, v, ts->employee)))
 				return true;
 			v = slot_getattr(slot, pc->kind, &isnull);
-			return !isnull && strcmp(TextDatumGetCString(v), "admin") == 0;
+			return !isnull &&
+				DatumGetBool(DirectFunctionCall2Coll(texteq, pc->kind_coll, v, ts->admin));
 		case RC_CRITICAL:
 			v = slot_getattr(slot, pc->critical, &isnull);
 			return !isnull && DatumGetBool(v);
@@ -431,14 +453,15 @@ row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot,
  * The partition's btree that gives the reader's rows: valid, usable by
  * this snapshot, not partial or with a predicate the reader's condition
  * implies, and led by the key column (text equality in the column's
- * collation) or, for a reader without a key, by occurred_at.  With a key,
- * one whose second key column is occurred_at (timestamptz's ordering) is
- * preferred, and *ordered is then set: it is read newest first and stopped
- * early (merged partitions have it); otherwise (the partitions capture
- * writes to index subject_id alone) every row of the key is read.  *at_col
- * is occurred_at's place in the ordered index (1 or 2).  Opened (ACCESS
- * SHARE); NULL if there is none (the indexes looked at are closed again,
- * releasing their locks).
+ * collation) or, for a reader without a key, by occurred_at.  Of those,
+ * an ordered one (a key's followed by occurred_at in timestamptz's
+ * ordering; occurred_at itself without a key) comes first, as it is read
+ * newest first and stopped early (*ordered is set; a partition's index on
+ * the key alone gives every row of the key, all read); then a partial one,
+ * as it holds fewer rows the condition leaves out (the critical events'
+ * index rather than every event's).  *at_col is occurred_at's place in an
+ * ordered index (1 or 2).  Opened (ACCESS SHARE); NULL if there is none
+ * (the indexes looked at are closed again, releasing their locks).
  */
 static Relation
 find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *ordered,
@@ -447,15 +470,16 @@ find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *or
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
 	Relation	found = NULL;
+	int			found_rank = -1;
 
-	*ordered = false;
-	*at_col = 0;
 	foreach(lc, indexes)
 	{
 		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
 		Form_pg_index ind = idx->rd_index;
 		bool		usable;
 		bool		by_time = false;
+		bool		partial;
+		int			rank;
 
 		/* as the planner: an index some snapshots may not use is skipped */
 		usable = idx->rd_rel->relam == BTREE_AM_OID && ind->indisvalid &&
@@ -465,10 +489,8 @@ find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *or
 			ind->indnkeyatts >= 1;
 		if (usable && pc->key != InvalidAttrNumber)
 		{
-			Oid			key_coll = TupleDescAttr(RelationGetDescr(rel), pc->key - 1)->attcollation;
-
 			usable = ind->indkey.values[0] == pc->key &&
-				idx->rd_indcollation[0] == key_coll &&
+				idx->rd_indcollation[0] == pc->key_coll &&
 				get_opfamily_member(idx->rd_opfamily[0], TEXTOID, TEXTOID,
 									BTEqualStrategyNumber) == TextEqualOperator;
 			by_time = usable && ind->indnkeyatts >= 2 &&
@@ -478,23 +500,24 @@ find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *or
 			usable = by_time = ind->indkey.values[0] == pc->at &&
 				idx->rd_opfamily[0] == ts->at_family;
 		/* a partial index must hold every row the reader's condition admits */
-		if (usable && !heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL))
+		partial = !heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
+		if (usable && partial)
 			usable = pc->cond != NIL &&
 				predicate_implied_by(RelationGetIndexPredicate(idx), pc->cond, false);
-		if (usable && (found == NULL || (by_time && !*ordered)))
+		rank = (by_time ? 2 : 0) + (partial ? 1 : 0);
+		if (usable && rank > found_rank)
 		{
 			if (found != NULL)
 				index_close(found, AccessShareLock);
 			found = idx;
-			*ordered = by_time;
-			*at_col = by_time ? (pc->key != InvalidAttrNumber ? 2 : 1) : 0;
-			if (by_time)
-				break;
+			found_rank = rank;
 			continue;
 		}
 		index_close(idx, AccessShareLock);
 	}
 	list_free(indexes);
+	*ordered = found != NULL && found_rank >= 2;
+	*at_col = !*ordered ? 0 : pc->key != InvalidAttrNumber ? 2 : 1;
 	return found;
 }
 
@@ -592,7 +615,8 @@ begin_index_scan(const TimelineScan *ts, Relation rel, Relation idx, int at_col,
 			ScanKeyEntryInitialize(&keys[nkeys++], 0, at_col, BTGreaterEqualStrategyNumber,
 								   InvalidOid, InvalidOid, ts->at_ge, TimestampTzGetDatum(ts->since));
 		/* newest first whichever way the index orders occurred_at */
-		*dir = (idx->rd_indoption[at_col - 1] & INDOPTION_DESC) ? ForwardScanDirection : BackwardScanDirection;
+		*dir = (idx->rd_indoption[at_col - 1] & INDOPTION_DESC) ?
+			ForwardScanDirection : BackwardScanDirection;
 	}
 	scan = index_beginscan(rel, idx, ts->snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
@@ -625,7 +649,6 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, int at_col,
 	int64		n = 0;
 	TimestampTz boundary = 0;
 	bool		ordered = at_col > 0;
-	Oid			key_coll = pc->key ? TupleDescAttr(RelationGetDescr(rel), pc->key - 1)->attcollation : InvalidOid;
 
 	scan = begin_index_scan(ts, rel, idx, at_col, &dir);
 	while (index_getnext_slot(scan, dir, slot))
@@ -641,7 +664,7 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, int at_col,
 		}
 		else if (n >= want && at != boundary)
 			break;
-		if (ts->spec->cond != RC_NONE && !row_matches(ts, pc, slot, key_coll))
+		if (ts->spec->cond != RC_NONE && !row_matches(ts, pc, slot))
 			continue;
 		slot_getallattrs(slot);
 		collect_row(ts, slot, map);
@@ -661,7 +684,6 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, int at_col,
 static int64
 read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map, const PartColumns *pc)
 {
-	Oid			key_coll = pc->key ? TupleDescAttr(RelationGetDescr(rel), pc->key - 1)->attcollation : InvalidOid;
 	TableScanDesc scan = table_beginscan(rel, ts->snapshot, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	int64		n = 0;
@@ -672,7 +694,7 @@ read_heap(TimelineScan *ts, Relation rel, const AttrNumber *map, const PartColum
 		TimestampTz at;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!row_matches(ts, pc, slot, key_coll))
+		if (!row_matches(ts, pc, slot))
 			continue;
 		at = DatumGetTimestampTz(slot_getattr(slot, pc->at, &isnull));
 		if (isnull || out_of_bounds(ts, at))
@@ -758,7 +780,7 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
  * Ask the kernel to start reading the heap blocks that hold the reader's
  * rows of one leaf partition (at most want index entries, newest first, in
  * an ordered index; all of them in one on the key alone), taken from its
- * index alone, and close it again.  An account's rows lie on different
+ * index alone, and close it again.  A key's rows lie on different
  * blocks, in different partitions, and each one not in shared buffers is a
  * read from storage: issued one after the other as the rows are fetched,
  * their latencies add up; announced together first, they overlap (the way
@@ -860,6 +882,8 @@ read_view(FunctionCallInfo fcinfo, const ReaderSpec *spec)
 	ts.outdesc = rsinfo->setDesc;
 	if (a == 1)
 		ts.key = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+	ts.employee = CStringGetTextDatum("employee");
+	ts.admin = CStringGetTextDatum("admin");
 	ts.lim = PG_ARGISNULL(a) ? PG_INT64_MAX : PG_GETARG_INT32(a);
 	ts.has_before = !PG_ARGISNULL(a + 1);
 	if (ts.has_before)

@@ -1297,11 +1297,13 @@ $fn$;
  * plan time (now() is only stable): the planner plans, and locks, every
  * partition of the activity table and each of its indexes (issue 16: 9,174
  * relation locks for the dashboard at 1,832 daily partitions).  These
- * functions compute now() once and run the view's query as dynamic SQL,
- * planned for this call alone with the bounds as constants (EXECUTE ...
- * USING: the parameters are folded into the plan), so that only the
- * partitions of the range are planned.  Their views select from them with
- * the same columns and values.  SECURITY DEFINER, as a view reads with its
+ * functions compute now() once.  _operational_activity() runs the view's
+ * query as dynamic SQL, planned for this call alone with the bounds as
+ * constants (EXECUTE ... USING: the parameters are folded into the plan),
+ * so that only the partitions of the range are planned; _dashboard() reads
+ * its critical changes through recent_critical_changes(), which plans
+ * none.  Their views select from them with the same columns and values.
+ * SECURITY DEFINER, as a view reads with its
  * owner's rights; executable by the roles that may read the view.
  */
 

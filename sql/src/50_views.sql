@@ -185,9 +185,7 @@ CREATE VIEW activity_monitor.open_alerts AS
  * minus ended in the last day), open alerts by severity, the busiest
  * employees of the day and the latest critical changes.  Counts come from
  * activity_minute (up to one naptime behind); the critical changes are read
- * live, newest first through the partitions' occurred_at index, from the
- * partitions of the last day only: _dashboard() runs the query with its
- * bounds as constants.
+ * live by recent_critical_changes(), newest partition first, stopping at ten.
  */
 CREATE VIEW activity_monitor.dashboard AS
 	SELECT d.generated_at, d.events, d.active_sessions, d.open_alerts, d.busiest_employees,

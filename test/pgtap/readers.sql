@@ -57,7 +57,7 @@ COMMIT;
 -- Tests
 -- ---------------------------------------------------------------------------
 BEGIN;
-SELECT plan(28);
+SELECT plan(30);
 
 CREATE TEMP VIEW parts AS
 	SELECT h.inhrelid AS relid FROM pg_inherits h
@@ -68,13 +68,23 @@ CREATE TEMP VIEW part_locks AS
 	  AND (l.relation IN (SELECT relid FROM parts)
 		   OR l.relation IN (SELECT i.indexrelid FROM pg_index i JOIN parts p ON p.relid = i.indrelid));
 
+-- index scans of this transaction so far, by the indexes' kind
+CREATE TEMP VIEW scans AS
+	SELECT coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)) FILTER (WHERE pg_get_indexdef(i.indexrelid) LIKE '%WHERE critical'), 0)::int AS critical,
+		   coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)) FILTER (WHERE pg_get_indexdef(i.indexrelid) LIKE '%(actor_id, occurred_at) WHERE%'), 0)::int AS admin,
+		   coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0)::int AS all_
+	FROM pg_index i JOIN parts p ON p.relid = i.indrelid;
 SAVEPOINT measure;
+SELECT critical AS s0_crit, admin AS s0_admin, all_ AS s0_all FROM scans \gset
 SELECT count(*) AS emp_rows FROM activity_monitor.employee_actions('emp1', NULL, since => now() - interval '1 day') \gset
 SELECT (SELECT n FROM part_locks) AS emp_locks \gset
+SELECT critical AS s1_crit, admin AS s1_admin, all_ AS s1_all FROM scans \gset
 ROLLBACK TO SAVEPOINT measure;
 SAVEPOINT measure;
+SELECT critical AS s2_crit, admin AS s2_admin, all_ AS s2_all FROM scans \gset
 SELECT count(*) AS crit_rows FROM activity_monitor.recent_critical_changes(10) \gset
 SELECT (SELECT n FROM part_locks) AS crit_locks \gset
+SELECT critical AS s3_crit, admin AS s3_admin, all_ AS s3_all FROM scans \gset
 ROLLBACK TO SAVEPOINT measure;
 SAVEPOINT measure;
 SELECT count(*) FROM activity_monitor.admin_actions
@@ -90,6 +100,10 @@ SELECT cmp_ok(:emp_rows::int, '>', 0, 'employee_actions(): an employee''s day ha
 SELECT is(:emp_locks, 0, 'after employee_actions(): no lock on any partition or partition index');
 SELECT is(:crit_rows::int, 10, 'recent_critical_changes(10): 10 rows');
 SELECT is(:crit_locks, 0, 'after recent_critical_changes(): no lock on any partition or partition index');
+SELECT ok(:s1_admin - :s0_admin >= :today_parts AND :s1_all - :s0_all = :s1_admin - :s0_admin,
+	'employee_actions() reads through the partitions'' index of employees'' and admin events, and no other');
+SELECT ok(:s3_crit - :s2_crit >= 1 AND :s3_all - :s2_all = :s3_crit - :s2_crit,
+	'recent_critical_changes() reads through the partitions'' index of critical events, and no other');
 SELECT cmp_ok(:view_locks, '>', 2 * :today_parts, 'where the view''s query over the last day locks its partitions and their indexes');
 SELECT diag(format('%s partitions, %s of them today: an employee''s day through the view holds %s locks on partitions and their indexes, employee_actions() %s',
 				   :nparts, :today_parts, :view_locks, :emp_locks));
