@@ -16,6 +16,8 @@
 #    than premake hours) lands in activity_default; the next maintenance
 #    makes its hour's partition and moves it there, one range a run
 #    (within merge_after: older ones, history imported by hand, stay).
+# 5. A session holding a lock on a partition the merges do not touch (read
+#    by name, its transaction open) does not hold up their swaps.
 #
 # Needs PGHOST/PGPORT/PGUSER (a running cluster), AM_ROOT, AM_TMP.  Exit 0 =
 # pass.  Every wait has a deadline.
@@ -84,6 +86,23 @@ for i in $(seq 1 500); do echo "INSERT INTO payments VALUES ($i, $i); SELECT pg_
 psql -X -q -At -d "$db" -f "$AM_TMP/merges_hours_writes.sql" >"$AM_TMP/merges_hours_writes.out" 2>&1 &
 wpid=$!
 
+# 5. a reader of a partition the merges do not touch (an hour ahead, read
+# by name, its transaction left open without a snapshot) does not hold
+# them up: a swap locks its pieces and the parent, not every partition
+ahead=$(q "SELECT part FROM activity_monitor._partitions() WHERE lower > now() ORDER BY lower LIMIT 1")
+[ -n "$ahead" ] || fail "no partition ahead"
+rm -f "$AM_TMP/merges_hours_reader.fifo"
+mkfifo "$AM_TMP/merges_hours_reader.fifo"
+PGAPPNAME=am_merges_reader psql -X -q -At -d "$db" <"$AM_TMP/merges_hours_reader.fifo" >"$AM_TMP/merges_hours_reader.out" 2>&1 &
+rpid=$!
+trap 'exec 4>&- 2>/dev/null; kill $rpid 2>/dev/null || true; am_db_drop' EXIT
+exec 4>"$AM_TMP/merges_hours_reader.fifo"
+echo "BEGIN; LOCK TABLE $ahead IN ACCESS SHARE MODE;" >&4
+held="SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.relation = '$ahead'::regclass AND a.application_name = 'am_merges_reader')"
+am_wait_for 15 "$db" "$held" ||
+	fail "the reader of $ahead did not lock it: $(cat "$AM_TMP/merges_hours_reader.out")"
+
 q "SELECT activity_monitor.configure(merge_interval => '1 month')" >/dev/null
 am_wait_for 180 "$db" "SELECT NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
 	AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE 'activity\\_merged\\_%' OR relname LIKE 'activity\\_build\\_%')
@@ -92,6 +111,11 @@ am_wait_for 180 "$db" "SELECT NOT EXISTS (SELECT 1 FROM activity_monitor.merge)
 		= cardinality(string_to_array('$due', ' '))" ||
 	fail "the worker did not merge the days ($due) and $month: $(q "SELECT last_merge, merge_in_progress, last_error FROM activity_monitor.worker_status")"
 wait "$wpid" || true
+[ "$(q "$held")" = t ] ||
+	fail "the reader of $ahead let go before the merges were done"
+echo "COMMIT;" >&4
+exec 4>&-
+wait "$rpid" || true
 grep -q ERROR "$AM_TMP/merges_hours_writes.out" && fail "a write failed during the merges: $(grep -m 3 ERROR "$AM_TMP/merges_hours_writes.out")"
 [ "$(q "SELECT count(*) FROM activity_monitor.activity WHERE table_name = 'public.payments' AND action = 'insert' AND row_key IS NOT NULL")" = 500 ] ||
 	fail "captured $(q "SELECT count(*) FROM activity_monitor.activity WHERE row_key IS NOT NULL") of 500 inserts"

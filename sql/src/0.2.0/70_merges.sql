@@ -271,11 +271,13 @@ BEGIN
 		PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 		BEGIN
 			-- the pieces first, without waiting (no writer waits for them),
-			-- then the parent (every captured write waits for this)
+			-- then the parent alone (every captured write waits for this;
+			-- without ONLY it would lock every partition, and a reader of
+			-- any of them would hold the swap up)
 			FOR p IN SELECT c.oid::regclass AS part FROM pg_catalog.pg_class c WHERE c.oid = ANY (m.pieces) LOOP
 				EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', p.part);
 			END LOOP;
-			LOCK TABLE activity_monitor.activity IN ACCESS EXCLUSIVE MODE;
+			LOCK TABLE ONLY activity_monitor.activity IN ACCESS EXCLUSIVE MODE;
 			FOR p IN SELECT c.oid::regclass AS part, c.relname FROM pg_catalog.pg_class c
 					 WHERE c.oid = ANY (m.pieces)
 			LOOP
