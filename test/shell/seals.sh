@@ -62,11 +62,14 @@ CREATE TABLE pay (id int PRIMARY KEY, acct int, amount numeric, status text);
 -- partitions for the last 6 days (retention and a hand-dropped one below)
 SELECT activity_monitor.maintain(now() - interval '6 days');
 SELECT activity_monitor.maintain(now() - interval '3 days');
+-- (each day's rows from 06:00 UTC on: all in one partition, whatever the
+-- time of day the test runs; from now() - 5 days, a run before midnight
+-- put some in the next day's)
 INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name, row_key, subject_id, actor_type, actor_id)
-   SELECT now() - interval '5 days' + g * interval '1 second', 'payment', 'insert', 'public.pay', g::text, (g % 50)::text, 'user', 'u'
+   SELECT date_trunc('day', now(), 'UTC') - interval '5 days' + interval '6 hours' + g * interval '1 second', 'payment', 'insert', 'public.pay', g::text, (g % 50)::text, 'user', 'u'
    FROM generate_series(1, 300) g
    UNION ALL
-   SELECT now() - interval '3 days' + g * interval '1 second', 'payment', 'insert', 'public.pay', g::text, (g % 50)::text, 'user', 'u'
+   SELECT date_trunc('day', now(), 'UTC') - interval '3 days' + interval '6 hours' + g * interval '1 second', 'payment', 'insert', 'public.pay', g::text, (g % 50)::text, 'user', 'u'
    FROM generate_series(1, 200) g;
 SELECT activity_monitor.track('pay', 'payment', subject_column => 'acct', status_column => 'status');
 COMMIT;
