@@ -415,21 +415,15 @@ part_columns(const TimelineScan *ts, Relation rel, PartColumns *pc)
 }
 
 /*
- * Does the row in slot meet the reader's key and condition?  Compared as
- * the view compares: text equality in each column's collation.
+ * Does the row in slot meet the reader's condition?  Compared as the view
+ * compares: text equality in each column's collation.
  */
 static bool
-row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot)
+cond_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot)
 {
 	bool		isnull;
 	Datum		v;
 
-	if (pc->key != InvalidAttrNumber)
-	{
-		v = slot_getattr(slot, pc->key, &isnull);
-		if (isnull || !DatumGetBool(DirectFunctionCall2Coll(texteq, pc->key_coll, v, ts->key)))
-			return false;
-	}
 	switch (ts->spec->cond)
 	{
 		case RC_NONE:
@@ -449,6 +443,21 @@ row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot)
 	return false;
 }
 
+/* Does the row in slot meet the reader's key (if any) and condition? */
+static bool
+row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot)
+{
+	if (pc->key != InvalidAttrNumber)
+	{
+		bool		isnull;
+		Datum		v = slot_getattr(slot, pc->key, &isnull);
+
+		if (isnull || !DatumGetBool(DirectFunctionCall2Coll(texteq, pc->key_coll, v, ts->key)))
+			return false;
+	}
+	return cond_matches(ts, pc, slot);
+}
+
 /*
  * The partition's btree that gives the reader's rows: valid, usable by
  * this snapshot, not partial or with a predicate the reader's condition
@@ -456,16 +465,15 @@ row_matches(const TimelineScan *ts, const PartColumns *pc, TupleTableSlot *slot)
  * collation) or, for a reader without a key, by occurred_at.  Of those,
  * an ordered one (a key's followed by occurred_at in timestamptz's
  * ordering; occurred_at itself without a key) comes first, as it is read
- * newest first and stopped early (*ordered is set; a partition's index on
- * the key alone gives every row of the key, all read); then a partial one,
- * as it holds fewer rows the condition leaves out (the critical events'
- * index rather than every event's).  *at_col is occurred_at's place in an
- * ordered index (1 or 2).  Opened (ACCESS SHARE); NULL if there is none
+ * newest first and stopped early (a partition's index on the key alone
+ * gives every row of the key, all read); then a partial one, as it holds
+ * fewer rows the condition leaves out (the critical events' index rather
+ * than every event's).  *at_col is occurred_at's place in an ordered index
+ * (1 or 2), 0 in one on the key alone.  Opened (ACCESS SHARE); NULL if there is none
  * (the indexes looked at are closed again, releasing their locks).
  */
 static Relation
-find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *ordered,
-		   int *at_col)
+find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, int *at_col)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
@@ -516,8 +524,7 @@ find_index(const TimelineScan *ts, Relation rel, const PartColumns *pc, bool *or
 		index_close(idx, AccessShareLock);
 	}
 	list_free(indexes);
-	*ordered = found != NULL && found_rank >= 2;
-	*at_col = !*ordered ? 0 : pc->key != InvalidAttrNumber ? 2 : 1;
+	*at_col = found_rank < 2 ? 0 : pc->key != InvalidAttrNumber ? 2 : 1;
 	return found;
 }
 
@@ -664,7 +671,8 @@ read_index(TimelineScan *ts, Relation rel, Relation idx, int at_col,
 		}
 		else if (n >= want && at != boundary)
 			break;
-		if (ts->spec->cond != RC_NONE && !row_matches(ts, pc, slot))
+		/* (the index gives the key's rows: the condition is left) */
+		if (!cond_matches(ts, pc, slot))
 			continue;
 		slot_getallattrs(slot);
 		collect_row(ts, slot, map);
@@ -735,7 +743,6 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 	AttrNumber *map = palloc(sizeof(AttrNumber) * ts->outdesc->natts);
 	PartColumns pc;
 	Relation	idx;
-	bool		ordered;
 	int			at_col;
 	int64		n;
 
@@ -761,7 +768,7 @@ read_partition(TimelineScan *ts, Oid relid, int64 want)
 				 name, RelationGetRelationName(rel), ts->spec->view);
 	}
 
-	idx = find_index(ts, rel, &pc, &ordered, &at_col);
+	idx = find_index(ts, rel, &pc, &at_col);
 	if (idx != NULL)
 	{
 		n = read_index(ts, rel, idx, at_col, map, &pc, want);
@@ -795,7 +802,6 @@ prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
 	Relation	rel = table_open(relid, AccessShareLock);
 	Relation	idx = NULL;
 	PartColumns pc;
-	bool		ordered = false;
 	int			at_col = 0;
 	int64		n = 0;
 
@@ -803,7 +809,7 @@ prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
 	if (rel->rd_rel->relkind == RELKIND_RELATION)
 	{
 		part_columns(ts, rel, &pc);
-		idx = find_index(ts, rel, &pc, &ordered, &at_col);
+		idx = find_index(ts, rel, &pc, &at_col);
 	}
 	if (idx != NULL)
 	{
@@ -812,7 +818,7 @@ prefetch_partition(TimelineScan *ts, Oid relid, int64 want, int *budget)
 		BlockNumber last = InvalidBlockNumber;
 		ItemPointer tid;
 
-		while (*budget > 0 && (!ordered || n < want) &&
+		while (*budget > 0 && (at_col == 0 || n < want) &&
 			   (tid = index_getnext_tid(scan, dir)) != NULL)
 		{
 			BlockNumber blk = ItemPointerGetBlockNumber(tid);

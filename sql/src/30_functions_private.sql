@@ -1305,8 +1305,8 @@ $fn$;
  * so that only the partitions of the range are planned; _dashboard() reads
  * its critical changes through recent_critical_changes(), which plans
  * none.  Their views select from them with the same columns and values.
- * SECURITY DEFINER, as a view reads with its
- * owner's rights; executable by the roles that may read the view.
+ * SECURITY DEFINER, as a view reads with its owner's rights; executable by
+ * the roles that may read the view.
  */
 
 /*
