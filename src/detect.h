@@ -20,6 +20,7 @@
 #include "datatype/timestamp.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
+#include "window.h"
 
 /* What the sequence engine needs of a rule, with the bounds in force. */
 typedef struct SeqRule
@@ -44,7 +45,6 @@ typedef struct SeqDue
 } SeqDue;
 
 extern int	am_seq_mask(JsonbValue *v);
-extern void am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2);
 extern void am_seq_reset(void);
 extern void am_seq_consumed(int64 rule_id, int64 event_id);
 extern void am_seq_consumed_done(void);

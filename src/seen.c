@@ -91,9 +91,11 @@ am_seen_clear(SeenMemory *sm, int64 max_entries)
 	sm->max_entries = max_entries;
 	ctl.keysize = sizeof(SeenId);
 	ctl.entrysize = sizeof(SeenEntry);
+	ctl.hash = am_words_hash;
+	ctl.match = am_words_match;
 	ctl.hcxt = sm->cxt;
 	sm->h = hash_create("activity_monitor first seen", 1024, &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
 static SPIPlanPtr

@@ -84,7 +84,8 @@ typedef struct SeqRuleState SeqRuleState;
 typedef struct SeqKey
 {
 	SeqKeyId	kid;			/* hash key: first */
-	char	   *text;			/* the key as ->> renders it; NULL */
+	char	   *text;			/* the key as ->> renders it, made when an absence
+								 * waits (am_seq_due); NULL before, or JSON null */
 	SeqEvent   *ev;				/* sorted by (at, id) */
 	int			n;
 	int			cap;
@@ -188,9 +189,11 @@ am_seq_reset(void)
 		MemoryContextReset(seq_cxt);
 	ctl.keysize = sizeof(SeqKeyId);
 	ctl.entrysize = sizeof(SeqKey);
+	ctl.hash = am_words_hash;
+	ctl.match = am_words_match;
 	ctl.hcxt = seq_cxt;
 	keys = hash_create("activity_monitor sequence keys", 256, &ctl,
-					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(SeqRuleState);
 	rule_states = hash_create("activity_monitor sequence rules", 16, &ctl,
@@ -238,44 +241,6 @@ am_seq_consumed_done(void)
 	if (consumed != NULL)
 		hash_destroy(consumed);
 	consumed = NULL;
-}
-
-/*
- * Two 64-bit hashes of a JSON value, its type in the seeds: a string's
- * bytes as they are, any other value's text (numbers normalized).  For
- * the group keys here and the keys and values of seen.c.
- */
-void
-am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2)
-{
-	const char *p;
-	size_t		len;
-	uint64		seed = (uint64) v->type << 8;
-
-	switch (v->type)
-	{
-		case jbvNull:
-			p = "";
-			break;
-		case jbvString:
-			p = v->val.string.val;
-			len = v->val.string.len;
-			*h1 = hash_bytes_extended((const unsigned char *) p, len, seed + 1);
-			*h2 = hash_bytes_extended((const unsigned char *) p, len, seed + 2);
-			return;
-		case jbvNumeric:
-			p = numeric_normalize(v->val.numeric);
-			break;
-		case jbvBool:
-			p = v->val.boolean ? "t" : "f";
-			break;
-		default:
-			p = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-			break;
-	}
-	len = strlen(p);
-	*h1 = hash_bytes_extended((const unsigned char *) p, len, seed + 1);
-	*h2 = hash_bytes_extended((const unsigned char *) p, len, seed + 2);
 }
 
 static void
@@ -409,14 +374,17 @@ evict_key(SeqRuleState *rs, SeqKey *keep)
  * among the key's events already cancels it.
  */
 static void
-absence_wait(const SeqRule *r, SeqKey *sk, const int64 *ids, TimestampTz first_at,
-			 const SeqEvent *last, int *evicted_events)
+absence_wait(const SeqRule *r, SeqKey *sk, JsonbValue *k, const int64 *ids,
+			 TimestampTz first_at, const SeqEvent *last, int *evicted_events)
 {
 	TimestampTz deadline = am_ts_plus(first_at, r->within);
 	Waiting    *w;
 
 	if (missing_between(r, sk, last->at, last->id, deadline))
 		return;
+	/* the key as the alerts table will have it, for am_seq_due */
+	if (sk->text == NULL && k->type != jbvNull)
+		sk->text = am_jsonb_value_text(k);
 	w = palloc0(sizeof(Waiting));
 	w->key = sk;
 	w->last_at = last->at;
@@ -499,8 +467,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	sk = hash_search(keys, &kid, HASH_ENTER, &found);
 	if (!found)
 	{
-		/* the key as the alerts table will have it */
-		sk->text = am_jsonb_value_text(k);
+		sk->text = NULL;		/* made when an absence waits */
 		sk->ev = NULL;
 		sk->n = sk->cap = 0;
 		memset(sk->nstep, 0, sizeof(sk->nstep));
@@ -548,7 +515,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 		 */
 		SeqEvent	e = {at, id, mask};
 
-		absence_wait(r, sk, &id, at, &e, evicted_events);
+		absence_wait(r, sk, k, &id, at, &e, evicted_events);
 		while (rs->nevents > r->max_events && evict_key(rs, sk))
 			(*evicted_keys)++;
 		MemoryContextSwitchTo(old);
@@ -599,7 +566,8 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 		for (int j = r->nsteps - 1; j >= 0; j--)
 			events_remove(sk, idx[j], 1);
 		if (r->absence)
-			absence_wait(r, sk, chain_ids, chain[0].at, &chain[r->nsteps - 1], evicted_events);
+			absence_wait(r, sk, k, chain_ids, chain[0].at, &chain[r->nsteps - 1],
+						 evicted_events);
 		MemoryContextSwitchTo(old);
 		if (r->absence || replay)
 			return false;

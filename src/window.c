@@ -41,7 +41,6 @@
 #include "utils/timestamp.h"
 #include "window.h"
 
-#define KEYLEN 96				/* hashed keys: longer texts are cut + hashed */
 #define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
 
 /* One event inside a window. */
@@ -50,7 +49,7 @@ typedef struct Entry
 	TimestampTz at;
 	int64		id;
 	Numeric		num;			/* sum: the measure (NULL: none) */
-	char	   *val;			/* distinct: its ValueCount's key (NULL: none) */
+	struct ValueCount *val;		/* distinct: its value's count (NULL: none) */
 } Entry;
 
 /* A rule's windows, least recently active first, and what they hold. */
@@ -62,11 +61,18 @@ typedef struct RuleWindows
 	int64		nevents;		/* entries of all its windows */
 } RuleWindows;
 
+/* A window's hash key: its rule and the two hashes of its group key. */
+typedef struct WindowId
+{
+	int64		rule_id;
+	uint64		h1;
+	uint64		h2;
+} WindowId;
+
 /* One window: a rule and group key, its live events and their measure. */
 struct Window
 {
-	char		key[KEYLEN];	/* hash key (rule id and group key): first */
-	int64		rule_id;
+	WindowId	id;				/* hash key: first */
 	TimestampTz newest;
 	Entry	   *ent;			/* sorted by (at, id); ent[head .. n) live */
 	int			head;
@@ -79,13 +85,20 @@ struct Window
 };
 
 /*
- * distinct: how often a value occurs in a window.  The key is the window key
- * and the value key, each in a field of its own of KEYLEN bytes padded with
- * zeros (keys hold no zero byte): there is no separator a value could hold.
+ * distinct: how often a value occurs in a window.  The key is the window
+ * (entries of a hash table never move; a window's counts go before it
+ * does) and the two hashes of the value.
  */
+typedef struct ValueCountId
+{
+	Window	   *w;
+	uint64		v1;
+	uint64		v2;
+} ValueCountId;
+
 typedef struct ValueCount
 {
-	char		key[2 * KEYLEN];
+	ValueCountId id;			/* hash key: first */
 	int64		count;
 } ValueCount;
 
@@ -95,64 +108,84 @@ static HTAB *windows = NULL;
 static HTAB *rule_windows = NULL;
 static HTAB *value_counts = NULL;
 
-/* the seed of the hash of long keys (drawn at the engine's first reset) */
+/* the seed of the group keys' and values' hashes (drawn at first use) */
 static uint64 key_seed = 0;
+static bool key_seed_drawn = false;
 
 /*
- * Key of a jsonb value for hashing: type-tagged text, prefixed with the rule
- * id when rule_id >= 0, cut and hashed if long.  Equal jsonb values (1 and
- * 1.0 among them) give equal keys.  A text of up to KEYLEN - 2 bytes is the
- * key; a longer one becomes exactly KEYLEN - 1 bytes (its start, '#' and a
- * hash seeded per backend), so that no short text can pose as the key of a
- * long one.
+ * Two 64-bit hashes of a JSON value, seeded with a secret drawn per
+ * backend and with the value's type: a string's bytes as they are, any
+ * other value's text (numbers normalized, so 1 and 1.0 hash alike).  The
+ * keys and values of the windows here, of sequence.c and of seen.c are
+ * these hashes: 128 bits nobody who writes events can aim at, as they
+ * do not know the seed.
  */
-static void
-value_key(int64 rule_id, JsonbValue *v, char *out)
+void
+am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2)
 {
-	char	   *s;
+	const char *p;
 	size_t		len;
-	char		prefix[24] = "";
-	int			plen = 0;
+	uint64		seed;
 
-	if (rule_id >= 0)
-		plen = snprintf(prefix, sizeof(prefix), INT64_FORMAT "|", rule_id);
-	memset(out, 0, KEYLEN);
-	/* a short string, the usual key, is written in place */
-	if (v->type == jbvString && plen + 1 + v->val.string.len < KEYLEN - 1 &&
-		memchr(v->val.string.val, '\0', v->val.string.len) == NULL)
+	if (!key_seed_drawn)
 	{
-		memcpy(out, prefix, plen);
-		out[plen] = 's';
-		memcpy(out + plen + 1, v->val.string.val, v->val.string.len);
-		return;
+		if (!pg_strong_random(&key_seed, sizeof(key_seed)))
+			key_seed = (uint64) GetCurrentTimestamp() ^ (uint64) MyProcPid;
+		key_seed_drawn = true;
 	}
+	seed = key_seed ^ ((uint64) v->type << 8);
 	switch (v->type)
 	{
 		case jbvNull:
-			s = psprintf("%sz", prefix);
+			p = "";
 			break;
 		case jbvString:
-			s = psprintf("%ss%.*s", prefix, v->val.string.len, v->val.string.val);
-			break;
+			p = v->val.string.val;
+			len = v->val.string.len;
+			*h1 = hash_bytes_extended((const unsigned char *) p, len, seed + 1);
+			*h2 = hash_bytes_extended((const unsigned char *) p, len, seed + 2);
+			return;
 		case jbvNumeric:
-			s = psprintf("%sn%s", prefix, numeric_normalize(v->val.numeric));
+			p = numeric_normalize(v->val.numeric);
 			break;
 		case jbvBool:
-			s = psprintf("%s%s", prefix, v->val.boolean ? "bt" : "bf");
+			p = v->val.boolean ? "t" : "f";
 			break;
 		default:
-			s = psprintf("%sj%s", prefix, JsonbToCString(NULL, v->val.binary.data, v->val.binary.len));
+			p = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
 			break;
 	}
-	len = strlen(s);
-	if (len < KEYLEN - 1)
-		memcpy(out, s, len);
-	else
-	{
-		memcpy(out, s, KEYLEN - 18);
-		snprintf(out + KEYLEN - 18, 18, "#%016" INT64_MODIFIER "x",
-				 (uint64) hash_bytes_extended((unsigned char *) s, len, key_seed));
-	}
+	len = strlen(p);
+	*h1 = hash_bytes_extended((const unsigned char *) p, len, seed + 1);
+	*h2 = hash_bytes_extended((const unsigned char *) p, len, seed + 2);
+}
+
+/*
+ * dynahash's hash and match functions for keys made of 64-bit words that
+ * are hashes already (and a rule id or pointer): the engine's tables.
+ * Cheaper than hashing and comparing the key's bytes.
+ */
+uint32
+am_words_hash(const void *key, Size keysize)
+{
+	const uint64 *w = (const uint64 *) key;
+	uint64		h = 0;
+
+	for (Size i = 0; i < keysize / sizeof(uint64); i++)
+		h = hash_combine64(h, w[i]);
+	return (uint32) (h ^ (h >> 32));
+}
+
+int
+am_words_match(const void *key1, const void *key2, Size keysize)
+{
+	const uint64 *a = (const uint64 *) key1;
+	const uint64 *b = (const uint64 *) key2;
+
+	for (Size i = 0; i < keysize / sizeof(uint64); i++)
+		if (a[i] != b[i])
+			return 1;
+	return 0;
 }
 
 /* A measure as numeric: numbers and numeric strings, about 1,000 digits at most. */
@@ -237,27 +270,24 @@ am_window_reset(void)
 	HASHCTL		ctl;
 
 	if (engine_cxt == NULL)
-	{
 		engine_cxt = AllocSetContextCreate(TopMemoryContext, "activity_monitor alert windows",
 										   ALLOCSET_DEFAULT_SIZES);
-		/* unknown to writers: they cannot make two long values collide */
-		if (!pg_strong_random(&key_seed, sizeof(key_seed)))
-			key_seed = (uint64) GetCurrentTimestamp() ^ (uint64) MyProcPid;
-	}
 	MemoryContextReset(engine_cxt);
-	ctl.keysize = KEYLEN;
+	ctl.keysize = sizeof(WindowId);
 	ctl.entrysize = sizeof(Window);
+	ctl.hash = am_words_hash;
+	ctl.match = am_words_match;
 	ctl.hcxt = engine_cxt;
 	windows = hash_create("activity_monitor windows", 1024, &ctl,
-						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(RuleWindows);
 	rule_windows = hash_create("activity_monitor rule windows", 64, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.keysize = 2 * KEYLEN;
+	ctl.keysize = sizeof(ValueCountId);
 	ctl.entrysize = sizeof(ValueCount);
 	value_counts = hash_create("activity_monitor distinct values", 1024, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
 /*
@@ -293,15 +323,10 @@ window_trim(Window *w, TimestampTz cutoff, int keep)
 			window_set_total(w, num_add(w->total, e->num, true));
 			pfree(e->num);
 		}
-		if (e->val)
+		if (e->val && --e->val->count == 0)
 		{
-			ValueCount *vc = hash_search(value_counts, e->val, HASH_FIND, NULL);
-
-			if (vc && --vc->count == 0)
-			{
-				hash_search(value_counts, e->val, HASH_REMOVE, NULL);
-				w->distinct--;
-			}
+			hash_search(value_counts, &e->val->id, HASH_REMOVE, NULL);
+			w->distinct--;
 		}
 	}
 	return early;
@@ -350,7 +375,7 @@ window_drop(Window *w)
 	dlist_delete(&w->lru);
 	if (--rw->nkeys == 0)
 		hash_search(rule_windows, &rw->rule_id, HASH_REMOVE, NULL);
-	hash_search(windows, w->key, HASH_REMOVE, NULL);
+	hash_search(windows, &w->id, HASH_REMOVE, NULL);
 }
 
 /*
@@ -435,7 +460,7 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 			  JsonbValue *v, Window **wp, Numeric *val, Numeric *before,
 			  WindowEvictions *evicted)
 {
-	char		key[KEYLEN];	/* rule id and group key */
+	WindowId	key;
 	Window	   *w;
 	bool		found;
 	TimestampTz cutoff;
@@ -443,29 +468,27 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	int			pos;
 	int			keep;
 	Numeric		num = NULL;
-	char		vkey[KEYLEN];
-	char		vcount_key[2 * KEYLEN]; /* window key, value key */
+	ValueCountId vid;
 	bool		counted = false;
 	int			keys_evicted = 0;
 	int			events_evicted;
 
 	/* what the event brings, computed outside the engine's memory */
-	value_key(r->id, k, key);
+	memset(&key, 0, sizeof(key));
+	key.rule_id = r->id;
+	am_jsonb_value_hash(k, &key.h1, &key.h2);
 	if (r->measure == 's' && v != NULL)
 		num = am_window_measure_num(v);
 	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
 	{
-		value_key(-1, v, vkey);
-		memset(vcount_key, 0, KEYLEN);
-		strlcpy(vcount_key, key, KEYLEN);
-		memcpy(vcount_key + KEYLEN, vkey, KEYLEN);
+		memset(&vid, 0, sizeof(vid));
+		am_jsonb_value_hash(v, &vid.v1, &vid.v2);
 		counted = true;
 	}
 
-	w = hash_search(windows, key, HASH_ENTER, &found);
+	w = hash_search(windows, &key, HASH_ENTER, &found);
 	if (!found)
 	{
-		w->rule_id = r->id;
 		w->newest = at;
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
@@ -502,15 +525,17 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	}
 	if (counted)
 	{
-		ValueCount *vc = hash_search(value_counts, vcount_key, HASH_ENTER, &found);
+		ValueCount *vc;
 
+		vid.w = w;
+		vc = hash_search(value_counts, &vid, HASH_ENTER, &found);
 		if (!found)
 		{
 			vc->count = 0;
 			w->distinct++;
 		}
 		vc->count++;
-		e.val = vc->key;		/* entries of a hash table never move */
+		e.val = vc;				/* entries of a hash table never move */
 	}
 
 	/* insert keeping (at, id) order: late events are rare, search from the end */
@@ -560,7 +585,7 @@ am_window_sweep(const WindowRule *rules, int nrules, TimestampTz now)
 		bool		drop;
 
 		for (int i = 0; i < nrules; i++)
-			if (rules[i].id == w->rule_id)
+			if (rules[i].id == w->id.rule_id)
 				r = &rules[i];
 		if (r == NULL)
 			drop = true;

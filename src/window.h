@@ -53,6 +53,9 @@ extern bool am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, in
 						  JsonbValue *v, Window **wp, Numeric *val, Numeric *before,
 						  WindowEvictions *evicted);
 extern ArrayType *am_window_ids(Window *w);
+extern void am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2);
+extern uint32 am_words_hash(const void *key, Size keysize);
+extern int	am_words_match(const void *key1, const void *key2, Size keysize);
 extern void am_window_sweep(const WindowRule *rules, int nrules, TimestampTz now);
 extern Numeric am_window_measure_num(JsonbValue *v);
 
