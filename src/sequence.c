@@ -62,13 +62,12 @@
 
 #define IDLE_MARGIN_USEC ((int64) 3600 * USECS_PER_SEC)
 
-/* A group key of a rule: its id and two 64-bit hashes of the key. */
-typedef struct SeqKeyId
+/* A group key: two 64-bit hashes of its value (window.h). */
+typedef struct SeqGroupId
 {
-	int64		rule_id;
 	uint64		h1;
 	uint64		h2;
-} SeqKeyId;
+} SeqGroupId;
 
 /* An event that matched some steps (bits) of a rule. */
 typedef struct SeqEvent
@@ -79,13 +78,35 @@ typedef struct SeqEvent
 } SeqEvent;
 
 typedef struct SeqRuleState SeqRuleState;
+typedef struct SeqKey SeqKey;
 
-/* One rule and group key. */
-typedef struct SeqKey
+/* A rule that has a key of a group, and its key. */
+typedef struct SeqSlot
 {
-	SeqKeyId	kid;			/* hash key: first */
+	int64		rule_id;
+	SeqKey	   *key;
+} SeqSlot;
+
+/*
+ * A group key's value and the rules' keys of it: the rules that group by
+ * the same thing (the account, most often) find their keys of an event's
+ * value with one look-up.
+ */
+typedef struct SeqGroup
+{
+	SeqGroupId	id;				/* hash key: first */
 	char	   *text;			/* the key as ->> renders it, made when an absence
 								 * waits (am_seq_due); NULL before, or JSON null */
+	int			n;
+	int			cap;
+	SeqSlot    *slots;
+} SeqGroup;
+
+/* One rule and group key. */
+struct SeqKey
+{
+	int64		rule_id;
+	SeqGroup   *group;
 	SeqEvent   *ev;				/* sorted by (at, id) */
 	int			n;
 	int			cap;
@@ -95,7 +116,7 @@ typedef struct SeqKey
 	int			nwaiting;
 	SeqRuleState *rs;
 	dlist_node	lru;			/* in rs->lru */
-} SeqKey;
+};
 
 /* A rule's keys, least recently active first. */
 struct SeqRuleState
@@ -104,12 +125,18 @@ struct SeqRuleState
 	dlist_head	lru;
 	int			nkeys;
 	int64		nevents;		/* events and waiting absences' steps */
+	dlist_head	queue;			/* its absences in deadline order (Waiting.node) */
 };
 
-/* An absence waiting for its deadline. */
+/*
+ * An absence waiting for its deadline: in its rule's queue, or, when it
+ * came late (its deadline before the queue's last), in the late heap.
+ */
 typedef struct Waiting
 {
-	pairingheap_node heap;		/* by deadline */
+	bool		late;
+	dlist_node	node;			/* in the rule's queue */
+	pairingheap_node heap;		/* in late */
 	dlist_node	key_node;
 	SeqKey	   *key;
 	TimestampTz last_at;
@@ -127,14 +154,18 @@ typedef struct Consumed
 } Consumed;
 
 static MemoryContext seq_cxt = NULL;
-static HTAB *keys = NULL;
+static HTAB *groups = NULL;
 static HTAB *rule_states = NULL;
 static HTAB *consumed = NULL;
-static pairingheap *deadlines = NULL;
+static pairingheap *late = NULL;
 
 /* The rule states last used, by rule id modulo its size (one look-up less). */
 #define RS_CACHE 64
 static SeqRuleState *rs_cache[RS_CACHE];
+
+/* The groups last used, by their hash (one look-up per event and value). */
+#define GROUP_MEMO 16
+static SeqGroup *group_memo[GROUP_MEMO];
 
 /* Earliest deadline first (pairingheap puts the "largest" first). */
 static int
@@ -187,12 +218,12 @@ am_seq_reset(void)
 										ALLOCSET_DEFAULT_SIZES);
 	else
 		MemoryContextReset(seq_cxt);
-	ctl.keysize = sizeof(SeqKeyId);
-	ctl.entrysize = sizeof(SeqKey);
+	ctl.keysize = sizeof(SeqGroupId);
+	ctl.entrysize = sizeof(SeqGroup);
 	ctl.hash = am_words_hash;
 	ctl.match = am_words_match;
 	ctl.hcxt = seq_cxt;
-	keys = hash_create("activity_monitor sequence keys", 256, &ctl,
+	groups = hash_create("activity_monitor sequence keys", 256, &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(SeqRuleState);
@@ -200,15 +231,16 @@ am_seq_reset(void)
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	consumed = NULL;
 	memset(rs_cache, 0, sizeof(rs_cache));
+	memset(group_memo, 0, sizeof(group_memo));
 	old = MemoryContextSwitchTo(seq_cxt);
-	deadlines = pairingheap_allocate(deadline_cmp, NULL);
+	late = pairingheap_allocate(deadline_cmp, NULL);
 	MemoryContextSwitchTo(old);
 }
 
 static void
 ensure_init(void)
 {
-	if (keys == NULL)
+	if (groups == NULL)
 		am_seq_reset();
 }
 
@@ -246,17 +278,24 @@ am_seq_consumed_done(void)
 static void
 waiting_free(Waiting *w)
 {
-	pairingheap_remove(deadlines, &w->heap);
+	if (w->late)
+		pairingheap_remove(late, &w->heap);
+	else
+		dlist_delete(&w->node);
 	dlist_delete(&w->key_node);
 	w->key->nwaiting--;
 	w->key->rs->nevents -= w->n;
 	pfree(w);
 }
 
-/* Drop a key, its events and its absences. */
-static void
+/*
+ * Drop a key, its events and its absences; and its group if it was the
+ * group's last key (returns true then).
+ */
+static bool
 key_drop(SeqKey *sk)
 {
+	SeqGroup   *g = sk->group;
 	dlist_mutable_iter it;
 
 	dlist_foreach_modify(it, &sk->waiting)
@@ -266,9 +305,23 @@ key_drop(SeqKey *sk)
 	dlist_delete(&sk->lru);
 	if (sk->ev)
 		pfree(sk->ev);
-	if (sk->text)
-		pfree(sk->text);
-	(void) hash_search(keys, &sk->kid, HASH_REMOVE, NULL);
+	for (int i = 0; i < g->n; i++)
+		if (g->slots[i].key == sk)
+		{
+			g->slots[i] = g->slots[--g->n];
+			break;
+		}
+	pfree(sk);
+	if (g->n > 0)
+		return false;
+	if (group_memo[g->id.h1 % GROUP_MEMO] == g)
+		group_memo[g->id.h1 % GROUP_MEMO] = NULL;
+	if (g->text)
+		pfree(g->text);
+	if (g->slots)
+		pfree(g->slots);
+	(void) hash_search(groups, &g->id, HASH_REMOVE, NULL);
+	return true;
 }
 
 /* Remove events [from, from + count) of the key. */
@@ -383,8 +436,8 @@ absence_wait(const SeqRule *r, SeqKey *sk, JsonbValue *k, const int64 *ids,
 	if (missing_between(r, sk, last->at, last->id, deadline))
 		return;
 	/* the key as the alerts table will have it, for am_seq_due */
-	if (sk->text == NULL && k->type != jbvNull)
-		sk->text = am_jsonb_value_text(k);
+	if (sk->group->text == NULL && k->type != jbvNull)
+		sk->group->text = am_jsonb_value_text(k);
 	w = palloc0(sizeof(Waiting));
 	w->key = sk;
 	w->last_at = last->at;
@@ -395,7 +448,15 @@ absence_wait(const SeqRule *r, SeqKey *sk, JsonbValue *k, const int64 *ids,
 	dlist_push_tail(&sk->waiting, &w->key_node);
 	sk->nwaiting++;
 	sk->rs->nevents += w->n;
-	pairingheap_add(deadlines, &w->heap);
+	/* a rule's deadlines come in order but for late commits */
+	if (dlist_is_empty(&sk->rs->queue) ||
+		dlist_tail_element(Waiting, node, &sk->rs->queue)->deadline <= deadline)
+		dlist_push_tail(&sk->rs->queue, &w->node);
+	else
+	{
+		w->late = true;
+		pairingheap_add(late, &w->heap);
+	}
 	/* a key waits for at most max_window_events: the oldest go */
 	while (sk->nwaiting > r->max_window_events)
 	{
@@ -428,8 +489,9 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 		   bool replay, ArrayType **ids, int *evicted_keys, int *evicted_events)
 {
 	MemoryContext old;
-	SeqKeyId	kid;
-	SeqKey	   *sk;
+	SeqGroupId	gid;
+	SeqGroup   *g;
+	SeqKey	   *sk = NULL;
 	SeqRuleState *rs;
 	bool		found;
 	int			missing_bit = r->absence ? 1 << r->nsteps : 0;
@@ -448,9 +510,8 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	if (mask == 0)
 		return false;
 
-	memset(&kid, 0, sizeof(kid));
-	kid.rule_id = r->id;
-	am_jsonb_value_hash(k, &kid.h1, &kid.h2);
+	memset(&gid, 0, sizeof(gid));
+	am_jsonb_value_hash(k, &gid.h1, &gid.h2);
 	old = MemoryContextSwitchTo(seq_cxt);
 	rs = rs_cache[(uint64) r->id % RS_CACHE];
 	if (rs == NULL || rs->rule_id != r->id)
@@ -461,13 +522,39 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 			dlist_init(&rs->lru);
 			rs->nkeys = 0;
 			rs->nevents = 0;
+			dlist_init(&rs->queue);
 		}
 		rs_cache[(uint64) r->id % RS_CACHE] = rs;
 	}
-	sk = hash_search(keys, &kid, HASH_ENTER, &found);
-	if (!found)
+	g = group_memo[gid.h1 % GROUP_MEMO];
+	if (g == NULL || g->id.h1 != gid.h1 || g->id.h2 != gid.h2)
 	{
-		sk->text = NULL;		/* made when an absence waits */
+		g = hash_search(groups, &gid, HASH_ENTER, &found);
+		if (!found)
+		{
+			g->text = NULL;
+			g->n = g->cap = 0;
+			g->slots = NULL;
+		}
+		group_memo[gid.h1 % GROUP_MEMO] = g;
+	}
+	for (int i = 0; i < g->n && sk == NULL; i++)
+		if (g->slots[i].rule_id == r->id)
+			sk = g->slots[i].key;
+	if (sk == NULL)
+	{
+		if (g->n == g->cap)
+		{
+			g->cap = Max(2, g->cap * 2);
+			g->slots = g->slots ? repalloc(g->slots, sizeof(SeqSlot) * g->cap) :
+				palloc(sizeof(SeqSlot) * g->cap);
+		}
+		sk = palloc(sizeof(SeqKey));
+		g->slots[g->n].rule_id = r->id;
+		g->slots[g->n].key = sk;
+		g->n++;
+		sk->rule_id = r->id;
+		sk->group = g;
 		sk->ev = NULL;
 		sk->n = sk->cap = 0;
 		memset(sk->nstep, 0, sizeof(sk->nstep));
@@ -577,21 +664,47 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 }
 
 /*
+ * The absence with the earliest deadline (NULL if none): the first of the
+ * rules' queues and of the late heap.  A look at each sequence or absence
+ * rule: a few hundred at most, per call (once per batch, and per absence
+ * fired).
+ */
+static Waiting *
+next_waiting(void)
+{
+	Waiting    *first = NULL;
+	HASH_SEQ_STATUS seq;
+	SeqRuleState *rs;
+
+	if (late == NULL)
+		return NULL;
+	if (!pairingheap_is_empty(late))
+		first = pairingheap_container(Waiting, heap, pairingheap_first(late));
+	hash_seq_init(&seq, rule_states);
+	while ((rs = hash_seq_search(&seq)) != NULL)
+		if (!dlist_is_empty(&rs->queue))
+		{
+			Waiting    *w = dlist_head_element(Waiting, node, &rs->queue);
+
+			if (first == NULL || w->deadline < first->deadline)
+				first = w;
+		}
+	return first;
+}
+
+/*
  * The next absence whose deadline is at or before now, taken off the
  * state into *out (in the caller's memory); false if there is none.
  */
 bool
 am_seq_due(TimestampTz now, SeqDue *out)
 {
-	Waiting    *w;
+	Waiting    *w = next_waiting();
 
-	if (deadlines == NULL || pairingheap_is_empty(deadlines))
+	if (w == NULL || w->deadline > now)
 		return false;
-	w = pairingheap_container(Waiting, heap, pairingheap_first(deadlines));
-	if (w->deadline > now)
-		return false;
-	out->rule_id = w->key->kid.rule_id;
-	out->key = w->key->text ? pstrdup(w->key->text) : NULL;
+	out->rule_id = w->key->rule_id;
+	out->key = w->key->group->text ? pstrdup(w->key->group->text) : NULL;
 	out->ids = ids_array(w->ids, w->n);
 	out->last_id = w->last_id;
 	out->last_at = w->last_at;
@@ -603,9 +716,9 @@ am_seq_due(TimestampTz now, SeqDue *out)
 TimestampTz
 am_seq_next_deadline(void)
 {
-	if (deadlines == NULL || pairingheap_is_empty(deadlines))
-		return DT_NOEND;
-	return pairingheap_container(Waiting, heap, pairingheap_first(deadlines))->deadline;
+	Waiting    *w = next_waiting();
+
+	return w ? w->deadline : DT_NOEND;
 }
 
 /*
@@ -617,21 +730,27 @@ void
 am_seq_sweep(const SeqRule *rules, int nrules, TimestampTz now)
 {
 	HASH_SEQ_STATUS seq;
-	SeqKey	   *sk;
+	SeqGroup   *g;
 
-	if (keys == NULL)
+	if (groups == NULL)
 		return;
-	hash_seq_init(&seq, keys);
-	while ((sk = hash_seq_search(&seq)) != NULL)
+	hash_seq_init(&seq, groups);
+	while ((g = hash_seq_search(&seq)) != NULL)
 	{
-		const SeqRule *r = NULL;
+		/* from the last key: a drop moves the last slot into its place */
+		for (int j = g->n - 1; j >= 0; j--)
+		{
+			SeqKey	   *sk = g->slots[j].key;
+			const SeqRule *r = NULL;
 
-		for (int i = 0; i < nrules && r == NULL; i++)
-			if (rules[i].id == sk->kid.rule_id)
-				r = &rules[i];
-		if (r == NULL ||
-			(sk->nwaiting == 0 && am_ts_plus(sk->newest, r->within) < now - IDLE_MARGIN_USEC))
-			key_drop(sk);
+			for (int i = 0; i < nrules && r == NULL; i++)
+				if (rules[i].id == sk->rule_id)
+					r = &rules[i];
+			if ((r == NULL ||
+				 (sk->nwaiting == 0 && am_ts_plus(sk->newest, r->within) < now - IDLE_MARGIN_USEC)) &&
+				key_drop(sk))
+				break;			/* the group went with its last key */
+		}
 	}
 	am_seq_consumed_done();
 }

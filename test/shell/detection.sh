@@ -9,7 +9,8 @@
 # rolled-back step, a sequence longer than its window, an absence whose
 # completion committed after the deadline, a worker stopped while
 # absences wait (their deadlines pass while it is away), kill -9 of the
-# worker just before and just after a deadline (exactly once), a first-seen
+# worker just before and just after a deadline (exactly once), an absence
+# committed late firing before one that waited already, a first-seen
 # memory bounded to 3 entries (the table answers), and test_rule() of each
 # definition equal to the live alerts.
 #
@@ -256,6 +257,39 @@ for offset in -0.15 0.0 0.05; do
 	sleep 1.5
 	same_alerts stuck "$truth_abs"
 done
+
+# --- an absence committed late waits behind none: it fires at its own deadline ---------------
+# The worker keeps each rule's absences in deadline order, appended as they
+# come; one whose deadline is before the last waiting (its transaction began
+# earlier and committed later) goes aside, and must still come first.
+echo "# an absence committed late, its deadline before one already waiting, fires first"
+base=$(q "SELECT coalesce(max(amount), 0) + 1 FROM payments")
+rm -f "$work/lateabs.fifo"
+mkfifo "$work/lateabs.fifo"
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" <"$work/lateabs.fifo" >"$work/lateabs.out" 2>&1 &
+bg_pids+=($!)
+lateabs=$!
+exec 3>"$work/lateabs.fifo"
+echo "BEGIN; INSERT INTO payments (account_id, kind, amount, status) VALUES ('a1', 'withdrawal', $base, 'pending');" >&3
+sleep 1
+q "INSERT INTO payments (account_id, kind, amount, status) VALUES ('a2', 'withdrawal', $base + 1, 'pending')" >/dev/null
+caught_up
+echo "COMMIT;" >&3
+echo '\q' >&3
+exec 3>&-
+wait $lateabs
+# (their occurred_at, a second apart: the late one's deadline is first)
+[ "$(q "SELECT count(*) = 2 AND min(occurred_at) FILTER (WHERE new_values ->> 'amount' = '$base') + interval '0.5 s'
+	< min(occurred_at) FILTER (WHERE new_values ->> 'amount' = '$(($base + 1))')
+	FROM activity_monitor.activity WHERE table_name = 'public.payments' AND status_to = 'pending'
+	  AND (new_values ->> 'amount')::numeric IN ($base, $base + 1)")" = t ] ||
+	fail "the long transaction's event should be dated before the other: $(q "SELECT new_values ->> 'amount', occurred_at FROM activity_monitor.activity WHERE table_name = 'public.payments' AND (new_values ->> 'amount')::numeric IN ($base, $base + 1)")"
+am_wait_for 30 "$db" "SELECT count(*) = 2 FROM activity_monitor.alerts a JOIN payments p ON p.id::text = a.group_key
+	WHERE a.rule_name = 'stuck' AND p.amount IN ($base, $base + 1)" || fail "the late absence or the other did not fire"
+order=$(q "SELECT string_agg(p.amount::text, ' ' ORDER BY a.id) FROM activity_monitor.alerts a JOIN payments p ON p.id::text = a.group_key
+	WHERE a.rule_name = 'stuck' AND p.amount IN ($base, $base + 1)")
+[ "$order" = "$base $(($base + 1))" ] || fail "the absence with the earlier deadline fired second: $order"
+same_alerts stuck "$truth_abs"
 
 # --- a late step more than `within` behind the key's newest still completes its sequence ------
 echo "# a step committed late, behind a newer first step by more than within, completes its sequence"
