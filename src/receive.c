@@ -174,9 +174,10 @@ already_received(const char *source, int64 source_id)
 
 /*
  * Received events are dated at their source, before this cluster's clock,
- * which the sealing rounds read by (seal.c): each receiving transaction
- * leaves the oldest time it wrote in activity_monitor.received, written
- * again only when an older one comes.
+ * which the sealing rounds, the rollup and the alert batches bound their
+ * reads by (seal.c, alerts.c): each receiving transaction leaves the oldest
+ * time it wrote in activity_monitor.received, written again only when an
+ * older one comes.
  */
 static LocalTransactionId received_lxid = InvalidLocalTransactionId;
 static TimestampTz received_oldest;

@@ -646,6 +646,7 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	MemoryContext row_cxt;
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *head_str;
+	int64		alert_xmin;
 
 	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -659,6 +660,16 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("a sealing round must run at isolation level READ COMMITTED")));
 	SPI_connect();
+
+	/*
+	 * Where the alert engine is (for the notes of received events, below),
+	 * read first: alert_state is the table the worker's duties lock first,
+	 * as DROP EXTENSION's callers do (a later lock on it could deadlock).
+	 */
+	if (SPI_execute("SELECT coalesce(pg_catalog.min(pg_catalog.txid_snapshot_xmin(a.last_snapshot)), 0) "
+					"FROM activity_monitor.alert_state a", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read activity_monitor.alert_state");
+	alert_xmin = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* a dump being restored brings its own seals, after the events */
 	if (SPI_execute("SELECT activity_monitor._restoring() "
 					"OR NOT EXISTS (SELECT 1 FROM activity_monitor.config)", true, 0) != SPI_OK_SELECT)
@@ -747,11 +758,11 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	pair.to = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	{
-		Datum		args[6];
-		Oid			types[6] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, INT8ARRAYOID};
-		char		nulls[6] = {pair.from ? ' ' : 'n', ' ', ' ', pair.horizon_null ? 'n' : ' ',
-		pair.horizon_null ? 'n' : ' ', 'n'};
+		Datum		args[7];
+		Oid			types[7] = {TXID_SNAPSHOTOID, TXID_SNAPSHOTOID, INT8OID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, INT8ARRAYOID, INT8OID};
+		char		nulls[7] = {pair.from ? ' ' : 'n', ' ', ' ', pair.horizon_null ? 'n' : ' ',
+		pair.horizon_null ? 'n' : ' ', 'n', ' '};
 
 		args[0] = pair.from ? type_input(TXID_SNAPSHOTOID, pair.from) : (Datum) 0;
 		args[1] = type_input(TXID_SNAPSHOTOID, pair.to);
@@ -795,9 +806,16 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 					args[3] = lo;
 			}
 		}
+		/*
+		 * Notes done with: the rollup counted them (rolled), this round and
+		 * the alert engine's batches are past their transactions (the
+		 * engine bounds its batches by them too, alerts.c).
+		 */
+		args[6] = Int64GetDatum(alert_xmin);
 		if (SPI_execute_with_args("DELETE FROM activity_monitor.received r "
-								  "WHERE r.rolled AND r.txid < pg_catalog.txid_snapshot_xmin($2)",
-								  6, types, args, nulls, false, 0) != SPI_OK_DELETE)
+								  "WHERE r.rolled AND r.txid < pg_catalog.txid_snapshot_xmin($2) "
+								  "  AND r.txid < $7",
+								  7, types, args, nulls, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not clean activity_monitor.received");
 
 		/*

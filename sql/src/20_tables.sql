@@ -336,7 +336,11 @@ CREATE TABLE activity_monitor.alert_state (
 	-- events from before (restored from a dump) are not alerted on again
 	since				timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	last_run_at			timestamptz,
-	events_processed	bigint NOT NULL DEFAULT 0
+	events_processed	bigint NOT NULL DEFAULT 0,
+	-- no event last_snapshot (batch_snapshot) does not see is dated before
+	-- it: the batch reads only the partitions from there (NULL: unknown)
+	last_bound			timestamptz,
+	batch_bound			timestamptz
 );
 INSERT INTO activity_monitor.alert_state (last_snapshot) VALUES (pg_catalog.txid_current_snapshot());
 
