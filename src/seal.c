@@ -687,6 +687,12 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * Planned with the bounds' values, whatever postgresql.conf says: the
+	 * partitions they name only.
+	 */
+	(void) set_config_option("plan_cache_mode", "force_custom_plan", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	/* the round's rows, sorted by id: in memory for a round of the usual size */
 	(void) set_config_option("work_mem", SEAL_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
