@@ -69,6 +69,7 @@
 #include "partitioning/partdesc.h"
 #include "storage/proc.h"
 #include "utils/array.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -1289,6 +1290,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	bool		last_bound_null;
 	Datum		batch_bound;	/* of batch_snapshot */
 	bool		batch_bound_null;
+	TimestampTz clock;
 
 	Assert(max_events > 0);
 	batch_lxid = MyProc->lxid;
@@ -1314,10 +1316,22 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	 * or to one that holds an id now and started no earlier than the
 	 * oldest of those (a prepared one, or one whose start is not tracked:
 	 * no earlier than the last snapshot's bound, which was taken while it
-	 * ran or before it began).  A second less, for a capture between its
-	 * clock and its write.
+	 * ran or before it began).  A minute less: for a capture between its
+	 * clock and its write (an admin event reads the clock before its
+	 * transaction has an id), and for the clock stepping back that much
+	 * (further back, the check below sees it).  Rounded down to its
+	 * partition's start, the minute costs nothing but in the first minute
+	 * of a partition.
+	 *
+	 * From pg_stat_activity as it is now: the copy a transaction keeps of
+	 * it once read (a caller of _process_alerts() may have read it before)
+	 * could miss a transaction begun since.  Under repeatable read the
+	 * batch snapshot is the transaction's, taken before: a transaction it
+	 * saw running may have ended before the bound is read, so the bound is
+	 * unknown.
 	 */
 	{
+		pgstat_clear_backend_activity_snapshot();
 		if (run_saved(&plan_bound,
 					  "SELECT LEAST(pg_catalog.clock_timestamp(), "
 					  "  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
@@ -1329,10 +1343,17 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 					  "                    WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
 					  "                      AND s.backend_xid IS NOT NULL AND s.xact_start IS NULL) "
 					  "       THEN (SELECT coalesce(a.last_bound, '-infinity') FROM activity_monitor.alert_state a) END) "
-					  "  OPERATOR(pg_catalog.-) interval '1 second'",
+					  "  OPERATOR(pg_catalog.-) interval '1 minute', "
+					  "pg_catalog.clock_timestamp()",
 					  0, NULL, NULL, NULL) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not read the bound of a batch snapshot");
 		new_bound = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &new_bound_null);
+		clock = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (IsolationUsesXactSnapshot())
+		{
+			new_bound = TimestampTzGetDatum(DT_NOBEGIN);
+			new_bound_null = false;
+		}
 	}
 	{
 		Datum		arg = PointerGetDatum(&state_tid);
@@ -1355,6 +1376,9 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	processed = DatumGetInt64(SPI_getbinval(st, sd, 5, &isnull));
 	last_bound = SPI_getbinval(st, sd, 7, &last_bound_null);
 	batch_bound = SPI_getbinval(st, sd, 8, &batch_bound_null);
+	/* the clock went back past the last bound: the events since may be dated before it */
+	if (!last_bound_null && clock < DatumGetTimestampTz(last_bound) + 60 * USECS_PER_SEC)
+		last_bound_null = true;
 
 	load_rules();
 	/* the windows are what the events processed so far made them, or rebuilt */

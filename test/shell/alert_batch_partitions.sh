@@ -12,7 +12,9 @@
 #    sequences first) locks no partition older than a day, nor its indexes;
 # 3. an event of a transaction that began before the bound was taken and
 #    committed after several batches (held back by the bound) is alerted
-#    on, once.
+#    on, once;
+# 4. a batch under repeatable read keeps no bound (its snapshot is older
+#    than anything it could read of the transactions running).
 set -euo pipefail
 db=am_alert_batch_partitions
 . "$AM_ROOT/test/lib/shell.sh"
@@ -97,3 +99,20 @@ caught_up
 	fail "the long transaction's two events were not alerted on once each: $(q "SELECT event_id, group_key FROM activity_monitor.alerts WHERE rule_name = 'big'")"
 [ "$(q "SELECT count(*) = count(DISTINCT (rule_name, event_id)) FROM activity_monitor.alerts")" = t ] || fail "an event alerted on twice by a rule"
 echo "ok: a transaction that held its id across batches is alerted on, once"
+
+# 4. repeatable read: the batch snapshot is the transaction's, taken before
+# the bound could be read (retried when the worker's batch got there first)
+got=""
+for _ in 1 2 3 4 5; do
+	got=$(psql -X -q -At -d "$db" 2>&1 <<'SQL' || true
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT events FROM activity_monitor._process_alerts(1000) \g /dev/null
+SELECT last_bound = '-infinity' FROM activity_monitor.alert_state;
+COMMIT;
+SQL
+)
+	[ "$got" = t ] && break
+	sleep 0.5
+done
+[ "$got" = t ] || fail "a batch under repeatable read kept a bound: $got"
+echo "ok: a batch under repeatable read keeps no bound"

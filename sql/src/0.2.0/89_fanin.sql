@@ -16,8 +16,8 @@ COMMENT ON COLUMN activity_monitor.activity.source_id IS
  * Fan-in: the oldest event time each transaction that received events from
  * another cluster wrote (src/receive.c).  The dashboard's rollup reads
  * the events back to it (and marks the note rolled), the sealing rounds
- * read their pairs of snapshots down to it and delete the notes both are
- * done with.
+ * and the alert batches read their pairs of snapshots down to it, and the
+ * sealing rounds delete the notes all three are done with.
  */
 CREATE TABLE activity_monitor.received (
 	txid	bigint PRIMARY KEY,
