@@ -67,6 +67,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -741,6 +742,11 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 	 * writing does not hold it back.  (A start not known either: a prepared
 	 * transaction, or track_activities off, keeps the previous horizon.)
 	 */
+	/*
+	 * pg_stat_activity as it is now, not as _restoring() read it, before
+	 * the head's lock (the transaction keeps the copy it first read).
+	 */
+	pgstat_clear_backend_activity_snapshot();
 	if (SPI_execute("SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '1 second', "
 					"LEAST(pg_catalog.clock_timestamp(), "
 					"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
