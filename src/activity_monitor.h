@@ -300,6 +300,7 @@ extern void am_stored_event_rows(Datum *values, bool *nulls, const char *source,
 
 /* seal.c */
 extern void am_seal_drop_warning(void);
+extern TimestampTz am_xact_horizon(bool *unknown);
 
 /* audit.c */
 extern void am_record_admin(const char *object, const char *action, const char *row_key,

@@ -69,7 +69,6 @@
 #include "partitioning/partdesc.h"
 #include "storage/proc.h"
 #include "utils/array.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -160,7 +159,6 @@ static SPIPlanPtr plan_lock,
 			plan_counters_tid,
 			plan_more,
 			plan_done,
-			plan_bound,
 			plan_xips,
 			plan_received,
 			plan_batch_xips;
@@ -1285,7 +1283,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	int			rc;
 	int			settings_level;
 	Datum		new_bound;		/* of a snapshot taken now */
-	bool		new_bound_null;
+	bool		bound_unknown;
 	Datum		last_bound;		/* of last_snapshot */
 	bool		last_bound_null;
 	Datum		batch_bound;	/* of batch_snapshot */
@@ -1308,52 +1306,25 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	state_lock();
 
 	/*
-	 * The bound of a batch snapshot taken now, read before it (as the
-	 * sealing rounds read theirs, seal.c): no event it does not see can be
-	 * dated earlier.  Events are dated when captured, after their
-	 * transaction got its id (capture runs after the row's write): an event
-	 * it does not see belongs to a transaction that gets its id after now,
-	 * or to one that holds an id now and started no earlier than the
-	 * oldest of those (a prepared one, or one whose start is not tracked:
-	 * no earlier than the last snapshot's bound, which was taken while it
-	 * ran or before it began).  A minute less: for a capture between its
-	 * clock and its write (an admin event reads the clock before its
-	 * transaction has an id), and for the clock stepping back that much
-	 * (further back, the check below sees it).  Rounded down to its
-	 * partition's start, the minute costs nothing but in the first minute
-	 * of a partition.
-	 *
-	 * From pg_stat_activity as it is now: the copy a transaction keeps of
-	 * it once read (a caller of _process_alerts() may have read it before)
-	 * could miss a transaction begun since.  Under repeatable read the
-	 * batch snapshot is the transaction's, taken before: a transaction it
-	 * saw running may have ended before the bound is read, so the bound is
+	 * The bound of a batch snapshot taken now, read before it: its horizon
+	 * (seal.c, am_xact_horizon; while a transaction's start is not known,
+	 * no later than the last snapshot's bound, below), a minute less: for
+	 * a capture between its clock and its write (an admin event reads the
+	 * clock before its transaction has an id), and for the clock stepping
+	 * back that much (further back, the check below sees it).  Rounded
+	 * down to its partition's start, the minute costs nothing but in the
+	 * first minute of a partition.  Under repeatable read the batch
+	 * snapshot is the transaction's, taken before: a transaction it saw
+	 * running may have ended before the horizon is read, so the bound is
 	 * unknown.
 	 */
 	{
-		pgstat_clear_backend_activity_snapshot();
-		if (run_saved(&plan_bound,
-					  "SELECT LEAST(pg_catalog.clock_timestamp(), "
-					  "  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
-					  "   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
-					  "     AND s.backend_xid IS NOT NULL), "
-					  "  CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p "
-					  "                    WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
-					  "         OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity s "
-					  "                    WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
-					  "                      AND s.backend_xid IS NOT NULL AND s.xact_start IS NULL) "
-					  "       THEN (SELECT coalesce(a.last_bound, '-infinity') FROM activity_monitor.alert_state a) END) "
-					  "  OPERATOR(pg_catalog.-) interval '1 minute', "
-					  "pg_catalog.clock_timestamp()",
-					  0, NULL, NULL, NULL) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read the bound of a batch snapshot");
-		new_bound = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &new_bound_null);
-		clock = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		TimestampTz h = am_xact_horizon(&bound_unknown);
+
 		if (IsolationUsesXactSnapshot())
-		{
-			new_bound = TimestampTzGetDatum(DT_NOBEGIN);
-			new_bound_null = false;
-		}
+			h = DT_NOBEGIN;
+		new_bound = TimestampTzGetDatum(TIMESTAMP_NOT_FINITE(h) ? h : h - 60 * USECS_PER_SEC);
+		clock = GetCurrentTimestamp();
 	}
 	{
 		Datum		arg = PointerGetDatum(&state_tid);
@@ -1376,6 +1347,9 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	processed = DatumGetInt64(SPI_getbinval(st, sd, 5, &isnull));
 	last_bound = SPI_getbinval(st, sd, 7, &last_bound_null);
 	batch_bound = SPI_getbinval(st, sd, 8, &batch_bound_null);
+	if (bound_unknown)
+		new_bound = TimestampTzGetDatum(last_bound_null ? DT_NOBEGIN :
+										Min(DatumGetTimestampTz(new_bound), DatumGetTimestampTz(last_bound)));
 	/* the clock went back past the last bound: the events since may be dated before it */
 	if (!last_bound_null && clock < DatumGetTimestampTz(last_bound) + 60 * USECS_PER_SEC)
 		last_bound_null = true;
@@ -1402,7 +1376,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 	{
 		batch = SPI_getvalue(st, sd, 6);
 		batch_bound = new_bound;
-		batch_bound_null = new_bound_null;
+		batch_bound_null = false;
 	}
 
 	/*

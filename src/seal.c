@@ -614,6 +614,49 @@ pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair
 	"a.backend_pid, a.txid, a.matched, a.rule_errors, a.source, a.source_id"
 
 /*
+ * The horizon of a snapshot about to be taken, here and for the alert
+ * batches (alerts.c): the oldest time an event it will not see can carry,
+ * when captured in this database.  Such an event belongs to a transaction
+ * that gets its id after now (captured after now), or to one that holds an
+ * id now and started no earlier than the oldest of those: the clock, or
+ * that start.  A session holding a transaction open without writing does
+ * not hold it back.  *unknown says a start is not known (a prepared
+ * transaction, or track_activities off): the caller goes no later than
+ * its previous horizon then (that transaction ran, or had not begun, when
+ * it was read).  From pg_stat_activity as it is now, not the copy a
+ * transaction keeps of what it first read.  In SPI.
+ */
+TimestampTz
+am_xact_horizon(bool *unknown)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT LEAST(pg_catalog.clock_timestamp(), "
+									"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
+									"   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+									"     AND s.backend_xid IS NOT NULL)), "
+									"EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p "
+									"        WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
+									"OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity s "
+									"           WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
+									"             AND s.backend_xid IS NOT NULL AND s.xact_start IS NULL)",
+									0, NULL);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the horizon's query");
+		plan = p;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the horizon");
+	*unknown = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * activity_monitor._seal(max_events int DEFAULT 10000, OUT seals int,
  * OUT events bigint, OUT head text): one sealing round (see the file
  * header).  Superuser only (the worker's); returns the seals written, the
@@ -734,36 +777,28 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 
 	/*
 	 * The horizon of the new snapshot, read before it is taken: no event a
-	 * later round seals can be dated earlier.  Such an event belongs to a
-	 * transaction that gets its id after now (captured after now), or to
-	 * one that holds an id now, and started no earlier than the oldest of
-	 * those (a prepared one, whose start is not known, no earlier than the
-	 * previous horizon).  A session holding a transaction open without
-	 * writing does not hold it back.  (A start not known either: a prepared
-	 * transaction, or track_activities off, keeps the previous horizon.)
+	 * later round seals can be dated earlier (am_xact_horizon), a second
+	 * less; while a transaction's start is not known, no later than the
+	 * previous horizon.  And snap_at, the clock read before it, a second
+	 * less.
 	 */
-	/*
-	 * pg_stat_activity as it is now, not as _restoring() read it, before
-	 * the head's lock (the transaction keeps the copy it first read).
-	 */
-	pgstat_clear_backend_activity_snapshot();
-	if (SPI_execute("SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '1 second', "
-					"LEAST(pg_catalog.clock_timestamp(), "
-					"  (SELECT pg_catalog.min(s.xact_start) FROM pg_catalog.pg_stat_activity s "
-					"   WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
-					"     AND s.backend_xid IS NOT NULL), "
-					"  CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p "
-					"                    WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
-					"         OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity s "
-					"                    WHERE s.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() "
-					"                      AND s.backend_xid IS NOT NULL AND s.xact_start IS NULL) "
-					"       THEN (SELECT coalesce(pg_catalog.max(x.next_horizon), '-infinity') FROM activity_monitor.seal x "
-					"             WHERE x.id = (SELECT pg_catalog.max(y.id) FROM activity_monitor.seal y WHERE y.kind = 'events')) END) "
-					"  OPERATOR(pg_catalog.-) interval '1 second'",
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the horizon");
-	pair.next_snap_at = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	pair.next_horizon = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	{
+		bool		unknown;
+		TimestampTz h = am_xact_horizon(&unknown);
+
+		if (!TIMESTAMP_NOT_FINITE(h))
+			h -= USECS_PER_SEC;
+		if (unknown)
+		{
+			if (SPI_execute("SELECT coalesce(pg_catalog.max(x.next_horizon), '-infinity') FROM activity_monitor.seal x "
+							"WHERE x.id = (SELECT pg_catalog.max(y.id) FROM activity_monitor.seal y "
+							"              WHERE y.kind = 'events')", false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read activity_monitor.seal");
+			h = Min(h, DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
+		}
+		pair.next_horizon = TimestampTzGetDatum(h);
+		pair.next_snap_at = TimestampTzGetDatum(GetCurrentTimestamp() - USECS_PER_SEC);
+	}
 	/* in a statement of its own, after the horizon (see above) */
 	if (SPI_execute("SELECT pg_catalog.txid_current_snapshot()::text", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not take a snapshot");
