@@ -110,6 +110,7 @@ typedef struct Rule
 	Interval   *lookback;		/* a first-seen rule's */
 	Interval   *within;			/* at most max_window (rule_within) */
 	Numeric		threshold;
+	WindowThreshold thr;		/* the threshold, for integer measures */
 	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
 	bool		has_measure_path;
 	Interval   *cooldown;
@@ -201,12 +202,6 @@ am_jsonb_value_text(JsonbValue *v)
 	}
 }
 
-static bool
-num_ge(Numeric a, Numeric b)
-{
-	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
-}
-
 static Numeric
 num_int(int64 i)
 {
@@ -281,6 +276,7 @@ window_rule(Rule *r)
 	wr.measure = r->measure;
 	wr.within = r->within;
 	wr.threshold = r->threshold;
+	wr.thr = r->thr;
 	wr.max_keys = max_keys_per_rule;
 	wr.max_events = max_events_per_rule;
 	wr.max_window_events = max_events_per_window;
@@ -301,6 +297,8 @@ am_alerts_window_rule(int64 id, char measure, Interval *within, Numeric threshol
 	r.measure = measure;
 	r.within = rule_within(within);
 	r.threshold = threshold;
+	if (threshold != NULL)
+		r.thr = am_window_threshold(threshold);
 	return window_rule(&r);
 }
 
@@ -576,6 +574,8 @@ load_rules(void)
 		r->windowed = c->within != NULL && c->nsteps == 0;
 		r->within = c->within ? rule_within(c->within) : NULL;
 		r->threshold = c->threshold;
+		if (r->windowed && r->threshold != NULL)
+			r->thr = am_window_threshold(r->threshold);
 		r->measure = c->measure;
 		r->has_measure_path = c->measure_path != (Datum) 0;
 		r->cooldown = c->cooldown;
@@ -645,7 +645,7 @@ replay_match(Rule *r, JsonbValue *k, JsonbValue *v, void *arg)
 	Datum	   *ev = (Datum *) arg;
 	WindowRule	wr;
 	Window	   *w;
-	Numeric		val,
+	WindowMeasure val,
 				before;
 	WindowEvictions evicted;
 
@@ -994,7 +994,8 @@ am_alerts_match(const WindowRule *wr, bool has_measure_path, JsonbValue *k, Json
 				WindowEvictions *evicted)
 {
 	Window	   *w;
-	Numeric		before;
+	WindowMeasure after,
+				before;
 
 	evicted->keys = evicted->events = 0;
 	if (wr == NULL)
@@ -1006,9 +1007,10 @@ am_alerts_match(const WindowRule *wr, bool has_measure_path, JsonbValue *k, Json
 		*ids = construct_array(&d, 1, INT8OID, sizeof(int64), true, TYPALIGN_DOUBLE);
 		return true;
 	}
-	if (!am_window_add(wr, k, at, id, v, &w, val, &before, evicted) ||
-		!num_ge(*val, wr->threshold) || num_ge(before, wr->threshold))
+	if (!am_window_add(wr, k, at, id, v, &w, &after, &before, evicted) ||
+		!am_window_reached(wr, &after) || am_window_reached(wr, &before))
 		return false;
+	*val = am_window_numeric(&after);
 	*ids = am_window_ids(w);
 	return true;
 }

@@ -32,6 +32,7 @@
 
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -48,8 +49,12 @@ typedef struct Entry
 {
 	TimestampTz at;
 	int64		id;
-	Numeric		num;			/* sum: the measure (NULL: none) */
-	struct ValueCount *val;		/* distinct: its value's count (NULL: none) */
+	int64		inum;			/* sum: the measure, an integer (else 0) */
+	union
+	{
+		Numeric		num;		/* sum: the measure, another number (or NULL) */
+		struct ValueCount *val; /* distinct: its value's count (NULL: none) */
+	}			m;
 } Entry;
 
 /* A rule's windows, least recently active first, and what they hold. */
@@ -78,7 +83,9 @@ struct Window
 	int			head;
 	int			n;
 	int			cap;
-	Numeric		total;			/* sum: of the live entries' num (else NULL) */
+	char		measure;		/* its rule's, when it came: 'c', 's', 'd' */
+	int64		itotal;			/* sum: of the live entries' measures, ... */
+	Numeric		ntotal;			/* ... plus this (NULL: nothing more) */
 	int64		distinct;
 	RuleWindows *rw;			/* its rule's */
 	dlist_node	lru;			/* in rw->lru */
@@ -232,12 +239,6 @@ num_ge(Numeric a, Numeric b)
 	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(a), NumericGetDatum(b)));
 }
 
-static Numeric
-num_int(int64 i)
-{
-	return int64_to_numeric(i);
-}
-
 /*
  * A copy of n in the engine's memory.  Only what a window keeps is
  * allocated there, computed elsewhere (arithmetic leaves temporaries): the
@@ -253,14 +254,113 @@ num_keep(Numeric n)
 	return copy;
 }
 
-/* Make the window's total t (computed in the caller's memory). */
-static void
-window_set_total(Window *w, Numeric t)
+/*
+ * A sum's measure v: an integer that fits in int64 (true, in *i), or
+ * another number (*n), or none (*n NULL).  Integers are added as such: a
+ * window of amounts in whole units does no numeric arithmetic.
+ */
+static bool
+measure_int(JsonbValue *v, int64 *i, Numeric *n)
 {
-	Numeric		keep = num_keep(t);
+	bool		err = false;
 
-	pfree(w->total);
-	w->total = keep;
+	*n = NULL;
+	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 18)
+	{
+		/* digits only (an optional sign): the integer, without numeric_in */
+		const char *p = v->val.string.val;
+		const char *end = p + v->val.string.len;
+		bool		neg = *p == '-';
+		int64		x = 0;
+
+		if (neg)
+			p++;
+		if (p < end)
+		{
+			while (p < end && isdigit((unsigned char) *p))
+				x = x * 10 + (*p++ - '0');
+			if (p == end)
+			{
+				*i = neg ? -x : x;
+				return true;
+			}
+		}
+	}
+	/* a number: an integer in int4's range (most amounts), else numeric */
+	*n = am_window_measure_num(v);
+	if (*n == NULL || numeric_is_nan(*n) || numeric_is_inf(*n) ||
+		DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(*n))) != 0)
+		return false;
+	*i = numeric_int4_opt_error(*n, &err);
+	if (err)
+		return false;
+	*n = NULL;
+	return true;
+}
+
+/*
+ * Add to (or subtract from) a sum window's total an entry's measure, the
+ * integer i or the number n.  An int64 overflow moves the integer part
+ * into the numeric one: the total stays exact.
+ */
+static void
+total_add(Window *w, int64 i, Numeric n, bool subtract)
+{
+	int64		r;
+	Numeric		t;
+
+	if (n == NULL && !(subtract ? pg_sub_s64_overflow(w->itotal, i, &r) :
+					   pg_add_s64_overflow(w->itotal, i, &r)))
+	{
+		w->itotal = r;
+		return;
+	}
+	t = int64_to_numeric(w->itotal);
+	if (w->ntotal)
+		t = num_add(w->ntotal, t, false);
+	t = num_add(t, n ? n : int64_to_numeric(i), subtract);
+	if (w->ntotal)
+		pfree(w->ntotal);
+	w->ntotal = num_keep(t);
+	w->itotal = 0;
+}
+
+/*
+ * The threshold as integer measures meet it (window.h), made once per rule:
+ * "an integer m reaches t" is "m >= ceil(t)".
+ */
+WindowThreshold
+am_window_threshold(Numeric threshold)
+{
+	WindowThreshold t = {0, 0};
+
+	if (numeric_is_nan(threshold) || !num_ge(int64_to_numeric(PG_INT64_MAX), threshold))
+		t.range = 1;			/* NaN sorts above every number */
+	else if (!num_ge(threshold, int64_to_numeric(PG_INT64_MIN)))
+		t.range = -1;			/* below every int64 */
+	else
+		t.ceil = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+												   DirectFunctionCall1(numeric_ceil,
+																	   NumericGetDatum(threshold))));
+	return t;
+}
+
+/* Does the measure m reach rule r's threshold? */
+bool
+am_window_reached(const WindowRule *r, const WindowMeasure *m)
+{
+	if (m->n != NULL)
+		return num_ge(am_window_numeric(m), r->threshold);
+	return r->thr.range < 0 || (r->thr.range == 0 && m->i >= r->thr.ceil);
+}
+
+/* The measure m as a numeric, in the caller's memory. */
+Numeric
+am_window_numeric(const WindowMeasure *m)
+{
+	if (m->n == NULL)
+		return int64_to_numeric(m->i);
+	return m->i == 0 ? m->n : num_add(m->n, int64_to_numeric(m->i), false);
 }
 
 /* Forget every window; the first call creates the engine's memory. */
@@ -318,14 +418,15 @@ window_trim(Window *w, TimestampTz cutoff, int keep)
 		if (e->at > cutoff)
 			early++;
 		w->rw->nevents--;
-		if (e->num)
+		if (w->measure == 's')
 		{
-			window_set_total(w, num_add(w->total, e->num, true));
-			pfree(e->num);
+			total_add(w, e->inum, e->m.num, true);
+			if (e->m.num)
+				pfree(e->m.num);
 		}
-		if (e->val && --e->val->count == 0)
+		else if (e->m.val && --e->m.val->count == 0)
 		{
-			hash_search(value_counts, &e->val->id, HASH_REMOVE, NULL);
+			hash_search(value_counts, &e->m.val->id, HASH_REMOVE, NULL);
 			w->distinct--;
 		}
 	}
@@ -372,20 +473,23 @@ window_drop(Window *w)
 {
 	RuleWindows *rw = w->rw;
 
-	for (int i = w->head; i < w->n; i++)
+	for (int i = w->head; i < w->n && w->measure != 'c'; i++)
 	{
 		Entry	   *e = &w->ent[i];
 
-		if (e->num)
-			pfree(e->num);
-		if (e->val && --e->val->count == 0)
-			hash_search(value_counts, &e->val->id, HASH_REMOVE, NULL);
+		if (w->measure == 's')
+		{
+			if (e->m.num)
+				pfree(e->m.num);
+		}
+		else if (e->m.val && --e->m.val->count == 0)
+			hash_search(value_counts, &e->m.val->id, HASH_REMOVE, NULL);
 	}
 	rw->nevents -= w->n - w->head;
 	if (w->ent)
 		pfree(w->ent);
-	if (w->total)
-		pfree(w->total);
+	if (w->ntotal)
+		pfree(w->ntotal);
 	dlist_delete(&w->lru);
 	if (--rw->nkeys == 0)
 		hash_search(rule_windows, &rw->rule_id, HASH_REMOVE, NULL);
@@ -430,18 +534,24 @@ rule_windows_get(int64 rule_id)
 	return rw;
 }
 
-/* The window's measure, in the caller's memory. */
-static Numeric
-window_measure(const WindowRule *r, Window *w)
+/* The window's measure (a numeric part in the caller's memory). */
+static void
+window_measure(Window *w, WindowMeasure *m)
 {
-	switch (r->measure)
+	m->n = NULL;
+	switch (w->measure)
 	{
 		case 'c':
-			return num_int(w->n - w->head);
+			m->i = w->n - w->head;
+			break;
 		case 's':
-			return DatumGetNumeric(datumCopy(NumericGetDatum(w->total), false, -1));
+			m->i = w->itotal;
+			if (w->ntotal)
+				m->n = DatumGetNumeric(datumCopy(NumericGetDatum(w->ntotal), false, -1));
+			break;
 		default:
-			return num_int(w->distinct);
+			m->i = w->distinct;
+			break;
 	}
 }
 
@@ -467,11 +577,11 @@ window_start(TimestampTz newest, Interval *within)
  * key k.  Returns false if the event is already out of the window (older
  * than the newest event minus "within").  Otherwise sets *wp to the window
  * and *val and *before to the measure with this event and just before it
- * came.  The bounds apply (see the header); *evicted says what they cost.
+ * came (their numeric parts in the caller's memory).  The bounds apply (see the header); *evicted says what they cost.
  */
 bool
 am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
-			  JsonbValue *v, Window **wp, Numeric *val, Numeric *before,
+			  JsonbValue *v, Window **wp, WindowMeasure *val, WindowMeasure *before,
 			  WindowEvictions *evicted)
 {
 	WindowId	key;
@@ -482,7 +592,9 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	int			pos;
 	int			keep;
 	Numeric		num = NULL;
+	int64		inum = 0;
 	ValueCountId vid;
+	WindowMeasure kept;
 	bool		counted = false;
 	int			keys_evicted = 0;
 	int			events_evicted;
@@ -491,8 +603,8 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	memset(&key, 0, sizeof(key));
 	key.rule_id = r->id;
 	am_jsonb_value_hash(k, &key.h1, &key.h2);
-	if (r->measure == 's' && v != NULL)
-		num = am_window_measure_num(v);
+	if (r->measure == 's' && v != NULL && !measure_int(v, &inum, &num))
+		inum = 0;
 	if (r->measure == 'd' && v != NULL && v->type != jbvNull)
 	{
 		memset(&vid, 0, sizeof(vid));
@@ -506,7 +618,9 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 		w->newest = at;
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
-		w->total = r->measure == 's' ? num_keep(num_int(0)) : NULL;
+		w->measure = r->measure;
+		w->itotal = 0;
+		w->ntotal = NULL;
 		w->distinct = 0;
 		w->rw = rule_windows_get(r->id);
 		dlist_push_tail(&w->rw->lru, &w->lru);
@@ -526,18 +640,19 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 		return false;
 	}
 	window_trim(w, cutoff, INT_MAX);
-	*before = window_measure(r, w);
+	window_measure(w, before);
 
 	e.at = at;
 	e.id = id;
-	e.num = NULL;
-	e.val = NULL;
-	if (num)
+	e.inum = 0;
+	e.m.num = NULL;
+	if (w->measure == 's')
 	{
-		e.num = num_keep(num);
-		window_set_total(w, num_add(w->total, e.num, false));
+		e.inum = inum;
+		e.m.num = num ? num_keep(num) : NULL;
+		total_add(w, inum, e.m.num, false);
 	}
-	if (counted)
+	else if (counted && w->measure == 'd')
 	{
 		ValueCount *vc;
 
@@ -549,7 +664,7 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 			w->distinct++;
 		}
 		vc->count++;
-		e.val = vc;				/* entries of a hash table never move */
+		e.m.val = vc;			/* entries of a hash table never move */
 	}
 
 	/* insert keeping (at, id) order: late events are rare, search from the end */
@@ -570,7 +685,9 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	 * crosses it exactly as if it kept them all (and it lists them all when
 	 * it does).  Then the bounds: of the window, of the rule.
 	 */
-	if (r->measure == 'c' && num_ge(num_int(w->n - w->head - 1), r->threshold))
+	kept.i = w->n - w->head - 1;
+	kept.n = NULL;
+	if (w->measure == 'c' && am_window_reached(r, &kept))
 		window_trim(w, cutoff, w->n - w->head - 1);
 	keep = Min(r->max_window_events, r->max_events);
 	events_evicted = window_trim(w, cutoff, keep);
@@ -578,7 +695,7 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	window_fit(w);
 	evicted->keys = keys_evicted;
 	evicted->events = events_evicted;
-	*val = window_measure(r, w);
+	window_measure(w, val);
 	return true;
 }
 

@@ -26,6 +26,28 @@
 typedef struct Window Window;
 
 /*
+ * A threshold as integer measures (counts, and sums of integers) meet it:
+ * reached by at least ceil, or never (above any int64), or always.
+ * am_window_threshold() makes it once per rule.
+ */
+typedef struct WindowThreshold
+{
+	int64		ceil;			/* the least integer at or above the threshold */
+	int8		range;			/* 0: ceil holds it; 1: never reached; -1: always */
+} WindowThreshold;
+
+/*
+ * A window's measure, exact: the integer i plus n (NULL: none).  Counts,
+ * distinct counts and sums of integer measures have no n; a sum with some
+ * other number (a decimal amount, say) carries that part in n.
+ */
+typedef struct WindowMeasure
+{
+	int64		i;
+	Numeric		n;
+} WindowMeasure;
+
+/*
  * What the windows need of a rule: its id, measure, window and threshold,
  * and the bounds in force (the settings activity_monitor.max_*).
  */
@@ -35,6 +57,7 @@ typedef struct WindowRule
 	char		measure;		/* 'c'ount, 's'um, 'd'istinct */
 	Interval   *within;			/* the window, at most max_window */
 	Numeric		threshold;		/* a count window keeps no more events */
+	WindowThreshold thr;		/* the threshold, for integer measures */
 	int			max_keys;		/* group keys of all the rule's windows */
 	int			max_events;		/* events of all the rule's windows */
 	int			max_window_events;	/* events of one window */
@@ -50,8 +73,11 @@ typedef struct WindowEvictions
 extern void am_window_reset(void);
 extern MemoryContext am_window_memory(void);
 extern bool am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
-						  JsonbValue *v, Window **wp, Numeric *val, Numeric *before,
-						  WindowEvictions *evicted);
+						  JsonbValue *v, Window **wp, WindowMeasure *val,
+						  WindowMeasure *before, WindowEvictions *evicted);
+extern WindowThreshold am_window_threshold(Numeric threshold);
+extern bool am_window_reached(const WindowRule *r, const WindowMeasure *m);
+extern Numeric am_window_numeric(const WindowMeasure *m);
 extern ArrayType *am_window_ids(Window *w);
 extern void am_jsonb_value_hash(JsonbValue *v, uint64 *h1, uint64 *h2);
 extern uint32 am_words_hash(const void *key, Size keysize);
