@@ -102,20 +102,25 @@ typedef struct SeqGroup
 	SeqSlot    *slots;
 } SeqGroup;
 
-/* One rule and group key. */
+/*
+ * One rule and group key.  What every event of the key reads comes first,
+ * together in as few cache lines as can be: the keys of all the rules are
+ * far more than the CPU's caches hold, and each line read is a miss.
+ */
 struct SeqKey
 {
-	int64		rule_id;
-	SeqGroup   *group;
+	dlist_node	lru;			/* in rs->lru */
+	TimestampTz newest;
+	TimestampTz oldest;			/* ev[0].at when n > 0: a trim reads no event */
 	SeqEvent   *ev;				/* sorted by (at, id) */
 	int			n;
 	int			cap;
-	int			nstep[AM_MAX_STEPS + 1];	/* events matching each step */
-	TimestampTz newest;
-	dlist_head	waiting;		/* its absences (Waiting.key_node) */
-	int			nwaiting;
 	SeqRuleState *rs;
-	dlist_node	lru;			/* in rs->lru */
+	int			nwaiting;
+	int			nstep[AM_MAX_STEPS + 1];	/* events matching each step */
+	dlist_head	waiting;		/* its absences (Waiting.key_node) */
+	SeqGroup   *group;
+	int64		rule_id;
 };
 
 /* A rule's keys, least recently active first. */
@@ -141,9 +146,9 @@ typedef struct Waiting
 	SeqKey	   *key;
 	TimestampTz last_at;
 	TimestampTz deadline;
-	int			n;
-	int64		ids[AM_MAX_STEPS];
 	int64		last_id;
+	int			n;
+	int64		ids[FLEXIBLE_ARRAY_MEMBER];	/* n of them */
 } Waiting;
 
 /* A consumed event, told by am_seq_consumed before a replay. */
@@ -275,14 +280,19 @@ am_seq_consumed_done(void)
 	consumed = NULL;
 }
 
+/*
+ * Free an absence: out of its rule's queue (or the late heap), and out of
+ * its key's list unless the key goes too (from_key false).
+ */
 static void
-waiting_free(Waiting *w)
+waiting_free(Waiting *w, bool from_key)
 {
 	if (w->late)
 		pairingheap_remove(late, &w->heap);
 	else
 		dlist_delete(&w->node);
-	dlist_delete(&w->key_node);
+	if (from_key)
+		dlist_delete(&w->key_node);
 	w->key->nwaiting--;
 	w->key->rs->nevents -= w->n;
 	pfree(w);
@@ -299,7 +309,7 @@ key_drop(SeqKey *sk)
 	dlist_mutable_iter it;
 
 	dlist_foreach_modify(it, &sk->waiting)
-		waiting_free(dlist_container(Waiting, key_node, it.cur));
+		waiting_free(dlist_container(Waiting, key_node, it.cur), false);
 	sk->rs->nevents -= sk->n;
 	sk->rs->nkeys--;
 	dlist_delete(&sk->lru);
@@ -335,6 +345,8 @@ events_remove(SeqKey *sk, int from, int count)
 	memmove(&sk->ev[from], &sk->ev[from + count], sizeof(SeqEvent) * (sk->n - from - count));
 	sk->n -= count;
 	sk->rs->nevents -= count;
+	if (from == 0 && sk->n > 0)
+		sk->oldest = sk->ev[0].at;
 }
 
 /*
@@ -347,6 +359,8 @@ key_trim(SeqKey *sk, Interval *within)
 {
 	int			drop = 0;
 
+	if (sk->n == 0 || am_ts_plus(sk->oldest, within) >= sk->newest - IDLE_MARGIN_USEC)
+		return;
 	while (drop < sk->n && am_ts_plus(sk->ev[drop].at, within) < sk->newest - IDLE_MARGIN_USEC)
 		drop++;
 	if (drop > 0)
@@ -438,7 +452,7 @@ absence_wait(const SeqRule *r, SeqKey *sk, JsonbValue *k, const int64 *ids,
 	/* the key as the alerts table will have it, for am_seq_due */
 	if (sk->group->text == NULL && k->type != jbvNull)
 		sk->group->text = am_jsonb_value_text(k);
-	w = palloc0(sizeof(Waiting));
+	w = palloc0(offsetof(Waiting, ids) + sizeof(int64) * r->nsteps);
 	w->key = sk;
 	w->last_at = last->at;
 	w->last_id = last->id;
@@ -460,7 +474,7 @@ absence_wait(const SeqRule *r, SeqKey *sk, JsonbValue *k, const int64 *ids,
 	/* a key waits for at most max_window_events: the oldest go */
 	while (sk->nwaiting > r->max_window_events)
 	{
-		waiting_free(dlist_container(Waiting, key_node, dlist_head_node(&sk->waiting)));
+		waiting_free(dlist_container(Waiting, key_node, dlist_head_node(&sk->waiting)), true);
 		(*evicted_events)++;
 	}
 }
@@ -582,7 +596,7 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 			Waiting    *w = dlist_container(Waiting, key_node, it.cur);
 
 			if ((at > w->last_at || (at == w->last_at && id > w->last_id)) && at <= w->deadline)
-				waiting_free(w);
+				waiting_free(w, true);
 		}
 	}
 
@@ -622,6 +636,8 @@ am_seq_add(const SeqRule *r, JsonbValue *k, TimestampTz at, int64 id, int mask,
 	sk->ev[pos].id = id;
 	sk->ev[pos].mask = mask;
 	sk->n++;
+	if (pos == 0)
+		sk->oldest = at;
 	for (int j = 0; j <= AM_MAX_STEPS; j++)
 		if (mask & (1 << j))
 			sk->nstep[j]++;
@@ -708,7 +724,7 @@ am_seq_due(TimestampTz now, SeqDue *out)
 	out->ids = ids_array(w->ids, w->n);
 	out->last_id = w->last_id;
 	out->last_at = w->last_at;
-	waiting_free(w);
+	waiting_free(w, true);
 	return true;
 }
 

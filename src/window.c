@@ -74,16 +74,22 @@ typedef struct WindowId
 	uint64		h2;
 } WindowId;
 
-/* One window: a rule and group key, its live events and their measure. */
+/*
+ * One window: a rule and group key, its live events and their measure.
+ * oldest spares a trim the read of the oldest entry, a cache miss most
+ * often (the windows of all the rules are far more than the caches hold).
+ */
 struct Window
 {
 	WindowId	id;				/* hash key: first */
 	TimestampTz newest;
+	TimestampTz oldest;			/* ent[head].at when there are live entries */
 	Entry	   *ent;			/* sorted by (at, id); ent[head .. n) live */
 	int			head;
 	int			n;
 	int			cap;
 	char		measure;		/* its rule's, when it came: 'c', 's', 'd' */
+	int			nnum;			/* sum: live entries with a numeric measure */
 	int64		itotal;			/* sum: of the live entries' measures, ... */
 	Numeric		ntotal;			/* ... plus this (NULL: nothing more) */
 	int64		distinct;
@@ -410,10 +416,12 @@ window_trim(Window *w, TimestampTz cutoff, int keep)
 {
 	int			early = 0;
 
-	while (w->head < w->n &&
-		   (w->ent[w->head].at <= cutoff || w->n - w->head > keep))
+	while (w->head < w->n && (w->oldest <= cutoff || w->n - w->head > keep))
 	{
 		Entry	   *e = &w->ent[w->head++];
+
+		if (w->head < w->n)
+			w->oldest = w->ent[w->head].at;
 
 		if (e->at > cutoff)
 			early++;
@@ -422,7 +430,10 @@ window_trim(Window *w, TimestampTz cutoff, int keep)
 		{
 			total_add(w, e->inum, e->m.num, true);
 			if (e->m.num)
+			{
 				pfree(e->m.num);
+				w->nnum--;
+			}
 		}
 		else if (e->m.val && --e->m.val->count == 0)
 		{
@@ -463,8 +474,9 @@ window_fit(Window *w)
 }
 
 /*
- * Forget a window: its entries (their values counted no more), its key.
- * No measure is kept up to date on the way out (window_trim would subtract
+ * Forget a window: its entries (their values counted no more, numeric
+ * measures freed: a count window, or a sum of integers, frees its array
+ * without reading it), its key.  No measure is kept up to date on the way out (window_trim would subtract
  * each entry from the total: a numeric operation per entry, for a window
  * of a thousand evicted per event once a rule is at its bounds).
  */
@@ -473,7 +485,7 @@ window_drop(Window *w)
 {
 	RuleWindows *rw = w->rw;
 
-	for (int i = w->head; i < w->n && w->measure != 'c'; i++)
+	for (int i = w->head; i < w->n && (w->measure == 'd' || w->nnum > 0); i++)
 	{
 		Entry	   *e = &w->ent[i];
 
@@ -619,6 +631,7 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 		w->ent = NULL;
 		w->head = w->n = w->cap = 0;
 		w->measure = r->measure;
+		w->nnum = 0;
 		w->itotal = 0;
 		w->ntotal = NULL;
 		w->distinct = 0;
@@ -650,6 +663,7 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	{
 		e.inum = inum;
 		e.m.num = num ? num_keep(num) : NULL;
+		w->nnum += num != NULL;
 		total_add(w, inum, e.m.num, false);
 	}
 	else if (counted && w->measure == 'd')
@@ -678,6 +692,8 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	}
 	w->ent[pos] = e;
 	w->n++;
+	if (pos == w->head)
+		w->oldest = at;
 	w->rw->nevents++;
 
 	/*
