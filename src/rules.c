@@ -886,28 +886,22 @@ am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
 	JsonbValue	v;
 	char		buf[MAXDATELEN + 1];
 
+	/*
+	 * The keys in jsonb's order (shorter first, then bytewise): the object's
+	 * sort, at the end, then finds them sorted at once.
+	 */
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	doc_key(&state, "id");
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(DatumGetInt64(values[AC_ID]));
 	pushJsonbValue(&state, WJB_VALUE, &v);
-	JsonEncodeDateTime(buf, values[AC_OCCURRED_AT], TIMESTAMPTZOID, NULL);
-	doc_string(&state, "occurred_at", buf);
+	doc_jsonb(&state, "new", rows->new_row);
+	doc_jsonb(&state, "old", rows->old_row);
 	doc_text(&state, "kind", values, nulls, AC_KIND);
-	doc_text(&state, "action", values, nulls, AC_ACTION);
 	doc_text(&state, "table", values, nulls, AC_TABLE_NAME);
-	doc_text(&state, "row_key", values, nulls, AC_ROW_KEY);
-	doc_text(&state, "subject_id", values, nulls, AC_SUBJECT_ID);
-	doc_text(&state, "actor_type", values, nulls, AC_ACTOR_TYPE);
-	doc_text(&state, "actor_id", values, nulls, AC_ACTOR_ID);
-	doc_text(&state, "actor_reason", values, nulls, AC_ACTOR_REASON);
-	doc_text(&state, "status_from", values, nulls, AC_STATUS_FROM);
-	doc_text(&state, "status_to", values, nulls, AC_STATUS_TO);
-	doc_key(&state, "critical");
-	v.type = jbvBool;
-	v.val.boolean = DatumGetBool(values[AC_CRITICAL]);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-
+	doc_text(&state, "action", values, nulls, AC_ACTION);
+	if (rows->source != NULL)
+		doc_string(&state, "source", rows->source);
 	doc_key(&state, "changed");
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < rows->nchanged; i++)
@@ -918,14 +912,23 @@ am_event_document(Datum *values, bool *nulls, const AmEventRows *rows)
 		pushJsonbValue(&state, WJB_ELEM, &v);
 	}
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	doc_jsonb(&state, "old", rows->old_row);
-	doc_jsonb(&state, "new", rows->new_row);
 	doc_text(&state, "db_user", values, nulls, AC_DB_USER);
-	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
+	doc_text(&state, "row_key", values, nulls, AC_ROW_KEY);
+	doc_text(&state, "actor_id", values, nulls, AC_ACTOR_ID);
+	doc_key(&state, "critical");
+	v.type = jbvBool;
+	v.val.boolean = DatumGetBool(values[AC_CRITICAL]);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	doc_text(&state, "status_to", values, nulls, AC_STATUS_TO);
+	doc_text(&state, "actor_type", values, nulls, AC_ACTOR_TYPE);
+	doc_text(&state, "subject_id", values, nulls, AC_SUBJECT_ID);
 	doc_string(&state, "client_addr", nulls[AC_CLIENT_ADDR] ? NULL :
 			   DatumGetCString(DirectFunctionCall1(inet_out, values[AC_CLIENT_ADDR])));
-	if (rows->source != NULL)
-		doc_string(&state, "source", rows->source);
+	JsonEncodeDateTime(buf, values[AC_OCCURRED_AT], TIMESTAMPTZOID, NULL);
+	doc_string(&state, "occurred_at", buf);
+	doc_text(&state, "status_from", values, nulls, AC_STATUS_FROM);
+	doc_text(&state, "actor_reason", values, nulls, AC_ACTOR_REASON);
+	doc_text(&state, "application_name", values, nulls, AC_APPLICATION_NAME);
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
