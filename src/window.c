@@ -625,6 +625,12 @@ am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
 	}
 
 	w = hash_search(windows, &key, HASH_ENTER, &found);
+	if (found && w->measure != r->measure)
+	{
+		/* the rule's measure changed (an UPDATE of alert_rule): start anew */
+		window_drop(w);
+		w = hash_search(windows, &key, HASH_ENTER, &found);
+	}
 	if (!found)
 	{
 		w->newest = at;

@@ -5,9 +5,11 @@
 -- fires (am_alerts_match), over the events of this transaction: measures
 -- in and out of int4's range, decimals, numeric strings of 18 digits whose
 -- total leaves int64, negative amounts that bring a sum back under its
--- threshold, fractional thresholds.
+-- threshold, fractional thresholds, sums equal to the threshold; and a
+-- window of one second that drops its events (pg_sleep), the integer part
+-- of its total leaving int64 on the way out.
 BEGIN;
-SELECT plan(8);
+SELECT plan(11);
 SET LOCAL client_min_messages = warning;
 
 CREATE TABLE ledger (id int PRIMARY KEY, acct text, amount numeric, label text);
@@ -23,7 +25,9 @@ INSERT INTO ledger VALUES
 	-- beyond int4, back under, over again: 3e9, 1, 21
 	(9, 'big', 3000000000, NULL), (10, 'big', -2999999999, NULL), (11, 'big', 20, NULL),
 	-- a whole number written with a scale
-	(12, 'scaled', 15.0, NULL), (13, 'scaled', 0.50, NULL);
+	(12, 'scaled', 15.0, NULL), (13, 'scaled', 0.50, NULL),
+	-- integers whose sum is the threshold itself (16)
+	(14, 'eq', 5, NULL), (15, 'eq', 7, NULL), (16, 'eq', 4, NULL);
 -- numeric strings: twelve of 9e17 leave int64 at the eleventh (9.9e18)
 INSERT INTO ledger SELECT 100 + g, 'text', NULL, '900000000000000000' FROM generate_series(1, 12) g;
 INSERT INTO ledger VALUES (200, 'text2', NULL, '-7'), (201, 'text2', NULL, '12.5'), (202, 'text2', NULL, '11'),
@@ -60,8 +64,10 @@ $$;
 SELECT set_eq($$SELECT * FROM pg_temp.fired('$.new.amount', 15.5)$$,
 			  $$SELECT * FROM pg_temp.truth('amount', 15.5)$$,
 			  'numbers: integers, decimals and numbers beyond int4 sum exactly (threshold 15.5)');
-SELECT is((SELECT count(*) FROM pg_temp.fired('$.new.amount', 15.5)), 6::bigint,
-		  'six crossings of 15.5: int, dec, mix, big twice, scaled');
+SELECT is((SELECT count(*) FROM pg_temp.fired('$.new.amount', 15.5)), 7::bigint,
+		  'seven crossings of 15.5: int, dec, mix, big twice, scaled, eq');
+SELECT results_eq($$SELECT value FROM pg_temp.fired('$.new.amount', 16) WHERE group_key = 'eq'$$,
+				  $$VALUES (16::numeric)$$, 'a sum of integers equal to the threshold reaches it');
 SELECT is((SELECT value FROM pg_temp.fired('$.new.amount', 15.5) WHERE group_key = 'big' ORDER BY event_id DESC LIMIT 1),
 		  21::numeric, 'back under the threshold and over it again: 3e9 - 2999999999 + 20');
 SELECT set_eq($$SELECT * FROM pg_temp.fired('$.new.amount', 16)$$,
@@ -78,6 +84,42 @@ SELECT is((SELECT value FROM pg_temp.fired('$.new.label', 1e19)),
 SELECT set_eq($$SELECT * FROM pg_temp.fired('$.new.label', 16.5)$$,
 			  $$SELECT * FROM pg_temp.truth('label::numeric', 16.5)$$,
 			  'numeric strings, negative and decimal (threshold 16.5)');
+
+-- A window of one second: at the last event every earlier one leaves it,
+-- 9e17 first (the integer part, -8.4e18, would pass int64's minimum), a
+-- decimal among them; what is left is the last event alone.
+INSERT INTO ledger VALUES (300, 'trim', NULL, '900000000000000000'), (301, 'trim', NULL, '0.5');
+INSERT INTO ledger SELECT 400 + g, 'trim', NULL, '-93000000000000000' FROM generate_series(1, 100) g;
+SELECT pg_sleep(1.2);
+INSERT INTO ledger VALUES (600, 'trim', NULL, '1');
+CREATE FUNCTION pg_temp.trim_truth(threshold numeric)
+RETURNS TABLE (event_id bigint, group_key text, value numeric)
+LANGUAGE sql AS $$
+	WITH e AS (SELECT a.id, a.occurred_at AS at, l.acct, l.label::numeric AS m
+			   FROM ledger l JOIN activity_monitor.activity a
+				 ON a.table_name = 'public.ledger' AND a.row_key = l.id::text
+			   WHERE l.acct = 'trim'),
+		 s AS (SELECT e.id, e.acct, e.m,
+					  (SELECT sum(e2.m) FROM e e2
+					   WHERE e2.at > e.at - interval '1 second' AND (e2.at, e2.id) <= (e.at, e.id)) AS after
+			   FROM e)
+	SELECT id, acct, after FROM s WHERE after >= threshold AND after - m < threshold ORDER BY 1
+$$;
+CREATE FUNCTION pg_temp.trim_fired(threshold numeric)
+RETURNS TABLE (event_id bigint, group_key text, value numeric)
+LANGUAGE sql AS $$
+	SELECT t.event_id, t.group_key, t.value
+	FROM activity_monitor.test_rule('$.action == "insert" && $.new.acct == "trim"', now() - interval '1 hour',
+		now() + interval '1 hour', tables => '{ledger}', within => '1 second',
+		threshold => threshold, measure => 'sum', measure_path => '$.new.label',
+		group_by => '$.subject_id') t
+	ORDER BY 1
+$$;
+SELECT set_eq($$SELECT * FROM pg_temp.trim_fired(1)$$, $$SELECT * FROM pg_temp.trim_truth(1)$$,
+			  'a window that drops its events: the sums as computed in SQL');
+SELECT results_eq($$SELECT value FROM pg_temp.trim_fired(1)$$,
+				  $$VALUES (900000000000000000::numeric), (1::numeric)$$,
+				  'fires at 9e17, and at the last event alone once the rest left the window');
 
 SELECT * FROM finish();
 ROLLBACK;
