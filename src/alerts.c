@@ -467,6 +467,27 @@ engine_settings_pop(int level)
 }
 
 /*
+ * run_saved() with two settings (name, value) in force while it plans and
+ * runs the statement, and restored after it.
+ */
+static int
+run_with(const char *name1, const char *value1, const char *name2, const char *value2,
+		 SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
+		 const char *nulls)
+{
+	int			level = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option(name1, value1, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option(name2, value2, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = run_saved(plan, sql, nargs, types, args, nulls);
+	AtEOXact_GUC(true, level);
+	return rc;
+}
+
+/*
  * run_saved() for a statement that finds its rows by TID (see state_tid):
  * planned and run with index and bitmap scans off too, or the planner,
  * believing the table a page long, would walk its index through every dead
@@ -476,16 +497,8 @@ static int
 run_by_tid(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 		   Datum *args, const char *nulls)
 {
-	int			level = NewGUCNestLevel();
-	int			rc;
-
-	(void) set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	rc = run_saved(plan, sql, nargs, types, args, nulls);
-	AtEOXact_GUC(true, level);
-	return rc;
+	return run_with("enable_indexscan", "off", "enable_bitmapscan", "off",
+					plan, sql, nargs, types, args, nulls);
 }
 
 /*
@@ -502,16 +515,8 @@ static int
 run_custom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 		   Datum *args, const char *nulls)
 {
-	int			level = NewGUCNestLevel();
-	int			rc;
-
-	(void) set_config_option("plan_cache_mode", "force_custom_plan", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	rc = run_saved(plan, sql, nargs, types, args, nulls);
-	AtEOXact_GUC(true, level);
-	return rc;
+	return run_with("plan_cache_mode", "force_custom_plan", "enable_bitmapscan", "off",
+					plan, sql, nargs, types, args, nulls);
 }
 
 /*
