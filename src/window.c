@@ -261,9 +261,10 @@ num_keep(Numeric n)
 }
 
 /*
- * A sum's measure v: an integer that fits in int64 (true, in *i), or
- * another number (*n), or none (*n NULL).  Integers are added as such: a
- * window of amounts in whole units does no numeric arithmetic.
+ * A sum's measure v: an integer (true, in *i: a numeric string of at most
+ * 18 characters, or a JSON number in int4's range, as most amounts are),
+ * or another number (*n), or none (*n NULL).  Integers are added as such:
+ * a window of amounts in whole units does no numeric arithmetic.
  */
 static bool
 measure_int(JsonbValue *v, int64 *i, Numeric *n)
@@ -476,8 +477,8 @@ window_fit(Window *w)
 /*
  * Forget a window: its entries (their values counted no more, numeric
  * measures freed: a count window, or a sum of integers, frees its array
- * without reading it), its key.  No measure is kept up to date on the way out (window_trim would subtract
- * each entry from the total: a numeric operation per entry, for a window
+ * without reading it), its key.  No measure is kept up to date on the way
+ * out (window_trim would subtract each entry from the total, for a window
  * of a thousand evicted per event once a rule is at its bounds).
  */
 static void
@@ -589,7 +590,8 @@ window_start(TimestampTz newest, Interval *within)
  * key k.  Returns false if the event is already out of the window (older
  * than the newest event minus "within").  Otherwise sets *wp to the window
  * and *val and *before to the measure with this event and just before it
- * came (their numeric parts in the caller's memory).  The bounds apply (see the header); *evicted says what they cost.
+ * came (their numeric parts in the caller's memory).  The bounds apply
+ * (see the header); *evicted says what they cost.
  */
 bool
 am_window_add(const WindowRule *r, JsonbValue *k, TimestampTz at, int64 id,
