@@ -201,33 +201,45 @@ am_words_match(const void *key1, const void *key2, Size keysize)
 	return 0;
 }
 
+/*
+ * Is s (len bytes) a number as a measure may be written in a string: an
+ * optional minus, digits, and optionally a point and digits?  *integer
+ * says there is no fraction.
+ */
+static bool
+numeric_text(const char *s, int len, bool *integer)
+{
+	const char *p = s;
+	const char *end = s + len;
+	bool		digits = false;
+
+	if (p < end && *p == '-')
+		p++;
+	while (p < end && isdigit((unsigned char) *p))
+		p++, digits = true;
+	*integer = p == end;
+	if (digits && p < end && *p == '.')
+	{
+		digits = false;
+		for (p++; p < end && isdigit((unsigned char) *p); p++)
+			digits = true;
+	}
+	return digits && p == end;
+}
+
 /* A measure as numeric: numbers and numeric strings, about 1,000 digits at most. */
 Numeric
 am_window_measure_num(JsonbValue *v)
 {
+	bool		integer;
+
 	if (v->type == jbvNumeric)
 		return VARSIZE_ANY(v->val.numeric) <= 512 ? v->val.numeric : NULL;
-	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 998)
-	{
-		const char *p = v->val.string.val;
-		const char *end = p + v->val.string.len;
-		bool		digits = false;
-
-		if (*p == '-')
-			p++;
-		while (p < end && isdigit((unsigned char) *p))
-			p++, digits = true;
-		if (digits && p < end && *p == '.')
-		{
-			digits = false;
-			for (p++; p < end && isdigit((unsigned char) *p); p++)
-				digits = true;
-		}
-		if (digits && p == end)
-			return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-													   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
-													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	}
+	if (v->type == jbvString && v->val.string.len <= 998 &&
+		numeric_text(v->val.string.val, v->val.string.len, &integer))
+		return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+												   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 	return NULL;
 }
 
@@ -270,28 +282,22 @@ static bool
 measure_int(JsonbValue *v, int64 *i, Numeric *n)
 {
 	bool		err = false;
+	bool		integer;
 
 	*n = NULL;
-	if (v->type == jbvString && v->val.string.len > 0 && v->val.string.len <= 18)
+	if (v->type == jbvString && v->val.string.len <= 18 &&
+		numeric_text(v->val.string.val, v->val.string.len, &integer) && integer)
 	{
-		/* digits only (an optional sign): the integer, without numeric_in */
+		/* at most 18 characters of digits: the integer, without numeric_in */
 		const char *p = v->val.string.val;
 		const char *end = p + v->val.string.len;
 		bool		neg = *p == '-';
 		int64		x = 0;
 
-		if (neg)
-			p++;
-		if (p < end)
-		{
-			while (p < end && isdigit((unsigned char) *p))
-				x = x * 10 + (*p++ - '0');
-			if (p == end)
-			{
-				*i = neg ? -x : x;
-				return true;
-			}
-		}
+		for (p += neg; p < end; p++)
+			x = x * 10 + (*p - '0');
+		*i = neg ? -x : x;
+		return true;
 	}
 	/* a number: an integer in int4's range (most amounts), else numeric */
 	*n = am_window_measure_num(v);
