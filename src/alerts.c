@@ -65,11 +65,13 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -163,6 +165,10 @@ static SPIPlanPtr plan_lock,
 			plan_xips,
 			plan_received,
 			plan_batch_xips;
+
+/* The partition start plan_batch and plan_batch_xips were made for. */
+static TimestampTz plan_batch_floor,
+			plan_batch_xips_floor;
 
 /*
  * The row versions of alert_state and of each rule's rule_stats this backend
@@ -517,6 +523,66 @@ run_custom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 {
 	return run_with("plan_cache_mode", "force_custom_plan", "enable_bitmapscan", "off",
 					plan, sql, nargs, types, args, nulls);
+}
+
+/*
+ * t as an SQL literal that reads the same whatever the session's DateStyle
+ * and TimeZone: ISO, in UTC, with its offset.
+ */
+static char *
+timestamptz_literal(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char		buf[MAXDATELEN + 1];
+
+	if (TIMESTAMP_IS_NOBEGIN(t))
+		strcpy(buf, EARLY);
+	else if (TIMESTAMP_IS_NOEND(t))
+		strcpy(buf, LATE);
+	else if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	else
+		EncodeDateTime(&tm, fsec, true, 0, NULL, USE_ISO_DATES, buf);
+	return psprintf("'%s'::pg_catalog.timestamptz", buf);
+}
+
+/*
+ * run_saved() for a statement whose rows are found by occurred_at from a
+ * partition's start: sql's one %s is that start (floor), written into the
+ * statement as a constant, so that the planner keeps only the partitions
+ * from there on, as a custom plan would, and the plan is kept while the
+ * floor stays (*plan_floor), a day's batches on one plan.  A generic plan
+ * of a parameter locks and opens every partition at every run (its pruning
+ * comes at execution; at a thousand partitions a batch took seconds); a
+ * custom plan costs about a millisecond at every batch, a quarter of the
+ * worker's CPU under a stream of commits (about a hundred batches a
+ * second).  A partition attached or detached invalidates the plan, which
+ * is made again.  Without bitmap scans: the floor is there to name
+ * partitions, and a bitmap of the time index ANDed with the txid index's
+ * read every event of the day at every batch.
+ */
+static int
+run_from_floor(SPIPlanPtr *plan, TimestampTz *plan_floor, TimestampTz floor,
+			   const char *sql, int nargs, Oid *types, Datum *args, const char *nulls)
+{
+	if (*plan != NULL && *plan_floor != floor)
+	{
+		SPI_freeplan(*plan);
+		*plan = NULL;
+	}
+	if (*plan == NULL)
+	{
+		char	   *text = psprintf(sql, timestamptz_literal(floor));
+
+		(void) saved_plan(plan, text, nargs, types);
+		*plan_floor = floor;
+		pfree(text);
+	}
+	return run_with("plan_cache_mode", "force_generic_plan", "enable_bitmapscan", "off",
+					plan, NULL, nargs, types, args, nulls);
 }
 
 /*
@@ -1397,6 +1463,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		TIMESTAMPTZOID, INT8ARRAYOID};
 		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 		int			work_mem_level;
+		TimestampTz floor;
 
 		args[0] = snapshot_datum(last);
 		args[1] = snapshot_datum(batch);
@@ -1434,7 +1501,7 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 			if (!isnull && DatumGetTimestampTz(oldest) < DatumGetTimestampTz(args[4]))
 				args[4] = oldest;
 		}
-		args[4] = TimestampTzGetDatum(partition_floor(DatumGetTimestampTz(args[4])));
+		floor = partition_floor(DatumGetTimestampTz(args[4]));
 
 		/*
 		 * The events visible in the batch snapshot and not in the last one:
@@ -1447,23 +1514,29 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		 *
 		 * The two kinds are two branches of a UNION ALL (they cannot
 		 * overlap: the xip list is below the last snapshot's xmax), each
-		 * with one condition on txid; the second only when the last
-		 * snapshot saw transactions that have committed since, their ids a
-		 * value the planner sees.  (With the two conditions ORed, on a plan
-		 * made while today's partition was small, the planner read that
-		 * partition through its txid index without any condition, or
-		 * through the time index on "id > $3": every event of the day at
-		 * every batch, 26 ms per batch after 25 s of pgbench on a new
-		 * database.  A single condition on the index's column is cheaper
-		 * than none whatever the sizes.)
+		 * with a range of txids; the second only when the last snapshot saw
+		 * transactions that have committed since, in its range, their ids
+		 * ($6) an array the generic plan does not know.  (With the two
+		 * conditions ORed, on a plan made while today's partition was
+		 * small, the planner read that partition through its txid index
+		 * without any condition, or through the time index on "id > $3":
+		 * every event of the day at every batch, 26 ms per batch after 25 s
+		 * of pgbench on a new database.  Without the range, the second
+		 * branch took the time index the same way: "= ANY" of an unknown
+		 * array is no cheaper to the planner than "occurred_at >= floor AND
+		 * id > $3" on an empty partition.  A range of a parameter's values
+		 * is, whatever the sizes.)
 		 *
-		 * The bound on occurred_at ($5, above) names the partitions: the
-		 * plan is made at each batch with its value (run_custom), and keeps
-		 * the partitions from there on.  (On a generic plan kept for the
-		 * worker's life, as before, each batch locked every partition and
-		 * looked in each one's txid index: 2.6 to 7 s a batch at 1,834
-		 * daily partitions, an update from 0.1.0 with five years of history
-		 * before merges.)  Planning a batch costs about a millisecond.
+		 * The bound on occurred_at (the floor, above) names the partitions:
+		 * it is written into the statement, whose plan keeps the
+		 * partitions from there on and serves every batch until the floor
+		 * moves (run_from_floor).  (On a generic plan of a parameter kept
+		 * for the worker's life, as before, each batch locked every
+		 * partition and looked in each one's txid index: 2.6 to 7 s a batch
+		 * at 1,834 daily partitions, an update from 0.1.0 with five years
+		 * of history before merges.  Planned at each batch with the
+		 * parameter's value, as next, the planning cost a millisecond a
+		 * batch, a quarter of the worker's CPU under pgbench.)
 		 *
 		 * With work_mem of BATCH_WORK_MEM: the query sorts the rows of the
 		 * committed transactions by id to keep the first max_events, and
@@ -1479,10 +1552,10 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 		(void) set_config_option("work_mem", BATCH_WORK_MEM, PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		if (nulls[5] == 'n')
-			rc = run_custom(&plan_batch,
+			rc = run_from_floor(&plan_batch, &plan_batch_floor, floor,
 						   "SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 						   "WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
-						   "  AND a.occurred_at >= $5 "
+						   "  AND a.occurred_at >= %s "
 						   "  AND a.txid >= pg_catalog.txid_snapshot_xmax($1) "
 						   "  AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
 						   "  AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
@@ -1490,11 +1563,11 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 						   "ORDER BY a.id LIMIT $4",
 						   5, types, args, nulls);
 		else
-			rc = run_custom(&plan_batch_xips,
+			rc = run_from_floor(&plan_batch_xips, &plan_batch_xips_floor, floor,
 						   "SELECT * FROM ("
 						   " SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 						   " WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
-						   "   AND a.occurred_at >= $5 "
+						   "   AND a.occurred_at >= %1$s "
 						   "   AND a.txid >= pg_catalog.txid_snapshot_xmax($1) "
 						   "   AND a.txid < pg_catalog.txid_snapshot_xmax($2) "
 						   "   AND pg_catalog.txid_visible_in_snapshot(a.txid, $2) "
@@ -1502,7 +1575,9 @@ am_process_alerts(int max_events, int *events_out, int *fired_out)
 						   " UNION ALL "
 						   " SELECT " EVENT_QUERY_COLUMNS " FROM activity_monitor.activity a "
 						   " WHERE (a.matched IS NOT NULL OR a.rule_errors IS NOT NULL) "
-						   "   AND a.occurred_at >= $5 "
+						   "   AND a.occurred_at >= %1$s "
+						   "   AND a.txid >= pg_catalog.txid_snapshot_xmin($1) "
+						   "   AND a.txid < pg_catalog.txid_snapshot_xmax($1) "
 						   "   AND a.txid = ANY ($6) "
 						   "   AND a.id > $3) e "
 						   "ORDER BY e.id LIMIT $4",
