@@ -283,6 +283,9 @@ extern int	am_rules_all(AmRule **out);
 extern int	am_rules_applicable(Oid rootid, const char *kind, AmRule ***out,
 								MemoryContext cxt);
 extern bool am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls);
+extern bool am_matched_shared_key(Jsonb *matched, JsonbValue *k);
+extern void am_matched_entry(const JsonbValue *entry, bool compact, const JsonbValue *shared,
+							 JsonbValue *k, JsonbValue *v);
 extern void am_rule_prepare(AmRule *r, const char *name, MemoryContext cxt);
 
 /* The rows of a captured event, for its event document (capture.c fills it). */

@@ -682,7 +682,9 @@ for_each_match(Jsonb *matched, MatchFn fn, void *arg)
 	JsonbIterator *it = JsonbIteratorInit(&matched->root);
 	JsonbValue	key;
 	JsonbValue	val;
+	JsonbValue	shared;
 	JsonbIteratorToken tok;
+	bool		compact = am_matched_shared_key(matched, &shared);
 
 	/* keys of a jsonb object are ordered by length, then bytes: id order */
 	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
@@ -697,14 +699,7 @@ for_each_match(Jsonb *matched, MatchFn fn, void *arg)
 		r = rule_find(key_rule_id(key.val.string.val, key.val.string.len));
 		if (r == NULL || !r->enabled)
 			continue;
-		k.type = v.type = jbvNull;
-		if (val.type == jbvBinary)
-		{
-			if (!getKeyJsonValueFromContainer(val.val.binary.data, "k", 1, &k))
-				k.type = jbvNull;
-			if (!getKeyJsonValueFromContainer(val.val.binary.data, "v", 1, &v))
-				v.type = jbvNull;
-		}
+		am_matched_entry(&val, compact, &shared, &k, &v);
 		fn(r, &k, &v, arg);
 	}
 }

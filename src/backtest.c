@@ -239,7 +239,10 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	AmEventRows rows;
 	JsonbValue	m,
 				k,
-				v;
+				v,
+				shared;
+	Jsonb	   *matched;
+	bool		compact;
 	Numeric		val;
 	ArrayType  *ids;
 	WindowEvictions evicted;
@@ -260,15 +263,13 @@ backtest_event(Backtest *bt, Datum *values, bool *nulls, const char *source)
 	/* the stored matches are the live rules': this rule's replace them */
 	nulls[AC_MATCHED] = nulls[AC_RULE_ERRORS] = true;
 	if (!am_rules_evaluate(&list, 1, am_event_document(values, nulls, &rows), values, nulls) ||
-		nulls[AC_MATCHED] ||
-		!getKeyJsonValueFromContainer(&DatumGetJsonbP(values[AC_MATCHED])->root,
-									  bt->rule.key, strlen(bt->rule.key), &m) ||
-		m.type != jbvBinary)
+		nulls[AC_MATCHED])
 		return;
-	if (!getKeyJsonValueFromContainer(m.val.binary.data, "k", 1, &k))
-		k.type = jbvNull;
-	if (!getKeyJsonValueFromContainer(m.val.binary.data, "v", 1, &v))
-		v.type = jbvNull;
+	matched = DatumGetJsonbP(values[AC_MATCHED]);
+	if (!getKeyJsonValueFromContainer(&matched->root, bt->rule.key, strlen(bt->rule.key), &m))
+		return;
+	compact = am_matched_shared_key(matched, &shared);
+	am_matched_entry(&m, compact, &shared, &k, &v);
 
 	at = DatumGetTimestampTz(values[AC_OCCURRED_AT]);
 	id = DatumGetInt64(values[AC_ID]);

@@ -983,9 +983,150 @@ am_stored_event_rows(Datum *values, bool *nulls, const char *source, bool all_ch
 	rows->source = source;
 }
 
+/* Are the two group keys (jsonb datums, or null) the same bytes? */
+static bool
+same_key(bool anull, Datum a, bool bnull, Datum b)
+{
+	Jsonb	   *ja,
+			   *jb;
+
+	if (anull || bnull)
+		return anull && bnull;
+	ja = DatumGetJsonbP(a);
+	jb = DatumGetJsonbP(b);
+	return VARSIZE(ja) == VARSIZE(jb) && memcmp(ja, jb, VARSIZE(ja)) == 0;
+}
+
+/* Is the jsonb datum (0: null) an array? */
+static bool
+is_array(Datum jsonb)
+{
+	Jsonb	   *jb;
+
+	if (jsonb == (Datum) 0)
+		return false;
+	jb = DatumGetJsonbP(jsonb);
+	return JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb);
+}
+
+/* Push the jsonb datum (0: null) as an array element. */
+static void
+doc_elem(JsonbParseState **state, Datum jsonb)
+{
+	JsonbValue	v;
+
+	if (jsonb == (Datum) 0)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(jsonb);
+
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	pushJsonbValue(state, WJB_ELEM, &v);
+}
+
+/*
+ * The "matched" document, compact (0.2.0): {"k": K, "rule id": V, ...},
+ * where K is the group key of the first rule that matched, V a rule's
+ * measure when its group key is K and V is not an array, and [key, V]
+ * otherwise.  (0.1.0 wrote {"rule id": {"k": key, "v": V}}: 30 to 45 bytes
+ * a rule, most of the row with many rules; am_matched_entry reads both.)
+ * A sequence's V is the steps the event matched, as bits.
+ */
+static Datum
+matched_document(AmRule **list, int n, RuleResult *results)
+{
+	JsonbParseState *state = NULL;
+	int			first = -1;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		RuleResult *res = &results[i];
+		Datum		v = res->vnull ? (Datum) 0 : res->v;
+		Datum		k = res->knull ? (Datum) 0 : res->k;
+
+		if (res->outcome != RO_MATCH)
+			continue;
+		if (first < 0)
+		{
+			first = i;
+			doc_jsonb(&state, "k", k);
+		}
+		if (res->mask != 0)
+		{
+			JsonbValue	steps;
+
+			steps.type = jbvNumeric;
+			steps.val.numeric = int64_to_numeric(res->mask);
+			v = JsonbPGetDatum(JsonbValueToJsonb(&steps));
+		}
+		if (same_key(res->knull, res->k, results[first].knull, results[first].k) &&
+			!is_array(v))
+			doc_jsonb(&state, list[i]->key, v);
+		else
+		{
+			doc_key(&state, list[i]->key);
+			pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+			doc_elem(&state, k);
+			doc_elem(&state, v);
+			pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+		}
+	}
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+/*
+ * The shared group key of a "matched" document (see matched_document):
+ * false for 0.1.0's format, which has none.
+ */
+bool
+am_matched_shared_key(Jsonb *matched, JsonbValue *k)
+{
+	return getKeyJsonValueFromContainer(&matched->root, "k", 1, k) != NULL;
+}
+
+/*
+ * One rule's entry of a "matched" document, entry (the value under its id),
+ * as its group key (k) and measure (v): compact, with the document's shared
+ * key (am_matched_shared_key), or 0.1.0's {"k": key, "v": measure}.
+ */
+void
+am_matched_entry(const JsonbValue *entry, bool compact, const JsonbValue *shared,
+				 JsonbValue *k, JsonbValue *v)
+{
+	k->type = v->type = jbvNull;
+	if (!compact)
+	{
+		if (entry->type == jbvBinary && JsonContainerIsObject(entry->val.binary.data))
+		{
+			if (!getKeyJsonValueFromContainer(entry->val.binary.data, "k", 1, k))
+				k->type = jbvNull;
+			if (!getKeyJsonValueFromContainer(entry->val.binary.data, "v", 1, v))
+				v->type = jbvNull;
+		}
+		return;
+	}
+	if (entry->type == jbvBinary && JsonContainerIsArray(entry->val.binary.data))
+	{
+		JsonbValue *e;
+
+		if ((e = getIthJsonbValueFromContainer(entry->val.binary.data, 0)) != NULL)
+			*k = *e;
+		if ((e = getIthJsonbValueFromContainer(entry->val.binary.data, 1)) != NULL)
+			*v = *e;
+		return;
+	}
+	*k = *shared;
+	*v = *entry;
+}
+
 /*
  * Evaluate the rules on the event document and fill the event's "matched"
- * ({"rule id": {"k": group key, "v": measure}}) and "rule_errors" columns.
+ * (matched_document) and "rule_errors" columns.
  * Rules that cannot raise are evaluated bare, the others guarded (see the
  * file header).  Returns true if any rule matched or failed (the worker has
  * work).
@@ -993,8 +1134,6 @@ am_stored_event_rows(Datum *values, bool *nulls, const char *source, bool all_ch
 bool
 am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *res;
 	RuleResult *results = palloc0(sizeof(RuleResult) * n);
 	Datum	   *errors = NULL;
 	int			nerrors = 0;
@@ -1029,41 +1168,20 @@ am_rules_evaluate(AmRule **list, int n, Datum doc, Datum *values, bool *nulls)
 	if (guarded)
 		evaluate_guarded(list, n, doc, results);
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < n; i++)
 	{
-		AmRule	   *r = list[i];
-
 		if (results[i].outcome == RO_ERROR)
 		{
 			if (errors == NULL)
 				errors = palloc(sizeof(Datum) * n);
-			errors[nerrors++] = Int64GetDatum(r->id);
-			continue;
+			errors[nerrors++] = Int64GetDatum(list[i]->id);
 		}
-		if (results[i].outcome == RO_NO_MATCH)
-			continue;
-		nmatched++;
-		doc_key(&state, r->key);
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		doc_jsonb(&state, "k", results[i].knull ? (Datum) 0 : results[i].k);
-		if (results[i].mask != 0)
-		{
-			JsonbValue	steps;
-
-			doc_key(&state, "v");
-			steps.type = jbvNumeric;
-			steps.val.numeric = int64_to_numeric(results[i].mask);
-			pushJsonbValue(&state, WJB_VALUE, &steps);
-		}
-		else
-			doc_jsonb(&state, "v", results[i].vnull ? (Datum) 0 : results[i].v);
-		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		else if (results[i].outcome == RO_MATCH)
+			nmatched++;
 	}
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	if (nmatched > 0)
 	{
-		values[AC_MATCHED] = JsonbPGetDatum(JsonbValueToJsonb(res));
+		values[AC_MATCHED] = matched_document(list, n, results);
 		nulls[AC_MATCHED] = false;
 	}
 	if (nerrors > 0)

@@ -89,7 +89,7 @@ CREATE TABLE activity_monitor.activity (
 	source_id			bigint
 ) PARTITION BY RANGE (occurred_at);
 COMMENT ON COLUMN activity_monitor.activity.matched IS
-	'alert rules whose predicate matched: {"rule id": {"k": group key, "v": measure}}';
+	'alert rules whose predicate matched: {"k": group key, "rule id": measure, ...}, a rule whose group key differs or whose measure is an array as "rule id": [group key, measure] (0.1.0: {"rule id": {"k": group key, "v": measure}})';
 COMMENT ON COLUMN activity_monitor.activity.rule_errors IS
 	'alert rules whose predicate could not be evaluated on this event';
 COMMENT ON COLUMN activity_monitor.activity.source IS

@@ -18,6 +18,7 @@
 -- rules raise out of the trigger, the json INSERTs raise.
 BEGIN;
 SELECT plan(44);
+\ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
 CREATE TABLE accounts (id int PRIMARY KEY, balance numeric, opened date, note text, doc jsonb);
@@ -131,7 +132,7 @@ SELECT is((SELECT array_agg(x ORDER BY x) FROM unnest((pg_temp.last_event('publi
 	(SELECT array_agg(id ORDER BY id) FROM activity_monitor.alert_rule
 	 WHERE name IN ('var', 'var_group', 'var_measure', 'bad_tmpl', 'strict_type', 'div0', 'overflow', 'double', 'tmpl')),
 	'rule_errors: every rule that raised or failed, and no other');
-SELECT is((pg_temp.last_event('public.accounts')).matched -> :'after_id', '{"k": "1", "v": 5000}'::jsonb,
+SELECT is(pg_temp.match((pg_temp.last_event('public.accounts')).matched, :'after_id'), '{"k": "1", "v": 5000}'::jsonb,
 	'a bare rule after the failing ones is evaluated');
 SELECT ok((pg_temp.last_event('public.accounts')).matched ? pg_temp.rid('tz')::text,
 	'date 2020-06-01 < timestamptz 2020-06-01 12:00+02 in UTC: matched, not an error');
