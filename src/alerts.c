@@ -527,7 +527,9 @@ run_custom(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
 
 /*
  * t as an SQL literal that reads the same whatever the session's DateStyle
- * and TimeZone: ISO, in UTC, with its offset.
+ * and TimeZone: ISO, in UTC, with its offset (without it, the worker read
+ * the floor in the server's time zone: west of UTC, a bound in the future,
+ * and the batch's events skipped; shell/alert_batch_timezone).
  */
 static char *
 timestamptz_literal(TimestampTz t)
@@ -545,7 +547,11 @@ timestamptz_literal(TimestampTz t)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
 	else
+	{
+		/* in UTC, and said so: EncodeDateTime prints no offset for -1 */
+		tm.tm_isdst = 0;
 		EncodeDateTime(&tm, fsec, true, 0, NULL, USE_ISO_DATES, buf);
+	}
 	return psprintf("'%s'::pg_catalog.timestamptz", buf);
 }
 
