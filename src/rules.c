@@ -852,13 +852,12 @@ doc_text(JsonbParseState **state, const char *key, Datum *values, bool *nulls, i
 	doc_string(state, key, nulls[c] ? NULL : TextDatumGetCString(values[c]));
 }
 
-/* Push "key": the jsonb datum (0: null). */
+/* Push the jsonb datum (0: null) as tok, a WJB_VALUE or WJB_ELEM. */
 static void
-doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
+push_jsonb(JsonbParseState **state, JsonbIteratorToken tok, Datum jsonb)
 {
 	JsonbValue	v;
 
-	doc_key(state, key);
 	if (jsonb == (Datum) 0)
 		v.type = jbvNull;
 	else
@@ -869,7 +868,15 @@ doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
 		v.val.binary.data = &jb->root;
 		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
 	}
-	pushJsonbValue(state, WJB_VALUE, &v);
+	pushJsonbValue(state, tok, &v);
+}
+
+/* Push "key": the jsonb datum (0: null). */
+static void
+doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
+{
+	doc_key(state, key);
+	push_jsonb(state, WJB_VALUE, jsonb);
 }
 
 /*
@@ -1009,25 +1016,6 @@ is_array(Datum jsonb)
 	return JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb);
 }
 
-/* Push the jsonb datum (0: null) as an array element. */
-static void
-doc_elem(JsonbParseState **state, Datum jsonb)
-{
-	JsonbValue	v;
-
-	if (jsonb == (Datum) 0)
-		v.type = jbvNull;
-	else
-	{
-		Jsonb	   *jb = DatumGetJsonbP(jsonb);
-
-		v.type = jbvBinary;
-		v.val.binary.data = &jb->root;
-		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
-	pushJsonbValue(state, WJB_ELEM, &v);
-}
-
 /*
  * The "matched" document, compact (0.2.0): {"k": K, "rule id": V, ...},
  * where K is the group key of the first rule that matched, V a rule's
@@ -1071,8 +1059,8 @@ matched_document(AmRule **list, int n, RuleResult *results)
 		{
 			doc_key(&state, list[i]->key);
 			pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-			doc_elem(&state, k);
-			doc_elem(&state, v);
+			push_jsonb(&state, WJB_ELEM, k);
+			push_jsonb(&state, WJB_ELEM, v);
 			pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 		}
 	}
