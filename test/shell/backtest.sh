@@ -103,7 +103,7 @@ bt=$(q "SELECT count(*) FROM activity_monitor.test_rule('\$.action == \"update\"
 expect_error() {
 	local code=$1 sql=$2 out
 	out=$(psql -X -At -d "$db" -v VERBOSITY=verbose -c "$sql" 2>&1) && fail "accepted: $sql"
-	echo "$out" | grep -q "ERROR:  $code:" || fail "expected $code for: $sql; got: $out"
+	grep -q "ERROR:  $code:" <<<"$out" || fail "expected $code for: $sql; got: $out"
 }
 expect_error 22023 "SELECT * FROM activity_monitor.test_rule('\$.a == 1', now(), now() - interval '1 day')"
 expect_error 22023 "SELECT * FROM activity_monitor.test_rule('\$.a == 1', now() - interval '1 day', measure => 'median')"
@@ -136,7 +136,7 @@ n=$(psql -X -At -d "$db" -U am_bt_reader -c "SELECT count(*) FROM activity_monit
 [ "$n" = "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'big'")" ] || fail "the reader's backtest: $n"
 out=$(psql -X -At -d "$db" -U am_bt_other -v VERBOSITY=verbose -c "SELECT * FROM activity_monitor.test_rule('\$.a == 1', now() - interval '1 day')" 2>&1) &&
 	fail "a role without the reader role ran test_rule()"
-echo "$out" | grep -q 'ERROR:  42501' || fail "expected 42501, got: $out"
+grep -q 'ERROR:  42501' <<<"$out" || fail "expected 42501, got: $out"
 out=$(psql -X -At -d "$db" -U am_bt_reader -v VERBOSITY=verbose -c "SELECT * FROM activity_monitor._test_rule('\$.a == 1', now() - interval '1 day', now(), NULL, NULL, NULL, NULL, 'count', NULL, '\$.subject_id', NULL, NULL, NULL, NULL)" 2>&1) &&
 	fail "a reader ran the unchecked _test_rule()"
 q "DROP ROLE am_bt_reader; DROP ROLE am_bt_other" >/dev/null

@@ -9,7 +9,7 @@ out=$(QUERY_EVENTS=20000 QUERY_RUNS=3 BENCH_USE_EXISTING=1 bash "$AM_ROOT/test/b
 echo "$out" | grep -E '^\| (an account|an employee|the dashboard)' || true
 [ "$(echo "$out" | grep -cE '^\| (an account|an employee|the dashboard).*\| [0-9.]+ \| [0-9.]+ \|$')" = 3 ] ||
 	{ echo "$out"; fail "queries.sh did not print three timed queries"; }
-echo "$out" | grep -q "Index Scan\|Index Only Scan\|Bitmap Index Scan" || { echo "$out"; fail "no index use in the plans"; }
+grep -q "Index Scan\|Index Only Scan\|Bitmap Index Scan" <<<"$out" || { echo "$out"; fail "no index use in the plans"; }
 out=$(WORKER_EVENTS=300 WORKER_RUNS=1 BENCH_USE_EXISTING=1 bash "$AM_ROOT/test/bench/worker_throughput.sh" 2>&1) ||
 	{ echo "$out"; fail "worker_throughput.sh failed"; }
 echo "$out" | grep -E "^worker throughput" || { echo "$out"; fail "no throughput figure"; }

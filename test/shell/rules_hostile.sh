@@ -162,14 +162,14 @@ SELECT activity_monitor.create_rule('legacy_ok', '$.new.balance > 100');
 SQL
 out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$legacy" -c "ALTER EXTENSION activity_monitor UPDATE" 2>&1) ||
 	{ echo "$out"; fail "the update failed on a database with a refused rule"; }
-echo "$out" | grep -q 'WARNING:  alert rule "legacy_var" disabled by the update' || { echo "$out"; fail "no WARNING naming legacy_var"; }
+grep -q 'WARNING:  alert rule "legacy_var" disabled by the update' <<<"$out" || { echo "$out"; fail "no WARNING naming legacy_var"; }
 [ "$(psql -X -At -d "$legacy" -c "SELECT string_agg(name || '=' || enabled, ' ' ORDER BY name) FROM activity_monitor.alert_rule")" = \
 	"legacy_ok=true legacy_var=false" ] || fail "after the update: rules $(psql -X -At -d "$legacy" -c "SELECT string_agg(name || '=' || enabled, ' ') FROM activity_monitor.alert_rule")"
 psql -X -q -v ON_ERROR_STOP=1 -d "$legacy" -c "INSERT INTO accounts VALUES (1, 500)" >/dev/null || fail "a write after the update failed"
 [ "$(psql -X -At -d "$legacy" -c "SELECT matched ? (SELECT id::text FROM activity_monitor.alert_rule WHERE name = 'legacy_ok') AND rule_errors IS NULL FROM activity_monitor.activity ORDER BY id DESC LIMIT 1")" = t ] ||
 	fail "after the update: legacy_ok did not match cleanly"
 err=$(psql -X -q -d "$legacy" -c "SELECT activity_monitor.set_rule_enabled('legacy_var', true)" 2>&1 || true)
-echo "$err" | grep -q 'ERROR:  predicate of rule "legacy_var" uses the jsonpath variable "limit"' || { echo "$err"; fail "legacy_var could be enabled"; }
+grep -q 'ERROR:  predicate of rule "legacy_var" uses the jsonpath variable "limit"' <<<"$err" || { echo "$err"; fail "legacy_var could be enabled"; }
 echo "ok: the update disabled the refused 0.1.0 rule (WARNING), kept the other, writes commit"
 
 # --- 3. json escapes in a LATIN1 database -----------------------------------------------

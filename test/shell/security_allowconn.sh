@@ -122,7 +122,7 @@ SQL
 	am_wait_for 20 postgres "SELECT count(*) >= 8 FROM pg_stat_activity WHERE backend_type = 'parallel worker'" ||
 		fail "parallel query did not take the free slots"
 	out=$(psql -X -q -d postgres -U am_owner -c "ALTER DATABASE $db ALLOW_CONNECTIONS true" 2>&1)
-	echo "$out" | grep -q "could not start the activity_monitor worker" ||
+	grep -q "could not start the activity_monitor worker" <<<"$out" ||
 		fail "the start found a free slot (the test needs none): $out"
 	psql -X -q -d postgres -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%FROM wide%'
 		AND pid <> pg_backend_pid() AND backend_type = 'client backend'" >/dev/null

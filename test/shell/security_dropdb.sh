@@ -46,7 +46,7 @@ alerted
 
 echo "# DROP DATABASE by a role without privileges"
 out=$(psql -X -q -d postgres -U am_nobody -c "DROP DATABASE $db" 2>&1 || true)
-echo "$out" | grep -q "must be owner of database $db" || fail "unexpected: $out"
+grep -q "must be owner of database $db" <<<"$out" || fail "unexpected: $out"
 sleep 1
 [ "$(q "$wpid")" = "$pid1" ] || fail "the worker was stopped (or replaced) by a drop that failed its permission check"
 alerted
@@ -58,13 +58,13 @@ holder=$holder_proc_PID
 am_wait_for 10 postgres "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%pg_sleep(60)%')" ||
 	fail "no holding session"
 out=$(psql -X -q -d postgres -U am_dbowner -c "DROP DATABASE $db" 2>&1 || true)
-echo "$out" | grep -q "is being accessed by other users" || fail "unexpected: $out"
+grep -q "is being accessed by other users" <<<"$out" || fail "unexpected: $out"
 psql -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
 wait "$holder" 2>/dev/null || true; holder=""
 [ "$(q "$wpid")" = "$pid1" ] || fail "the worker was stopped (or replaced) by a drop that failed for another session"
 alerted
 out=$(psql -X -q -d postgres -U am_dbowner -c "\\set VERBOSITY verbose" -c "BEGIN" -c "DROP DATABASE $db" 2>&1 || true)
-echo "$out" | grep -q "25001: DROP DATABASE cannot run inside a transaction block" || fail "unexpected: $out"
+grep -q "25001: DROP DATABASE cannot run inside a transaction block" <<<"$out" || fail "unexpected: $out"
 [ "$(q "$wpid")" = "$pid1" ] || fail "the worker was stopped (or replaced) by a drop inside a transaction block"
 alerted
 echo "  the drops failed; worker untouched by both, alerting"

@@ -85,7 +85,7 @@ SQL
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -U am_owner -c "BEGIN" -c "INSERT INTO pay VALUES (1000, 1)" \
 		-c "PREPARE TRANSACTION 'am_hold'" >/dev/null
 	out=$(owner_drop "WITH (FORCE)")
-	echo "$out" | grep -q "is being used by prepared transaction" || fail "unexpected: $out"
+	grep -q "is being used by prepared transaction" <<<"$out" || fail "unexpected: $out"
 	same_worker "by a drop refused for a prepared transaction"
 	q "ROLLBACK PREPARED 'am_hold'" >/dev/null
 	alerted
@@ -97,14 +97,14 @@ SQL
 	am_wait_for 10 postgres "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%pg_sleep(60)%')" ||
 		fail "no superuser session"
 	out=$(owner_drop "WITH (FORCE)")
-	echo "$out" | grep -qE "must be a superuser to terminate superuser process|permission denied to terminate process" || fail "unexpected: $out"
+	grep -qE "must be a superuser to terminate superuser process|permission denied to terminate process" <<<"$out" || fail "unexpected: $out"
 	same_worker "by a drop refused for a session the owner may not end"
 	echo "  refused; worker untouched"
 
 	echo "# 4. no FORCE, with another session connected"
 	t0=$(date +%s)
 	out=$(owner_drop "")
-	echo "$out" | grep -q "is being accessed by other users" || fail "unexpected: $out"
+	grep -q "is being accessed by other users" <<<"$out" || fail "unexpected: $out"
 	same_worker "by a drop refused for another session"
 	alerted
 	echo "  refused after $(($(date +%s) - t0)) s; worker untouched and alerting"

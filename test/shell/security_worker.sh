@@ -132,21 +132,21 @@ GRANT USAGE, CREATE ON SCHEMA activity_monitor TO PUBLIC;
 CREATE FUNCTION activity_monitor._maintain() RETURNS void LANGUAGE sql AS 'ALTER ROLE am_mallory SUPERUSER';
 SQL
 out=$(psql -X -q -d "$squat" -v VERBOSITY=verbose -c "CREATE EXTENSION activity_monitor" 2>&1 || true)
-echo "$out" | grep -q 'ERROR:  42501: schema "activity_monitor" already exists and is owned by role "am_mallory"' ||
+grep -q 'ERROR:  42501: schema "activity_monitor" already exists and is owned by role "am_mallory"' <<<"$out" ||
 	fail "CREATE EXTENSION adopted the owner's schema: $out"
-echo "$out" | grep -q "HINT:  Drop or rename that schema" || fail "no hint: $out"
+grep -q "HINT:  Drop or rename that schema" <<<"$out" || fail "no hint: $out"
 [ "$(psql -X -At -d "$squat" -c "SELECT count(*) FROM pg_extension WHERE extname = 'activity_monitor'")" = 0 ] ||
 	fail "the extension was created"
 echo "  refused: schema owned by the database owner"
 # the owner's schema, empty: still refused
 psql -X -q -v ON_ERROR_STOP=1 -d "$squat" -U am_mallory -c "DROP FUNCTION activity_monitor._maintain()" >/dev/null
 out=$(psql -X -q -d "$squat" -v VERBOSITY=verbose -c "CREATE EXTENSION activity_monitor" 2>&1 || true)
-echo "$out" | grep -q "ERROR:  42501: schema" || fail "an empty schema of the owner's was adopted: $out"
+grep -q "ERROR:  42501: schema" <<<"$out" || fail "an empty schema of the owner's was adopted: $out"
 # the superuser's own schema holding something: refused
 psql -X -q -v ON_ERROR_STOP=1 -d "$squat" -c "DROP SCHEMA activity_monitor" -c "CREATE SCHEMA activity_monitor" \
 	-c "CREATE TABLE activity_monitor.leftover (x int)" >/dev/null
 out=$(psql -X -q -d "$squat" -v VERBOSITY=verbose -c "CREATE EXTENSION activity_monitor" 2>&1 || true)
-echo "$out" | grep -q 'ERROR:  55000: schema "activity_monitor" already exists and is not empty' ||
+grep -q 'ERROR:  55000: schema "activity_monitor" already exists and is not empty' <<<"$out" ||
 	fail "a non-empty schema was adopted: $out"
 echo "  refused: a non-empty schema"
 # the superuser's own, empty: used

@@ -109,9 +109,9 @@ q "CREATE FUNCTION public.my_rows() RETURNS SETOF activity_monitor.admin_actions
 	AS 'SELECT * FROM activity_monitor.admin_actions'" >/dev/null
 got=$(psql -X -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d "$db" -c "ALTER EXTENSION activity_monitor UPDATE" 2>&1) &&
 	fail "the update went ahead with views depending on activity_monitor.timeline and a partition's db_user"
-echo "$got" | grep -q "2BP01" && echo "$got" | grep -q "view public.my_timeline" &&
-	echo "$got" | grep -q "view public.my_default" && echo "$got" | grep -q "function public.my_rows()" &&
-	echo "$got" | grep -q "HINT:  Save and drop these objects" ||
+grep -q "2BP01" <<<"$got" && grep -q "view public.my_timeline" <<<"$got" &&
+	grep -q "view public.my_default" <<<"$got" && grep -q "function public.my_rows()" <<<"$got" &&
+	grep -q "HINT:  Save and drop these objects" <<<"$got" ||
 	fail "the update's refusal does not name the dependent views: $got"
 [ "$(q "SELECT extversion FROM pg_extension WHERE extname = 'activity_monitor'")" = 0.1.0 ] ||
 	fail "a refused update changed the version"

@@ -140,7 +140,7 @@ am_wait_for 15 "$db" "SELECT NOT EXISTS ($worker_pid)" || fail "worker still run
 # the schema stays, holding the partitions retention detached: CREATE
 # EXTENSION does not move into a schema that holds anything
 out=$(psql -X -q -d "$db" -c "CREATE EXTENSION activity_monitor" 2>&1 || true)
-echo "$out" | grep -q 'schema "activity_monitor" already exists and is not empty' ||
+grep -q 'schema "activity_monitor" already exists and is not empty' <<<"$out" ||
 	fail "CREATE EXTENSION into the schema holding detached partitions: $out"
 q "DROP SCHEMA activity_monitor CASCADE" >/dev/null 2>&1
 q "CREATE EXTENSION activity_monitor" >/dev/null
