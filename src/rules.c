@@ -852,31 +852,31 @@ doc_text(JsonbParseState **state, const char *key, Datum *values, bool *nulls, i
 	doc_string(state, key, nulls[c] ? NULL : TextDatumGetCString(values[c]));
 }
 
-/* Push the jsonb datum (0: null) as tok, a WJB_VALUE or WJB_ELEM. */
+/* The jsonb datum (0: null) as a value to push. */
 static void
-push_jsonb(JsonbParseState **state, JsonbIteratorToken tok, Datum jsonb)
+jsonb_value(Datum jsonb, JsonbValue *v)
 {
-	JsonbValue	v;
-
 	if (jsonb == (Datum) 0)
-		v.type = jbvNull;
+		v->type = jbvNull;
 	else
 	{
 		Jsonb	   *jb = DatumGetJsonbP(jsonb);
 
-		v.type = jbvBinary;
-		v.val.binary.data = &jb->root;
-		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+		v->type = jbvBinary;
+		v->val.binary.data = &jb->root;
+		v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
 	}
-	pushJsonbValue(state, tok, &v);
 }
 
 /* Push "key": the jsonb datum (0: null). */
 static void
 doc_jsonb(JsonbParseState **state, const char *key, Datum jsonb)
 {
+	JsonbValue	v;
+
 	doc_key(state, key);
-	push_jsonb(state, WJB_VALUE, jsonb);
+	jsonb_value(jsonb, &v);
+	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
 /*
@@ -1004,18 +1004,6 @@ same_key(bool anull, Datum a, bool bnull, Datum b)
 	return VARSIZE(ja) == VARSIZE(jb) && memcmp(ja, jb, VARSIZE(ja)) == 0;
 }
 
-/* Is the jsonb datum (0: null) an array? */
-static bool
-is_array(Datum jsonb)
-{
-	Jsonb	   *jb;
-
-	if (jsonb == (Datum) 0)
-		return false;
-	jb = DatumGetJsonbP(jsonb);
-	return JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb);
-}
-
 /*
  * The "matched" document, compact (0.2.0): {"k": K, "rule id": V, ...},
  * where K is the group key of the first rule that matched, V a rule's
@@ -1034,33 +1022,35 @@ matched_document(AmRule **list, int n, RuleResult *results)
 	for (int i = 0; i < n; i++)
 	{
 		RuleResult *res = &results[i];
-		Datum		v = res->vnull ? (Datum) 0 : res->v;
-		Datum		k = res->knull ? (Datum) 0 : res->k;
+		JsonbValue	k,
+					v;
 
 		if (res->outcome != RO_MATCH)
 			continue;
+		jsonb_value(res->knull ? (Datum) 0 : res->k, &k);
+		if (res->mask != 0)
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric(res->mask);
+		}
+		else
+			jsonb_value(res->vnull ? (Datum) 0 : res->v, &v);
 		if (first < 0)
 		{
 			first = i;
-			doc_jsonb(&state, "k", k);
+			doc_key(&state, "k");
+			pushJsonbValue(&state, WJB_VALUE, &k);
 		}
-		if (res->mask != 0)
-		{
-			JsonbValue	steps;
-
-			steps.type = jbvNumeric;
-			steps.val.numeric = int64_to_numeric(res->mask);
-			v = JsonbPGetDatum(JsonbValueToJsonb(&steps));
-		}
+		doc_key(&state, list[i]->key);
 		if (same_key(res->knull, res->k, results[first].knull, results[first].k) &&
-			!is_array(v))
-			doc_jsonb(&state, list[i]->key, v);
+			!(v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data) &&
+			  !JsonContainerIsScalar(v.val.binary.data)))
+			pushJsonbValue(&state, WJB_VALUE, &v);
 		else
 		{
-			doc_key(&state, list[i]->key);
 			pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-			push_jsonb(&state, WJB_ELEM, k);
-			push_jsonb(&state, WJB_ELEM, v);
+			pushJsonbValue(&state, WJB_ELEM, &k);
+			pushJsonbValue(&state, WJB_ELEM, &v);
 			pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 		}
 	}
