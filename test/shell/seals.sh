@@ -103,8 +103,8 @@ ROLLBACK;
 SQL
 pgbench -n -c 4 -t 9000 -f "$dir/w.sql" $db >"$dir/pgbench.out" 2>&1 &
 bench=$!
-# sealing rounds while they write (777 events a seal: seals are written in
-# the middle of a fetched batch)
+# sealing rounds while they write (777 events a seal: several seals a
+# round, from the round's events sorted by id)
 while kill -0 $bench 2>/dev/null; do
 	q "SELECT s.events FROM activity_monitor._seal(777) s" >/dev/null
 	sleep 0.3
