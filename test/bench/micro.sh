@@ -47,7 +47,9 @@
 # activity_monitor plpgsql pgq; also am_rules: activity_monitor with 10
 # alert rules evaluated bare, am_guarded: 9 of them and one like_regex rule,
 # evaluated in a subtransaction, am_detection: am_rules' ten and ten of each
-# detection v2 type: sequences, absences, first seen), MICRO_OUT (also write the markdown there),
+# detection v2 type: sequences, absences, first seen, all of which match
+# every change; am_book: am_rules' ten and rule_book.sql's thirty, ten of
+# each type as a fraud team writes them: a change matches a few), MICRO_OUT (also write the markdown there),
 # BENCH_PRELOAD (0: no second phase), BENCH_PRELOAD_SUBJECTS (100000),
 # BENCH_PARTITION_INTERVAL (e.g. '1 hour': the activity's partitions that
 # long, the pre-load a day ending with the current one; common.sh),
@@ -84,11 +86,12 @@ table_of() {
 	am_rules) echo payments_amr ;;
 	am_guarded) echo payments_amg ;;
 	am_detection) echo payments_amd ;;
+	am_book) echo payments_amb ;;
 	esac
 }
 capture_truncate() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded | am_detection) echo "TRUNCATE activity_monitor.activity;" ;;
+	activity_monitor | am_rules | am_guarded | am_detection | am_book) echo "TRUNCATE activity_monitor.activity;" ;;
 	plpgsql) echo "TRUNCATE audit.record_version;" ;;
 	pgq) echo "SELECT format('TRUNCATE %s', queue_data_pfx) FROM pgq.queue WHERE queue_name = 'micro' \\gexec" ;;
 	esac
@@ -97,7 +100,7 @@ capture_truncate() {
 # a preload, and other variants' rows).
 capture_count() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded | am_detection)
+	activity_monitor | am_rules | am_guarded | am_detection | am_book)
 		echo "SELECT count(*) FROM activity_monitor.activity WHERE occurred_at >= :'t_run' AND action <> 'truncate'" ;;
 	plpgsql) echo "SELECT count(*) FROM audit.record_version WHERE ts >= :'t_run'" ;;
 	pgq) echo "SELECT count(*) FROM pgq.event_template" ;;
@@ -106,7 +109,7 @@ capture_count() {
 # The capture table a variant's preload goes to ("" if none).
 preload_kind() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded | am_detection) echo activity ;;
+	activity_monitor | am_rules | am_guarded | am_detection | am_book) echo activity ;;
 	plpgsql) echo audit ;;
 	esac
 }
@@ -114,7 +117,7 @@ preload_kind() {
 variants=()
 for v in $want; do
 	case $v in
-	plain | plpgsql | activity_monitor | am_rules | am_guarded | am_detection) variants+=("$v") ;;
+	plain | plpgsql | activity_monitor | am_rules | am_guarded | am_detection | am_book) variants+=("$v") ;;
 	pgq)
 		if bench_ensure_ext pgq; then
 			variants+=("$v")
@@ -160,7 +163,7 @@ trap cleanup_db EXIT
 		[ "$v" = plain ] && continue
 		echo "CREATE TABLE $(table_of "$v") (LIKE payments_plain INCLUDING ALL);"
 	done
-	if has activity_monitor || has am_rules || has am_guarded || has am_detection; then
+	if has activity_monitor || has am_rules || has am_guarded || has am_detection || has am_book; then
 		echo "CREATE EXTENSION activity_monitor;"
 		bench_layout_sql
 	fi
@@ -168,7 +171,7 @@ trap cleanup_db EXIT
 		echo "SELECT activity_monitor.track('payments_am', 'payment', subject_column => 'account_id', status_column => 'status');"
 	fi
 	# ten per-event rules; am_guarded swaps the last for one that needs the guard
-	for v in am_rules am_guarded am_detection; do
+	for v in am_rules am_guarded am_detection am_book; do
 		has $v || continue
 		t=$(table_of $v)
 		echo "SELECT activity_monitor.track('$t', 'payment', subject_column => 'account_id', status_column => 'status');"
@@ -198,6 +201,10 @@ trap cleanup_db EXIT
 	FROM generate_series(1, 10) i;"
 		echo "SELECT count(activity_monitor.create_rule('amd_seen' || i, '\$.action == \"insert\"', tables => '{$t}',
 	measure_path => '\$.new.currency', lookback => '30 days')) FROM generate_series(1, 10) i;"
+	fi
+	if has am_book; then
+		echo "\\set book_table $(table_of am_book)"
+		echo "\\i '$BENCH_DIR/rule_book.sql'"
 	fi
 	if has plpgsql; then
 		echo "\\i '$BENCH_DIR/plpgsql_audit.sql'"

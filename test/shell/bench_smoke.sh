@@ -23,7 +23,7 @@ variants="none activity_monitor plpgsql"
 
 BENCH_USE_EXISTING=1 BENCH_NO_APT=1 BENCH_ROUNDS=1 BENCH_SECONDS=2 BENCH_PRELOAD=20000 \
 	BENCH_VARIANTS="$variants" MICRO_ROWS=500 MICRO_RUNS=1 \
-	MICRO_VARIANTS="plain activity_monitor plpgsql" BENCH_RESULTS_DIR="$out_dir" \
+	MICRO_VARIANTS="plain activity_monitor plpgsql am_book" BENCH_RESULTS_DIR="$out_dir" \
 	bash "$root/test/bench/run.sh" all >"$out_dir/out.md" 2>"$out_dir/err.log" || {
 	echo "test/bench/run.sh failed:"
 	tail -n 40 "$out_dir/err.log"
@@ -71,6 +71,31 @@ for v in activity_monitor plpgsql; do
 	check "micro summary has WAL and CPU figures for $v" \
 		grep -Eq "^\| $v \| -?$num \| -?$num \| (-?$num|–) \| (-?$num|–) \| (-?$num|–) \| -?[0-9]+ \| -?[0-9]+ \| -?$num \| -?$num \| (-?$num|–) \|$" "$out_dir/out.md"
 done
+# micro.sh's am_book: rule_book.sql's thirty rules, of which a payment's
+# insert and its update match the few its header says
+book=$(psql -X -At -d postgres -c "SELECT 'am_bench_smoke_book'")
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $book" -c "CREATE DATABASE $book"
+matches=$(cd "$root/test/bench" && psql -X -At -q -v ON_ERROR_STOP=1 -d "$book" 2>&1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION activity_monitor;
+CREATE TABLE pb (id bigint PRIMARY KEY, account_id bigint, amount numeric(14,2), currency text, status text);
+SELECT activity_monitor.track('pb', 'payment', subject_column => 'account_id', status_column => 'status') \g /dev/null
+\set book_table pb
+\o /dev/null
+\i rule_book.sql
+\o
+INSERT INTO pb VALUES (1, 7, 120.50, 'EUR', 'pending');
+UPDATE pb SET status = 'completed';
+SELECT (SELECT count(*) FROM activity_monitor.rules) || ' ' ||
+	   string_agg((SELECT count(*) FROM jsonb_object_keys(a.matched) k WHERE k <> 'k')::text, ' ' ORDER BY a.id)
+FROM activity_monitor.activity a WHERE a.table_name = 'public.pb';
+SQL
+) || true
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $book WITH (FORCE)"
+check "rule_book.sql: 30 rules, 4 matched by an insert, 7 by its update (got: $matches)" \
+	test "$matches" = "30 4 7"
+check "micro table has numbers for am_book and it captured every row" \
+	grep -Eq "^\| am_book \| -?$num \| -?$num \| -?$num \| -?$num \| -?$num \| -?$num \| 1000 of 1000 \|$" "$out_dir/out.md"
 check "no template database left behind" \
 	test "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname LIKE 'am\\_bench\\_%'")" = 0
 check "results file written" test -s "$out_dir/latest.md"
