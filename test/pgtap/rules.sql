@@ -7,7 +7,7 @@
 -- measure, type mismatches, kinds/tables limits, disabling, whole old/new
 -- rows, redaction.  The worker never sees this transaction (it rolls back).
 BEGIN;
-SELECT plan(104);
+SELECT plan(109);
 \ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
@@ -452,6 +452,32 @@ UPDATE profiles SET email = 'd@example.com' WHERE id = 3;
 SELECT ok((pg_temp.last_event('public.profiles')).matched ? :'doc_id',
 	'the document has id, occurred_at, kind, action, table, row_key, subject_id, actor_*, changed, old, new, db_user, critical, ...');
 SELECT is((pg_temp.last_event('public.profiles')).rule_errors, NULL, '... evaluated without error');
+
+-- the document holds what a table's rules read, whatever else they read: a
+-- rule that reads only old, one that reads every key through a wildcard,
+-- one that reads a key in a filter, each alone on its table
+CREATE TABLE ledger1 (id int PRIMARY KEY, amount int);
+CREATE TABLE ledger2 (id int PRIMARY KEY, amount int);
+CREATE TABLE ledger3 (id int PRIMARY KEY, amount int);
+SELECT activity_monitor.track(t, 'game') FROM unnest(ARRAY['ledger1', 'ledger2', 'ledger3']::regclass[]) t;
+SELECT activity_monitor.create_rule('old_only', '$.old.amount > 5', tables => '{ledger1}') AS old_only_id \gset
+SELECT activity_monitor.create_rule('wildcard', 'exists($.* ? (@ == "public.ledger2"))', tables => '{ledger2}') AS wild_id \gset
+SELECT activity_monitor.create_rule('filter_root', 'exists($.new.amount ? (@ > 0 && $.table == "public.ledger3"))',
+		tables => '{ledger3}') AS filter_id \gset
+INSERT INTO ledger1 VALUES (1, 10);
+SELECT is((pg_temp.last_event('public.ledger1')).matched, NULL, 'old_only: an insert has no old row');
+UPDATE ledger1 SET amount = 3;
+SELECT ok(coalesce((pg_temp.last_event('public.ledger1')).matched ? :'old_only_id', false),
+	'old_only: the document of an update has the whole old row when only old is read');
+INSERT INTO ledger2 VALUES (1, 1);
+SELECT ok(coalesce((pg_temp.last_event('public.ledger2')).matched ? :'wild_id', false),
+	'$.*: the document has every key');
+INSERT INTO ledger3 VALUES (1, 1);
+SELECT ok(coalesce((pg_temp.last_event('public.ledger3')).matched ? :'filter_id', false),
+	'$ inside a filter: the document has the key it names');
+SELECT is((SELECT count(*) FROM activity_monitor.activity
+		   WHERE table_name LIKE 'public.ledger_' AND rule_errors IS NOT NULL), 0::bigint,
+	'... all evaluated without error');
 
 -- the document's critical is the event's: a transition into a listed
 -- critical status only, into any with critical_statuses NULL
