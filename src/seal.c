@@ -88,8 +88,7 @@ PG_FUNCTION_INFO_V1(activity_monitor_verify_head);
 #define SEAL_HASH_LEN 32
 #define SEAL_FP_LEN 16			/* bytes of an event's digest a seal keeps */
 #define SEAL_FETCH 1000
-#define SEAL_WORK_MEM "64MB"	/* work_mem of a round (its sort by id) */
-#define SEAL_WORK_MEM_KB (64 * 1024)
+#define SEAL_WORK_MEM "64MB"	/* work_mem of a round (DigestSort's too) */
 
 /* The seal table's columns, in order; the hash covers all but the last. */
 #define SEAL_COLUMNS \
@@ -512,7 +511,7 @@ digest_sort_begin(DigestSort *ds)
 	ds->put = MakeSingleTupleTableSlot(ds->desc, &TTSOpsVirtual);
 	ds->slot = MakeSingleTupleTableSlot(ds->desc, &TTSOpsMinimalTuple);
 	ds->sort = tuplesort_begin_heap(ds->desc, 1, &key, &op, &coll, &nulls_first,
-									SEAL_WORK_MEM_KB, NULL, TUPLESORT_NONE);
+									work_mem, NULL, TUPLESORT_NONE);
 	ds->fp = palloc(VARHDRSZ + SEAL_FP_LEN);
 	SET_VARSIZE(ds->fp, VARHDRSZ + SEAL_FP_LEN);
 }
@@ -691,7 +690,9 @@ pair_seal(pg_cryptohash_ctx *ctx, StringInfo buf, SealHead *head, SealPair *pair
  * as it is now, not the copy a transaction keeps of what it first read: in
  * C, as this runs before every alert batch (a query of pg_stat_activity was
  * a tenth of the worker's time under pgbench).  In SPI (pg_prepared_xacts,
- * only when the server has slots for prepared transactions).
+ * only when the server has slots for prepared transactions).  PostgreSQL
+ * 15's pgstat_fetch_stat_local_beentry() takes an index 1..n (16 made it a
+ * backend id: a port must change the loop).
  */
 TimestampTz
 am_xact_horizon(bool *unknown)
@@ -999,7 +1000,6 @@ activity_monitor_seal(PG_FUNCTION_ARGS)
 		SPITupleTable *tt;
 
 		SPI_cursor_fetch(portal, true, SEAL_FETCH);
-		/* kept: writing a seal (an SPI INSERT) resets SPI_tuptable */
 		tt = SPI_tuptable;
 		n = SPI_processed;
 		if (n > 0 && !reader_ready)
