@@ -489,7 +489,6 @@ build_close(SealBuild *b)
  */
 typedef struct DigestSort
 {
-	TupleDesc	desc;
 	TupleTableSlot *put;		/* virtual, what goes in */
 	TupleTableSlot *slot;		/* what comes out */
 	Tuplesortstate *sort;
@@ -503,14 +502,14 @@ digest_sort_begin(DigestSort *ds)
 	Oid			op = Int8LessOperator;
 	Oid			coll = InvalidOid;
 	bool		nulls_first = false;
+	TupleDesc	desc = CreateTemplateTupleDesc(3);
 
-	ds->desc = CreateTemplateTupleDesc(3);
-	TupleDescInitEntry(ds->desc, 1, "id", INT8OID, -1, 0);
-	TupleDescInitEntry(ds->desc, 2, "occurred_at", TIMESTAMPTZOID, -1, 0);
-	TupleDescInitEntry(ds->desc, 3, "fingerprint", BYTEAOID, -1, 0);
-	ds->put = MakeSingleTupleTableSlot(ds->desc, &TTSOpsVirtual);
-	ds->slot = MakeSingleTupleTableSlot(ds->desc, &TTSOpsMinimalTuple);
-	ds->sort = tuplesort_begin_heap(ds->desc, 1, &key, &op, &coll, &nulls_first,
+	TupleDescInitEntry(desc, 1, "id", INT8OID, -1, 0);
+	TupleDescInitEntry(desc, 2, "occurred_at", TIMESTAMPTZOID, -1, 0);
+	TupleDescInitEntry(desc, 3, "fingerprint", BYTEAOID, -1, 0);
+	ds->put = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+	ds->slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	ds->sort = tuplesort_begin_heap(desc, 1, &key, &op, &coll, &nulls_first,
 									work_mem, NULL, TUPLESORT_NONE);
 	ds->fp = palloc(VARHDRSZ + SEAL_FP_LEN);
 	SET_VARSIZE(ds->fp, VARHDRSZ + SEAL_FP_LEN);

@@ -73,7 +73,7 @@ for v in activity_monitor plpgsql; do
 done
 # micro.sh's am_book: rule_book.sql's thirty rules, of which a payment's
 # insert and its update match the few its header says
-book=$(psql -X -At -d postgres -c "SELECT 'am_bench_smoke_book'")
+book=am_bench_smoke_book
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $book" -c "CREATE DATABASE $book"
 matches=$(cd "$root/test/bench" && psql -X -At -q -v ON_ERROR_STOP=1 -d "$book" 2>&1 <<'SQL'
 SET client_min_messages = warning;
