@@ -557,8 +557,8 @@ timestamptz_literal(TimestampTz t)
 
 /*
  * run_saved() for a statement whose rows are found by occurred_at from a
- * partition's start: sql's one %s is that start (floor), written into the
- * statement as a constant, so that the planner keeps only the partitions
+ * partition's start: sql's %s (or %1$s, as often as it needs) is that start
+ * (floor), written into the statement as a constant, so that the planner keeps only the partitions
  * from there on, as a custom plan would, and the plan is kept while the
  * floor stays (*plan_floor), a day's batches on one plan.  A generic plan
  * of a parameter locks and opens every partition at every run (its pruning

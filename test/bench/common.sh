@@ -323,6 +323,15 @@ bench_index_sizes() {
 	esac
 }
 
+# Wait (at most 10 s) until no pgbench session is left in database $1.
+bench_wait_pgbench_gone() {
+	local i
+	for i in $(seq 1 100); do
+		[ "$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$1' AND application_name = 'pgbench'")" = 0 ] && return 0
+		sleep 0.1
+	done
+}
+
 # CPU time the server has used so far, in µs: the postmaster's own and that
 # of its children, live (utime + stime) or exited (the postmaster's cutime +
 # cstime); empty when the server's data directory (PGDATA) is not readable

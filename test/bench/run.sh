@@ -186,15 +186,6 @@ clone_db() {
 	return 1
 }
 
-# Wait (at most 10 s) until no pgbench session is left in database $1.
-wait_pgbench_gone() {
-	local i
-	for i in $(seq 1 100); do
-		[ "$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$1' AND application_name = 'pgbench'")" = 0 ] && return 0
-		sleep 0.1
-	done
-}
-
 # One run: variant $1, round $2, on a copy of the variant's template when
 # $3 is "pre"; appends "round variant tps txns bytes changes wal-bytes
 # server-cpu-µs load-average" to $work/raw (variant: NAME+pre for a
@@ -235,7 +226,7 @@ run_one() {
 	fi
 	wal=$(psql -X -At -d "$db" -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn')::bigint")
 	# the server's CPU once pgbench's sessions have ended ("-" if unknown)
-	wait_pgbench_gone "$db"
+	bench_wait_pgbench_gone "$db"
 	cpu=$(bench_server_cpu_us)
 	if [ -n "$cpu0" ] && [ -n "$cpu" ]; then cpu=$((cpu - cpu0)); else cpu=-; fi
 	tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*without initial connection.*/\1/p')
