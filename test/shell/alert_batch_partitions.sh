@@ -13,6 +13,8 @@
 # 3. an event of a transaction that began before the bound was taken and
 #    committed after several batches (held back by the bound) is alerted
 #    on, once;
+#    The same from a backend with track_activities off (start unknown):
+#    the bound stays where it was while it holds an id;
 # 4. a batch under repeatable read keeps no bound (its snapshot is older
 #    than anything it could read of the transactions running).
 set -euo pipefail
@@ -99,6 +101,47 @@ caught_up
 	fail "the long transaction's two events were not alerted on once each: $(q "SELECT event_id, group_key FROM activity_monitor.alerts WHERE rule_name = 'big'")"
 [ "$(q "SELECT count(*) = count(DISTINCT (rule_name, event_id)) FROM activity_monitor.alerts")" = t ] || fail "an event alerted on twice by a rule"
 echo "ok: a transaction that held its id across batches is alerted on, once"
+
+# 3b. the same from a backend whose activity is not tracked (track_activities
+# off: pg_stat_activity shows no xact_start, the horizon reads its start as
+# 0): its start is unknown, so the bound must not move while it holds an id
+# (without that, each batch would take "now" less a minute, and a
+# transaction open longer than that would have its events dated before the
+# bound)
+rm -f "$work/untracked.fifo"
+mkfifo "$work/untracked.fifo"
+PGOPTIONS="-c track_activities=off" psql -X -q -v ON_ERROR_STOP=1 -d "$db" <"$work/untracked.fifo" >"$work/untracked.out" 2>&1 &
+bg=$!
+exec 3>"$work/untracked.fifo"
+echo "BEGIN; INSERT INTO payments (account_id, amount, status) VALUES (4, 900, 'new');" >&3
+am_wait_for 10 "$db" "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = current_database()
+	AND backend_type = 'client backend' AND backend_xid IS NOT NULL AND state = 'disabled'" ||
+	fail "the untracked session holds no transaction id"
+caught_up
+b0=$(q "SELECT last_bound FROM activity_monitor.alert_state")
+for i in 1 2 3; do
+	q "INSERT INTO payments (account_id, amount, status) VALUES (3, 1, 'new')" >/dev/null
+	caught_up
+	sleep 0.5
+done
+b1=$(q "SELECT last_bound FROM activity_monitor.alert_state")
+[ "$b1" = "$b0" ] || fail "the bound moved from $b0 to $b1 while a transaction of unknown start held an id"
+echo "INSERT INTO payments (account_id, amount, status) VALUES (4, 1000, 'new'); COMMIT;" >&3
+echo '\q' >&3
+exec 3>&-
+wait "$bg"
+bg=""
+caught_up
+[ "$(q "SELECT count(*) FROM activity_monitor.alerts WHERE rule_name = 'big'
+	AND event_id IN (SELECT id FROM activity_monitor.activity WHERE new_values ->> 'amount' IN ('900', '1000'))")" = 2 ] ||
+	fail "the untracked transaction's two events were not alerted on once each"
+[ "$(q "SELECT last_bound > '$b0' FROM activity_monitor.alert_state")" = t ] || {
+	q "INSERT INTO payments (account_id, amount, status) VALUES (3, 1, 'new')" >/dev/null
+	caught_up
+	[ "$(q "SELECT last_bound > '$b0' FROM activity_monitor.alert_state")" = t ] ||
+		fail "the bound did not move on once the transaction of unknown start ended"
+}
+echo "ok: a transaction whose start is not known (track_activities off) holds the bound, and is alerted on once"
 
 # 4. repeatable read: the batch snapshot is the transaction's, taken before
 # the bound could be read (retried when the worker's batch got there first)
