@@ -154,11 +154,22 @@ static void
 context_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	char	   *e;
+	long		exponent;
 
 	if (tokentype != JSON_TOKEN_NUMBER)
 		return;
+	if (strlen(token) > 1000)
+	{
+		*(bool *) state = false;
+		return;
+	}
 	e = strpbrk(token, "eE");
-	if (strlen(token) > 1000 || (e != NULL && labs(strtol(e + 1, NULL, 10)) > 10000))
+	if (e == NULL)
+		return;
+	/* an exponent strtol cannot hold comes back clamped, with ERANGE */
+	errno = 0;
+	exponent = strtol(e + 1, NULL, 10);
+	if (errno == ERANGE || exponent > 10000 || exponent < -10000)
 		*(bool *) state = false;
 }
 

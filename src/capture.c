@@ -118,6 +118,16 @@ capture_relcache_callback(Datum arg, Oid relid)
 			ct->valid = false;
 }
 
+/*
+ * A schema renamed changes the qualified name of the tables in it, and sends
+ * no relcache invalidation for them: forget every cached table (rare DDL).
+ */
+static void
+capture_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	capture_relcache_callback(arg, InvalidOid);
+}
+
 static void
 capture_init(void)
 {
@@ -135,6 +145,7 @@ capture_init(void)
 		action_text[i] = CStringGetTextDatum(names[i]);
 	MemoryContextSwitchTo(old);
 	CacheRegisterRelcacheCallback(capture_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, capture_namespace_callback, (Datum) 0);
 }
 
 /* Does the name[] datum contain name? */

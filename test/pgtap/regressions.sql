@@ -1,7 +1,7 @@
 -- Regression tests for bugs found while building the first release: each
 -- section names the bug and asserts the fixed behaviour.
 BEGIN;
-SELECT plan(7);
+SELECT plan(10);
 SET LOCAL client_min_messages = warning;
 
 -- ---------------------------------------------------------------------------
@@ -85,6 +85,17 @@ $$;
 SELECT lives_ok($$INSERT INTO pb_w VALUES (2, 'b')$$,
 	'bug 4: a context SET accepted never makes a tracked write fail');
 RESET activity_monitor.actor_context;
+-- an exponent beyond what strtol holds came back clamped to LONG_MIN, whose
+-- labs() stays negative: the check passed it, and every tracked write of a
+-- session with it (ALTER DATABASE ... SET by a database owner: every new
+-- session) failed with 22003
+SELECT throws_ok($$SET LOCAL activity_monitor.actor_context = '{"n": 1e-99999999999999999999}'$$,
+	'22P02', 'activity_monitor.actor_context must be JSON',
+	'bug 4: an exponent beyond a long''s range is refused too');
+SELECT throws_ok($$SET LOCAL activity_monitor.actor_context = '{"n": 1e99999999999999999999}'$$,
+	'22P02', 'activity_monitor.actor_context must be JSON',
+	'bug 4: a positive exponent beyond a long''s range is refused too');
+RESET activity_monitor.actor_context;
 
 -- ---------------------------------------------------------------------------
 -- Bug 5: activity_monitor.activity_id_seq is not registered with
@@ -97,6 +108,23 @@ RESET activity_monitor.actor_context;
 SELECT ok('activity_monitor.activity_id_seq'::regclass::oid = ANY (extconfig),
 	'bug 5: activity_id_seq is registered in pg_extension.extconfig')
 FROM pg_extension WHERE extname = 'activity_monitor';
+
+-- ---------------------------------------------------------------------------
+-- Bug 6: capture caches a tracked table's qualified name per session and
+-- forgot it only on a relcache invalidation of the table, which ALTER SCHEMA
+-- ... RENAME does not send: a session that had written to the table went on
+-- recording the old schema's name (for as long as a pooled connection
+-- lives).  Expected: the new name from the next write on.
+-- ---------------------------------------------------------------------------
+CREATE SCHEMA pb_s1;
+CREATE TABLE pb_s1.acc (id int PRIMARY KEY, v text);
+SELECT activity_monitor.track('pb_s1.acc', 'profile');
+INSERT INTO pb_s1.acc VALUES (1, 'a');
+ALTER SCHEMA pb_s1 RENAME TO pb_s2;
+INSERT INTO pb_s2.acc VALUES (2, 'b');
+SELECT is((SELECT table_name FROM activity_monitor.activity WHERE row_key = '2'
+		   AND table_name LIKE 'pb_s%' ORDER BY id DESC LIMIT 1), 'pb_s2.acc',
+	'bug 6: after ALTER SCHEMA ... RENAME the same session records the new name');
 
 SELECT * FROM finish();
 ROLLBACK;
