@@ -15,8 +15,8 @@
  * triggers (any mode change, ALL and USER included), on partitions (DETACH,
  * and ATTACH of a table that holds rows, a tracked or a foreign table: an
  * empty one is captured from its first row), on inheritance (INHERIT) and
- * on columns the table's settings name
- * (DROP COLUMN); renames of those columns (ALTER TABLE/VIEW ... RENAME
+ * on columns (DROP COLUMN, ALTER COLUMN ... TYPE) and on the primary key
+ * (DROP CONSTRAINT); renames of columns (ALTER TABLE/VIEW ... RENAME
  * COLUMN, ALTER TYPE ... RENAME ATTRIBUTE), of capture triggers, of tracked
  * tables and of their schemas; SET SCHEMA of a tracked table; DROP TRIGGER
  * of a capture trigger; DROP TABLE (of the table, a partition or a parent),
@@ -66,6 +66,7 @@
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
@@ -636,6 +637,25 @@ holds_rows_or_settings(Oid part)
 	return false;
 }
 
+/* Is conname the primary key constraint of relation relid? */
+static bool
+is_primary_key(Oid relid, const char *conname)
+{
+	Oid			conoid = get_relation_constraint_oid(relid, conname, true);
+	HeapTuple	tup;
+	bool		pk = false;
+
+	if (!OidIsValid(conoid))
+		return false;
+	tup = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	if (HeapTupleIsValid(tup))
+	{
+		pk = ((Form_pg_constraint) GETSTRUCT(tup))->contype == CONSTRAINT_PRIMARY;
+		ReleaseSysCache(tup);
+	}
+	return pk;
+}
+
 /* The guarded subcommands of an ALTER TABLE. */
 static void
 guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
@@ -716,6 +736,13 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 			case AT_AlterColumnType:
 				guard_column_change(gs, relid, stmt->relation->inh, cmd);
 				break;
+			case AT_DropConstraint:
+				/* without it an update's event names no row (row_key NULL) */
+				if (OidIsValid(root) && is_primary_key(relid, cmd->name))
+					guard(gs, root, relid,
+						  psprintf("drop the primary key \"%s\" of table \"%s\"",
+								   cmd->name, qualified_name(relid)));
+				break;
 			default:
 				break;
 		}
@@ -723,30 +750,43 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 }
 
 /*
- * RENAME COLUMN: the tracked tables whose column this is (the relation and,
- * unless ONLY, its inheritance children) keep their settings in step.
+ * RENAME COLUMN of any column of a guarded table: the row's values change
+ * their meaning without a row event (three renames swap two columns'
+ * values), and rules that read the column by name stop seeing it.  One
+ * guarded operation per tracked table; the tracked tables whose settings
+ * name the column (the relation and, unless ONLY, its inheritance
+ * children) keep their settings in step.
  */
 static void
 guard_rename_column(GuardState *gs, RenameStmt *stmt)
 {
 	Oid			relid = lookup_rel(stmt->relation, AccessExclusiveLock);
-	List	   *rels;
+	List	   *done = NIL;
 	ListCell   *lc;
 
 	if (!OidIsValid(relid))
 		return;
-	rels = column_targets(relid, stmt->relation->inh);
-	foreach(lc, rels)
+	foreach(lc, column_targets(relid, stmt->relation->inh))
 	{
 		Oid			r = lfirst_oid(lc);
 		TrackedRow	row = read_tracked(r);
+		Oid			root = tracked_root(r);
 
-		if (!setting_names_column(&row, stmt->subname))
-			continue;
-		guard(gs, r, relid,
-			  psprintf("rename column \"%s\" of table \"%s\", named in its activity_monitor settings",
-					   stmt->subname, qualified_name(r)));
-		update_settings(gs, r, stmt->subname, stmt->newname);
+		if (setting_names_column(&row, stmt->subname))
+		{
+			guard(gs, r, relid,
+				  psprintf("rename column \"%s\" of table \"%s\", named in its activity_monitor settings",
+						   stmt->subname, qualified_name(r)));
+			update_settings(gs, r, stmt->subname, stmt->newname);
+			done = lappend_oid(done, r);
+		}
+		else if (OidIsValid(root) && !list_member_oid(done, root))
+		{
+			guard(gs, root, r,
+				  psprintf("rename column \"%s\" of table \"%s\"",
+						   stmt->subname, qualified_name(r)));
+			done = lappend_oid(done, root);
+		}
 	}
 }
 

@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(103);
+SELECT plan(113);
 \ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
@@ -140,8 +140,9 @@ SELECT throws_ok('ALTER TABLE wallet DROP COLUMN note', '42501',
 	'owner: DROP COLUMN of any column is refused');
 SELECT throws_ok('ALTER TABLE games ALTER COLUMN v TYPE varchar', '42501', NULL,
 	'owner: ALTER COLUMN ... TYPE of a partitioned tracked table is refused');
-SELECT lives_ok('ALTER TABLE wallet RENAME COLUMN note TO remark',
-	'owner: RENAME COLUMN of a column no setting names is allowed');
+SELECT throws_ok('ALTER TABLE wallet RENAME COLUMN note TO remark', '42501',
+	'permission denied to rename column "note" of table "public.wallet"',
+	'owner: RENAME COLUMN of a column no setting names is refused too (renames can swap values)');
 SELECT lives_ok('ALTER TABLE wallet ADD COLUMN extra int',
 	'owner: other ALTER TABLE is allowed');
 
@@ -195,9 +196,9 @@ SELECT results_eq('SELECT * FROM activity_monitor.tracked ORDER BY tbl::text',
 SELECT is(pg_temp.updates('public.wallet'), 2::bigint, 'owner: both balance changes were captured');
 SELECT is(pg_temp.updates('public.games'), 2::bigint, 'owner: the writes to both partitions were captured');
 SELECT results_eq($$SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_attribute
-				   WHERE attrelid = 'wallet'::regclass AND attname IN ('balance', 'remark') ORDER BY attname$$,
+				   WHERE attrelid = 'wallet'::regclass AND attname IN ('balance', 'note') ORDER BY attname$$,
 	$$VALUES ('numeric'), ('text')$$, 'the owner changed no column type');
-SELECT is((SELECT count(*) FROM wallet WHERE balance > 5000 OR remark = 'rewritten'), 0::bigint,
+SELECT is((SELECT count(*) FROM wallet WHERE balance > 5000 OR note = 'rewritten'), 0::bigint,
 	'and rewrote no value');
 SELECT is(pg_temp.ddl_events(), 0::bigint, 'nothing refused was recorded as done');
 SELECT is(count(*), 1::bigint, 'games_2 is still a partition of games')
@@ -372,6 +373,43 @@ SELECT is((SELECT (new_values ->> 'pin_copy') || '/' || (old_values ->> 'pin_cop
 	'[redacted]/[redacted]', 'the generated copy of a redacted column is masked');
 SELECT is(count(*), 0::bigint, 'no activity row holds the secret through the generated column')
 FROM activity_monitor.activity a WHERE a::text LIKE '%secret-pin-%';
+
+-- any column renamed, the primary key dropped (an attacker's review,
+-- 2026-12-06): three renames swap two columns' values without a row event,
+-- a rename takes a column away from the rules that read it by name, and
+-- without its primary key an update's event names no row (row_key NULL)
+CREATE TABLE g_ledger (id int PRIMARY KEY, amount numeric, fee numeric);
+ALTER TABLE g_ledger OWNER TO am_g_owner;
+SELECT activity_monitor.track('g_ledger', 'payment');
+INSERT INTO g_ledger VALUES (1, 100, 1);
+SET ROLE am_g_owner;
+SELECT throws_ok('ALTER TABLE g_ledger RENAME COLUMN amount TO tmp', '42501',
+	'permission denied to rename column "amount" of table "public.g_ledger"',
+	'owner: RENAME COLUMN of a column no setting names is refused');
+SELECT throws_ok('ALTER TABLE g_ledger RENAME fee TO amount_fee', '42501', NULL,
+	'owner: RENAME (without COLUMN) of a column is refused');
+SELECT throws_ok('ALTER TABLE g_ledger DROP CONSTRAINT g_ledger_pkey', '42501',
+	'permission denied to drop the primary key "g_ledger_pkey" of table "public.g_ledger"',
+	'owner: dropping the primary key is refused');
+SELECT lives_ok('ALTER TABLE g_ledger ADD COLUMN memo text', 'owner: ADD COLUMN is allowed');
+SELECT lives_ok('ALTER TABLE g_ledger RENAME CONSTRAINT g_ledger_pkey TO g_ledger_key',
+	'owner: renaming the key''s constraint is allowed');
+RESET ROLE;
+SELECT results_eq('SELECT amount, fee FROM g_ledger', $$VALUES (100::numeric, 1::numeric)$$,
+	'the owner moved no value to another column');
+SELECT is(count(*), 1::bigint, 'and the primary key is there')
+FROM pg_constraint WHERE conrelid = 'g_ledger'::regclass AND contype = 'p';
+GRANT activity_monitor_admin TO am_g_owner;
+SET ROLE am_g_owner;
+SELECT lives_ok('ALTER TABLE g_ledger RENAME COLUMN fee TO charge', 'admin member: RENAME COLUMN is allowed');
+SELECT lives_ok('ALTER TABLE g_ledger DROP CONSTRAINT g_ledger_key', 'admin member: dropping the primary key is allowed');
+RESET ROLE;
+SELECT results_eq(
+	$$SELECT new_values ->> 'operation', critical FROM activity_monitor.activity
+	  WHERE action = 'ddl' AND table_name = 'public.g_ledger' ORDER BY id$$,
+	$$VALUES ('rename column "fee" of table "public.g_ledger"', true),
+			 ('drop the primary key "g_ledger_key" of table "public.g_ledger"', true)$$,
+	'admin member: both are recorded as critical admin events');
 
 SELECT * FROM finish();
 ROLLBACK;
