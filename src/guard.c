@@ -67,6 +67,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
@@ -81,8 +82,10 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
+#include "parser/parse_type.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/cmdtag.h"
@@ -552,6 +555,85 @@ column_targets(Oid relid, bool inh)
 }
 
 /*
+ * The tracked tables (their roots) with a column whose values are of type
+ * typid or hold it: a column of the type itself, of an array, domain or
+ * range over it, or of a composite type or a table's row type with such an
+ * attribute, at any depth.  Read from pg_depend, where a column depends on
+ * its type, an array type on its element, a domain on its base type, a
+ * range on its subtype and a composite type's attribute on its type.  What
+ * ALTER TYPE ... RENAME VALUE of an enum and ALTER TYPE ... DROP or RENAME
+ * ATTRIBUTE of a composite type change in the stored rows of those tables.
+ */
+static List *
+tracked_roots_of_type(Oid typid)
+{
+	List	   *types = list_make1_oid(typid);
+	List	   *roots = NIL;
+	Relation	dep = table_open(DependRelationId, AccessShareLock);
+
+	/* types grows while it is read: by position */
+	for (int i = 0; i < list_length(types); i++)
+	{
+		ScanKeyData key[2];
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(TypeRelationId));
+		ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(list_nth_oid(types, i)));
+		scan = systable_beginscan(dep, DependReferenceIndexId, true, NULL, 2, key);
+		while ((tup = systable_getnext(scan)) != NULL)
+		{
+			Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
+
+			if (d->classid == TypeRelationId)
+				types = list_append_unique_oid(types, d->objid);
+			else if (d->classid == RelationRelationId && d->objsubid > 0)
+			{
+				Oid			root = tracked_root(d->objid);
+				Oid			rowtype = get_rel_type_id(d->objid);
+
+				if (OidIsValid(root))
+					roots = list_append_unique_oid(roots, root);
+				/* a column of this relation's row type holds it too */
+				if (OidIsValid(rowtype))
+					types = list_append_unique_oid(types, rowtype);
+			}
+		}
+		systable_endscan(scan);
+	}
+	table_close(dep, AccessShareLock);
+	return roots;
+}
+
+/*
+ * A command on composite type relid (ALTER TYPE ... DROP, ALTER or RENAME
+ * ATTRIBUTE) reaching the tracked tables that hold its values in a column
+ * (not as a typed table's own columns: column_targets() has those): what
+ * is a guarded operation on each.
+ */
+static void
+guard_type_users(GuardState *gs, Oid relid, List **done, const char *verb, const char *attname)
+{
+	ListCell   *lc;
+
+	if (get_rel_relkind(relid) != RELKIND_COMPOSITE_TYPE)
+		return;
+	foreach(lc, tracked_roots_of_type(get_rel_type_id(relid)))
+	{
+		Oid			root = lfirst_oid(lc);
+
+		if (list_member_oid(*done, root))
+			continue;
+		*done = lappend_oid(*done, root);
+		guard(gs, root, root,
+			  psprintf("%s attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
+					   verb, attname, format_type_be(get_rel_type_id(relid)), qualified_name(root)));
+	}
+}
+
+/*
  * DROP COLUMN / ALTER COLUMN ... TYPE (of ALTER TABLE or ALTER TYPE) on a
  * guarded table: either erases or rewrites every row's value without a row
  * event (ALTER COLUMN ... TYPE ... USING can set any value), whether or not
@@ -592,6 +674,7 @@ guard_column_change(GuardState *gs, Oid relid, bool inh, AlterTableCmd *cmd)
 		if (drop && named && r == root && (r == relid || of_type))
 			update_settings(gs, root, cmd->name, NULL);
 	}
+	guard_type_users(gs, relid, &done, drop ? "drop" : "change the type of", cmd->name);
 }
 
 /*
@@ -788,6 +871,7 @@ guard_rename_column(GuardState *gs, RenameStmt *stmt)
 			done = lappend_oid(done, root);
 		}
 	}
+	guard_type_users(gs, relid, &done, "rename", stmt->subname);
 }
 
 /*
@@ -1210,6 +1294,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		case T_CreateStmt:
 		case T_AlterExtensionContentsStmt:
 		case T_CreateTrigStmt:
+		case T_AlterEnumStmt:
 			break;
 		default:
 			PG_RETURN_VOID();
@@ -1260,6 +1345,24 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 		case T_DropStmt:
 			guard_drop(&gs, (DropStmt *) parsetree);
 			break;
+		case T_AlterEnumStmt:
+			{
+				AlterEnumStmt *stmt = (AlterEnumStmt *) parsetree;
+				Oid			typid;
+				ListCell   *lc;
+
+				/* RENAME VALUE gives every stored value of it another meaning */
+				if (stmt->oldVal == NULL)
+					break;
+				typid = LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
+				if (!OidIsValid(typid))
+					break;
+				foreach(lc, tracked_roots_of_type(typid))
+					guard(&gs, lfirst_oid(lc), lfirst_oid(lc),
+						  psprintf("rename value \"%s\" of type \"%s\", held in a column of table \"%s\"",
+								   stmt->oldVal, format_type_be(typid), qualified_name(lfirst_oid(lc))));
+				break;
+			}
 		case T_CreateTrigStmt:
 			guard_create_trigger(&gs, (CreateTrigStmt *) parsetree);
 			break;

@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(113);
+SELECT plan(122);
 \ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
@@ -382,7 +382,39 @@ CREATE TABLE g_ledger (id int PRIMARY KEY, amount numeric, fee numeric);
 ALTER TABLE g_ledger OWNER TO am_g_owner;
 SELECT activity_monitor.track('g_ledger', 'payment');
 INSERT INTO g_ledger VALUES (1, 100, 1);
+-- and the types of its values: an enum's value renamed gives every stored
+-- value of it another meaning (swap "approved" and "rejected"), an
+-- attribute of a composite type dropped or renamed changes what every
+-- stored value holds; directly, through a domain, an array or a composite
+CREATE TYPE g_st AS ENUM ('pending', 'approved', 'rejected');
+CREATE DOMAIN g_st_d AS g_st;
+CREATE TYPE g_addr AS (city text, zip text, st g_st);
+CREATE TYPE g_free AS ENUM ('a', 'b');
+ALTER TYPE g_st OWNER TO am_g_owner;
+ALTER DOMAIN g_st_d OWNER TO am_g_owner;
+ALTER TYPE g_addr OWNER TO am_g_owner;
+ALTER TYPE g_free OWNER TO am_g_owner;
+CREATE TABLE g_pay (id int PRIMARY KEY, st g_st_d);
+CREATE TABLE g_cust (id int PRIMARY KEY, addrs g_addr[]);
+ALTER TABLE g_pay OWNER TO am_g_owner;
+ALTER TABLE g_cust OWNER TO am_g_owner;
+SELECT activity_monitor.track('g_pay', 'payment', status_column => 'st');
+SELECT activity_monitor.track('g_cust', 'profile');
+INSERT INTO g_pay VALUES (1, 'rejected');
+INSERT INTO g_cust VALUES (1, ARRAY[ROW('Valletta', 'VLT', 'approved')::g_addr]);
 SET ROLE am_g_owner;
+SELECT throws_ok($$ALTER TYPE g_st RENAME VALUE 'rejected' TO 'tmp'$$, '42501',
+	'permission denied to rename value "rejected" of type "g_st", held in a column of table "public.g_pay"',
+	'owner: ALTER TYPE ... RENAME VALUE of an enum a tracked table holds (through a domain) is refused');
+SELECT throws_ok('ALTER TYPE g_addr RENAME ATTRIBUTE city TO town', '42501',
+	'permission denied to rename attribute "city" of type "g_addr", held in a column of table "public.g_cust"',
+	'owner: ALTER TYPE ... RENAME ATTRIBUTE of a composite a tracked table holds (in an array) is refused');
+SELECT throws_ok('ALTER TYPE g_addr DROP ATTRIBUTE zip', '42501',
+	'permission denied to drop attribute "zip" of type "g_addr", held in a column of table "public.g_cust"',
+	'owner: ALTER TYPE ... DROP ATTRIBUTE of such a composite is refused');
+SELECT lives_ok($$ALTER TYPE g_free RENAME VALUE 'a' TO 'c'$$,
+	'owner: RENAME VALUE of an enum no tracked table holds is allowed');
+SELECT lives_ok($$ALTER TYPE g_st ADD VALUE 'refunded'$$, 'owner: ADD VALUE is allowed');
 SELECT throws_ok('ALTER TABLE g_ledger RENAME COLUMN amount TO tmp', '42501',
 	'permission denied to rename column "amount" of table "public.g_ledger"',
 	'owner: RENAME COLUMN of a column no setting names is refused');
@@ -399,11 +431,22 @@ SELECT results_eq('SELECT amount, fee FROM g_ledger', $$VALUES (100::numeric, 1:
 	'the owner moved no value to another column');
 SELECT is(count(*), 1::bigint, 'and the primary key is there')
 FROM pg_constraint WHERE conrelid = 'g_ledger'::regclass AND contype = 'p';
+SELECT results_eq($$SELECT st::text, (SELECT a[1]::text FROM g_cust, LATERAL (SELECT addrs) x(a)) FROM g_pay$$,
+	$$VALUES ('rejected', '(Valletta,VLT,approved)')$$, 'and every stored value reads as before');
 GRANT activity_monitor_admin TO am_g_owner;
 SET ROLE am_g_owner;
 SELECT lives_ok('ALTER TABLE g_ledger RENAME COLUMN fee TO charge', 'admin member: RENAME COLUMN is allowed');
 SELECT lives_ok('ALTER TABLE g_ledger DROP CONSTRAINT g_ledger_key', 'admin member: dropping the primary key is allowed');
+SELECT lives_ok($$ALTER TYPE g_st RENAME VALUE 'rejected' TO 'declined'$$, 'admin member: RENAME VALUE is allowed');
+SELECT lives_ok('ALTER TYPE g_addr DROP ATTRIBUTE zip', 'admin member: DROP ATTRIBUTE is allowed');
 RESET ROLE;
+SELECT results_eq(
+	$$SELECT table_name, new_values ->> 'operation' FROM activity_monitor.activity
+	  WHERE action = 'ddl' AND table_name IN ('public.g_pay', 'public.g_cust') ORDER BY 1, 2$$,
+	$$VALUES ('public.g_cust', 'drop attribute "zip" of type "g_addr", held in a column of table "public.g_cust"'),
+			 ('public.g_cust', 'rename value "rejected" of type "g_st", held in a column of table "public.g_cust"'),
+			 ('public.g_pay', 'rename value "rejected" of type "g_st", held in a column of table "public.g_pay"')$$,
+	'admin member: both are recorded, against each table that holds the values (g_cust through g_addr)');
 SELECT results_eq(
 	$$SELECT new_values ->> 'operation', critical FROM activity_monitor.activity
 	  WHERE action = 'ddl' AND table_name = 'public.g_ledger' ORDER BY id$$,
