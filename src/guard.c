@@ -18,7 +18,9 @@
  * on columns (DROP COLUMN, ALTER COLUMN ... TYPE) and on the primary key
  * (DROP CONSTRAINT); renames of columns (ALTER TABLE/VIEW ... RENAME
  * COLUMN, ALTER TYPE ... RENAME ATTRIBUTE), of capture triggers, of tracked
- * tables and of their schemas; SET SCHEMA of a tracked table; DROP TRIGGER
+ * tables and of their schemas; ALTER TYPE ... RENAME VALUE of an enum and
+ * DROP or RENAME ATTRIBUTE of a composite type whose values a tracked
+ * table holds in a column; SET SCHEMA of a tracked table; DROP TRIGGER
  * of a capture trigger; DROP TABLE (of the table, a partition or a parent),
  * DROP SCHEMA and DROP OWNED reaching a tracked table or one of its
  * partitions; ALTER TRIGGER ... DEPENDS ON EXTENSION of a capture trigger
