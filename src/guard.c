@@ -610,19 +610,21 @@ tracked_roots_of_type(Oid typid)
 }
 
 /*
- * A command on composite type relid (ALTER TYPE ... DROP, ALTER or RENAME
- * ATTRIBUTE) reaching the tracked tables that hold its values in a column
- * (not as a typed table's own columns: column_targets() has those): what
- * is a guarded operation on each.
+ * A column command on relid (ALTER TYPE ... DROP or RENAME ATTRIBUTE of a
+ * composite type, DROP or RENAME COLUMN of a table) reaching the tracked
+ * tables that hold its row type's values in a column (not as a typed
+ * table's own columns: column_targets() has those): what is a guarded
+ * operation on each.
  */
 static void
 guard_type_users(GuardState *gs, Oid relid, List **done, const char *verb, const char *attname)
 {
+	Oid			rowtype = get_rel_type_id(relid);
 	ListCell   *lc;
 
-	if (get_rel_relkind(relid) != RELKIND_COMPOSITE_TYPE)
+	if (!OidIsValid(rowtype))
 		return;
-	foreach(lc, tracked_roots_of_type(get_rel_type_id(relid)))
+	foreach(lc, tracked_roots_of_type(rowtype))
 	{
 		Oid			root = lfirst_oid(lc);
 
@@ -631,7 +633,7 @@ guard_type_users(GuardState *gs, Oid relid, List **done, const char *verb, const
 		*done = lappend_oid(*done, root);
 		guard(gs, root, root,
 			  psprintf("%s attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
-					   verb, attname, format_type_be(get_rel_type_id(relid)), qualified_name(root)));
+					   verb, attname, format_type_be(rowtype), qualified_name(root)));
 	}
 }
 

@@ -345,7 +345,8 @@ bench_server_cpu_us() {
 	{
 		echo "P $(cat "/proc/$pm/stat")"
 		for c in $(ps --ppid "$pm" -o pid= 2>/dev/null); do
-			c=$(cat "/proc/$c/stat" 2>/dev/null) && echo "C $c"
+			# a child gone since ps listed it: skipped (not a failed pipeline)
+			if c=$(cat "/proc/$c/stat" 2>/dev/null); then echo "C $c"; fi
 		done
 	} | sed 's/^\([PC]\) [0-9]* (.*) /\1 /' |
 		awk -v tck="$(getconf CLK_TCK)" '$1 == "P" { t += $13 + $14 + $15 + $16 } $1 == "C" { t += $13 + $14 }

@@ -31,6 +31,7 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BENCH_CLUSTER_CONF=("activity_monitor.naptime = 3600" "activity_monitor.seal_interval = 3600")
 . "$BENCH_DIR/common.sh"
+trap 'echo "floor.sh: failed at line $LINENO" >&2' ERR
 
 rounds=${FLOOR_ROUNDS:-3}
 seconds=${FLOOR_SECONDS:-15}
@@ -83,12 +84,12 @@ for r in $(seq 1 "$rounds"); do
 		b0=0 n0=0
 		[ "$v" = none ] || { b0=$(capture_bytes "$v"); n0=$(capture_count "$v"); }
 		w0=$(psql -X -At -c "SELECT pg_current_wal_insert_lsn()")
-		c0=$(bench_server_cpu_us)
+		c0=$(bench_server_cpu_us) || c0=""
 		out=$(pgbench -n -M simple -c 2 -j 2 -T "$seconds" -f workload.sql "floor_$v" 2>&1) ||
 			{ echo "$out" >&2; exit 1; }
 		w1=$(psql -X -At -c "SELECT pg_current_wal_insert_lsn()")
 		bench_wait_pgbench_gone "floor_$v"
-		c1=$(bench_server_cpu_us)
+		c1=$(bench_server_cpu_us) || c1=""
 		tps=$(echo "$out" | awk '/^tps/ { print $3 }')
 		txns=$(echo "$out" | awk '/^number of transactions actually processed/ { print $NF }')
 		[ -n "$tps" ] && [ "${txns:-0}" -gt 0 ] || { echo "$out" >&2; exit 1; }

@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(122);
+SELECT plan(124);
 \ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
@@ -400,6 +400,12 @@ ALTER TABLE g_pay OWNER TO am_g_owner;
 ALTER TABLE g_cust OWNER TO am_g_owner;
 SELECT activity_monitor.track('g_pay', 'payment', status_column => 'st');
 SELECT activity_monitor.track('g_cust', 'profile');
+-- a table's row type held in a tracked table's column
+CREATE TABLE g_home (id int, city text);
+ALTER TABLE g_home OWNER TO am_g_owner;
+CREATE TABLE g_cust2 (id int PRIMARY KEY, home g_home);
+SELECT activity_monitor.track('g_cust2', 'profile');
+INSERT INTO g_cust2 VALUES (1, ROW(1, 'Sliema'));
 INSERT INTO g_pay VALUES (1, 'rejected');
 INSERT INTO g_cust VALUES (1, ARRAY[ROW('Valletta', 'VLT', 'approved')::g_addr]);
 SET ROLE am_g_owner;
@@ -412,6 +418,11 @@ SELECT throws_ok('ALTER TYPE g_addr RENAME ATTRIBUTE city TO town', '42501',
 SELECT throws_ok('ALTER TYPE g_addr DROP ATTRIBUTE zip', '42501',
 	'permission denied to drop attribute "zip" of type "g_addr", held in a column of table "public.g_cust"',
 	'owner: ALTER TYPE ... DROP ATTRIBUTE of such a composite is refused');
+SELECT throws_ok('ALTER TABLE g_home RENAME COLUMN city TO town', '42501',
+	'permission denied to rename attribute "city" of type "g_home", held in a column of table "public.g_cust2"',
+	'owner: RENAME COLUMN of an untracked table whose row type a tracked table holds is refused');
+SELECT throws_ok('ALTER TABLE g_home DROP COLUMN city', '42501', NULL,
+	'owner: DROP COLUMN of such a table is refused');
 SELECT lives_ok($$ALTER TYPE g_free RENAME VALUE 'a' TO 'c'$$,
 	'owner: RENAME VALUE of an enum no tracked table holds is allowed');
 SELECT lives_ok($$ALTER TYPE g_st ADD VALUE 'refunded'$$, 'owner: ADD VALUE is allowed');
