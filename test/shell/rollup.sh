@@ -107,9 +107,22 @@ read_by_round() {
 			FROM pg_stat_xact_user_tables WHERE schemaname = 'activity_monitor' AND relname LIKE 'activity_p%'" \
 		-c "COMMIT" | tail -1
 }
-read_by_round >/dev/null
-n=$(read_by_round)
-[ "$n" -lt 100 ] || fail "a round read $n events, with none committed since the previous one"
+# A backend of this database whose start is not known when a round takes
+# its horizon (no state and no transaction start: for instance an
+# autovacuum worker, after the 2,000 rows, between two of its transactions
+# before it reports a state; seen once on a loaded machine) makes that
+# round store a horizon ten
+# minutes back, by design, and the next round reads those minutes again:
+# up to five pairs of rounds, one must read (nearly) nothing.  A rollup that
+# reads again every time fails all five.
+n=""
+for _ in 1 2 3 4 5; do
+	read_by_round >/dev/null
+	n=$(read_by_round)
+	[ "$n" -lt 100 ] && break
+	sleep 1
+done
+[ "$n" -lt 100 ] || fail "a round read $n events, with none committed since the previous one (five times)"
 diff <(q "SELECT minute, kind, actor_type, events FROM activity_monitor.activity_minute
 		WHERE minute >= date_trunc('minute', now()) - interval '3 minutes' ORDER BY 1, 2, 3") \
 	<(q "SELECT date_trunc('minute', occurred_at), kind, actor_type, count(*) FROM activity_monitor.activity
