@@ -617,23 +617,31 @@ tracked_roots_of_type(Oid typid)
  * operation on each.
  */
 static void
-guard_type_users(GuardState *gs, Oid relid, List **done, const char *verb, const char *attname)
+guard_type_users(GuardState *gs, Oid relid, bool inh, List **done, const char *verb,
+				 const char *attname)
 {
-	Oid			rowtype = get_rel_type_id(relid);
+	/* the row types the command changes: relid's and its column targets' */
+	List	   *rels = list_concat(list_make1_oid(relid), column_targets(relid, inh));
 	ListCell   *lc;
 
-	if (!OidIsValid(rowtype))
-		return;
-	foreach(lc, tracked_roots_of_type(rowtype))
+	foreach(lc, rels)
 	{
-		Oid			root = lfirst_oid(lc);
+		Oid			rowtype = get_rel_type_id(lfirst_oid(lc));
+		ListCell   *lc2;
 
-		if (list_member_oid(*done, root))
+		if (!OidIsValid(rowtype))
 			continue;
-		*done = lappend_oid(*done, root);
-		guard(gs, root, root,
-			  psprintf("%s attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
-					   verb, attname, format_type_be(rowtype), qualified_name(root)));
+		foreach(lc2, tracked_roots_of_type(rowtype))
+		{
+			Oid			root = lfirst_oid(lc2);
+
+			if (list_member_oid(*done, root))
+				continue;
+			*done = lappend_oid(*done, root);
+			guard(gs, root, root,
+				  psprintf("%s attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
+						   verb, attname, format_type_be(rowtype), qualified_name(root)));
+		}
 	}
 }
 
@@ -678,7 +686,7 @@ guard_column_change(GuardState *gs, Oid relid, bool inh, AlterTableCmd *cmd)
 		if (drop && named && r == root && (r == relid || of_type))
 			update_settings(gs, root, cmd->name, NULL);
 	}
-	guard_type_users(gs, relid, &done, drop ? "drop" : "change the type of", cmd->name);
+	guard_type_users(gs, relid, inh, &done, drop ? "drop" : "change the type of", cmd->name);
 }
 
 /*
@@ -824,11 +832,30 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 				guard_column_change(gs, relid, stmt->relation->inh, cmd);
 				break;
 			case AT_DropConstraint:
-				/* without it an update's event names no row (row_key NULL) */
-				if (OidIsValid(root) && is_primary_key(relid, cmd->name))
-					guard(gs, root, relid,
-						  psprintf("drop the primary key \"%s\" of table \"%s\"",
-								   cmd->name, qualified_name(relid)));
+
+				/*
+				 * Without it an update's event names no row (row_key NULL).
+				 * A partitioned table's key is its partitions' keys too: a
+				 * tracked partition below an untracked parent loses its own.
+				 */
+				if (is_primary_key(relid, cmd->name))
+				{
+					List	   *seen = NIL;
+					ListCell   *lc2;
+
+					foreach(lc2, find_all_inheritors(relid, NoLock, NULL))
+					{
+						Oid			r = lfirst_oid(lc2);
+						Oid			rroot = tracked_root(r);
+
+						if (!OidIsValid(rroot) || list_member_oid(seen, rroot))
+							continue;
+						seen = lappend_oid(seen, rroot);
+						guard(gs, rroot, r,
+							  psprintf("drop the primary key \"%s\" of table \"%s\"",
+									   cmd->name, qualified_name(relid)));
+					}
+				}
 				break;
 			default:
 				break;
@@ -875,7 +902,7 @@ guard_rename_column(GuardState *gs, RenameStmt *stmt)
 			done = lappend_oid(done, root);
 		}
 	}
-	guard_type_users(gs, relid, &done, "rename", stmt->subname);
+	guard_type_users(gs, relid, stmt->relation->inh, &done, "rename", stmt->subname);
 }
 
 /*
@@ -1236,14 +1263,33 @@ activity_monitor_guard_sql_drop(PG_FUNCTION_ARGS)
 		if (table_dropped)
 			continue;
 		root = tracked_root(d->relid);
-		if (!OidIsValid(root) || list_member_oid(done, root))
-			continue;
-		done = lappend_oid(done, root);
-		guard_names(&gs, qualified_name(root), qualified_name(d->relid),
-					psprintf("drop column \"%s\" of table \"%s\"",
-							 d->attname ? d->attname : "?", qualified_name(d->relid)));
-		if (d->attname && root == d->relid)
-			update_settings(&gs, root, d->attname, NULL);
+		if (OidIsValid(root) && !list_member_oid(done, root))
+		{
+			done = lappend_oid(done, root);
+			guard_names(&gs, qualified_name(root), qualified_name(d->relid),
+						psprintf("drop column \"%s\" of table \"%s\"",
+								 d->attname ? d->attname : "?", qualified_name(d->relid)));
+			if (d->attname && root == d->relid)
+				update_settings(&gs, root, d->attname, NULL);
+		}
+		/* the column was part of a row type a tracked table holds values of */
+		if (OidIsValid(get_rel_type_id(d->relid)))
+		{
+			Oid			rowtype = get_rel_type_id(d->relid);
+
+			foreach(lc2, tracked_roots_of_type(rowtype))
+			{
+				Oid			r = lfirst_oid(lc2);
+
+				if (list_member_oid(done, r))
+					continue;
+				done = lappend_oid(done, r);
+				guard_names(&gs, qualified_name(r), qualified_name(r),
+							psprintf("drop attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
+									 d->attname ? d->attname : "?", format_type_be(rowtype),
+									 qualified_name(r)));
+			}
+		}
 	}
 	PG_RETURN_VOID();
 }

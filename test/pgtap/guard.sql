@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(124);
+SELECT plan(128);
 \ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
@@ -406,6 +406,25 @@ ALTER TABLE g_home OWNER TO am_g_owner;
 CREATE TABLE g_cust2 (id int PRIMARY KEY, home g_home);
 SELECT activity_monitor.track('g_cust2', 'profile');
 INSERT INTO g_cust2 VALUES (1, ROW(1, 'Sliema'));
+-- through an inheritance parent, a domain dropped with CASCADE, a tracked
+-- partition's key dropped at its untracked parent (an attacker's review of
+-- the above, helper-42)
+CREATE TABLE g_ip (a int, b int);
+CREATE TABLE g_ic () INHERITS (g_ip);
+CREATE DOMAIN g_dd AS int;
+CREATE TABLE g_hx (a int, b g_dd);
+CREATE TABLE g_pa (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE g_pa1 PARTITION OF g_pa FOR VALUES FROM (0) TO (100);
+ALTER TABLE g_ip OWNER TO am_g_owner;
+ALTER TABLE g_ic OWNER TO am_g_owner;
+ALTER DOMAIN g_dd OWNER TO am_g_owner;
+ALTER TABLE g_hx OWNER TO am_g_owner;
+ALTER TABLE g_pa OWNER TO am_g_owner;
+ALTER TABLE g_pa1 OWNER TO am_g_owner;
+CREATE TABLE g_tb (id int PRIMARY KEY, c1 g_ic, c2 g_hx);
+SELECT activity_monitor.track('g_tb', 'payment');
+SELECT activity_monitor.track('g_pa1', 'payment');
+INSERT INTO g_tb VALUES (1, ROW(1, 2), ROW(1, 2));
 INSERT INTO g_pay VALUES (1, 'rejected');
 INSERT INTO g_cust VALUES (1, ARRAY[ROW('Valletta', 'VLT', 'approved')::g_addr]);
 SET ROLE am_g_owner;
@@ -423,6 +442,15 @@ SELECT throws_ok('ALTER TABLE g_home RENAME COLUMN city TO town', '42501',
 	'owner: RENAME COLUMN of an untracked table whose row type a tracked table holds is refused');
 SELECT throws_ok('ALTER TABLE g_home DROP COLUMN city', '42501', NULL,
 	'owner: DROP COLUMN of such a table is refused');
+SELECT throws_ok('ALTER TABLE g_ip RENAME COLUMN a TO t', '42501',
+	'permission denied to rename attribute "a" of type "g_ic", held in a column of table "public.g_tb"',
+	'owner: RENAME COLUMN of a parent whose child''s row type a tracked table holds is refused');
+SELECT throws_ok('DROP DOMAIN g_dd CASCADE', '42501',
+	'permission denied to drop attribute "b" of type "g_hx", held in a column of table "public.g_tb"',
+	'owner: DROP DOMAIN ... CASCADE dropping a column of a row type a tracked table holds is refused');
+SELECT throws_ok('ALTER TABLE g_pa DROP CONSTRAINT g_pa_pkey', '42501',
+	'permission denied to drop the primary key "g_pa_pkey" of table "public.g_pa"',
+	'owner: dropping the key of an untracked parent, a tracked partition''s too, is refused');
 SELECT lives_ok($$ALTER TYPE g_free RENAME VALUE 'a' TO 'c'$$,
 	'owner: RENAME VALUE of an enum no tracked table holds is allowed');
 SELECT lives_ok($$ALTER TYPE g_st ADD VALUE 'refunded'$$, 'owner: ADD VALUE is allowed');
@@ -444,6 +472,8 @@ SELECT is(count(*), 1::bigint, 'and the primary key is there')
 FROM pg_constraint WHERE conrelid = 'g_ledger'::regclass AND contype = 'p';
 SELECT results_eq($$SELECT st::text, (SELECT a[1]::text FROM g_cust, LATERAL (SELECT addrs) x(a)) FROM g_pay$$,
 	$$VALUES ('rejected', '(Valletta,VLT,approved)')$$, 'and every stored value reads as before');
+SELECT is((SELECT to_jsonb(t) FROM g_tb t), '{"id": 1, "c1": {"a": 1, "b": 2}, "c2": {"a": 1, "b": 2}}'::jsonb,
+	'and so does every value of the row types');
 GRANT activity_monitor_admin TO am_g_owner;
 SET ROLE am_g_owner;
 SELECT lives_ok('ALTER TABLE g_ledger RENAME COLUMN fee TO charge', 'admin member: RENAME COLUMN is allowed');
