@@ -196,6 +196,36 @@ redact_generated(CaptureTable *ct, TupleDesc desc)
 	}
 }
 
+/*
+ * The primary key's index, deferrable or not: RelationGetPrimaryKeyIndex()
+ * knows only an immediate one, and track() accepts either.
+ */
+static Oid
+primary_key_index(Relation rel)
+{
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	List	   *indexes;
+	ListCell   *lc;
+
+	if (OidIsValid(pk))
+		return pk;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+
+		if (!HeapTupleIsValid(itup))
+			continue;
+		if (((Form_pg_index) GETSTRUCT(itup))->indisprimary)
+			pk = lfirst_oid(lc);
+		ReleaseSysCache(itup);
+		if (OidIsValid(pk))
+			break;
+	}
+	list_free(indexes);
+	return pk;
+}
+
 /* Build the metadata of relation rel into ct (already keyed). */
 static void
 build_table(CaptureTable *ct, Relation rel)
@@ -300,7 +330,7 @@ build_table(CaptureTable *ct, Relation rel)
 		redact_generated(ct, desc);
 
 	ct->nkeys = 0;
-	pkoid = RelationGetPrimaryKeyIndex(rel);
+	pkoid = primary_key_index(rel);
 	if (OidIsValid(pkoid))
 	{
 		HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkoid));

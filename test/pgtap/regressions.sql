@@ -1,7 +1,7 @@
 -- Regression tests for bugs found while building the first release: each
 -- section names the bug and asserts the fixed behaviour.
 BEGIN;
-SELECT plan(10);
+SELECT plan(11);
 SET LOCAL client_min_messages = warning;
 
 -- ---------------------------------------------------------------------------
@@ -125,6 +125,21 @@ INSERT INTO pb_s2.acc VALUES (2, 'b');
 SELECT is((SELECT table_name FROM activity_monitor.activity WHERE row_key = '2'
 		   AND table_name LIKE 'pb_s%' ORDER BY id DESC LIMIT 1), 'pb_s2.acc',
 	'bug 6: after ALTER SCHEMA ... RENAME the same session records the new name');
+
+-- ---------------------------------------------------------------------------
+-- Bug 7: a table whose primary key is DEFERRABLE is accepted by track(),
+-- but capture looked its key up with RelationGetPrimaryKeyIndex(), which
+-- knows only an immediate one: every event of it had row_key NULL (found
+-- by helper-42).  Expected: the key.
+-- ---------------------------------------------------------------------------
+CREATE TABLE pb_def (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text);
+SELECT activity_monitor.track('pb_def', 'profile');
+INSERT INTO pb_def VALUES (7, 'a');
+UPDATE pb_def SET v = 'b';
+SELECT results_eq($$SELECT action, row_key FROM activity_monitor.activity
+				   WHERE table_name = 'public.pb_def' ORDER BY id$$,
+	$$VALUES ('insert', '7'), ('update', '7')$$,
+	'bug 7: the events of a table with a deferrable primary key name their row');
 
 SELECT * FROM finish();
 ROLLBACK;
