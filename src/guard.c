@@ -745,7 +745,10 @@ is_primary_key(Oid relid, const char *conname)
 	tup = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
 	if (HeapTupleIsValid(tup))
 	{
-		pk = ((Form_pg_constraint) GETSTRUCT(tup))->contype == CONSTRAINT_PRIMARY;
+		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tup);
+
+		/* a partition's inherited key cannot be dropped there: PostgreSQL says so */
+		pk = con->contype == CONSTRAINT_PRIMARY && con->coninhcount == 0;
 		ReleaseSysCache(tup);
 	}
 	return pk;
@@ -843,7 +846,9 @@ guard_alter_table(GuardState *gs, AlterTableStmt *stmt)
 					List	   *seen = NIL;
 					ListCell   *lc2;
 
-					foreach(lc2, find_all_inheritors(relid, NoLock, NULL))
+					/* (plain inheritance does not pass a key on) */
+					foreach(lc2, get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE ?
+							find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid))
 					{
 						Oid			r = lfirst_oid(lc2);
 						Oid			rroot = tracked_root(r);
@@ -1405,7 +1410,8 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 				if (stmt->oldVal == NULL)
 					break;
 				typid = LookupTypeNameOid(NULL, makeTypeNameFromNameList(stmt->typeName), true);
-				if (!OidIsValid(typid))
+				/* not an enum: PostgreSQL's own error */
+				if (!OidIsValid(typid) || get_typtype(typid) != TYPTYPE_ENUM)
 					break;
 				foreach(lc, tracked_roots_of_type(typid))
 					guard(&gs, lfirst_oid(lc), lfirst_oid(lc),

@@ -6,7 +6,7 @@
 -- critical event; column settings follow renames and drops; a redacted
 -- column never shows in row_key, old/new values or matched.
 BEGIN;
-SELECT plan(128);
+SELECT plan(129);
 \ir ../lib/matched.sql
 SET LOCAL client_min_messages = warning;
 
@@ -425,6 +425,11 @@ CREATE TABLE g_tb (id int PRIMARY KEY, c1 g_ic, c2 g_hx);
 SELECT activity_monitor.track('g_tb', 'payment');
 SELECT activity_monitor.track('g_pa1', 'payment');
 INSERT INTO g_tb VALUES (1, ROW(1, 2), ROW(1, 2));
+CREATE TABLE g_ip2 (id int PRIMARY KEY);
+CREATE TABLE g_ic2 (id int PRIMARY KEY) INHERITS (g_ip2);
+ALTER TABLE g_ip2 OWNER TO am_g_owner;
+ALTER TABLE g_ic2 OWNER TO am_g_owner;
+SELECT activity_monitor.track('g_ic2', 'profile');
 INSERT INTO g_pay VALUES (1, 'rejected');
 INSERT INTO g_cust VALUES (1, ARRAY[ROW('Valletta', 'VLT', 'approved')::g_addr]);
 SET ROLE am_g_owner;
@@ -451,6 +456,8 @@ SELECT throws_ok('DROP DOMAIN g_dd CASCADE', '42501',
 SELECT throws_ok('ALTER TABLE g_pa DROP CONSTRAINT g_pa_pkey', '42501',
 	'permission denied to drop the primary key "g_pa_pkey" of table "public.g_pa"',
 	'owner: dropping the key of an untracked parent, a tracked partition''s too, is refused');
+SELECT lives_ok('ALTER TABLE g_ip2 DROP CONSTRAINT g_ip2_pkey',
+	'owner: dropping the key of an untracked inheritance parent is allowed (a child keeps its own; helper-43)');
 SELECT lives_ok($$ALTER TYPE g_free RENAME VALUE 'a' TO 'c'$$,
 	'owner: RENAME VALUE of an enum no tracked table holds is allowed');
 SELECT lives_ok($$ALTER TYPE g_st ADD VALUE 'refunded'$$, 'owner: ADD VALUE is allowed');
