@@ -558,12 +558,12 @@ timestamptz_literal(TimestampTz t)
 /*
  * run_saved() for a statement whose rows are found by occurred_at from a
  * partition's start: sql's %s (or %1$s, as often as it needs) is that start
- * (floor), written into the statement as a constant, so that the planner keeps only the partitions
- * from there on, as a custom plan would, and the plan is kept while the
- * floor stays (*plan_floor), a day's batches on one plan.  A generic plan
- * of a parameter locks and opens every partition at every run (its pruning
- * comes at execution; at a thousand partitions a batch took seconds); a
- * custom plan costs about a millisecond at every batch, a quarter of the
+ * (floor), written into the statement as a constant, so that the planner
+ * keeps only the partitions from there on, as a custom plan would, and the
+ * plan is kept while the floor stays (*plan_floor), a day's batches on one
+ * plan.  A generic plan of a parameter locks and opens every partition at
+ * every run (its pruning comes at execution; at a thousand partitions a
+ * batch took seconds); a custom plan costs about a millisecond at every batch, a quarter of the
  * worker's CPU under a stream of commits (about a hundred batches a
  * second).  A partition attached or detached invalidates the plan, which
  * is made again.  Without bitmap scans: the floor is there to name

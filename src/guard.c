@@ -610,38 +610,51 @@ tracked_roots_of_type(Oid typid)
 }
 
 /*
+ * Guard each tracked table that holds values of type typid in a column
+ * (tracked_roots_of_type), once per command (*done): what, done to the type
+ * (e.g. "rename value \"x\""), is a guarded operation on each.
+ */
+static void
+guard_holders(GuardState *gs, Oid typid, List **done, const char *what)
+{
+	ListCell   *lc;
+
+	foreach(lc, tracked_roots_of_type(typid))
+	{
+		Oid			root = lfirst_oid(lc);
+
+		if (list_member_oid(*done, root))
+			continue;
+		*done = lappend_oid(*done, root);
+		guard(gs, root, root,
+			  psprintf("%s of type \"%s\", held in a column of table \"%s\"",
+					   what, format_type_be(typid), qualified_name(root)));
+	}
+}
+
+/*
  * A column command on relid (ALTER TYPE ... DROP or RENAME ATTRIBUTE of a
  * composite type, DROP or RENAME COLUMN of a table) reaching the tracked
- * tables that hold its row type's values in a column (not as a typed
- * table's own columns: column_targets() has those): what is a guarded
- * operation on each.
+ * tables that hold its row type's values in a column, or those of its
+ * column targets (children, partitions, typed tables; as their own columns,
+ * column_targets() has those).
  */
 static void
 guard_type_users(GuardState *gs, Oid relid, bool inh, List **done, const char *verb,
 				 const char *attname)
 {
-	/* the row types the command changes: relid's and its column targets' */
-	List	   *rels = list_concat(list_make1_oid(relid), column_targets(relid, inh));
+	List	   *rels = column_targets(relid, inh);
+	char	   *what = psprintf("%s attribute \"%s\"", verb, attname);
 	ListCell   *lc;
 
+	if (!list_member_oid(rels, relid))
+		rels = lcons_oid(relid, rels);
 	foreach(lc, rels)
 	{
 		Oid			rowtype = get_rel_type_id(lfirst_oid(lc));
-		ListCell   *lc2;
 
-		if (!OidIsValid(rowtype))
-			continue;
-		foreach(lc2, tracked_roots_of_type(rowtype))
-		{
-			Oid			root = lfirst_oid(lc2);
-
-			if (list_member_oid(*done, root))
-				continue;
-			*done = lappend_oid(*done, root);
-			guard(gs, root, root,
-				  psprintf("%s attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
-						   verb, attname, format_type_be(rowtype), qualified_name(root)));
-		}
+		if (OidIsValid(rowtype))
+			guard_holders(gs, rowtype, done, what);
 	}
 }
 
@@ -1279,22 +1292,8 @@ activity_monitor_guard_sql_drop(PG_FUNCTION_ARGS)
 		}
 		/* the column was part of a row type a tracked table holds values of */
 		if (OidIsValid(get_rel_type_id(d->relid)))
-		{
-			Oid			rowtype = get_rel_type_id(d->relid);
-
-			foreach(lc2, tracked_roots_of_type(rowtype))
-			{
-				Oid			r = lfirst_oid(lc2);
-
-				if (list_member_oid(done, r))
-					continue;
-				done = lappend_oid(done, r);
-				guard_names(&gs, qualified_name(r), qualified_name(r),
-							psprintf("drop attribute \"%s\" of type \"%s\", held in a column of table \"%s\"",
-									 d->attname ? d->attname : "?", format_type_be(rowtype),
-									 qualified_name(r)));
-			}
-		}
+			guard_holders(&gs, get_rel_type_id(d->relid), &done,
+						  psprintf("drop attribute \"%s\"", d->attname ? d->attname : "?"));
 	}
 	PG_RETURN_VOID();
 }
@@ -1404,7 +1403,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 			{
 				AlterEnumStmt *stmt = (AlterEnumStmt *) parsetree;
 				Oid			typid;
-				ListCell   *lc;
+				List	   *done = NIL;
 
 				/* RENAME VALUE gives every stored value of it another meaning */
 				if (stmt->oldVal == NULL)
@@ -1413,10 +1412,7 @@ activity_monitor_guard_ddl(PG_FUNCTION_ARGS)
 				/* not an enum: PostgreSQL's own error */
 				if (!OidIsValid(typid) || get_typtype(typid) != TYPTYPE_ENUM)
 					break;
-				foreach(lc, tracked_roots_of_type(typid))
-					guard(&gs, lfirst_oid(lc), lfirst_oid(lc),
-						  psprintf("rename value \"%s\" of type \"%s\", held in a column of table \"%s\"",
-								   stmt->oldVal, format_type_be(typid), qualified_name(lfirst_oid(lc))));
+				guard_holders(&gs, typid, &done, psprintf("rename value \"%s\"", stmt->oldVal));
 				break;
 			}
 		case T_CreateTrigStmt:
