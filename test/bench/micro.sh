@@ -49,7 +49,8 @@
 # evaluated in a subtransaction, am_detection: am_rules' ten and ten of each
 # detection v2 type: sequences, absences, first seen, all of which match
 # every change; am_book: am_rules' ten and rule_book.sql's thirty, ten of
-# each type as a fraud team writes them: a change matches a few), MICRO_OUT (also write the markdown there),
+# each type as a fraud team writes them: a change matches a few;
+# am_book_only: rule_book.sql's thirty alone), MICRO_OUT (also write the markdown there),
 # BENCH_PRELOAD (0: no second phase), BENCH_PRELOAD_SUBJECTS (100000),
 # BENCH_PARTITION_INTERVAL (e.g. '1 hour': the activity's partitions that
 # long, the pre-load a day ending with the current one; common.sh),
@@ -87,11 +88,12 @@ table_of() {
 	am_guarded) echo payments_amg ;;
 	am_detection) echo payments_amd ;;
 	am_book) echo payments_amb ;;
+	am_book_only) echo payments_ambo ;;
 	esac
 }
 capture_truncate() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded | am_detection | am_book) echo "TRUNCATE activity_monitor.activity;" ;;
+	activity_monitor | am_rules | am_guarded | am_detection | am_book | am_book_only) echo "TRUNCATE activity_monitor.activity;" ;;
 	plpgsql) echo "TRUNCATE audit.record_version;" ;;
 	pgq) echo "SELECT format('TRUNCATE %s', queue_data_pfx) FROM pgq.queue WHERE queue_name = 'micro' \\gexec" ;;
 	esac
@@ -100,7 +102,7 @@ capture_truncate() {
 # a preload, and other variants' rows).
 capture_count() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded | am_detection | am_book)
+	activity_monitor | am_rules | am_guarded | am_detection | am_book | am_book_only)
 		echo "SELECT count(*) FROM activity_monitor.activity WHERE occurred_at >= :'t_run' AND action <> 'truncate'" ;;
 	plpgsql) echo "SELECT count(*) FROM audit.record_version WHERE ts >= :'t_run'" ;;
 	pgq) echo "SELECT count(*) FROM pgq.event_template" ;;
@@ -109,7 +111,7 @@ capture_count() {
 # The capture table a variant's preload goes to ("" if none).
 preload_kind() {
 	case $1 in
-	activity_monitor | am_rules | am_guarded | am_detection | am_book) echo activity ;;
+	activity_monitor | am_rules | am_guarded | am_detection | am_book | am_book_only) echo activity ;;
 	plpgsql) echo audit ;;
 	esac
 }
@@ -117,7 +119,7 @@ preload_kind() {
 variants=()
 for v in $want; do
 	case $v in
-	plain | plpgsql | activity_monitor | am_rules | am_guarded | am_detection | am_book) variants+=("$v") ;;
+	plain | plpgsql | activity_monitor | am_rules | am_guarded | am_detection | am_book | am_book_only) variants+=("$v") ;;
 	pgq)
 		if bench_ensure_ext pgq; then
 			variants+=("$v")
@@ -163,7 +165,7 @@ trap cleanup_db EXIT
 		[ "$v" = plain ] && continue
 		echo "CREATE TABLE $(table_of "$v") (LIKE payments_plain INCLUDING ALL);"
 	done
-	if has activity_monitor || has am_rules || has am_guarded || has am_detection || has am_book; then
+	if has activity_monitor || has am_rules || has am_guarded || has am_detection || has am_book || has am_book_only; then
 		echo "CREATE EXTENSION activity_monitor;"
 		bench_layout_sql
 	fi
@@ -204,6 +206,14 @@ trap cleanup_db EXIT
 	fi
 	if has am_book; then
 		echo "\\set book_table $(table_of am_book)"
+		echo "\\i '$BENCH_DIR/rule_book.sql'"
+	fi
+	# am_book_only: the book's thirty alone, no per-event rule (issue 14's
+	# "10 rules of each new type active")
+	if has am_book_only; then
+		t=$(table_of am_book_only)
+		echo "SELECT activity_monitor.track('$t', 'payment', subject_column => 'account_id', status_column => 'status');"
+		echo "\\set book_table $t"
 		echo "\\i '$BENCH_DIR/rule_book.sql'"
 	fi
 	if has plpgsql; then

@@ -1,7 +1,8 @@
 -- A detection rule book as a fraud team writes it for payments: ten rules
 -- of each detection v2 type (sequences per account, absences per payment,
 -- first seen per account), each on its own statuses and amounts, on the
--- table named by the psql variable book_table (micro.sh's am_book).  A
+-- table named by the psql variable book_table (micro.sh's am_book and
+-- am_book_only), whose name prefixes the rules' names.  A
 -- change matches a few of them, not all: a payment inserted pending, in
 -- EUR, under 500, matches 4 of the 30 (two sequence steps, one absence
 -- start, one first-seen rule); its update to completed 7 (three sequence
@@ -11,7 +12,7 @@
 \set tbl '{' :book_table '}'
 
 -- Sequences, per account, within an hour.
-SELECT activity_monitor.create_rule('book_seq_' || name, 'true', tables => :'tbl',
+SELECT activity_monitor.create_rule(:'book_table' || '_seq_' || name, 'true', tables => :'tbl',
 	steps => steps::jsonpath[], within => '1 hour')
 FROM (VALUES
 	('card_testing', ARRAY['$.status_to == "failed"', '$.status_to == "failed"', '$.status_to == "completed"']),
@@ -27,7 +28,7 @@ FROM (VALUES
 ) r(name, steps);
 
 -- Absences, per payment, within 30 minutes.
-SELECT activity_monitor.create_rule('book_abs_' || name, 'true', tables => :'tbl',
+SELECT activity_monitor.create_rule(:'book_table' || '_abs_' || name, 'true', tables => :'tbl',
 	group_by => '$.row_key', steps => ARRAY[start]::jsonpath[], missing => missing::jsonpath,
 	within => '30 minutes')
 FROM (VALUES
@@ -44,7 +45,7 @@ FROM (VALUES
 ) r(name, start, missing);
 
 -- First seen, per account, over 30 days.
-SELECT activity_monitor.create_rule('book_seen_' || name, predicate::jsonpath, tables => :'tbl',
+SELECT activity_monitor.create_rule(:'book_table' || '_seen_' || name, predicate::jsonpath, tables => :'tbl',
 	measure_path => measure::jsonpath, lookback => '30 days')
 FROM (VALUES
 	('currency', '$.action == "insert"', '$.new.currency'),
