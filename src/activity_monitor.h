@@ -144,6 +144,7 @@ typedef enum RuleColumn
 	RC_STEPS,					/* 0.2.0: detection v2 (optional, see below) */
 	RC_MISSING,
 	RC_LOOKBACK,
+	RC_FULL_PAYLOAD,
 	RC_NUM_COLUMNS
 } RuleColumn;
 
@@ -191,6 +192,9 @@ extern List *am_tracked_tables(bool latest);
 extern bool am_process_alerts(int max_events, int *events_out, int *fired_out);
 extern void am_alerts_forget_windows(void);
 extern char *am_jsonb_value_text(JsonbValue *v);
+
+/* notify.c */
+extern bool am_notify_alert(Datum alert, bool full);
 
 /* alerts.c */
 extern void am_define_alert_gucs(void);
@@ -275,6 +279,7 @@ typedef struct AmRule
 	Datum		steps[AM_MAX_STEPS + 1];	/* jsonpath; the missing step last */
 	AmPred	   *step_pred[AM_MAX_STEPS + 1];	/* compiled; NULL: generic */
 	Interval   *lookback;		/* a first-seen rule; NULL: not one */
+	bool		full_payload;	/* NOTIFY the whole alert (0.2.0) */
 } AmRule;
 
 extern void am_define_rule_gucs(void);

@@ -105,6 +105,7 @@ typedef struct Rule
 	char	   *name;
 	char	   *severity;
 	char	   *channel;
+	bool		full_payload;	/* NOTIFY the whole alert */
 	bool		enabled;
 	bool		windowed;		/* a window rule (count, sum, distinct) */
 	int			nsteps;			/* a sequence (or absence) rule's steps */
@@ -156,7 +157,6 @@ static SPIPlanPtr plan_lock,
 			plan_batch,
 			plan_rebuild,
 			plan_alert,
-			plan_notify,
 			plan_error,
 			plan_counters,
 			plan_counters_tid,
@@ -644,6 +644,7 @@ load_rules(void)
 		r->name = c->name;
 		r->severity = c->severity;
 		r->channel = c->channel;
+		r->full_payload = c->full_payload;
 		r->enabled = c->enabled;
 		r->nsteps = c->nsteps;
 		r->absence = c->has_missing;
@@ -988,46 +989,37 @@ fire_call(void *arg)
 	args[15] = r->cooldown ? IntervalPGetDatum(r->cooldown) : (Datum) 0;
 	nulls[15] = r->cooldown ? ' ' : 'n';
 	rc = run_saved(&plan_alert,
-				   "INSERT INTO activity_monitor.alerts (rule_id, rule_name, severity, channel, "
+				   "INSERT INTO activity_monitor.alerts AS a (rule_id, rule_name, severity, channel, "
 				   "  group_key, value, event_id, event_ids, occurred_at, kind, action, "
 				   "  table_name, subject_id, actor_type, actor_id) "
 				   "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 "
 				   "WHERE $16::interval IS NULL OR NOT EXISTS ("
 				   "  SELECT 1 FROM activity_monitor.alerts x WHERE x.rule_id = $1 "
 				   "    AND x.group_key IS NOT DISTINCT FROM $5 AND x.occurred_at > $9 - $16::interval) "
-				   "RETURNING id",
+				   "RETURNING a.id, a",
 				   16, types, args, nulls);
 	if (rc != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
 	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		bool		notified;
+		int64		alert_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 
-		args[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		/* (a batch may fire many: each result freed at once) */
-		SPI_freetuptable(SPI_tuptable);
 		/*
-		 * Any role can LISTEN and never read, until the notification
-		 * queue is full; then the commit of a transaction that notified
-		 * fails, and with it the alerts.  Near full, the alert is stored
-		 * without its notification (consumers that poll the table still
-		 * see it).
+		 * The payload as alert_payload(alert) gives it (notify.c), by the
+		 * rule's setting in this transaction's rule cache.  Near a full
+		 * queue the alert is stored without its notification (consumers
+		 * that poll the table still see it).
 		 */
-		rc = run_saved(&plan_notify,
-					   "SELECT pg_catalog.pg_notify(x.channel, activity_monitor.alert_payload(x)) "
-					   "FROM activity_monitor.alerts x WHERE x.id = $1 "
-					   "AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.9",
-					   1, types, args, NULL);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not notify an alert: %s", SPI_result_code_string(rc));
-		notified = SPI_processed > 0;
-		SPI_freetuptable(SPI_tuptable);
-		if (!notified)
+		if (!am_notify_alert(SPI_getbinval(tup, desc, 2, &isnull), r->full_payload))
 			ereport(WARNING,
 					(errmsg("activity_monitor: alert " INT64_FORMAT " stored without NOTIFY: the notification queue is 90%% full",
-							DatumGetInt64(args[0])),
+							alert_id),
 					 errhint("A session LISTENs without reading its notifications: find it in pg_stat_activity and end it.")));
+		/* (a batch may fire many: each result freed at once) */
+		SPI_freetuptable(SPI_tuptable);
 		r->fired++;
 		ec->fired++;
 	}

@@ -62,7 +62,7 @@ static const char *const tracked_column_names[TC_NUM_COLUMNS] = {
 static const char *const rule_column_names[RC_NUM_COLUMNS] = {
 	"id", "name", "predicate", "severity", "kinds", "tables", "within",
 	"threshold", "measure", "measure_path", "group_by", "cooldown", "channel",
-	"enabled", "steps", "missing", "lookback"
+	"enabled", "steps", "missing", "lookback", "full_payload"
 };
 
 static AmCatalog catalog;

@@ -436,7 +436,7 @@ load_rules(void)
 	rules_relid = am_catalog()->alert_rule;
 	memcpy(att, am_catalog()->rule_att, sizeof(att));
 	rel = table_open(rules_relid, AccessShareLock);
-	/* sized by the table: later versions add columns (0.2.0: full_payload) */
+	/* sized by the table: later versions may add columns */
 	v = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
 	n = palloc(sizeof(bool) * RelationGetDescr(rel)->natts);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
@@ -495,6 +495,9 @@ load_rules(void)
 		if (att[RC_LOOKBACK] != InvalidAttrNumber && !n[att[RC_LOOKBACK] - 1])
 			r->lookback = DatumGetIntervalP(datumCopy(v[att[RC_LOOKBACK] - 1], false,
 													  sizeof(Interval)));
+		/* a database still of 0.1.0 notified the whole alert */
+		r->full_payload = att[RC_FULL_PAYLOAD] == InvalidAttrNumber ||
+			(!n[att[RC_FULL_PAYLOAD] - 1] && DatumGetBool(v[att[RC_FULL_PAYLOAD] - 1]));
 		r->guarded = rule_needs_guard(r);
 		if (!n[att[RC_KINDS] - 1])
 		{

@@ -584,50 +584,22 @@ $fn$;
 /*
  * An alert as JSON: full_payload = false gives the public notification
  * payload (alert_id, rule, severity, fired_at), true the whole alert (the
- * 0.1.0 payload; what the consumer prints).  Free-text values are cut (marked with "…") so the text
- * stays under NOTIFY's 8000-byte limit and valid JSON.  Times are in UTC
- * whatever the session's TimeZone.
+ * 0.1.0 payload; what the consumer prints).  Free-text values are cut
+ * (marked with "…") so the text stays under NOTIFY's 8000-byte limit and
+ * valid JSON.  Times are in UTC whatever the session's TimeZone.  In C
+ * (src/notify.c), which the worker calls for every alert it fires.
  */
 CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts, full_payload boolean)
 RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET TimeZone = 'UTC'
-AS $fn$
-DECLARE
-	lim		int := 500;
-	p		text;
-BEGIN
-	LOOP
-		IF full_payload THEN
-			p := pg_catalog.json_build_object(
-				'alert_id', a.id, 'rule', activity_monitor._cut(a.rule_name, lim),
-				'severity', a.severity, 'channel', a.channel,
-				'group_key', activity_monitor._cut(a.group_key, lim),
-				'value', CASE WHEN pg_catalog.length(a.value::text) <= 40 THEN pg_catalog.to_jsonb(a.value)
-							  ELSE pg_catalog.to_jsonb(activity_monitor._cut(a.value::text, 40)) END,
-				'event_id', a.event_id, 'kind', a.kind, 'action', a.action,
-				'table', activity_monitor._cut(a.table_name, lim),
-				'subject_id', activity_monitor._cut(a.subject_id, lim),
-				'actor_type', a.actor_type, 'actor_id', activity_monitor._cut(a.actor_id, lim),
-				'occurred_at', a.occurred_at, 'fired_at', a.fired_at)::text;
-		ELSE
-			p := pg_catalog.json_build_object(
-				'alert_id', a.id, 'rule', activity_monitor._cut(a.rule_name, lim),
-				'severity', a.severity, 'fired_at', a.fired_at)::text;
-		END IF;
-		EXIT WHEN pg_catalog.octet_length(p) < 8000 OR lim < 10;
-		lim := lim / 4;
-	END LOOP;
-	RETURN p;
-END
-$fn$;
+AS 'MODULE_PATHNAME', 'activity_monitor_alert_payload'
+LANGUAGE C STABLE;
 
 /*
  * The NOTIFY payload of an alert (what the worker sends): the public payload,
  * or the full one if its rule opted in (by the rule's current setting).
  * PL/pgSQL rather than SQL: with its SET clause a SQL function is not
- * inlined, and cost three times as much per alert.
+ * inlined, and cost three times as much per alert.  (The worker builds
+ * the same in C, by its rule cache.)
  */
 CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts)
 RETURNS text

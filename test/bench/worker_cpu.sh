@@ -9,12 +9,17 @@
 #
 #   test/bench/worker_cpu.sh
 #
-# Environment: WORKER_CPU_SECONDS (20), WORKER_CPU_RUNS (3), BENCH_USE_EXISTING=1.
+# Environment: WORKER_CPU_SECONDS (20), WORKER_CPU_RUNS (3), WORKER_CPU_VARIANT
+# (activity_monitor_rules; activity_monitor_book: rule_book.sql's thirty
+# detection rules, whose first-seen rules fire on each account's first
+# payment), BENCH_USE_EXISTING=1.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/common.sh"
 secs=${WORKER_CPU_SECONDS:-20}
 runs=${WORKER_CPU_RUNS:-3}
+variant=${WORKER_CPU_VARIANT:-activity_monitor_rules}
+[ -f "$BENCH_DIR/variant_$variant.sql" ] || { echo "WORKER_CPU_VARIANT: no variant_$variant.sql" >&2; exit 2; }
 bench_cluster_up
 db=am_bench_worker_cpu_$$
 trap '"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; bench_cleanup' EXIT
@@ -22,7 +27,7 @@ hz=$(getconf CLK_TCK)
 cpu_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 for r in $(seq 1 "$runs"); do
 	"${BENCH_PSQL[@]}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-	(cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$db" -f schema.sql -f variant_activity_monitor_rules.sql) >/dev/null
+	(cd "$BENCH_DIR" && "${BENCH_PSQL[@]}" -d "$db" -f schema.sql -f "variant_$variant.sql") >/dev/null
 	pid=""
 	for _ in $(seq 1 100); do
 		pid=$(psql -X -At -d "$db" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'activity_monitor worker' AND datname = current_database()")
@@ -38,7 +43,8 @@ for r in $(seq 1 "$runs"); do
 	sleep 2
 	c1=$(cpu_of "$pid")
 	m1=$(psql -X -At -d "$db" -c "SELECT count(*) FROM activity_monitor.activity WHERE matched IS NOT NULL")
-	awk -v r="$r" -v t="$tps" -v c="$((c1 - c0))" -v hz="$hz" -v m="$((m1 - m0))" -v s="$secs" 'BEGIN {
-		printf "run %d: %.0f tps, %d matched events, worker CPU %.2f s (%.0f%% of a core), %.1f µs per matched event\n",
-			r, t, m, c / hz, 100 * c / hz / s, (m > 0 ? 1e6 * c / hz / m : 0) }'
+	a1=$(psql -X -At -d "$db" -c "SELECT count(*) FROM activity_monitor.alerts")
+	awk -v r="$r" -v t="$tps" -v c="$((c1 - c0))" -v hz="$hz" -v m="$((m1 - m0))" -v s="$secs" -v a="$a1" 'BEGIN {
+		printf "run %d: %.0f tps, %d matched events, %d alerts, worker CPU %.2f s (%.0f%% of a core), %.1f µs per matched event\n",
+			r, t, m, a, c / hz, 100 * c / hz / s, (m > 0 ? 1e6 * c / hz / m : 0) }'
 done
