@@ -495,9 +495,8 @@ load_rules(void)
 		if (att[RC_LOOKBACK] != InvalidAttrNumber && !n[att[RC_LOOKBACK] - 1])
 			r->lookback = DatumGetIntervalP(datumCopy(v[att[RC_LOOKBACK] - 1], false,
 													  sizeof(Interval)));
-		/* a database still of 0.1.0 notified the whole alert */
-		r->full_payload = att[RC_FULL_PAYLOAD] == InvalidAttrNumber ||
-			(!n[att[RC_FULL_PAYLOAD] - 1] && DatumGetBool(v[att[RC_FULL_PAYLOAD] - 1]));
+		r->full_payload = att[RC_FULL_PAYLOAD] != InvalidAttrNumber &&
+			!n[att[RC_FULL_PAYLOAD] - 1] && DatumGetBool(v[att[RC_FULL_PAYLOAD] - 1]);
 		r->guarded = rule_needs_guard(r);
 		if (!n[att[RC_KINDS] - 1])
 		{
