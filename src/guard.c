@@ -673,6 +673,14 @@ guard_column_change(GuardState *gs, Oid relid, bool inh, AlterTableCmd *cmd)
 	List	   *done = NIL;
 	ListCell   *lc;
 
+	/*
+	 * DROP COLUMN IF EXISTS of a column the relation lacks changes nothing:
+	 * PostgreSQL skips it without recursing.  (relid is locked as the
+	 * command locks it: no column appears before it runs.)
+	 */
+	if (drop && cmd->missing_ok && get_attnum(relid, cmd->name) == InvalidAttrNumber)
+		return;
+
 	foreach(lc, column_targets(relid, inh))
 	{
 		Oid			r = lfirst_oid(lc);
