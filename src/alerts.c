@@ -157,6 +157,7 @@ static SPIPlanPtr plan_lock,
 			plan_batch,
 			plan_rebuild,
 			plan_alert,
+			plan_full_payload,
 			plan_error,
 			plan_counters,
 			plan_counters_tid,
@@ -939,6 +940,38 @@ record_event_error(int64 id, const char *message)
 					 1, &type, &arg, NULL);
 }
 
+/*
+ * Whether a rule that sent the whole alert when this batch loaded the rules
+ * still does: turned off (or the rule dropped) since, it sends the public
+ * payload from the next alert on, as alert_payload(alert) would.  (Turned
+ * on, it takes effect from the next batch: the public payload is the safe
+ * side.)
+ */
+static bool
+full_payload_now(Rule *r)
+{
+	Datum		arg = Int64GetDatum(r->id);
+	Oid			type = INT8OID;
+	bool		full = false;
+	int			rc;
+
+	rc = run_saved(&plan_full_payload,
+				   "SELECT r.full_payload FROM activity_monitor.alert_rule r WHERE r.id = $1",
+				   1, &type, &arg, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read alert rule " INT64_FORMAT ": %s", r->id,
+			 SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		full = !isnull && DatumGetBool(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return full;
+}
+
 /* fire()'s arguments, for am_subxact_try. */
 typedef struct FireCall
 {
@@ -1002,24 +1035,25 @@ fire_call(void *arg)
 		elog(ERROR, "could not insert an alert: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		SPITupleTable *inserted = SPI_tuptable;
+		HeapTuple	tup = inserted->vals[0];
+		TupleDesc	desc = inserted->tupdesc;
 		bool		isnull;
 		int64		alert_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 
 		/*
-		 * The payload as alert_payload(alert) gives it (notify.c), by the
-		 * rule's setting in this transaction's rule cache.  Near a full
-		 * queue the alert is stored without its notification (consumers
-		 * that poll the table still see it).
+		 * The payload as alert_payload(alert) gives it now (notify.c).
+		 * Near a full queue the alert is stored without its notification
+		 * (consumers that poll the table still see it).
 		 */
-		if (!am_notify_alert(SPI_getbinval(tup, desc, 2, &isnull), r->full_payload))
+		if (!am_notify_alert(SPI_getbinval(tup, desc, 2, &isnull),
+							 r->full_payload && full_payload_now(r)))
 			ereport(WARNING,
 					(errmsg("activity_monitor: alert " INT64_FORMAT " stored without NOTIFY: the notification queue is 90%% full",
 							alert_id),
 					 errhint("A session LISTENs without reading its notifications: find it in pg_stat_activity and end it.")));
 		/* (a batch may fire many: each result freed at once) */
-		SPI_freetuptable(SPI_tuptable);
+		SPI_freetuptable(inserted);
 		r->fired++;
 		ec->fired++;
 	}

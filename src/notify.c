@@ -28,14 +28,11 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
-#include "utils/lsyscache.h"
-#include "utils/numeric.h"
 #include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(activity_monitor_alert_payload);
@@ -58,6 +55,12 @@ static const char *const field_names[PF_NUM] = {
 	"actor_type", "actor_id", "occurred_at", "fired_at"
 };
 
+static const Oid field_types[PF_NUM] = {
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NUMERICOID,
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
 /* One alert's fields, as read from its row. */
 typedef struct PayloadAlert
 {
@@ -65,15 +68,29 @@ typedef struct PayloadAlert
 	bool		isnull[PF_NUM];
 } PayloadAlert;
 
-/* Read the fields of an alerts row (a missing column reads as NULL). */
+/*
+ * Read the fields of an alerts row (NULL: all null; a missing column reads
+ * as NULL).  A column of another type than the payload's (a superuser's
+ * ALTER TABLE) is an error, not a misread datum.
+ */
 static void
 read_alert(HeapTupleHeader row, PayloadAlert *a)
 {
-	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row),
-											  HeapTupleHeaderGetTypMod(row));
+	TupleDesc	desc;
 	HeapTupleData tup;
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	Datum	   *values;
+	bool	   *nulls;
+
+	for (int f = 0; f < PF_NUM; f++)
+	{
+		a->isnull[f] = true;
+		a->v[f] = (Datum) 0;
+	}
+	if (row == NULL)
+		return;
+	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
 
 	tup.t_len = HeapTupleHeaderGetDatumLength(row);
 	ItemPointerSetInvalid(&tup.t_self);
@@ -82,18 +99,21 @@ read_alert(HeapTupleHeader row, PayloadAlert *a)
 	heap_deform_tuple(&tup, desc, values, nulls);
 	for (int f = 0; f < PF_NUM; f++)
 	{
-		a->isnull[f] = true;
-		a->v[f] = (Datum) 0;
 		for (int i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
-			if (!att->attisdropped && strcmp(NameStr(att->attname), field_names[f]) == 0)
-			{
-				a->v[f] = values[i];
-				a->isnull[f] = nulls[i];
-				break;
-			}
+			if (att->attisdropped || strcmp(NameStr(att->attname), field_names[f]) != 0)
+				continue;
+			if (att->atttypid != field_types[f])
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("column \"%s\" of activity_monitor.alerts is of type %s, not %s",
+								field_names[f], format_type_be(att->atttypid),
+								format_type_be(field_types[f]))));
+			a->v[f] = values[i];
+			a->isnull[f] = nulls[i];
+			break;
 		}
 	}
 	ReleaseTupleDesc(desc);
@@ -212,25 +232,16 @@ build_payload(StringInfo buf, const PayloadAlert *a, bool full, int lim)
 	appendStringInfoChar(buf, '}');
 }
 
-/*
- * The payload of an alerts row (NULL: every field null), with the limits of
- * the file header.
- */
+/* The payload of an alert, with the limits of the file header. */
 static char *
-alert_payload(HeapTupleHeader row, bool full)
+alert_payload(const PayloadAlert *a, bool full)
 {
-	PayloadAlert a;
 	StringInfoData buf;
 
-	if (row != NULL)
-		read_alert(row, &a);
-	else
-		for (int f = 0; f < PF_NUM; f++)
-			a.isnull[f] = true;
 	initStringInfo(&buf);
 	for (int lim = 500;; lim /= 4)
 	{
-		build_payload(&buf, &a, full, lim);
+		build_payload(&buf, a, full, lim);
 		if (buf.len < PAYLOAD_MAX || lim < 10)
 			break;
 	}
@@ -244,10 +255,10 @@ alert_payload(HeapTupleHeader row, bool full)
 Datum
 activity_monitor_alert_payload(PG_FUNCTION_ARGS)
 {
-	HeapTupleHeader row = PG_ARGISNULL(0) ? NULL : PG_GETARG_HEAPTUPLEHEADER(0);
-	bool		full = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	PayloadAlert a;
 
-	PG_RETURN_TEXT_P(cstring_to_text(alert_payload(row, full)));
+	read_alert(PG_ARGISNULL(0) ? NULL : PG_GETARG_HEAPTUPLEHEADER(0), &a);
+	PG_RETURN_TEXT_P(cstring_to_text(alert_payload(&a, !PG_ARGISNULL(1) && PG_GETARG_BOOL(1))));
 }
 
 /*
@@ -259,7 +270,6 @@ activity_monitor_alert_payload(PG_FUNCTION_ARGS)
 bool
 am_notify_alert(Datum alert, bool full)
 {
-	HeapTupleHeader row = DatumGetHeapTupleHeader(alert);
 	PayloadAlert a;
 
 	LOCAL_FCINFO(fcinfo, 0);
@@ -267,9 +277,9 @@ am_notify_alert(Datum alert, bool full)
 	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
 	if (DatumGetFloat8(pg_notification_queue_usage(fcinfo)) >= 0.9)
 		return false;
-	read_alert(row, &a);
-	if (a.isnull[PF_CHANNEL])
-		return false;
-	Async_Notify(TextDatumGetCString(a.v[PF_CHANNEL]), alert_payload(row, full));
+	read_alert(DatumGetHeapTupleHeader(alert), &a);
+	/* (a NULL channel raises as pg_notify's does: alerts.channel is NOT NULL) */
+	Async_Notify(a.isnull[PF_CHANNEL] ? "" : TextDatumGetCString(a.v[PF_CHANNEL]),
+				 alert_payload(&a, full));
 	return true;
 }

@@ -1245,15 +1245,6 @@ AS $fn$
 					 WHERE r.id OPERATOR(pg_catalog.=) rule_id), false)
 $fn$;
 
-/* Text cut to lim characters, marked with "…" when cut (alert payloads). */
-CREATE FUNCTION activity_monitor._cut(s text, lim int)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-	SELECT CASE WHEN pg_catalog.length(s) > lim THEN pg_catalog.left(s, lim) || '…' ELSE s END
-$fn$;
-
 /*
  * The dashboard's counts at t from the minute rows of the day before it:
  * per kind and actor type, events of the last 5 minutes, hour and day;

@@ -597,9 +597,8 @@ LANGUAGE C STABLE;
 /*
  * The NOTIFY payload of an alert (what the worker sends): the public payload,
  * or the full one if its rule opted in (by the rule's current setting).
- * PL/pgSQL rather than SQL: with its SET clause a SQL function is not
- * inlined, and cost three times as much per alert.  (The worker builds
- * the same in C, by its rule cache.)
+ * (The worker builds the same in C, src/notify.c, and reads the rule's
+ * setting itself.)
  */
 CREATE FUNCTION activity_monitor.alert_payload(a activity_monitor.alerts)
 RETURNS text

@@ -62,10 +62,10 @@ GRANT SELECT ON activity_monitor.activity, activity_monitor.activity_default,
 
 REVOKE ALL ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts),
 	activity_monitor.alert_payload(activity_monitor.alerts, boolean),
-	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int) FROM PUBLIC;
+	activity_monitor._full_payload(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION activity_monitor.alert_payload(activity_monitor.alerts),
 	activity_monitor.alert_payload(activity_monitor.alerts, boolean),
-	activity_monitor._full_payload(bigint), activity_monitor._cut(text, int)
+	activity_monitor._full_payload(bigint)
 	TO activity_monitor_reader;
 
 -- The timeline, admin_actions and critical_changes views' rows, read in C

@@ -29,7 +29,6 @@ INSERT INTO fn_matrix VALUES
 	('capture', true, true, true, true),
 	('alert_payload', false, true, true, true),
 	('_full_payload', false, true, true, true),
-	('_cut', false, true, true, true),
 	('_session_end_statuses', false, true, true, true),
 	('account_timeline', false, true, true, true),
 	('employee_actions', false, true, true, true),

@@ -18,7 +18,10 @@
 #     block the consumer, the state file is a regular file of mode 0600 even
 #     under umask 000;
 # (e) a consumer whose role lacks activity_monitor_reader exits 1 and says
-#     so; (f) --poll-interval reads the table without any notification.
+#     so; (f) --poll-interval reads the table without any notification;
+# (g) a rule's full payload turned off while the worker's batch is under
+#     way (it loaded the rules, then waits to insert the alert): the
+#     notification is the public payload, as alert_payload(alert) is.
 # Parts (a), (b), (d) and (e) use only what 0.1.0 had, so on 0.1.0 they fail
 # for the attack itself.  Every failure is reported, then the script exits 1.
 # Every wait has a deadline.
@@ -282,6 +285,46 @@ wait_lines "$work/f.out" 1 15 || bad "an alert without a notification was not pr
 kill -TERM "$poller" 2>/dev/null
 wait "$poller" || bad "the polling consumer exited with $?"
 [ "$(ids_of "$work/f.out")" = "$(max_id)" ] || bad "the polling consumer printed $(cat "$work/f.out")"
+
+# --- (g) the full payload turned off during a batch -------------------------------------
+echo "# (g) set_rule_full_payload(false) while the worker's batch waits: the public payload"
+rm -f "$work/g.fifo" "$work/lock.fifo"
+mkfifo "$work/g.fifo" "$work/lock.fifo"
+psql -X -At -U "$nobody" -d "$db" <"$work/g.fifo" >"$work/g.out" 2>&1 &
+pids+=($!)
+exec 4>"$work/g.fifo"
+echo "LISTEN am_full; SELECT 'listening';" >&4
+psql -X -At -d "$db" <"$work/lock.fifo" >"$work/lock.out" 2>&1 &
+pids+=($!)
+exec 5>"$work/lock.fifo"
+echo "BEGIN; LOCK TABLE activity_monitor.alerts IN SHARE MODE; SELECT 'locked';" >&5
+deadline=$(($(date +%s) + 20))
+until grep -q '^listening$' "$work/g.out" && grep -q '^locked$' "$work/lock.out"; do
+	[ "$(date +%s)" -le "$deadline" ] || fail "the listener or the lock did not start: $(cat "$work/g.out" "$work/lock.out")"
+	sleep 0.1
+done
+q "INSERT INTO payments VALUES (3, 'SECRET-SUBJECT-44', 5000, 'SECRET-KEY-97')" >/dev/null
+am_wait_for 20 "$db" "SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	WHERE NOT l.granted AND l.relation = 'activity_monitor.alerts'::regclass
+	AND a.backend_type = 'activity_monitor worker'" || bad "the worker's batch did not wait for the alerts table"
+q "SELECT activity_monitor.set_rule_full_payload('full_rule', false)" >/dev/null
+echo "COMMIT;" >&5
+exec 5>&-
+caught_up
+deadline=$(($(date +%s) + 20))
+until grep -q '^Asynchronous notification "am_full"' "$work/g.out"; do
+	[ "$(date +%s)" -le "$deadline" ] || { bad "no notification on am_full"; break; }
+	echo "SELECT 1;" >&4
+	sleep 0.1
+done
+exec 4>&-
+p=$(sed -n 's/^Asynchronous notification "am_full" with payload "\(.*\)" received from server process with PID [0-9]*\.$/\1/p' "$work/g.out" | head -n 1)
+[ -n "$p" ] && [ "$(q "SELECT string_agg(k, ',' ORDER BY k) FROM json_object_keys(\$p\$$p\$p\$::json) k")" = \
+	"alert_id,fired_at,rule,severity" ] &&
+	[ "$(q "SELECT \$p\$$p\$p\$ = activity_monitor.alert_payload(a) FROM activity_monitor.alerts a
+		WHERE a.id = (\$p\$$p\$p\$::json ->> 'alert_id')::bigint")" = t ] ||
+	bad "the rule's full payload, turned off during the batch, was still sent: $p"
+echo "  am_full after set_rule_full_payload(false): $p"
 
 [ "$failures" = 0 ] || { echo "$failures failures"; exit 1; }
 echo "ok"
