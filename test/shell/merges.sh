@@ -87,6 +87,10 @@ q "INSERT INTO activity_monitor.activity (occurred_at, kind, action, table_name,
 sealed=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "BEGIN" -c "DELETE FROM activity_monitor.seal" \
 	-c "SELECT events FROM activity_monitor._seal()" -c "COMMIT") || fail "sealing failed"
 [ "$sealed" -ge 60000 ] || fail "the first round sealed $sealed events"
+# (a sealing round of the worker's meanwhile waits for the chain's lock this
+# held, and gives up after its lock_timeout of 1 s, to be retried: recorded
+# as the worker's last error, by then; see the check below)
+resealed=$(q "SELECT clock_timestamp()")
 problems() { psql -X -At -d "$1" -c "SELECT coalesce(string_agg(problem || ' ' || coalesce(event_ids::text, ''), '; '), '')
 	FROM activity_monitor.verify()"; }
 rows() { q "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id)) FROM activity_monitor.activity a WHERE kind <> 'admin'"; }
@@ -184,8 +188,10 @@ parts_after=$(q "SELECT count(*) FROM activity_monitor._partitions()")
 merged=$(q "SELECT partitions_merged FROM activity_monitor.worker_status")
 [ "$parts_after" -lt "$((parts_before - 30))" ] || fail "$parts_before partitions before, $parts_after after"
 [ "$merged" -ge "$((parts_before - parts_after))" ] || fail "worker_status counts $merged partitions merged away"
-[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status")" ] ||
-	fail "worker error: $(q "SELECT last_error FROM activity_monitor.worker_status")"
+[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status
+	WHERE NOT (last_error = 'sealing: canceling statement due to lock timeout'
+			   AND last_error_at < '$resealed'::timestamptz + interval '2 seconds')")" ] ||
+	fail "worker error: $(q "SELECT last_error, last_error_at, '$resealed' FROM activity_monitor.worker_status")"
 # the seals written before the merges verify the merged partitions
 got=$(problems "$db")
 [ -z "$got" ] || fail "verify() after the merges reports: $(cut -c1-300 <<<"$got")"

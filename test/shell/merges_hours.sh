@@ -72,6 +72,10 @@ SQL
 	fail "no hourly layout: $(q "SELECT count(*) FROM activity_monitor._partitions()") partitions"
 psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "BEGIN" -c "DELETE FROM activity_monitor.seal" \
 	-c "SELECT events FROM activity_monitor._seal()" -c "COMMIT" >/dev/null || fail "sealing failed"
+# (a sealing round of the worker's meanwhile waits for the chain's lock this
+# held, and gives up after its lock_timeout of 1 s, to be retried: recorded
+# as the worker's last error, by then; see the check at the end)
+resealed=$(q "SELECT clock_timestamp()")
 rows() { q "SELECT count(*) || ' ' || md5(string_agg(a::text, ',' ORDER BY id)) FROM activity_monitor.activity a
 	WHERE row_key IS NULL AND kind <> 'admin'"; }
 before=$(rows)
@@ -154,8 +158,10 @@ for s in 0 5 41 96; do
 			ORDER BY occurred_at DESC, id DESC LIMIT 80) v)")" = t ] ||
 		fail "account_timeline('$s', 80) differs from the view on the merged layout"
 done
-[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status")" ] ||
-	fail "worker error: $(q "SELECT last_error FROM activity_monitor.worker_status")"
+[ -z "$(q "SELECT last_error FROM activity_monitor.worker_status
+	WHERE NOT (last_error = 'sealing: canceling statement due to lock timeout'
+			   AND last_error_at < '$resealed'::timestamptz + interval '2 seconds')")" ] ||
+	fail "worker error: $(q "SELECT last_error, last_error_at, '$resealed' FROM activity_monitor.worker_status")"
 got=$(q "SELECT coalesce(string_agg(problem, '; '), '') FROM activity_monitor.verify()")
 [ -z "$got" ] || fail "verify() after the merges reports: $(cut -c1-300 <<<"$got")"
 echo "ok: merged into $due and $month"
