@@ -564,9 +564,9 @@ timestamptz_literal(TimestampTz t)
  * plan is kept while the floor stays (*plan_floor), a day's batches on one
  * plan.  A generic plan of a parameter locks and opens every partition at
  * every run (its pruning comes at execution; at a thousand partitions a
- * batch took seconds); a custom plan costs about a millisecond at every batch, a quarter of the
- * worker's CPU under a stream of commits (about a hundred batches a
- * second).  A partition attached or detached invalidates the plan, which
+ * batch took seconds); a custom plan costs about a millisecond at every
+ * batch, a quarter of the worker's CPU under a stream of commits (about a
+ * hundred batches a second).  A partition attached or detached invalidates the plan, which
  * is made again.  Without bitmap scans: the floor is there to name
  * partitions, and a bitmap of the time index ANDed with the txid index's
  * read every event of the day at every batch.

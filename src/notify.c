@@ -161,12 +161,12 @@ add_text(StringInfo buf, const char *key, const PayloadAlert *a, PayloadField f,
 
 /* An integer or a time, as json_build_object writes it (times in UTC). */
 static void
-add_scalar(StringInfo buf, const char *key, const PayloadAlert *a, PayloadField f, Oid type)
+add_scalar(StringInfo buf, const char *key, const PayloadAlert *a, PayloadField f)
 {
 	add_key(buf, key);
 	if (a->isnull[f])
 		appendStringInfoString(buf, "null");
-	else if (type == INT8OID)
+	else if (field_types[f] == INT8OID)
 		appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(a->v[f]));
 	else
 	{
@@ -211,7 +211,7 @@ build_payload(StringInfo buf, const PayloadAlert *a, bool full, int lim)
 {
 	resetStringInfo(buf);
 	appendStringInfoChar(buf, '{');
-	add_scalar(buf, "alert_id", a, PF_ID, INT8OID);
+	add_scalar(buf, "alert_id", a, PF_ID);
 	add_text(buf, "rule", a, PF_RULE_NAME, lim);
 	add_text(buf, "severity", a, PF_SEVERITY, -1);
 	if (full)
@@ -219,16 +219,16 @@ build_payload(StringInfo buf, const PayloadAlert *a, bool full, int lim)
 		add_text(buf, "channel", a, PF_CHANNEL, -1);
 		add_text(buf, "group_key", a, PF_GROUP_KEY, lim);
 		add_value(buf, a);
-		add_scalar(buf, "event_id", a, PF_EVENT_ID, INT8OID);
+		add_scalar(buf, "event_id", a, PF_EVENT_ID);
 		add_text(buf, "kind", a, PF_KIND, -1);
 		add_text(buf, "action", a, PF_ACTION, -1);
 		add_text(buf, "table", a, PF_TABLE_NAME, lim);
 		add_text(buf, "subject_id", a, PF_SUBJECT_ID, lim);
 		add_text(buf, "actor_type", a, PF_ACTOR_TYPE, -1);
 		add_text(buf, "actor_id", a, PF_ACTOR_ID, lim);
-		add_scalar(buf, "occurred_at", a, PF_OCCURRED_AT, TIMESTAMPTZOID);
+		add_scalar(buf, "occurred_at", a, PF_OCCURRED_AT);
 	}
-	add_scalar(buf, "fired_at", a, PF_FIRED_AT, TIMESTAMPTZOID);
+	add_scalar(buf, "fired_at", a, PF_FIRED_AT);
 	appendStringInfoChar(buf, '}');
 }
 
